@@ -1,0 +1,64 @@
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `codegen [--check]`: regenerate the wire types from `proto/`, or check that they are fresh.
+//! - `snapshots`: re-run the wire-format snapshot tests and accept every changed snapshot.
+//! - `sdk-env`: set up the Python environment with the official SDK and print its interpreter.
+//! - `ci`: every check CI runs, in order.
+
+mod ci;
+mod codegen;
+mod sdk;
+mod snapshots;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  codegen [--check]  regenerate crates/proto-types/src/generated from proto/
+                     (--check: fail if that would change anything)
+  snapshots          re-run the snapshot tests, accepting changed snapshots
+                     and removing unreferenced ones
+  sdk-env            set up the Python venv with the official SDK, print its python
+  ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["codegen"] => codegen::run(codegen::Mode::Write),
+        ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
+        ["snapshots"] => snapshots::run(),
+        ["sdk-env"] => {
+            let python = sdk::ensure_env()?;
+            println!("{}", python.display());
+            Ok(())
+        }
+        ["ci"] => ci::run(),
+        ["help" | "--help" | "-h"] | [] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("unknown task {:?}\n\n{USAGE}", args.join(" ")),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo target directory, honouring `CARGO_TARGET_DIR`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => project_root().join("target"),
+    }
+}
