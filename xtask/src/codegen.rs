@@ -162,6 +162,8 @@ fn prost_config() -> prost_build::Config {
     config
         .compile_well_known_types()
         .btree_map(["."])
+        // The prost runtime with map entries encoded as every official runtime does.
+        .prost_path("crate::wire")
         .enable_type_names()
         .type_name_domain(["."], "type.googleapis.com")
         .extern_path(".google.protobuf", WKT_PATH);

@@ -46,6 +46,7 @@
 mod generated;
 mod json;
 mod type_registry;
+mod wire;
 pub mod wkt;
 
 pub use generated::{google, yandex};
