@@ -1,1 +1,94 @@
-pub(crate) fn run() -> anyhow::Result<()> { Ok(()) }
+//! `cargo xtask ci`: every check, in the order that fails fastest. `.ci/run` runs exactly this.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{codegen, project_root, sdk};
+
+pub(crate) fn run() -> Result<()> {
+    let started = Instant::now();
+
+    step("rustfmt", || cargo(&["fmt", "--all", "--", "--check"], &[]))?;
+    step("codegen --check", || codegen::run(codegen::Mode::Check))?;
+    step("clippy", || {
+        cargo(
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
+    })?;
+    let python = step("SDK environment", sdk::ensure_env)?;
+    let python = python.to_string_lossy().into_owned();
+    let test_env = [
+        ("YC_SDK_PYTHON", python.as_str()),
+        ("YC_REQUIRE_SDK", "1"),
+        // Snapshot mismatches fail and nothing is written beside them.
+        ("INSTA_UPDATE", "no"),
+        ("CI", "true"),
+    ];
+    step("doc tests", || {
+        cargo(&["test", "--workspace", "--doc", "--locked"], &test_env)
+    })?;
+    step("tests", || {
+        if has_nextest() {
+            cargo(
+                &[
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ],
+                &test_env,
+            )
+        } else {
+            eprintln!("cargo-nextest is not installed; running cargo test");
+            cargo(
+                &["test", "--workspace", "--locked", "--no-fail-fast"],
+                &test_env,
+            )
+        }
+    })?;
+
+    println!("ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("ci: {name}");
+    let started = Instant::now();
+    let result = f().with_context(|| format!("ci step `{name}` failed"));
+    println!("ci: {name}: {:.1?}", started.elapsed());
+    result
+}
+
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(project_root()).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("starting cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    Command::new(env!("CARGO"))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

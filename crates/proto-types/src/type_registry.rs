@@ -52,12 +52,12 @@ impl MessageType {
     }
 
     /// Decodes protobuf bytes of this type and writes them as a JSON value.
-    pub(crate) fn to_json(&self, bytes: &[u8]) -> Result<Value, String> {
+    pub(crate) fn bytes_to_json(&self, bytes: &[u8]) -> Result<Value, String> {
         (self.to_json)(bytes)
     }
 
     /// Reads a JSON value of this type and encodes it as protobuf bytes.
-    pub(crate) fn from_json(&self, value: Value) -> Result<Vec<u8>, String> {
+    pub(crate) fn json_to_bytes(&self, value: Value) -> Result<Vec<u8>, String> {
         (self.from_json)(value)
     }
 }
@@ -82,12 +82,14 @@ static WELL_KNOWN_TYPES: &[MessageType] = &[
 
 /// Finds a message type by its full name, e.g. `yandex.cloud.compute.v1.Image`.
 pub(crate) fn find(full_name: &str) -> Option<&'static MessageType> {
-    [MESSAGE_TYPES, WELL_KNOWN_TYPES].into_iter().find_map(|types| {
-        types
-            .binary_search_by(|t| t.full_name.cmp(full_name))
-            .ok()
-            .map(|i| &types[i])
-    })
+    [MESSAGE_TYPES, WELL_KNOWN_TYPES]
+        .into_iter()
+        .find_map(|types| {
+            types
+                .binary_search_by(|t| t.full_name.cmp(full_name))
+                .ok()
+                .map(|i| &types[i])
+        })
 }
 
 /// The full names of every message type that a `google.protobuf.Any` of this crate can carry

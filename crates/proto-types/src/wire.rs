@@ -70,7 +70,15 @@ pub(crate) mod encoding {
             VE: Fn(u32, &V, &mut B),
             VL: Fn(u32, &V) -> usize,
         {
-            encode(key_encode, key_encoded_len, val_encode, val_encoded_len, tag, values, buf);
+            encode(
+                key_encode,
+                key_encoded_len,
+                val_encode,
+                val_encoded_len,
+                tag,
+                values,
+                buf,
+            );
         }
 
         /// The length [`encode`] writes.

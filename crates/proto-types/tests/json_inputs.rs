@@ -99,11 +99,20 @@ fn timestamps_in_any_offset_come_out_in_utc() {
         ("2024-06-20T11:54:05.12+03:00", "2024-06-20T08:54:05.120Z"),
         ("2024-06-20T08:54:05.000Z", "2024-06-20T08:54:05Z"),
         ("2024-06-20T08:54:05.1204Z", "2024-06-20T08:54:05.120400Z"),
-        ("2024-06-20T08:54:05.1204507Z", "2024-06-20T08:54:05.120450700Z"),
-        ("2024-06-20T03:54:05.120450789-05:00", "2024-06-20T08:54:05.120450789Z"),
+        (
+            "2024-06-20T08:54:05.1204507Z",
+            "2024-06-20T08:54:05.120450700Z",
+        ),
+        (
+            "2024-06-20T03:54:05.120450789-05:00",
+            "2024-06-20T08:54:05.120450789Z",
+        ),
         ("1970-01-01T00:00:00+00:00", "1970-01-01T00:00:00Z"),
         ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
-        ("9999-12-31T23:59:59.999999999Z", "9999-12-31T23:59:59.999999999Z"),
+        (
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ),
     ] {
         reads_as::<Image>(
             &json!({ "createdAt": input }).to_string(),
@@ -174,9 +183,13 @@ fn writing_an_any_of_an_unknown_type_is_an_error_not_a_panic() {
         }),
         ..Default::default()
     };
-    let error = serde_json::to_string(&operation).err().map(|e| e.to_string());
+    let error = serde_json::to_string(&operation)
+        .err()
+        .map(|e| e.to_string());
     assert!(
-        error.as_deref().is_some_and(|e| e.contains("example.Unknown")),
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("example.Unknown")),
         "{error:?}"
     );
 

@@ -64,13 +64,21 @@ fn encodings_match_the_official_python_sdk() {
     let output = child
         .wait_with_output()
         .unwrap_or_else(|e| panic!("waiting for the SDK: {e}"));
-    assert!(output.status.success(), "the SDK script failed: {}", output.status);
+    assert!(
+        output.status.success(),
+        "the SDK script failed: {}",
+        output.status
+    );
 
     let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("SDK wrote {l:?}: {e}")))
         .collect();
-    assert_eq!(results.len(), fixtures.len(), "the SDK answered for every fixture");
+    assert_eq!(
+        results.len(),
+        fixtures.len(),
+        "the SDK answered for every fixture"
+    );
 
     let mut failures = Vec::new();
     for (fixture, result) in fixtures.iter().zip(&results) {
@@ -101,7 +109,10 @@ fn encodings_match_the_official_python_sdk() {
         fixtures.len(),
         failures.join("\n")
     );
-    eprintln!("{} fixtures agree with the official Python SDK", fixtures.len());
+    eprintln!(
+        "{} fixtures agree with the official Python SDK",
+        fixtures.len()
+    );
 }
 
 /// Full names of the messages in the schema that have no fields, and so no populated value.

@@ -116,9 +116,9 @@ fn lookup(type_url: &str) -> Result<&'static type_registry::MessageType, String>
 impl Serialize for Any {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let kind = lookup(&self.type_url).map_err(S::Error::custom)?;
-        let value = kind.to_json(&self.value).map_err(|e| {
-            S::Error::custom(format!("Any of {}: {e}", kind.full_name()))
-        })?;
+        let value = kind
+            .bytes_to_json(&self.value)
+            .map_err(|e| S::Error::custom(format!("Any of {}: {e}", kind.full_name())))?;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("@type", &self.type_url)?;
         match value {
@@ -139,7 +139,11 @@ impl<'de> Deserialize<'de> for Any {
         let type_url = match fields.remove("@type") {
             Some(Value::String(url)) => url,
             Some(_) => return Err(D::Error::custom("Any \"@type\" must be a string")),
-            None => return Err(D::Error::custom("Any needs an \"@type\" naming its message")),
+            None => {
+                return Err(D::Error::custom(
+                    "Any needs an \"@type\" naming its message",
+                ));
+            }
         };
         let kind = lookup(&type_url).map_err(D::Error::custom)?;
         let payload = if kind.special_json() {
@@ -148,7 +152,7 @@ impl<'de> Deserialize<'de> for Any {
             Value::Object(fields)
         };
         let value = kind
-            .from_json(payload)
+            .json_to_bytes(payload)
             .map_err(|e| D::Error::custom(format!("Any of {}: {e}", kind.full_name())))?;
         Ok(Any { type_url, value })
     }

@@ -200,10 +200,22 @@ mod tests {
     #[test]
     fn system_time_round_trips_on_both_sides_of_the_epoch() {
         for t in [
-            Timestamp { seconds: 0, nanos: 0 },
-            Timestamp { seconds: 1, nanos: 5 },
-            Timestamp { seconds: -1, nanos: 999_999_999 },
-            Timestamp { seconds: -2, nanos: 0 },
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 1,
+                nanos: 5,
+            },
+            Timestamp {
+                seconds: -1,
+                nanos: 999_999_999,
+            },
+            Timestamp {
+                seconds: -2,
+                nanos: 0,
+            },
         ] {
             let system = SystemTime::try_from(t).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(Timestamp::from(system), t);
@@ -212,15 +224,36 @@ mod tests {
 
     #[test]
     fn range_ends_are_written_and_beyond_them_is_an_error() {
-        let min = Timestamp { seconds: Timestamp::MIN_SECONDS, nanos: 0 };
-        let max = Timestamp { seconds: Timestamp::MAX_SECONDS, nanos: 999_999_999 };
+        let min = Timestamp {
+            seconds: Timestamp::MIN_SECONDS,
+            nanos: 0,
+        };
+        let max = Timestamp {
+            seconds: Timestamp::MAX_SECONDS,
+            nanos: 999_999_999,
+        };
         assert_eq!(min.to_rfc3339().as_deref(), Ok("0001-01-01T00:00:00Z"));
-        assert_eq!(max.to_rfc3339().as_deref(), Ok("9999-12-31T23:59:59.999999999Z"));
+        assert_eq!(
+            max.to_rfc3339().as_deref(),
+            Ok("9999-12-31T23:59:59.999999999Z")
+        );
         for bad in [
-            Timestamp { seconds: Timestamp::MIN_SECONDS - 1, nanos: 0 },
-            Timestamp { seconds: Timestamp::MAX_SECONDS + 1, nanos: 0 },
-            Timestamp { seconds: 0, nanos: -1 },
-            Timestamp { seconds: 0, nanos: 1_000_000_000 },
+            Timestamp {
+                seconds: Timestamp::MIN_SECONDS - 1,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: Timestamp::MAX_SECONDS + 1,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 0,
+                nanos: -1,
+            },
+            Timestamp {
+                seconds: 0,
+                nanos: 1_000_000_000,
+            },
         ] {
             assert!(bad.to_rfc3339().is_err(), "{bad:?}");
         }
