@@ -6,6 +6,32 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// A field read that takes `null` as the field's default value, as proto3 JSON does. The
+/// codegen fixups wrap every field read of the generated code in it.
+pub(crate) struct NullAsDefault<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for NullAsDefault<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self(
+            Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+        ))
+    }
+}
+
+/// pbjson's reader of 64-bit integers (a string or a number), taking `null` as 0.
+pub(crate) struct NullableNumber<T>(pub(crate) T);
+
+impl<'de, T> Deserialize<'de> for NullableNumber<T>
+where
+    T: Default,
+    pbjson::private::NumberDeserialize<T>: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = Option::<pbjson::private::NumberDeserialize<T>>::deserialize(deserializer)?;
+        Ok(Self(number.map(|n| n.0).unwrap_or_default()))
+    }
+}
+
 /// The JSON form of a proto3 enum field, which is open: a value the schema knows is written by
 /// name, any other `i32` as a number; names and numbers are both read. The codegen fixups route
 /// every enum field of the generated code through this type.
@@ -24,6 +50,12 @@ impl<E> OpenEnum<E> {
 
     pub(crate) fn number(&self) -> i32 {
         self.number
+    }
+}
+
+impl<E> Default for OpenEnum<E> {
+    fn default() -> Self {
+        Self::new(0)
     }
 }
 

@@ -1,7 +1,8 @@
 //! What JSON readers accept besides the canonical form, and what they reject, row by row.
 //!
 //! Readers take lowerCamelCase and snake_case names, int64 as a string or a number, enums by
-//! name or number, timestamps with any offset, and skip fields they do not know; each accepted
+//! name or number, timestamps with any offset, `null` as the default, and skip fields they do
+//! not know; each accepted
 //! input must then write back as the canonical JSON of the row.
 
 mod fixtures;
@@ -10,7 +11,7 @@ use fixtures::WireMessage;
 use serde_json::{Value, json};
 use yc_proto_types::google::protobuf::Any;
 use yc_proto_types::google::rpc::Status;
-use yc_proto_types::yandex::cloud::compute::v1::{Image, UpdateImageRequest};
+use yc_proto_types::yandex::cloud::compute::v1::{CreateImageRequest, Image, UpdateImageRequest};
 use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::operation::Operation;
 
@@ -134,6 +135,20 @@ fn unknown_fields_are_skipped() {
     reads_as::<Operation>(
         r#"{"id":"op","metadata":{"@type":"type.googleapis.com/yandex.cloud.compute.v1.CreateImageMetadata","imageId":"fd8","progress":50}}"#,
         json!({"id":"op","metadata":{"@type":"type.googleapis.com/yandex.cloud.compute.v1.CreateImageMetadata","imageId":"fd8"}}),
+    );
+}
+
+#[test]
+fn null_is_the_default_value() {
+    reads_as::<Image>(
+        r#"{"id":null,"folderId":"b1g","storageSize":null,"status":null,"labels":null,
+            "productIds":null,"createdAt":null,"os":null,"pooled":null,"hardwareGeneration":null}"#,
+        json!({"folderId":"b1g"}),
+    );
+    reads_as::<CreateImageRequest>(r#"{"uri":null,"minDiskSize":null}"#, json!({}));
+    reads_as::<Operation>(
+        r#"{"metadata":null,"response":null,"done":null}"#,
+        json!({}),
     );
 }
 

@@ -6,6 +6,10 @@
 //! `crate::json::OpenEnum`, which writes known values by name and unknown ones as numbers, and
 //! reads names and any `i32`.
 //!
+//! proto3 JSON also reads `null` as the field's default value; pbjson rejects it for every
+//! field that is not a message. Every field read is therefore wrapped in
+//! `crate::json::NullAsDefault`, and pbjson's int64 reader in `crate::json::NullableNumber`.
+//!
 //! Each rewrite matches one exact shape of pbjson's output. Anything enum-like left over after
 //! the rewrites is an error, so that a pbjson upgrade that changes its output cannot slip
 //! through unnoticed.
@@ -17,6 +21,7 @@ const SER_ERROR: &str = r#".map_err(|_| serde::ser::Error::custom(format!("Inval
 pub(super) fn apply(text: &str) -> Result<String> {
     let text = rewrite_serialize(text)?;
     let text = rewrite_deserialize(&text)?;
+    let text = rewrite_null_as_default(&text)?;
     for leftover in ["Invalid variant", " as i32"] {
         if let Some(line) = text.lines().find(|l| l.contains(leftover)) {
             bail!("pbjson output has an enum form these fixups do not handle: {line:?}");
@@ -89,6 +94,64 @@ fn rewrite_deserialize(text: &str) -> Result<String> {
     Ok(out)
 }
 
+/// `map_.next_value()?` and `map_.next_value::<T>()?` read `null` as the default:
+/// `map_.next_value::<crate::json::NullAsDefault<T>>()?.0`, except pbjson's int64 reader
+/// `NumberDeserialize<_>`, which becomes `crate::json::NullableNumber<_>`, and the skipping of
+/// unknown fields.
+fn rewrite_null_as_default(text: &str) -> Result<String> {
+    const CALL: &str = "map_.next_value";
+    const NUMBER: &str = "::pbjson::private::NumberDeserialize<_>";
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut rest = text;
+    while let Some(at) = rest.find(CALL) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + CALL.len()..];
+        if let Some(after_call) = after.strip_prefix("()?") {
+            out.push_str("map_.next_value::<crate::json::NullAsDefault<_>>()?.0");
+            rest = after_call;
+        } else if let Some(turbofish) = after.strip_prefix("::<") {
+            let Some(end) = matching_angle(turbofish) else {
+                bail!("unbalanced generic arguments after map_.next_value");
+            };
+            let ty = &turbofish[..end];
+            let Some(after_call) = turbofish[end..].strip_prefix(">()?") else {
+                bail!("map_.next_value::<{ty}> is not followed by ()?");
+            };
+            if ty == "serde::de::IgnoredAny" {
+                out.push_str(&format!("map_.next_value::<{ty}>()?"));
+            } else if ty == NUMBER {
+                out.push_str("map_.next_value::<crate::json::NullableNumber<_>>()?");
+            } else {
+                out.push_str(&format!(
+                    "map_.next_value::<crate::json::NullAsDefault<{ty}>>()?.0"
+                ));
+            }
+            rest = after_call;
+        } else {
+            bail!(
+                "unexpected use of map_.next_value: {:?}",
+                &after[..after.len().min(40)]
+            );
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The length of the generic arguments at the start of `text`, up to the `>` that closes them.
+fn matching_angle(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth == 0 => return Some(i),
+            '>' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +169,21 @@ mod tests {
             let v = crate::json::OpenEnum::<image::Status>::new(self.status);
             struct_ser.serialize_field("status", &v)?;
         }
-                            status__ = Some(map_.next_value::<crate::json::OpenEnum<image::Status>>()?.number());
+                            status__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<image::Status>>>()?.0.number());
 "#;
+        assert_eq!(apply(input).unwrap_or_else(|e| panic!("{e:#}")), expected);
+    }
+
+    #[test]
+    fn every_field_read_takes_null() {
+        let input = "a__ = Some(map_.next_value()?);\n\
+                     b__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);\n\
+                     c__ = Some(map_.next_value::<std::collections::BTreeMap<_, _>>()?);\n\
+                     let _ = map_.next_value::<serde::de::IgnoredAny>()?;\n";
+        let expected = "a__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);\n\
+                        b__ = Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0);\n\
+                        c__ = Some(map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0);\n\
+                        let _ = map_.next_value::<serde::de::IgnoredAny>()?;\n";
         assert_eq!(apply(input).unwrap_or_else(|e| panic!("{e:#}")), expected);
     }
 

@@ -80,7 +80,7 @@ impl<'de> serde::Deserialize<'de> for BadRequest {
                             if field_violations__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("fieldViolations"));
                             }
-                            field_violations__ = Some(map_.next_value()?);
+                            field_violations__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -206,25 +206,25 @@ impl<'de> serde::Deserialize<'de> for bad_request::FieldViolation {
                             if field__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("field"));
                             }
-                            field__ = Some(map_.next_value()?);
+                            field__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Reason => {
                             if reason__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("reason"));
                             }
-                            reason__ = Some(map_.next_value()?);
+                            reason__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::LocalizedMessage => {
                             if localized_message__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("localizedMessage"));
                             }
-                            localized_message__ = map_.next_value()?;
+                            localized_message__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -333,13 +333,13 @@ impl<'de> serde::Deserialize<'de> for DebugInfo {
                             if stack_entries__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("stackEntries"));
                             }
-                            stack_entries__ = Some(map_.next_value()?);
+                            stack_entries__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Detail => {
                             if detail__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("detail"));
                             }
-                            detail__ = Some(map_.next_value()?);
+                            detail__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -455,20 +455,20 @@ impl<'de> serde::Deserialize<'de> for ErrorInfo {
                             if reason__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("reason"));
                             }
-                            reason__ = Some(map_.next_value()?);
+                            reason__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Domain => {
                             if domain__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("domain"));
                             }
-                            domain__ = Some(map_.next_value()?);
+                            domain__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Metadata => {
                             if metadata__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("metadata"));
                             }
                             metadata__ = Some(
-                                map_.next_value::<std::collections::BTreeMap<_, _>>()?
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
                             );
                         }
                         GeneratedField::__SkipField__ => {
@@ -566,7 +566,7 @@ impl<'de> serde::Deserialize<'de> for Help {
                             if links__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("links"));
                             }
-                            links__ = Some(map_.next_value()?);
+                            links__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -671,13 +671,13 @@ impl<'de> serde::Deserialize<'de> for help::Link {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Url => {
                             if url__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("url"));
                             }
-                            url__ = Some(map_.next_value()?);
+                            url__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -783,13 +783,13 @@ impl<'de> serde::Deserialize<'de> for LocalizedMessage {
                             if locale__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("locale"));
                             }
-                            locale__ = Some(map_.next_value()?);
+                            locale__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Message => {
                             if message__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("message"));
                             }
-                            message__ = Some(map_.next_value()?);
+                            message__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -885,7 +885,7 @@ impl<'de> serde::Deserialize<'de> for PreconditionFailure {
                             if violations__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("violations"));
                             }
-                            violations__ = Some(map_.next_value()?);
+                            violations__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1000,19 +1000,19 @@ impl<'de> serde::Deserialize<'de> for precondition_failure::Violation {
                             if r#type__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("type"));
                             }
-                            r#type__ = Some(map_.next_value()?);
+                            r#type__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Subject => {
                             if subject__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("subject"));
                             }
-                            subject__ = Some(map_.next_value()?);
+                            subject__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1121,13 +1121,13 @@ impl<'de> serde::Deserialize<'de> for RequestInfo {
                             if request_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("requestId"));
                             }
-                            request_id__ = Some(map_.next_value()?);
+                            request_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::ServingData => {
                             if serving_data__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("servingData"));
                             }
-                            serving_data__ = Some(map_.next_value()?);
+                            serving_data__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1255,25 +1255,25 @@ impl<'de> serde::Deserialize<'de> for ResourceInfo {
                             if resource_type__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("resourceType"));
                             }
-                            resource_type__ = Some(map_.next_value()?);
+                            resource_type__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::ResourceName => {
                             if resource_name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("resourceName"));
                             }
-                            resource_name__ = Some(map_.next_value()?);
+                            resource_name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Owner => {
                             if owner__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("owner"));
                             }
-                            owner__ = Some(map_.next_value()?);
+                            owner__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1392,20 +1392,20 @@ impl<'de> serde::Deserialize<'de> for Status {
                                 return Err(serde::de::Error::duplicate_field("code"));
                             }
                             code__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::Message => {
                             if message__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("message"));
                             }
-                            message__ = Some(map_.next_value()?);
+                            message__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Details => {
                             if details__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("details"));
                             }
-                            details__ = Some(map_.next_value()?);
+                            details__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;

@@ -80,7 +80,7 @@ impl<'de> serde::Deserialize<'de> for CreateImageMetadata {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -306,89 +306,89 @@ impl<'de> serde::Deserialize<'de> for CreateImageRequest {
                             if folder_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("folderId"));
                             }
-                            folder_id__ = Some(map_.next_value()?);
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Name => {
                             if name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
-                            name__ = Some(map_.next_value()?);
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Labels => {
                             if labels__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("labels"));
                             }
                             labels__ = Some(
-                                map_.next_value::<std::collections::BTreeMap<_, _>>()?
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
                             );
                         }
                         GeneratedField::Family => {
                             if family__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("family"));
                             }
-                            family__ = Some(map_.next_value()?);
+                            family__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::MinDiskSize => {
                             if min_disk_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("minDiskSize"));
                             }
                             min_disk_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::ProductIds => {
                             if product_ids__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("productIds"));
                             }
-                            product_ids__ = Some(map_.next_value()?);
+                            product_ids__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Os => {
                             if os__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("os"));
                             }
-                            os__ = map_.next_value()?;
+                            os__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Pooled => {
                             if pooled__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pooled"));
                             }
-                            pooled__ = Some(map_.next_value()?);
+                            pooled__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::HardwareGeneration => {
                             if hardware_generation__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("hardwareGeneration"));
                             }
-                            hardware_generation__ = map_.next_value()?;
+                            hardware_generation__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::ImageId => {
                             if source__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            source__ = map_.next_value::<::std::option::Option<_>>()?.map(create_image_request::Source::ImageId);
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(create_image_request::Source::ImageId);
                         }
                         GeneratedField::DiskId => {
                             if source__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("diskId"));
                             }
-                            source__ = map_.next_value::<::std::option::Option<_>>()?.map(create_image_request::Source::DiskId);
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(create_image_request::Source::DiskId);
                         }
                         GeneratedField::SnapshotId => {
                             if source__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("snapshotId"));
                             }
-                            source__ = map_.next_value::<::std::option::Option<_>>()?.map(create_image_request::Source::SnapshotId);
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(create_image_request::Source::SnapshotId);
                         }
                         GeneratedField::Uri => {
                             if source__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("uri"));
                             }
-                            source__ = map_.next_value::<::std::option::Option<_>>()?.map(create_image_request::Source::Uri);
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(create_image_request::Source::Uri);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -494,7 +494,7 @@ impl<'de> serde::Deserialize<'de> for DeleteImageMetadata {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -590,7 +590,7 @@ impl<'de> serde::Deserialize<'de> for DeleteImageRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -768,13 +768,13 @@ impl<'de> serde::Deserialize<'de> for GetImageLatestByFamilyRequest {
                             if folder_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("folderId"));
                             }
-                            folder_id__ = Some(map_.next_value()?);
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Family => {
                             if family__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("family"));
                             }
-                            family__ = Some(map_.next_value()?);
+                            family__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -871,7 +871,7 @@ impl<'de> serde::Deserialize<'de> for GetImageRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -978,14 +978,14 @@ impl<'de> serde::Deserialize<'de> for HardwareGeneration {
                             if features__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("legacyFeatures"));
                             }
-                            features__ = map_.next_value::<::std::option::Option<_>>()?.map(hardware_generation::Features::LegacyFeatures)
+                            features__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(hardware_generation::Features::LegacyFeatures)
 ;
                         }
                         GeneratedField::Generation2Features => {
                             if features__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("generation2Features"));
                             }
-                            features__ = map_.next_value::<::std::option::Option<_>>()?.map(hardware_generation::Features::Generation2Features)
+                            features__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(hardware_generation::Features::Generation2Features)
 ;
                         }
                         GeneratedField::__SkipField__ => {
@@ -1245,52 +1245,52 @@ impl<'de> serde::Deserialize<'de> for Image {
                             if id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("id"));
                             }
-                            id__ = Some(map_.next_value()?);
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::FolderId => {
                             if folder_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("folderId"));
                             }
-                            folder_id__ = Some(map_.next_value()?);
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::CreatedAt => {
                             if created_at__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("createdAt"));
                             }
-                            created_at__ = map_.next_value()?;
+                            created_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Name => {
                             if name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
-                            name__ = Some(map_.next_value()?);
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Labels => {
                             if labels__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("labels"));
                             }
                             labels__ = Some(
-                                map_.next_value::<std::collections::BTreeMap<_, _>>()?
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
                             );
                         }
                         GeneratedField::Family => {
                             if family__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("family"));
                             }
-                            family__ = Some(map_.next_value()?);
+                            family__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::StorageSize => {
                             if storage_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("storageSize"));
                             }
                             storage_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::MinDiskSize => {
@@ -1298,51 +1298,51 @@ impl<'de> serde::Deserialize<'de> for Image {
                                 return Err(serde::de::Error::duplicate_field("minDiskSize"));
                             }
                             min_disk_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::ProductIds => {
                             if product_ids__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("productIds"));
                             }
-                            product_ids__ = Some(map_.next_value()?);
+                            product_ids__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Status => {
                             if status__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("status"));
                             }
-                            status__ = Some(map_.next_value::<crate::json::OpenEnum<image::Status>>()?.number());
+                            status__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<image::Status>>>()?.0.number());
                         }
                         GeneratedField::Os => {
                             if os__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("os"));
                             }
-                            os__ = map_.next_value()?;
+                            os__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Pooled => {
                             if pooled__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pooled"));
                             }
-                            pooled__ = Some(map_.next_value()?);
+                            pooled__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::HardwareGeneration => {
                             if hardware_generation__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("hardwareGeneration"));
                             }
-                            hardware_generation__ = map_.next_value()?;
+                            hardware_generation__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::KmsKey => {
                             if kms_key__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("kmsKey"));
                             }
-                            kms_key__ = map_.next_value()?;
+                            kms_key__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Size => {
                             if size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("size"));
                             }
                             size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::__SkipField__ => {
@@ -1545,13 +1545,13 @@ impl<'de> serde::Deserialize<'de> for KmsKey {
                             if key_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("keyId"));
                             }
-                            key_id__ = Some(map_.next_value()?);
+                            key_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::VersionId => {
                             if version_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("versionId"));
                             }
-                            version_id__ = Some(map_.next_value()?);
+                            version_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1649,7 +1649,7 @@ impl<'de> serde::Deserialize<'de> for LegacyHardwareFeatures {
                             if pci_topology__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pciTopology"));
                             }
-                            pci_topology__ = Some(map_.next_value::<crate::json::OpenEnum<PciTopology>>()?.number());
+                            pci_topology__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<PciTopology>>>()?.0.number());
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1769,21 +1769,21 @@ impl<'de> serde::Deserialize<'de> for ListImageOperationsRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::PageSize => {
                             if page_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageSize"));
                             }
                             page_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::PageToken => {
                             if page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageToken"));
                             }
-                            page_token__ = Some(map_.next_value()?);
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -1891,13 +1891,13 @@ impl<'de> serde::Deserialize<'de> for ListImageOperationsResponse {
                             if operations__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("operations"));
                             }
-                            operations__ = Some(map_.next_value()?);
+                            operations__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::NextPageToken => {
                             if next_page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("nextPageToken"));
                             }
-                            next_page_token__ = Some(map_.next_value()?);
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2039,33 +2039,33 @@ impl<'de> serde::Deserialize<'de> for ListImagesRequest {
                             if folder_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("folderId"));
                             }
-                            folder_id__ = Some(map_.next_value()?);
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::PageSize => {
                             if page_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageSize"));
                             }
                             page_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::PageToken => {
                             if page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageToken"));
                             }
-                            page_token__ = Some(map_.next_value()?);
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Filter => {
                             if filter__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("filter"));
                             }
-                            filter__ = Some(map_.next_value()?);
+                            filter__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::OrderBy => {
                             if order_by__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("orderBy"));
                             }
-                            order_by__ = Some(map_.next_value()?);
+                            order_by__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2175,13 +2175,13 @@ impl<'de> serde::Deserialize<'de> for ListImagesResponse {
                             if images__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("images"));
                             }
-                            images__ = Some(map_.next_value()?);
+                            images__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::NextPageToken => {
                             if next_page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("nextPageToken"));
                             }
-                            next_page_token__ = Some(map_.next_value()?);
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2277,7 +2277,7 @@ impl<'de> serde::Deserialize<'de> for Nvidia {
                             if driver__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("driver"));
                             }
-                            driver__ = Some(map_.next_value()?);
+                            driver__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2383,13 +2383,13 @@ impl<'de> serde::Deserialize<'de> for Os {
                             if r#type__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("type"));
                             }
-                            r#type__ = Some(map_.next_value::<crate::json::OpenEnum<os::Type>>()?.number());
+                            r#type__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<os::Type>>>()?.0.number());
                         }
                         GeneratedField::Nvidia => {
                             if nvidia__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("nvidia"));
                             }
-                            nvidia__ = map_.next_value()?;
+                            nvidia__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2634,7 +2634,7 @@ impl<'de> serde::Deserialize<'de> for UpdateImageMetadata {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -2784,32 +2784,32 @@ impl<'de> serde::Deserialize<'de> for UpdateImageRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::UpdateMask => {
                             if update_mask__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("updateMask"));
                             }
-                            update_mask__ = map_.next_value()?;
+                            update_mask__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Name => {
                             if name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
-                            name__ = Some(map_.next_value()?);
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::MinDiskSize => {
                             if min_disk_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("minDiskSize"));
                             }
                             min_disk_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::Labels => {
@@ -2817,7 +2817,7 @@ impl<'de> serde::Deserialize<'de> for UpdateImageRequest {
                                 return Err(serde::de::Error::duplicate_field("labels"));
                             }
                             labels__ = Some(
-                                map_.next_value::<std::collections::BTreeMap<_, _>>()?
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
                             );
                         }
                         GeneratedField::__SkipField__ => {

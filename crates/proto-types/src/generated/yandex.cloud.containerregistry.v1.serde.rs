@@ -111,27 +111,27 @@ impl<'de> serde::Deserialize<'de> for Blob {
                             if id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("id"));
                             }
-                            id__ = Some(map_.next_value()?);
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Digest => {
                             if digest__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("digest"));
                             }
-                            digest__ = Some(map_.next_value()?);
+                            digest__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Size => {
                             if size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("size"));
                             }
                             size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::Urls => {
                             if urls__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("urls"));
                             }
-                            urls__ = Some(map_.next_value()?);
+                            urls__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -230,7 +230,7 @@ impl<'de> serde::Deserialize<'de> for DeleteImageMetadata {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -326,7 +326,7 @@ impl<'de> serde::Deserialize<'de> for DeleteImageRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -422,7 +422,7 @@ impl<'de> serde::Deserialize<'de> for GetImageRequest {
                             if image_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("imageId"));
                             }
-                            image_id__ = Some(map_.next_value()?);
+                            image_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -591,51 +591,51 @@ impl<'de> serde::Deserialize<'de> for Image {
                             if id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("id"));
                             }
-                            id__ = Some(map_.next_value()?);
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Name => {
                             if name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
-                            name__ = Some(map_.next_value()?);
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Digest => {
                             if digest__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("digest"));
                             }
-                            digest__ = Some(map_.next_value()?);
+                            digest__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::CompressedSize => {
                             if compressed_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("compressedSize"));
                             }
                             compressed_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::Config => {
                             if config__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("config"));
                             }
-                            config__ = map_.next_value()?;
+                            config__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Layers => {
                             if layers__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("layers"));
                             }
-                            layers__ = Some(map_.next_value()?);
+                            layers__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Tags => {
                             if tags__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("tags"));
                             }
-                            tags__ = Some(map_.next_value()?);
+                            tags__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::CreatedAt => {
                             if created_at__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("createdAt"));
                             }
-                            created_at__ = map_.next_value()?;
+                            created_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -805,45 +805,45 @@ impl<'de> serde::Deserialize<'de> for ListImagesRequest {
                             if registry_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("registryId"));
                             }
-                            registry_id__ = Some(map_.next_value()?);
+                            registry_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::RepositoryName => {
                             if repository_name__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("repositoryName"));
                             }
-                            repository_name__ = Some(map_.next_value()?);
+                            repository_name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::FolderId => {
                             if folder_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("folderId"));
                             }
-                            folder_id__ = Some(map_.next_value()?);
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::PageSize => {
                             if page_size__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageSize"));
                             }
                             page_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::PageToken => {
                             if page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageToken"));
                             }
-                            page_token__ = Some(map_.next_value()?);
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Filter => {
                             if filter__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("filter"));
                             }
-                            filter__ = Some(map_.next_value()?);
+                            filter__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::OrderBy => {
                             if order_by__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("orderBy"));
                             }
-                            order_by__ = Some(map_.next_value()?);
+                            order_by__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -955,13 +955,13 @@ impl<'de> serde::Deserialize<'de> for ListImagesResponse {
                             if images__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("images"));
                             }
-                            images__ = Some(map_.next_value()?);
+                            images__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::NextPageToken => {
                             if next_page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("nextPageToken"));
                             }
-                            next_page_token__ = Some(map_.next_value()?);
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;

@@ -89,13 +89,13 @@ impl<'de> serde::Deserialize<'de> for ApiEndpoint {
                             if id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("id"));
                             }
-                            id__ = Some(map_.next_value()?);
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Address => {
                             if address__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("address"));
                             }
-                            address__ = Some(map_.next_value()?);
+                            address__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -192,7 +192,7 @@ impl<'de> serde::Deserialize<'de> for GetApiEndpointRequest {
                             if api_endpoint_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("apiEndpointId"));
                             }
-                            api_endpoint_id__ = Some(map_.next_value()?);
+                            api_endpoint_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -302,14 +302,14 @@ impl<'de> serde::Deserialize<'de> for ListApiEndpointsRequest {
                                 return Err(serde::de::Error::duplicate_field("pageSize"));
                             }
                             page_size__ = 
-                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
                             ;
                         }
                         GeneratedField::PageToken => {
                             if page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("pageToken"));
                             }
-                            page_token__ = Some(map_.next_value()?);
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -416,13 +416,13 @@ impl<'de> serde::Deserialize<'de> for ListApiEndpointsResponse {
                             if endpoints__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("endpoints"));
                             }
-                            endpoints__ = Some(map_.next_value()?);
+                            endpoints__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::NextPageToken => {
                             if next_page_token__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("nextPageToken"));
                             }
-                            next_page_token__ = Some(map_.next_value()?);
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;

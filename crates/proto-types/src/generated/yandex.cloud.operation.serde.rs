@@ -80,7 +80,7 @@ impl<'de> serde::Deserialize<'de> for CancelOperationRequest {
                             if operation_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("operationId"));
                             }
-                            operation_id__ = Some(map_.next_value()?);
+                            operation_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -176,7 +176,7 @@ impl<'de> serde::Deserialize<'de> for GetOperationRequest {
                             if operation_id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("operationId"));
                             }
-                            operation_id__ = Some(map_.next_value()?);
+                            operation_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
@@ -354,56 +354,56 @@ impl<'de> serde::Deserialize<'de> for Operation {
                             if id__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("id"));
                             }
-                            id__ = Some(map_.next_value()?);
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Description => {
                             if description__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("description"));
                             }
-                            description__ = Some(map_.next_value()?);
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::CreatedAt => {
                             if created_at__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("createdAt"));
                             }
-                            created_at__ = map_.next_value()?;
+                            created_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::CreatedBy => {
                             if created_by__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("createdBy"));
                             }
-                            created_by__ = Some(map_.next_value()?);
+                            created_by__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::ModifiedAt => {
                             if modified_at__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("modifiedAt"));
                             }
-                            modified_at__ = map_.next_value()?;
+                            modified_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Done => {
                             if done__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("done"));
                             }
-                            done__ = Some(map_.next_value()?);
+                            done__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
                         }
                         GeneratedField::Metadata => {
                             if metadata__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("metadata"));
                             }
-                            metadata__ = map_.next_value()?;
+                            metadata__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
                         }
                         GeneratedField::Error => {
                             if result__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("error"));
                             }
-                            result__ = map_.next_value::<::std::option::Option<_>>()?.map(operation::Result::Error)
+                            result__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(operation::Result::Error)
 ;
                         }
                         GeneratedField::Response => {
                             if result__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("response"));
                             }
-                            result__ = map_.next_value::<::std::option::Option<_>>()?.map(operation::Result::Response)
+                            result__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(operation::Result::Response)
 ;
                         }
                         GeneratedField::__SkipField__ => {
