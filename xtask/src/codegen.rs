@@ -95,7 +95,7 @@ pub(crate) fn ensure_file_contents(path: &Path, contents: &[u8], mode: Mode) -> 
 
 /// Generates every file of `generated/`, keyed by file name.
 fn generate(proto_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let fds = compile(proto_dir)?;
+    let Schema { fds, shipped } = compile(proto_dir)?;
     let mut out = BTreeMap::new();
 
     let rust_files: Vec<FileDescriptorProto> = fds
@@ -146,13 +146,8 @@ fn generate(proto_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         with_preamble(&registry::generate(&rust_files)),
     );
 
-    // The whole schema, imports included, for reflection and type lookup. Comments stay out:
-    // they would only make the binary larger.
-    let mut shipped = fds;
-    for file in &mut shipped.file {
-        file.source_code_info = None;
-    }
-    out.insert("descriptor_set.bin".into(), shipped.encode_to_vec());
+    // The whole schema, imports included, for reflection, type lookup and validation.
+    out.insert("descriptor_set.bin".into(), shipped);
     Ok(out)
 }
 
@@ -170,8 +165,16 @@ fn prost_config() -> prost_build::Config {
     config
 }
 
+/// The schema compiled from `proto/`: the descriptor set for the generators, with comments,
+/// and the encoded one to ship, without comments but with the custom options (the
+/// validation rules, the HTTP routes), which `prost_types` cannot carry.
+struct Schema {
+    fds: FileDescriptorSet,
+    shipped: Vec<u8>,
+}
+
 /// Compiles every `.proto` under `proto_dir` with protox (no protoc).
-fn compile(proto_dir: &Path) -> Result<FileDescriptorSet> {
+fn compile(proto_dir: &Path) -> Result<Schema> {
     let mut files = Vec::new();
     collect_protos(proto_dir, proto_dir, &mut files)?;
     files.sort();
@@ -186,7 +189,10 @@ fn compile(proto_dir: &Path) -> Result<FileDescriptorSet> {
     }
     let mut fds = compiler.file_descriptor_set();
     fds.file.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(fds)
+    let shipped = compiler
+        .include_source_info(false)
+        .encode_file_descriptor_set();
+    Ok(Schema { fds, shipped })
 }
 
 fn collect_protos(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
