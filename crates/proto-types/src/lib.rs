@@ -45,12 +45,16 @@
 #[rustfmt::skip]
 mod generated;
 mod json;
+mod rpc_status;
 mod type_registry;
+mod validate;
 mod wire;
 pub mod wkt;
 
 pub use generated::{google, yandex};
+pub use rpc_status::http_status;
 pub use type_registry::message_type_names;
+pub use validate::{descriptor_pool, validate};
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/`, imports
 /// included: for gRPC server reflection and for reading the request validation options.

@@ -1,0 +1,190 @@
+//! `google.rpc.Status`, the error of gRPC and REST alike, and its one mapping to and from
+//! [`tonic::Status`] and to HTTP status codes.
+//!
+//! A gRPC error travels as a code and a message plus, in the `grpc-status-details-bin`
+//! trailer, the whole encoded `google.rpc.Status` with its details; a REST error is the same
+//! `google.rpc.Status` as a JSON body. Every crate converts through here.
+//!
+//! ```
+//! use yc_proto_types::google::rpc::{RequestInfo, Status};
+//!
+//! let status = Status::new(tonic::Code::NotFound, "Image fd8abc not found")
+//!     .with_detail(&RequestInfo { request_id: "r-1".into(), serving_data: String::new() });
+//! assert_eq!(status.http_status(), 404);
+//!
+//! let grpc = tonic::Status::from(status.clone());
+//! assert_eq!(grpc.code(), tonic::Code::NotFound);
+//! assert_eq!(Status::from(&grpc), status);
+//! ```
+
+use prost::bytes::Bytes;
+use prost::{Message, Name};
+
+use crate::google::rpc::Status;
+use crate::wkt::Any;
+
+impl Status {
+    /// A status with a code and a message and no details.
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+        Self {
+            code: code as i32,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// Adds a detail message, such as `google.rpc.BadRequest` or `google.rpc.RequestInfo`.
+    pub fn with_detail<M: Name>(mut self, detail: &M) -> Self {
+        self.details.push(Any::from_msg(detail));
+        self
+    }
+
+    /// The first detail of type `M`, if there is one and it decodes.
+    pub fn detail<M: Name + Default>(&self) -> Option<M> {
+        self.details.iter().find(|d| d.is::<M>())?.to_msg().ok()
+    }
+
+    /// The gRPC code; a number outside the known codes reads as `Unknown`.
+    pub fn grpc_code(&self) -> tonic::Code {
+        tonic::Code::from(self.code)
+    }
+
+    /// The HTTP status the REST API answers with for this code.
+    pub fn http_status(&self) -> u16 {
+        http_status(self.grpc_code())
+    }
+}
+
+/// The HTTP status of a gRPC code, as the Yandex Cloud REST API maps them.
+pub fn http_status(code: tonic::Code) -> u16 {
+    use tonic::Code::*;
+    match code {
+        Ok => 200,
+        Cancelled => 499,
+        Unknown | Internal | DataLoss => 500,
+        InvalidArgument | FailedPrecondition | OutOfRange => 400,
+        DeadlineExceeded => 504,
+        NotFound => 404,
+        AlreadyExists | Aborted => 409,
+        PermissionDenied => 403,
+        ResourceExhausted => 429,
+        Unimplemented => 501,
+        Unavailable => 503,
+        Unauthenticated => 401,
+    }
+}
+
+impl From<Status> for tonic::Status {
+    fn from(status: Status) -> Self {
+        let code = status.grpc_code();
+        let message = status.message.clone();
+        let details = Bytes::from(status.encode_to_vec());
+        tonic::Status::with_details(code, message, details)
+    }
+}
+
+impl From<&tonic::Status> for Status {
+    /// The full status from the `grpc-status-details-bin` trailer when the server sent one
+    /// that agrees with the code, else the code and message alone.
+    fn from(status: &tonic::Status) -> Self {
+        let code = status.code() as i32;
+        match Status::decode(status.details()) {
+            Ok(full) if !status.details().is_empty() && full.code == code => full,
+            _ => Status {
+                code,
+                message: status.message().to_owned(),
+                details: Vec::new(),
+            },
+        }
+    }
+}
+
+impl From<tonic::Status> for Status {
+    fn from(status: tonic::Status) -> Self {
+        Status::from(&status)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.grpc_code(), self.message)
+    }
+}
+
+impl std::error::Error for Status {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::google::rpc::BadRequest;
+    use crate::google::rpc::bad_request::FieldViolation;
+
+    #[test]
+    fn every_code_maps_to_the_documented_http_status() {
+        let expected = [
+            (1, 499),
+            (2, 500),
+            (3, 400),
+            (4, 504),
+            (5, 404),
+            (6, 409),
+            (7, 403),
+            (8, 429),
+            (9, 400),
+            (10, 409),
+            (11, 400),
+            (12, 501),
+            (13, 500),
+            (14, 503),
+            (15, 500),
+            (16, 401),
+        ];
+        for (code, http) in expected {
+            let status = Status {
+                code,
+                ..Default::default()
+            };
+            assert_eq!(status.http_status(), http, "code {code}");
+        }
+    }
+
+    #[test]
+    fn details_survive_the_trip_through_tonic() {
+        let status = Status::new(
+            tonic::Code::InvalidArgument,
+            "Request validation error: name: bad",
+        )
+        .with_detail(&BadRequest {
+            field_violations: vec![FieldViolation {
+                field: "name".into(),
+                description: "bad".into(),
+                ..Default::default()
+            }],
+        });
+        let grpc = tonic::Status::from(status.clone());
+        assert_eq!(grpc.message(), "Request validation error: name: bad");
+        let back = Status::from(&grpc);
+        assert_eq!(back, status);
+        assert_eq!(
+            back.detail::<BadRequest>()
+                .map(|b| b.field_violations.len()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_plain_tonic_status_keeps_code_and_message() {
+        let grpc = tonic::Status::unavailable("try later");
+        assert_eq!(
+            Status::from(grpc),
+            Status::new(tonic::Code::Unavailable, "try later")
+        );
+        // Details that contradict the code are not trusted.
+        let other = Status::new(tonic::Code::NotFound, "x").encode_to_vec();
+        let grpc = tonic::Status::with_details(tonic::Code::Internal, "boom", other.into());
+        assert_eq!(
+            Status::from(grpc),
+            Status::new(tonic::Code::Internal, "boom")
+        );
+    }
+}
