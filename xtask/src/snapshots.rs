@@ -13,7 +13,7 @@ use crate::project_root;
 pub(crate) fn run() -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .current_dir(project_root())
-        .args(["test", "--package", "yc-proto-types", "--tests"])
+        .args(["test", "--workspace", "--tests"])
         .env("INSTA_UPDATE", "always")
         .env("INSTA_FORCE_PASS", "1")
         .env("YC_SNAPSHOTS_PRUNE", "1")

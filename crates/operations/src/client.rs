@@ -1,0 +1,135 @@
+//! Where a waiter reads operations from: OperationService over gRPC or over REST.
+
+use async_trait::async_trait;
+use reqwest::Url;
+use tonic::transport::Channel;
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
+use yc_proto_types::yandex::cloud::operation::{GetOperationRequest, Operation};
+
+/// Reads an operation by id.
+#[async_trait]
+pub trait OperationSource: Send + Sync {
+    /// `OperationService.Get`.
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status>;
+}
+
+#[async_trait]
+impl OperationSource for OperationServiceClient<Channel> {
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+        let mut client = self.clone();
+        let request = GetOperationRequest {
+            operation_id: id.to_owned(),
+        };
+        client
+            .get(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(Status::from)
+    }
+}
+
+/// OperationService over REST: `GET {base}/operations/{operationId}`.
+#[derive(Debug, Clone)]
+pub struct RestOperationSource {
+    base: Url,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl RestOperationSource {
+    /// A source for the API at `base_url`, e.g. `http://127.0.0.1:50051`.
+    pub fn new(base_url: &str) -> Result<Self, Status> {
+        let base = Url::parse(base_url).map_err(|e| {
+            Status::new(
+                tonic::Code::InvalidArgument,
+                format!("{base_url:?} is not a URL: {e}"),
+            )
+        })?;
+        Ok(Self {
+            base,
+            http: reqwest::Client::new(),
+            token: None,
+        })
+    }
+
+    /// Sends `authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Uses this HTTP client (timeouts, TLS roots, …).
+    pub fn with_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+}
+
+#[async_trait]
+impl OperationSource for RestOperationSource {
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Status::new(tonic::Code::InvalidArgument, "the base URL has no path"))?
+            .pop_if_empty()
+            .extend(["operations", id]);
+        let mut request = self.http.get(url.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_status(&url, &e))?;
+        let http_status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_status(&url, &e))?;
+        if http_status.is_success() {
+            serde_json::from_slice(&body).map_err(|e| {
+                Status::new(
+                    tonic::Code::Internal,
+                    format!("{url} answered with JSON that is not an Operation: {e}"),
+                )
+            })
+        } else {
+            Err(serde_json::from_slice::<Status>(&body)
+                .ok()
+                .filter(|s| s.code != 0)
+                .unwrap_or_else(|| {
+                    Status::new(
+                        code_of_http(http_status.as_u16()),
+                        format!("{url} answered {http_status}"),
+                    )
+                }))
+        }
+    }
+}
+
+fn transport_status(url: &Url, error: &reqwest::Error) -> Status {
+    let code = if error.is_timeout() {
+        tonic::Code::DeadlineExceeded
+    } else {
+        tonic::Code::Unavailable
+    };
+    Status::new(code, format!("cannot reach {url}: {error}"))
+}
+
+/// The gRPC code of an HTTP error that came without a `google.rpc.Status` body.
+fn code_of_http(status: u16) -> tonic::Code {
+    match status {
+        400 => tonic::Code::InvalidArgument,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::NotFound,
+        409 => tonic::Code::Aborted,
+        429 => tonic::Code::ResourceExhausted,
+        499 => tonic::Code::Cancelled,
+        501 => tonic::Code::Unimplemented,
+        502..=503 => tonic::Code::Unavailable,
+        504 => tonic::Code::DeadlineExceeded,
+        _ => tonic::Code::Unknown,
+    }
+}

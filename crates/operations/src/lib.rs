@@ -1,0 +1,61 @@
+//! Long-running operations of the Yandex Cloud APIs.
+//!
+//! Every mutating call (registry Delete; compute Create, Update, Delete) returns a
+//! `yandex.cloud.operation.Operation` that finishes later. This crate holds everything about
+//! them that is not specific to one service:
+//!
+//! - **typed operations**: [`TypedOperation`] unpacks metadata and response by type;
+//! - **the server side**: the [`OperationStore`] trait (with [`MemoryOperationStore`]), the
+//!   [`OperationRunner`] that services start their work through, and `OperationService` over
+//!   gRPC ([`OperationGrpc`]) and REST ([`rest::router`]);
+//! - **the client side**: [`OperationWaiter`], which polls until an operation is done, over
+//!   gRPC or REST ([`OperationSource`]).
+//!
+//! A service runs a mutation like this:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use yc_operations::{MemoryOperationStore, OperationRunner, StartOperation};
+//! use yc_proto_types::google::protobuf::{Any, Empty};
+//! use yc_proto_types::yandex::cloud::compute::v1::{DeleteImageMetadata, DeleteImageRequest};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
+//! let request = DeleteImageRequest { image_id: "fd8img".into() };
+//! let metadata = DeleteImageMetadata { image_id: request.image_id.clone() };
+//! let start = StartOperation::new(
+//!     "fd8", "yandex.cloud.compute.v1.ImageService.Delete", "Delete image",
+//!     &request.image_id, &metadata, &request,
+//! );
+//! let op = runner
+//!     .start(start, |_ctx| async move {
+//!         // ... delete the image ...
+//!         Ok(Any::from_msg(&Empty {}))
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert!(!op.done);
+//! # }
+//! ```
+
+pub mod client;
+pub mod ids;
+mod memory;
+pub mod rest;
+mod runner;
+mod service;
+mod store;
+mod typed;
+mod waiter;
+
+pub use client::{OperationSource, RestOperationSource};
+pub use memory::MemoryOperationStore;
+pub use runner::{
+    OperationContext, OperationRunner, Recovery, Resumers, StartOperation, WorkResult,
+};
+pub use service::OperationGrpc;
+pub use store::{
+    Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
+};
+pub use typed::{TypedOperation, UnpackError};
+pub use waiter::{OperationWaiter, WaitError, WaitPolicy};

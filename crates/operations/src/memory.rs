@@ -1,0 +1,168 @@
+//! An [`OperationStore`] in memory, for tests and for embedding in a process that needs no
+//! persistence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use yc_proto_types::google::protobuf::{Any, Timestamp};
+use yc_proto_types::yandex::cloud::operation::{Operation, operation};
+
+use crate::store::{
+    Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
+};
+
+/// Operations in memory, with the same indexes a database would have.
+#[derive(Debug, Default)]
+pub struct MemoryOperationStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<String, OperationRecord>,
+    /// (resource, created_at, id): a resource's operations in time order.
+    by_resource: BTreeMap<(String, Timestamp, String), ()>,
+    /// (created_by, method, key) → operation id.
+    idempotency: HashMap<(String, String, String), String>,
+}
+
+impl MemoryOperationStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a writer panicked; the store is poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl OperationStore for MemoryOperationStore {
+    async fn create(&self, new: NewOperation) -> Result<Created, StoreError> {
+        let mut state = self.lock()?;
+        let op = new.operation;
+        if let Some(key) = new.idempotency_key {
+            let slot = (op.created_by.clone(), new.method.clone(), key);
+            if let Some(existing) = state.idempotency.get(&slot) {
+                let record = state
+                    .records
+                    .get(existing)
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound(existing.clone()))?;
+                return Ok(Created::Existing(record));
+            }
+            state.idempotency.insert(slot, op.id.clone());
+        }
+        let created_at = op.created_at.unwrap_or_default();
+        state
+            .by_resource
+            .insert((new.resource_id.clone(), created_at, op.id.clone()), ());
+        state.records.insert(
+            op.id.clone(),
+            OperationRecord {
+                operation: op.clone(),
+                method: new.method,
+                resource_id: new.resource_id,
+                request: new.request,
+            },
+        );
+        Ok(Created::New(op))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {
+        Ok(self.lock()?.records.get(id).map(|r| r.operation.clone()))
+    }
+
+    async fn update_metadata(
+        &self,
+        id: &str,
+        metadata: Any,
+        at: Timestamp,
+    ) -> Result<Operation, StoreError> {
+        let mut state = self.lock()?;
+        let record = state
+            .records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        if !record.operation.done {
+            record.operation.metadata = Some(metadata);
+            record.operation.modified_at = Some(at);
+        }
+        Ok(record.operation.clone())
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        result: operation::Result,
+        at: Timestamp,
+    ) -> Result<Finished, StoreError> {
+        let mut state = self.lock()?;
+        let record = state
+            .records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        if record.operation.done {
+            return Ok(Finished::Before(record.operation.clone()));
+        }
+        record.operation.done = true;
+        record.operation.result = Some(result);
+        record.operation.modified_at = Some(at);
+        Ok(Finished::Now(record.operation.clone()))
+    }
+
+    async fn list_by_resource(
+        &self,
+        resource_id: &str,
+        limit: usize,
+        after: Option<&OperationCursor>,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let state = self.lock()?;
+        let low = (
+            resource_id.to_owned(),
+            Timestamp {
+                seconds: i64::MIN,
+                nanos: 0,
+            },
+            String::new(),
+        );
+        let high = match after {
+            Some(cursor) => std::ops::Bound::Excluded((
+                resource_id.to_owned(),
+                cursor.created_at,
+                cursor.id.clone(),
+            )),
+            None => std::ops::Bound::Excluded((
+                resource_id.to_owned(),
+                Timestamp {
+                    seconds: i64::MAX,
+                    nanos: i32::MAX,
+                },
+                String::new(),
+            )),
+        };
+        Ok(state
+            .by_resource
+            .range((std::ops::Bound::Included(low), high))
+            .rev()
+            .take(limit)
+            .filter_map(|((_, _, id), ())| state.records.get(id).map(|r| r.operation.clone()))
+            .collect())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<OperationRecord>, StoreError> {
+        let state = self.lock()?;
+        let mut out: Vec<OperationRecord> = state
+            .records
+            .values()
+            .filter(|r| !r.operation.done)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.operation.id.cmp(&b.operation.id));
+        Ok(out)
+    }
+}

@@ -1,0 +1,462 @@
+//! The [`OperationRunner`]: services start their work through it and get back the not-done
+//! Operation at once; the work runs in a tokio task that outlives the request, may report
+//! progress as metadata, and finishes the operation exactly once.
+//!
+//! # What happens to operations when the process stops
+//!
+//! An operation that is not done when the process stops stays in the store as not done. On
+//! the next start, [`OperationRunner::recover`] takes each of them: if the service registered
+//! a [`Resumers`] entry for the operation's method, the work runs again from the stored
+//! request; otherwise the operation is finished with `ABORTED`, saying that the server stopped
+//! before the operation completed and that the call can be retried. No operation stays
+//! "running" forever.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use prost::Name;
+use tokio_util::sync::CancellationToken;
+use yc_proto_types::google::protobuf::{Any, Timestamp};
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::operation::{Operation, operation};
+
+use crate::ids::new_id;
+use crate::store::{
+    Created, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
+};
+
+/// What the work of an operation ends with: the response, packed, or the error.
+pub type WorkResult = Result<Any, Status>;
+
+/// Everything the runner needs to start an operation.
+#[derive(Debug, Clone)]
+pub struct StartOperation {
+    id_prefix: &'static str,
+    method: String,
+    description: String,
+    resource_id: String,
+    metadata: Any,
+    request: Vec<u8>,
+    created_by: String,
+    idempotency_key: Option<String>,
+    cancellable: bool,
+}
+
+impl StartOperation {
+    /// An operation of `method` (the full RPC name) on `resource_id`, with an id of the given
+    /// prefix, started by `request` and carrying `metadata`.
+    ///
+    /// ```
+    /// use yc_operations::StartOperation;
+    /// use yc_proto_types::yandex::cloud::compute::v1::{DeleteImageMetadata, DeleteImageRequest};
+    ///
+    /// let request = DeleteImageRequest { image_id: "fd8img".into() };
+    /// let start = StartOperation::new(
+    ///     "fd8",
+    ///     "yandex.cloud.compute.v1.ImageService.Delete",
+    ///     "Delete image",
+    ///     &request.image_id,
+    ///     &DeleteImageMetadata { image_id: request.image_id.clone() },
+    ///     &request,
+    /// )
+    /// .created_by("ajeuser")
+    /// .idempotency_key(None);
+    /// ```
+    pub fn new<M: Name, Q: prost::Message>(
+        id_prefix: &'static str,
+        method: impl Into<String>,
+        description: impl Into<String>,
+        resource_id: impl Into<String>,
+        metadata: &M,
+        request: &Q,
+    ) -> Self {
+        Self {
+            id_prefix,
+            method: method.into(),
+            description: description.into(),
+            resource_id: resource_id.into(),
+            metadata: Any::from_msg(metadata),
+            request: request.encode_to_vec(),
+            created_by: String::new(),
+            idempotency_key: None,
+            cancellable: false,
+        }
+    }
+
+    /// The subject that starts the operation.
+    pub fn created_by(mut self, subject: impl Into<String>) -> Self {
+        self.created_by = subject.into();
+        self
+    }
+
+    /// The caller's `idempotency-key`: a repeat of the same request with the same key gets
+    /// the operation the first one started.
+    pub fn idempotency_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// Whether Cancel may stop the work. Work that allows it must leave nothing half-done at
+    /// any of its await points, where it can be dropped. Off by default.
+    pub fn cancellable(mut self, cancellable: bool) -> Self {
+        self.cancellable = cancellable;
+        self
+    }
+}
+
+/// What the work of one operation can do while it runs.
+#[derive(Clone)]
+pub struct OperationContext {
+    id: String,
+    store: Arc<dyn OperationStore>,
+    cancel: CancellationToken,
+}
+
+impl OperationContext {
+    /// Id of the operation.
+    pub fn operation_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Replaces the operation's metadata, for progress that callers can watch.
+    pub async fn set_metadata<M: Name>(&self, metadata: &M) -> Result<(), Status> {
+        self.store
+            .update_metadata(&self.id, Any::from_msg(metadata), Timestamp::now())
+            .await
+            .map(drop)
+            .map_err(|e| store_status(&e))
+    }
+
+    /// Whether a caller asked to cancel the operation.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when a caller asks to cancel the operation.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+}
+
+type Resume =
+    Arc<dyn Fn(OperationRecord, OperationContext) -> BoxFuture<'static, WorkResult> + Send + Sync>;
+
+/// The work that can continue an interrupted operation, by method.
+#[derive(Default, Clone)]
+pub struct Resumers {
+    by_method: HashMap<String, (Resume, bool)>,
+}
+
+impl Resumers {
+    /// No resumers: every interrupted operation is aborted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resumes interrupted operations of `method` with `work`, which gets the stored record
+    /// (its `request` is the encoded request that started it).
+    pub fn add<F, Fut>(mut self, method: impl Into<String>, cancellable: bool, work: F) -> Self
+    where
+        F: Fn(OperationRecord, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = WorkResult> + Send + 'static,
+    {
+        let resume: Resume = Arc::new(move |record, ctx| work(record, ctx).boxed());
+        self.by_method.insert(method.into(), (resume, cancellable));
+        self
+    }
+}
+
+/// What [`OperationRunner::recover`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Ids of the operations whose work runs again.
+    pub resumed: Vec<String>,
+    /// Ids of the operations finished with `ABORTED`.
+    pub aborted: Vec<String>,
+}
+
+/// Starts, tracks, cancels and recovers operations. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct OperationRunner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn OperationStore>,
+    /// Operations whose work runs in this process.
+    running: Mutex<HashMap<String, Running>>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    cancellable: bool,
+}
+
+impl OperationRunner {
+    /// A runner over `store`.
+    pub fn new(store: Arc<dyn OperationStore>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The store behind the runner.
+    pub fn store(&self) -> &Arc<dyn OperationStore> {
+        &self.inner.store
+    }
+
+    /// Starts an operation: stores it, runs `work` in the background, and returns the
+    /// operation as it starts (not done). With an idempotency key already used by the same
+    /// subject for the same method, returns that operation instead (as it now stands), or, if
+    /// the request differs, `INVALID_ARGUMENT`.
+    pub async fn start<F, Fut>(&self, start: StartOperation, work: F) -> Result<Operation, Status>
+    where
+        F: FnOnce(OperationContext) -> Fut + Send + 'static,
+        Fut: Future<Output = WorkResult> + Send + 'static,
+    {
+        if let Some(key) = &start.idempotency_key
+            && uuid::Uuid::parse_str(key).is_err()
+        {
+            return Err(invalid_argument(format!(
+                "Request validation error: idempotency-key: must be a UUID, not {key:?}"
+            )));
+        }
+        let now = Timestamp::now();
+        let operation = Operation {
+            id: new_id(start.id_prefix),
+            description: start.description,
+            created_at: Some(now),
+            created_by: start.created_by,
+            modified_at: Some(now),
+            done: false,
+            metadata: Some(start.metadata),
+            result: None,
+        };
+        let new = NewOperation {
+            operation,
+            method: start.method.clone(),
+            resource_id: start.resource_id,
+            request: start.request.clone(),
+            idempotency_key: start.idempotency_key.clone(),
+        };
+        match self
+            .inner
+            .store
+            .create(new)
+            .await
+            .map_err(|e| store_status(&e))?
+        {
+            Created::New(op) => {
+                self.spawn(op.id.clone(), start.cancellable, work);
+                Ok(op)
+            }
+            Created::Existing(record) if record.request == start.request => Ok(record.operation),
+            Created::Existing(record) => Err(invalid_argument(format!(
+                "idempotency-key {} was already used for a different request (operation {}); \
+                 send a new key with a new request",
+                start.idempotency_key.unwrap_or_default(),
+                record.operation.id
+            ))),
+        }
+    }
+
+    fn spawn<F, Fut>(&self, id: String, cancellable: bool, work: F)
+    where
+        F: FnOnce(OperationContext) -> Fut + Send + 'static,
+        Fut: Future<Output = WorkResult> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        if let Ok(mut running) = self.inner.running.lock() {
+            running.insert(
+                id.clone(),
+                Running {
+                    cancel: cancel.clone(),
+                    cancellable,
+                },
+            );
+        }
+        let ctx = OperationContext {
+            id: id.clone(),
+            store: self.inner.store.clone(),
+            cancel: cancel.clone(),
+        };
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let work = AssertUnwindSafe(work(ctx)).catch_unwind();
+            let outcome = tokio::select! {
+                biased;
+                () = cancel.cancelled(), if cancellable => Err(cancelled_status(&id)),
+                result = work => result.unwrap_or_else(|_| {
+                    tracing::error!(operation = %id, "the work of the operation panicked");
+                    Err(Status::new(tonic::Code::Internal, format!("Operation {id} failed with an internal error")))
+                }),
+            };
+            inner.finish(&id, outcome).await;
+            if let Ok(mut running) = inner.running.lock() {
+                running.remove(&id);
+            }
+        });
+    }
+
+    /// The operation with this id; `NOT_FOUND` naming it when there is none.
+    pub async fn get(&self, id: &str) -> Result<Operation, Status> {
+        self.inner
+            .store
+            .get(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Cancels an operation, best effort. A done operation is returned unchanged. A running
+    /// one whose work runs in this process and allows it is stopped and finished with
+    /// `CANCELLED`; any other is returned as it is, still running.
+    pub async fn cancel(&self, id: &str) -> Result<Operation, Status> {
+        let op = self.get(id).await?;
+        if op.done {
+            return Ok(op);
+        }
+        let token = self.inner.running.lock().ok().and_then(|running| {
+            running
+                .get(id)
+                .filter(|r| r.cancellable)
+                .map(|r| r.cancel.clone())
+        });
+        let Some(token) = token else {
+            return Ok(op);
+        };
+        token.cancel();
+        // Finish it here rather than wait for the task: the caller sees the outcome at once,
+        // and whichever finish comes first is the one that counts.
+        match self.inner.finish(id, Err(cancelled_status(id))).await {
+            Some(done) => Ok(done),
+            None => self.get(id).await,
+        }
+    }
+
+    /// Up to `limit` operations of a resource, newest first, after `cursor`.
+    pub async fn list_for_resource(
+        &self,
+        resource_id: &str,
+        limit: usize,
+        cursor: Option<&OperationCursor>,
+    ) -> Result<Vec<Operation>, Status> {
+        self.inner
+            .store
+            .list_by_resource(resource_id, limit, cursor)
+            .await
+            .map_err(|e| store_status(&e))
+    }
+
+    /// Applies the restart rule (see the module docs) to every operation that is not done.
+    /// Call it once at start-up, before serving.
+    pub async fn recover(&self, resumers: &Resumers) -> Result<Recovery, Status> {
+        let mut recovery = Recovery::default();
+        let unfinished = self
+            .inner
+            .store
+            .unfinished()
+            .await
+            .map_err(|e| store_status(&e))?;
+        for record in unfinished {
+            let id = record.operation.id.clone();
+            let running_here = self
+                .inner
+                .running
+                .lock()
+                .is_ok_and(|running| running.contains_key(&id));
+            if running_here {
+                continue;
+            }
+            match resumers.by_method.get(&record.method) {
+                Some((resume, cancellable)) => {
+                    let resume = resume.clone();
+                    tracing::info!(operation = %id, method = %record.method, "resuming an interrupted operation");
+                    self.spawn(id.clone(), *cancellable, move |ctx| resume(record, ctx));
+                    recovery.resumed.push(id);
+                }
+                None => {
+                    let status = Status::new(
+                        tonic::Code::Aborted,
+                        format!(
+                            "Operation {id} was interrupted: the server stopped before it \
+                             finished. Retry the call."
+                        ),
+                    );
+                    tracing::warn!(operation = %id, method = %record.method, "aborting an interrupted operation");
+                    self.inner.finish(&id, Err(status)).await;
+                    recovery.aborted.push(id);
+                }
+            }
+        }
+        Ok(recovery)
+    }
+}
+
+impl Inner {
+    /// Finishes an operation, retrying a store that is briefly unavailable. Returns the
+    /// operation as it then stands, or `None` if the store stayed unavailable; then the
+    /// operation stays not done, and the restart rule finishes it.
+    async fn finish(&self, id: &str, outcome: WorkResult) -> Option<Operation> {
+        let result = match outcome {
+            Ok(response) => operation::Result::Response(response),
+            Err(error) => operation::Result::Error(error),
+        };
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=6 {
+            match self
+                .store
+                .finish(id, result.clone(), Timestamp::now())
+                .await
+            {
+                Ok(finished) => return Some(finished.operation()),
+                Err(StoreError::NotFound(_)) => return None,
+                Err(e) => {
+                    tracing::warn!(operation = %id, attempt, error = %e, "cannot finish the operation yet");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        tracing::error!(operation = %id, "gave up finishing the operation; the next start will");
+        None
+    }
+}
+
+fn cancelled_status(id: &str) -> Status {
+    Status::new(
+        tonic::Code::Cancelled,
+        format!("Operation {id} was cancelled"),
+    )
+}
+
+fn invalid_argument(message: String) -> Status {
+    Status::new(tonic::Code::InvalidArgument, message)
+}
+
+/// `NOT_FOUND` for an operation id.
+pub(crate) fn not_found(id: &str) -> Status {
+    Status::new(tonic::Code::NotFound, format!("Operation {id} not found"))
+}
+
+/// The status a caller sees for a store failure; the details go to the log.
+pub(crate) fn store_status(error: &StoreError) -> Status {
+    match error {
+        StoreError::NotFound(id) => not_found(id),
+        StoreError::Unavailable(why) => {
+            tracing::error!(error = %why, "operation store unavailable");
+            Status::new(
+                tonic::Code::Unavailable,
+                "The operation store is unavailable; retry later",
+            )
+        }
+    }
+}
