@@ -1,4 +1,4 @@
-//! `cargo xtask snapshots`: re-run the wire-format snapshot tests and accept what they write.
+//! `cargo xtask snapshots`: re-run the snapshot tests of every crate and accept what they write.
 //!
 //! Changed and new snapshots are written in place and snapshots that no fixture references
 //! are removed; review the result with `git diff` before committing it. cargo-insta is not
@@ -24,12 +24,7 @@ pub(crate) fn run() -> Result<()> {
     }
     let changes = Command::new("git")
         .current_dir(project_root())
-        .args([
-            "status",
-            "--short",
-            "--",
-            "crates/proto-types/tests/snapshots",
-        ])
+        .args(["status", "--short", "--", "crates/*/tests/snapshots"])
         .output()?;
     let changes = String::from_utf8_lossy(&changes.stdout);
     if changes.trim().is_empty() {

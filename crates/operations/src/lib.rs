@@ -51,7 +51,8 @@ mod waiter;
 pub use client::{OperationSource, RestOperationSource};
 pub use memory::MemoryOperationStore;
 pub use runner::{
-    OperationContext, OperationRunner, Recovery, Resumers, StartOperation, WorkResult,
+    DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,
+    WorkResult, idempotency_key,
 };
 pub use service::OperationGrpc;
 pub use store::{

@@ -25,6 +25,8 @@ struct State {
     by_resource: BTreeMap<(String, Timestamp, String), ()>,
     /// (created_by, method, key) → operation id.
     idempotency: HashMap<(String, String, String), String>,
+    /// Runner → end of its lease.
+    leases: HashMap<String, Timestamp>,
 }
 
 impl MemoryOperationStore {
@@ -68,6 +70,7 @@ impl OperationStore for MemoryOperationStore {
                 method: new.method,
                 resource_id: new.resource_id,
                 request: new.request,
+                owner: new.owner,
             },
         );
         Ok(Created::New(op))
@@ -164,5 +167,40 @@ impl OperationStore for MemoryOperationStore {
             .collect();
         out.sort_by(|a, b| a.operation.id.cmp(&b.operation.id));
         Ok(out)
+    }
+
+    async fn heartbeat(&self, owner: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.lock()?.leases.insert(owner.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn release(&self, owner: &str) -> Result<(), StoreError> {
+        self.lock()?.leases.remove(owner);
+        Ok(())
+    }
+
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let mut state = self.lock()?;
+        let live: Vec<String> = state
+            .leases
+            .iter()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(runner, _)| runner.clone())
+            .collect();
+        let mut claimed: Vec<OperationRecord> = state
+            .records
+            .values_mut()
+            .filter(|r| !r.operation.done && (r.owner == owner || !live.contains(&r.owner)))
+            .map(|r| {
+                r.owner = owner.to_owned();
+                r.clone()
+            })
+            .collect();
+        claimed.sort_by(|a, b| a.operation.id.cmp(&b.operation.id));
+        Ok(claimed)
     }
 }

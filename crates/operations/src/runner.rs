@@ -4,12 +4,20 @@
 //!
 //! # What happens to operations when the process stops
 //!
-//! An operation that is not done when the process stops stays in the store as not done. On
-//! the next start, [`OperationRunner::recover`] takes each of them: if the service registered
-//! a [`Resumers`] entry for the operation's method, the work runs again from the stored
-//! request; otherwise the operation is finished with `ABORTED`, saying that the server stopped
-//! before the operation completed and that the call can be retried. No operation stays
-//! "running" forever.
+//! An operation that is not done when the process stops stays in the store as not done,
+//! owned by the runner that started it. Every runner holds a lease in the store, renewed while
+//! it runs ([`OperationRunner::recover`] starts it) and ended by
+//! [`OperationRunner::release`] on a clean shutdown. The operations of a runner whose lease
+//! has ended are abandoned, and the next runner to sweep claims them: if the service
+//! registered a [`Resumers`] entry for the operation's method, the work runs again from the
+//! stored request; otherwise the operation is finished with `ABORTED`, saying that the server
+//! stopped before the operation completed and that the call can be retried.
+//!
+//! A runner sweeps once when it starts and then with every renewal of its lease, so an
+//! operation left behind by a crash is finished within one lease (30 s by default) plus one
+//! renewal interval, by the restarted process or by any other replica on the same store; one
+//! left by a clean shutdown, at the next sweep. No operation stays "running" forever, and no
+//! runner takes over the work of another that is alive.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -180,6 +188,9 @@ pub struct Recovery {
     pub aborted: Vec<String>,
 }
 
+/// How long a runner's lease lasts unless renewed.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// Starts, tracks, cancels and recovers operations. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct OperationRunner {
@@ -188,8 +199,13 @@ pub struct OperationRunner {
 
 struct Inner {
     store: Arc<dyn OperationStore>,
+    /// This runner's identity in the store: the owner of the operations it starts.
+    owner: String,
+    lease: Duration,
     /// Operations whose work runs in this process.
     running: Mutex<HashMap<String, Running>>,
+    resumers: Mutex<Resumers>,
+    renewing: std::sync::atomic::AtomicBool,
 }
 
 struct Running {
@@ -198,14 +214,28 @@ struct Running {
 }
 
 impl OperationRunner {
-    /// A runner over `store`.
+    /// A runner over `store`, with the default lease.
     pub fn new(store: Arc<dyn OperationStore>) -> Self {
+        Self::with_lease(store, DEFAULT_LEASE)
+    }
+
+    /// A runner over `store` whose lease lasts `lease` and is renewed every third of it.
+    pub fn with_lease(store: Arc<dyn OperationStore>, lease: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                owner: new_id("run"),
+                lease,
                 running: Mutex::new(HashMap::new()),
+                resumers: Mutex::new(Resumers::new()),
+                renewing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// This runner's identity in the store.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
     }
 
     /// The store behind the runner.
@@ -246,6 +276,7 @@ impl OperationRunner {
             resource_id: start.resource_id,
             request: start.request.clone(),
             idempotency_key: start.idempotency_key.clone(),
+            owner: self.inner.owner.clone(),
         };
         match self
             .inner
@@ -356,17 +387,75 @@ impl OperationRunner {
             .map_err(|e| store_status(&e))
     }
 
-    /// Applies the restart rule (see the module docs) to every operation that is not done.
-    /// Call it once at start-up, before serving.
-    pub async fn recover(&self, resumers: &Resumers) -> Result<Recovery, Status> {
+    /// Takes up the lease of this runner, applies the restart rule (see the module docs) to
+    /// abandoned operations with `resumers`, and keeps renewing the lease and sweeping in the
+    /// background while the runner lives. Call it once at start-up, before serving.
+    pub async fn recover(&self, resumers: Resumers) -> Result<Recovery, Status> {
+        if let Ok(mut current) = self.inner.resumers.lock() {
+            *current = resumers;
+        }
+        self.renew().await?;
+        let recovery = self.sweep().await?;
+        if !self
+            .inner
+            .renewing
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let weak = Arc::downgrade(&self.inner);
+            let every = self.inner.lease / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    let runner = OperationRunner { inner };
+                    if let Err(e) = runner.renew().await {
+                        tracing::warn!(error = %e, "cannot renew the operation runner's lease");
+                        continue;
+                    }
+                    if let Err(e) = runner.sweep().await {
+                        tracing::warn!(error = %e, "cannot sweep abandoned operations");
+                    }
+                }
+            });
+        }
+        Ok(recovery)
+    }
+
+    async fn renew(&self) -> Result<(), Status> {
+        let expires = std::time::SystemTime::now() + self.inner.lease;
+        self.inner
+            .store
+            .heartbeat(&self.inner.owner, Timestamp::from(expires))
+            .await
+            .map_err(|e| store_status(&e))
+    }
+
+    /// Ends this runner's lease, for a clean shutdown: its unfinished operations are then
+    /// abandoned, and the next runner to sweep finishes them at once.
+    pub async fn release(&self) -> Result<(), Status> {
+        self.inner
+            .store
+            .release(&self.inner.owner)
+            .await
+            .map_err(|e| store_status(&e))
+    }
+
+    /// Claims the abandoned operations and resumes or aborts each (see the module docs).
+    pub async fn sweep(&self) -> Result<Recovery, Status> {
         let mut recovery = Recovery::default();
-        let unfinished = self
+        let claimed = self
             .inner
             .store
-            .unfinished()
+            .claim_abandoned(&self.inner.owner, Timestamp::now())
             .await
             .map_err(|e| store_status(&e))?;
-        for record in unfinished {
+        let resumers = self
+            .inner
+            .resumers
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        for record in claimed {
             let id = record.operation.id.clone();
             let running_here = self
                 .inner
@@ -459,4 +548,15 @@ pub(crate) fn store_status(error: &StoreError) -> Status {
             )
         }
     }
+}
+
+/// The `idempotency-key` a caller sent, from gRPC metadata or HTTP headers (both are HTTP
+/// headers on the wire). An empty value counts as none.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }

@@ -24,6 +24,8 @@ pub struct NewOperation {
     pub request: Vec<u8>,
     /// The caller's `idempotency-key`, if it sent one.
     pub idempotency_key: Option<String>,
+    /// The runner whose process runs the work; see [`OperationStore::claim_abandoned`].
+    pub owner: String,
 }
 
 /// An operation with what the store keeps beside it.
@@ -37,6 +39,8 @@ pub struct OperationRecord {
     pub resource_id: String,
     /// See [`NewOperation::request`].
     pub request: Vec<u8>,
+    /// See [`NewOperation::owner`].
+    pub owner: String,
 }
 
 /// What [`OperationStore::create`] did.
@@ -146,7 +150,25 @@ pub trait OperationStore: Send + Sync + 'static {
         after: Option<&OperationCursor>,
     ) -> Result<Vec<Operation>, StoreError>;
 
-    /// Every operation that is not done, for the restart rule of
-    /// [`crate::OperationRunner::recover`].
+    /// Every operation that is not done.
     async fn unfinished(&self) -> Result<Vec<OperationRecord>, StoreError>;
+
+    /// Records that the runner `owner` is alive until `expires_at`. Runners renew this lease
+    /// while they run; the operations of a runner whose lease ran out are abandoned.
+    async fn heartbeat(&self, owner: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Ends the lease of `owner` (a clean shutdown), so that its unfinished operations are
+    /// abandoned at once rather than when the lease would have run out.
+    async fn release(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// Hands every unfinished operation whose owner has no live lease at `now` over to
+    /// `owner`, and returns them together with the unfinished operations `owner` already
+    /// holds. Atomic: of several runners claiming at once, each
+    /// operation goes to one. This is what lets replicas share a store: a runner never takes
+    /// over the work of another that is still alive.
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<OperationRecord>, StoreError>;
 }

@@ -11,7 +11,7 @@ use yc_operations::{
     Created, MemoryOperationStore, NewOperation, OperationCursor, OperationRunner, OperationStore,
     Resumers, StartOperation, TypedOperation,
 };
-use yc_proto_types::google::protobuf::{Any, Empty};
+use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::{BadRequest, Status, bad_request::FieldViolation};
 use yc_proto_types::yandex::cloud::compute::v1::{
     CreateImageMetadata, CreateImageRequest, DeleteImageMetadata, DeleteImageRequest, Image,
@@ -357,32 +357,40 @@ async fn operations_of_a_resource_page_newest_first_without_repeats() {
     assert!(other.is_empty());
 }
 
+async fn leave_running(store: &MemoryOperationStore, id: &str, method: &str, owner: &str) {
+    let created = store
+        .create(NewOperation {
+            operation: Operation {
+                id: id.into(),
+                ..Default::default()
+            },
+            method: method.into(),
+            resource_id: "fd8image".into(),
+            request: CreateImageRequest {
+                name: "resumed".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            idempotency_key: None,
+            owner: owner.into(),
+        })
+        .await;
+    assert!(matches!(created, Ok(Created::New(_))));
+}
+
 #[tokio::test]
 async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
     let store = Arc::new(MemoryOperationStore::new());
-    // What a process left behind when it stopped: two operations still running.
-    for (id, method) in [
-        ("fd8resumable00000000", CREATE),
-        ("fd8orphan00000000000", DELETE),
-    ] {
-        let created = store
-            .create(NewOperation {
-                operation: Operation {
-                    id: id.into(),
-                    ..Default::default()
-                },
-                method: method.into(),
-                resource_id: "fd8image".into(),
-                request: CreateImageRequest {
-                    name: "resumed".into(),
-                    ..Default::default()
-                }
-                .encode_to_vec(),
-                idempotency_key: None,
-            })
-            .await;
-        assert!(matches!(created, Ok(Created::New(_))));
-    }
+    // What a process left behind when it died: two operations still running, and no lease.
+    leave_running(&store, "fd8resumable00000000", CREATE, "rundead").await;
+    leave_running(&store, "fd8orphan00000000000", DELETE, "rundead").await;
+    // A replica that is alive holds its lease; its work is not taken over.
+    let alive_until = Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(60));
+    store
+        .heartbeat("runalive", alive_until)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    leave_running(&store, "fd8alive000000000000", DELETE, "runalive").await;
 
     let runner = OperationRunner::new(store.clone());
     let resumers = Resumers::new().add(CREATE, false, |record, _ctx| async move {
@@ -394,19 +402,16 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
         }))
     });
     let recovery = runner
-        .recover(&resumers)
+        .recover(resumers)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(recovery.resumed, ["fd8resumable00000000"]);
     assert_eq!(recovery.aborted, ["fd8orphan00000000000"]);
 
     let resumed = done(&runner, "fd8resumable00000000").await;
-    let image = TypedOperation::<Empty, Image>::from_operation(&Operation {
-        metadata: None,
-        ..resumed
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-    .result;
+    let image = TypedOperation::<Empty, Image>::from_operation(&resumed)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .result;
     assert_eq!(image.map(|r| r.map(|i| i.name)), Some(Ok("resumed".into())));
 
     let aborted = error_of(&done(&runner, "fd8orphan00000000000").await);
@@ -419,5 +424,78 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
         aborted.message
     );
 
+    let left: Vec<String> = store
+        .unfinished()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.operation.id)
+        .collect();
+    assert_eq!(
+        left,
+        ["fd8alive000000000000"],
+        "the live replica keeps its operation"
+    );
+
+    // When that replica shuts down cleanly, the next sweep finishes its operation at once.
+    store
+        .release("runalive")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let swept = runner.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(swept.aborted, ["fd8alive000000000000"]);
     assert!(store.unfinished().await.unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn operations_of_a_runner_whose_lease_runs_out_are_taken_over() {
+    let store = Arc::new(MemoryOperationStore::new());
+    // Leases are wall-clock times in the store, so the test runs on real (short) time.
+    let lease = Duration::from_millis(300);
+    let crashed = OperationRunner::with_lease(store.clone(), lease);
+    crashed
+        .recover(Resumers::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The crashed runner's process is gone: its lease is never renewed again.
+    leave_running(&store, "fd8leftbehind0000000", DELETE, crashed.owner()).await;
+    drop(crashed);
+
+    let survivor = OperationRunner::with_lease(store.clone(), lease);
+    let first = survivor
+        .recover(Resumers::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        first.aborted.is_empty(),
+        "the lease of the crashed runner still runs"
+    );
+    // The lease runs out; the survivor's own renewals sweep and finish the operation.
+    tokio::time::sleep(lease + lease / 2).await;
+    let op = survivor
+        .get("fd8leftbehind0000000")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(op.done);
+    assert_eq!(error_of(&op).grpc_code(), tonic::Code::Aborted);
+}
+
+#[test]
+fn the_idempotency_key_comes_from_grpc_metadata_or_http_headers() {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(
+        "idempotency-key",
+        tonic::metadata::MetadataValue::from_static("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10"),
+    );
+    assert_eq!(
+        yc_operations::idempotency_key(&metadata.into_headers()).as_deref(),
+        Some("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10")
+    );
+    let mut headers = axum::http::HeaderMap::new();
+    assert_eq!(yc_operations::idempotency_key(&headers), None);
+    headers.insert(
+        "Idempotency-Key",
+        axum::http::HeaderValue::from_static("  "),
+    );
+    assert_eq!(yc_operations::idempotency_key(&headers), None);
 }
