@@ -41,6 +41,7 @@
 pub mod client;
 pub mod ids;
 mod memory;
+pub mod query;
 pub mod rest;
 mod runner;
 mod service;
