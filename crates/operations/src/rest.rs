@@ -67,6 +67,50 @@ fn with_json(code: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
+/// Reads a request message from a URL query string, as the REST API passes List requests:
+/// names in lowerCamelCase or snake_case, every value a string (int64 fields take strings,
+/// enums their names). Unknown parameters are skipped, as unknown JSON fields are.
+///
+/// ```
+/// use yc_operations::rest::query_message;
+/// use yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest;
+///
+/// let request: ListImagesRequest =
+///     query_message(Some("folderId=b1g&page_size=10&filter=name%3D%22a%22")).unwrap();
+/// assert_eq!((request.folder_id.as_str(), request.page_size), ("b1g", 10));
+/// assert_eq!(request.filter, r#"name="a""#);
+/// ```
+pub fn query_message<M: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<M, Status> {
+    let mut object = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        object.insert(
+            name.into_owned(),
+            serde_json::Value::String(value.into_owned()),
+        );
+    }
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        Status::new(
+            tonic::Code::InvalidArgument,
+            format!("Request validation error: query parameters: {e}"),
+        )
+    })
+}
+
+/// Reads a request message from a JSON body.
+pub fn body_message<M: serde::de::DeserializeOwned>(body: &[u8]) -> Result<M, Status> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        Status::new(
+            tonic::Code::InvalidArgument,
+            format!("Request validation error: body: {e}"),
+        )
+    })
+}
+
 /// `GET /operations/{operationId}`, and `/operations/{operationId}:cancel` by GET and POST.
 pub fn router(runner: OperationRunner) -> Router {
     Router::new()

@@ -1,5 +1,18 @@
 //! The Yandex Cloud Container Registry image domain.
 //!
 //! - [`oci`]: image manifests and OCI image layouts, with every digest and size verified.
+//! - [`store`]: the [`ImageStore`](store::ImageStore) trait: registries, pushes, Get, Delete
+//!   and List as one indexed query; [`sqlite`] implements it.
+//! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
+//!   [`grpc`] and [`rest`] put it on the wire.
 
+pub mod grpc;
 pub mod oci;
+pub mod rest;
+pub mod service;
+pub mod sqlite;
+pub mod store;
+
+pub use grpc::RegistryImageGrpc;
+pub use service::{Caller, RegistryImages};
+pub use sqlite::SqliteImageStore;

@@ -1,0 +1,317 @@
+//! The Container Registry image service, transport aside: what List, Get and Delete mean, and
+//! how images get in. The gRPC and REST faces ([`crate::grpc`], [`crate::rest`]) only convert.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size};
+use yc_operations::{OperationRunner, Resumers, StartOperation};
+use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::validate;
+use yc_proto_types::yandex::cloud::containerregistry::v1::{
+    Blob, DeleteImageMetadata, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
+    ListImagesResponse,
+};
+use yc_proto_types::yandex::cloud::operation::Operation;
+
+use crate::oci::{Descriptor, ImageManifest, OciError, read_layout};
+use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Registry, Scope};
+
+/// The full name of the Delete RPC: the scope of its idempotency keys and its resumer.
+pub const DELETE_METHOD: &str = "yandex.cloud.containerregistry.v1.ImageService.Delete";
+const LIST_KIND: &str = "yandex.cloud.containerregistry.v1.ImageService.List";
+/// The fields List can filter on.
+pub const FILTER_FIELDS: &[&str] = &["name"];
+/// The fields List can sort by.
+pub const ORDER_FIELDS: &[&str] = &["name", "digest", "created_at", "last_modified"];
+
+/// Who is calling, as far as the service needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The subject, recorded as an operation's `created_by`.
+    pub subject: String,
+    /// The request's `idempotency-key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// Container Registry images over an [`ImageStore`], with mutations run as operations.
+#[derive(Clone)]
+pub struct RegistryImages {
+    store: Arc<dyn ImageStore>,
+    runner: OperationRunner,
+}
+
+fn store_status(error: ImageStoreError) -> Status {
+    match error {
+        ImageStoreError::NoRegistry(id) => {
+            Status::new(tonic::Code::NotFound, format!("Registry {id} not found"))
+        }
+        ImageStoreError::CursorGone(_) => Status::new(
+            tonic::Code::InvalidArgument,
+            "Request validation error: page_token: the listing it continues is too old; list again from the first page",
+        ),
+        ImageStoreError::Unavailable(why) => {
+            tracing::error!(error = %why, "image store unavailable");
+            Status::new(
+                tonic::Code::Unavailable,
+                "The image store is unavailable; retry later",
+            )
+        }
+    }
+}
+
+fn not_found(id: &str) -> Status {
+    Status::new(tonic::Code::NotFound, format!("Image {id} not found"))
+}
+
+/// The id of a blob in a registry: the same digest in the same registry is the same blob.
+pub fn blob_id(registry_id: &str, digest: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let hash = Sha256::digest(format!("{registry_id}\0{digest}").as_bytes());
+    let mut id = String::from("crp");
+    id.extend(
+        hash.iter()
+            .take(17)
+            .map(|b| ALPHABET[usize::from(b & 0x1f)] as char),
+    );
+    id
+}
+
+impl RegistryImages {
+    /// The service over `store`, running operations through `runner`.
+    pub fn new(store: Arc<dyn ImageStore>, runner: OperationRunner) -> Self {
+        Self { store, runner }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ImageStore> {
+        &self.store
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &OperationRunner {
+        &self.runner
+    }
+
+    /// How interrupted Deletes continue after a restart: deleting is idempotent, so again.
+    pub fn resumers(&self, resumers: Resumers) -> Resumers {
+        let store = self.store.clone();
+        resumers.add(DELETE_METHOD, false, move |record, _ctx| {
+            let store = store.clone();
+            async move {
+                let request =
+                    <DeleteImageRequest as prost::Message>::decode(record.request.as_slice())
+                        .map_err(|e| {
+                            Status::new(tonic::Code::Internal, format!("stored request: {e}"))
+                        })?;
+                store
+                    .delete(&request.image_id, Timestamp::now())
+                    .await
+                    .map_err(store_status)?;
+                Ok(Any::from_msg(&Empty {}))
+            }
+        })
+    }
+
+    /// `List`.
+    pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
+        validate(request)?;
+        let scope = if !request.repository_name.is_empty() {
+            Scope::Repository(request.repository_name.clone())
+        } else if !request.registry_id.is_empty() {
+            Scope::Registry(request.registry_id.clone())
+        } else if !request.folder_id.is_empty() {
+            Scope::Folder(request.folder_id.clone())
+        } else {
+            return Err(Status::new(
+                tonic::Code::InvalidArgument,
+                "Request validation error: one of repository_name, registry_id or folder_id is required",
+            ));
+        };
+        let filter = FilterExpr::parse(
+            &request.filter,
+            FilterSpec {
+                fields: FILTER_FIELDS,
+                max_value_length: 256,
+            },
+        )?;
+        let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("name", false)]);
+        let key = QueryKey::new(
+            LIST_KIND,
+            &[
+                &request.repository_name,
+                &request.registry_id,
+                &request.folder_id,
+                &request.filter,
+                &request.order_by,
+            ],
+        );
+        let after = key.resume_after(&request.page_token)?;
+        let limit = page_size(request.page_size);
+        let query = ImageQuery {
+            scope,
+            filter,
+            order: order.items,
+            after,
+            limit: limit + 1,
+        };
+        let mut images = self.store.list(&query).await.map_err(store_status)?;
+        let next_page_token = if images.len() > limit {
+            images.truncate(limit);
+            images.last().map(|i| key.token(&i.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListImagesResponse {
+            images,
+            next_page_token,
+        })
+    }
+
+    /// `Get`.
+    pub async fn get(&self, request: &GetImageRequest) -> Result<Image, Status> {
+        validate(request)?;
+        self.store
+            .get(&request.image_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(&request.image_id))
+    }
+
+    /// `Delete`: an operation whose metadata is `DeleteImageMetadata` and whose response is
+    /// `Empty`. When it is done the image and its tags are gone; other images' blobs are not
+    /// touched.
+    pub async fn delete(
+        &self,
+        request: &DeleteImageRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        let id = request.image_id.clone();
+        if self.store.get(&id).await.map_err(store_status)?.is_none() {
+            return Err(not_found(&id));
+        }
+        let start = StartOperation::new(
+            "crp",
+            DELETE_METHOD,
+            "Delete image",
+            &id,
+            &DeleteImageMetadata {
+                image_id: id.clone(),
+            },
+            request,
+        )
+        .created_by(&caller.subject)
+        .idempotency_key(caller.idempotency_key.clone());
+        let store = self.store.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                if store
+                    .delete(&id, Timestamp::now())
+                    .await
+                    .map_err(store_status)?
+                {
+                    Ok(Any::from_msg(&Empty {}))
+                } else {
+                    Err(not_found(&id))
+                }
+            })
+            .await
+    }
+
+    /// Creates a registry, or leaves an existing one as it is.
+    pub async fn ensure_registry(&self, registry: &Registry) -> Result<(), Status> {
+        self.store
+            .ensure_registry(registry)
+            .await
+            .map_err(store_status)
+    }
+
+    /// Stores a pushed manifest in `repository` (`<registry_id>/<name>`), optionally tagged.
+    /// Pushing the same manifest again is idempotent; a tag moves to this image.
+    pub async fn push(
+        &self,
+        repository: &str,
+        manifest: &ImageManifest,
+        tag: Option<&str>,
+    ) -> Result<Image, Status> {
+        let (registry_id, name) = repository.split_once('/').unwrap_or((repository, ""));
+        let checked = ListImagesRequest {
+            repository_name: repository.to_owned(),
+            ..Default::default()
+        };
+        if name.is_empty() || validate(&checked).is_err() {
+            return Err(Status::new(
+                tonic::Code::InvalidArgument,
+                format!("repository {repository:?} is not <registry_id>/<name> with a valid name"),
+            ));
+        }
+        if let Some(tag) = tag
+            && !valid_tag(tag)
+        {
+            return Err(Status::new(
+                tonic::Code::InvalidArgument,
+                format!("tag {tag:?} is not [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"),
+            ));
+        }
+        let blob = |d: &Descriptor| Blob {
+            id: blob_id(registry_id, &d.digest),
+            digest: d.digest.clone(),
+            size: d.size,
+            urls: d.urls.clone(),
+        };
+        let push = PushImage {
+            registry_id: registry_id.to_owned(),
+            repository: repository.to_owned(),
+            digest: manifest.digest.clone(),
+            config: blob(&manifest.manifest.config),
+            layers: manifest.manifest.layers.iter().map(blob).collect(),
+            compressed_size: manifest.compressed_size(),
+            tag: tag.map(str::to_owned),
+        };
+        Ok(self
+            .store
+            .push(push, Timestamp::now())
+            .await
+            .map_err(store_status)?
+            .image)
+    }
+
+    /// Imports the image tagged `tag` (or the only one) of the OCI image layout in `dir` into
+    /// `repository`, tagging it `tag`. Every blob is verified first; on any mismatch nothing is
+    /// stored.
+    pub async fn import_layout(
+        &self,
+        dir: &Path,
+        repository: &str,
+        tag: Option<&str>,
+    ) -> Result<Image, Status> {
+        let layout = read_layout(dir, tag).map_err(|e| oci_status(&e))?;
+        let tag = tag.map(str::to_owned).or(layout.tag);
+        self.push(repository, &layout.manifest, tag.as_deref())
+            .await
+    }
+}
+
+/// The status of a refused image.
+pub fn oci_status(error: &OciError) -> Status {
+    let code = match error {
+        OciError::Io { .. } | OciError::NoSuchTag(_) => tonic::Code::NotFound,
+        OciError::Unsupported(_) => tonic::Code::Unimplemented,
+        _ => tonic::Code::InvalidArgument,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// A tag as the distribution spec allows it.
+fn valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    first_ok
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}

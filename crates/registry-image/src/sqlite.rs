@@ -1,0 +1,466 @@
+//! The [`ImageStore`] on SQLite: in memory for tests and embedding, or in a file.
+//!
+//! Images are rows of `cr_images` with the columns List filters and sorts on, and the rest of
+//! the `Image` message encoded in `body`; tags are rows of `cr_tags`. Every List is one query
+//! whose scope, `name` conditions, order and keyset cursor a partial index on
+//! `(scope column, sort column, id)` serves; deleted rows stay (with `deleted_at`) for a day so
+//! that page tokens which stop at them keep working.
+
+use async_trait::async_trait;
+use prost::Message;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use yc_operations::query::{FilterOp, OrderItem};
+use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
+
+use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, Scope};
+
+const COMPONENT: &str = "registry-image";
+const SCHEMA_VERSION: i64 = 1;
+/// How long a deleted image's sort keys are kept for page tokens.
+const KEEP_DELETED_NANOS: i64 = 24 * 3600 * 1_000_000_000;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS cr_registries (
+        id TEXT PRIMARY KEY,
+        folder_id TEXT NOT NULL,
+        name TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS cr_images (
+        id TEXT PRIMARY KEY,
+        registry_id TEXT NOT NULL,
+        folder_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_modified INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        deleted_at INTEGER
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cr_images_manifest ON cr_images (name, digest) WHERE deleted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS cr_images_deleted ON cr_images (deleted_at) WHERE deleted_at IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS cr_tags (
+        name TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        PRIMARY KEY (name, tag)
+    )",
+    "CREATE INDEX IF NOT EXISTS cr_tags_image ON cr_tags (image_id, tag)",
+];
+
+/// The scope columns and sort columns that List indexes cover: one partial index for each
+/// pair, ending in the id that breaks ties.
+const SCOPE_COLUMNS: &[&str] = &["name", "registry_id", "folder_id"];
+const SORT_COLUMNS: &[&str] = &["name", "digest", "created_at", "last_modified"];
+
+/// Registry images in SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteImageStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> ImageStoreError {
+    ImageStoreError::Unavailable(e.to_string())
+}
+
+fn nanos(t: Timestamp) -> i64 {
+    let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
+
+impl SqliteImageStore {
+    /// A store in a fresh in-memory database.
+    pub async fn in_memory() -> Result<Self, ImageStoreError> {
+        // One connection: each connection to `:memory:` would be a database of its own.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().in_memory(true))
+            .await
+            .map_err(unavailable)?;
+        Self::open(pool).await
+    }
+
+    /// A store in the database behind `pool`, whose schema is created or checked.
+    pub async fn open(pool: SqlitePool) -> Result<Self, ImageStoreError> {
+        let mut tx = pool.begin().await.map_err(unavailable)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = ?")
+                .bind(COMPONENT)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if version.is_some_and(|v| v > SCHEMA_VERSION) {
+            return Err(ImageStoreError::Unavailable(format!(
+                "the database holds registry images in schema version {}, newer than this \
+                 server's {SCHEMA_VERSION}; run a newer yc-images",
+                version.unwrap_or_default()
+            )));
+        }
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        for scope in SCOPE_COLUMNS {
+            for sort in SORT_COLUMNS.iter().filter(|s| *s != scope) {
+                let sql = format!(
+                    "CREATE INDEX IF NOT EXISTS cr_images_{scope}_{sort} ON cr_images ({scope}, {sort}, id) WHERE deleted_at IS NULL"
+                );
+                sqlx::query(&sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        // Listing one repository by name (its default order) needs (name, id).
+        sqlx::query("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO yc_schema (component, version) VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version")
+            .bind(COMPONENT)
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Self { pool })
+    }
+
+    async fn tags(
+        &self,
+        executor: impl sqlx::SqliteExecutor<'_>,
+        id: &str,
+    ) -> Result<Vec<String>, ImageStoreError> {
+        sqlx::query_scalar("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag")
+            .bind(id)
+            .fetch_all(executor)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn decode(body: &[u8]) -> Result<Image, ImageStoreError> {
+    Image::decode(body)
+        .map_err(|e| ImageStoreError::Unavailable(format!("a stored image does not decode: {e}")))
+}
+
+/// The column of a sort field; the fields are checked by the query parser, and anything else
+/// sorts by id.
+fn column(field: &str) -> &'static str {
+    match field {
+        "name" => "name",
+        "digest" => "digest",
+        "created_at" => "created_at",
+        "last_modified" => "last_modified",
+        _ => "id",
+    }
+}
+
+/// A sort key's value at the cursor.
+#[derive(Debug, Clone)]
+enum Key {
+    Text(String),
+    Int(i64),
+}
+
+fn push_key(builder: &mut QueryBuilder<'_, Sqlite>, key: &Key) {
+    match key {
+        Key::Text(s) => builder.push_bind(s.clone()),
+        Key::Int(n) => builder.push_bind(*n),
+    };
+}
+
+#[async_trait]
+impl ImageStore for SqliteImageStore {
+    async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError> {
+        sqlx::query("INSERT INTO cr_registries (id, folder_id, name) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(&registry.id)
+            .bind(&registry.folder_id)
+            .bind(&registry.name)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn registry(&self, id: &str) -> Result<Option<Registry>, ImageStoreError> {
+        let row = sqlx::query("SELECT id, folder_id, name FROM cr_registries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|r| Registry {
+            id: r.get("id"),
+            folder_id: r.get("folder_id"),
+            name: r.get("name"),
+        }))
+    }
+
+    async fn push(&self, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {
+        let now = nanos(at);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let folder_id: Option<String> =
+            sqlx::query_scalar("SELECT folder_id FROM cr_registries WHERE id = ?")
+                .bind(&push.registry_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(folder_id) = folder_id else {
+            return Err(ImageStoreError::NoRegistry(push.registry_id));
+        };
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL",
+        )
+        .bind(&push.repository)
+        .bind(&push.digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let created = existing.is_none();
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = yc_operations::ids::new_id("crp");
+                let image = Image {
+                    id: id.clone(),
+                    name: push.repository.clone(),
+                    digest: push.digest.clone(),
+                    compressed_size: push.compressed_size,
+                    config: Some(push.config.clone()),
+                    layers: push.layers.clone(),
+                    tags: Vec::new(),
+                    created_at: Some(at),
+                };
+                sqlx::query(
+                    "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&push.registry_id)
+                .bind(&folder_id)
+                .bind(&push.repository)
+                .bind(&push.digest)
+                .bind(now)
+                .bind(now)
+                .bind(image.encode_to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                id
+            }
+        };
+        if let Some(tag) = &push.tag {
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
+                    .bind(&push.repository)
+                    .bind(tag)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if holder.as_deref() != Some(id.as_str()) {
+                sqlx::query(
+                    "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
+                )
+                .bind(&push.repository)
+                .bind(tag)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                // Both the image that gets the tag and the one that loses it have changed.
+                for changed in std::iter::once(&id).chain(holder.as_ref()) {
+                    sqlx::query("UPDATE cr_images SET last_modified = ? WHERE id = ?")
+                        .bind(now)
+                        .bind(changed)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let mut image = decode(&body)?;
+        image.tags = self.tags(&mut *tx, &id).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Pushed { image, created })
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError> {
+        let body: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ? AND deleted_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        let Some(body) = body else { return Ok(None) };
+        let mut image = decode(&body)?;
+        image.tags = self.tags(&self.pool, id).await?;
+        Ok(Some(image))
+    }
+
+    async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
+        let now = nanos(at);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let deleted =
+            sqlx::query("UPDATE cr_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected()
+                > 0;
+        if deleted {
+            sqlx::query("DELETE FROM cr_tags WHERE image_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query("DELETE FROM cr_images WHERE deleted_at IS NOT NULL AND deleted_at < ?")
+            .bind(now.saturating_sub(KEEP_DELETED_NANOS))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted)
+    }
+
+    async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
+        // The sort keys, then the id with the direction of the last key.
+        let mut keys: Vec<(&'static str, bool)> = query
+            .order
+            .iter()
+            .map(|OrderItem { field, descending }| (column(field), *descending))
+            .collect();
+        let last_direction = keys.last().is_some_and(|(_, d)| *d);
+        keys.push(("id", last_direction));
+
+        let cursor = match &query.after {
+            None => None,
+            Some(id) => {
+                let row = sqlx::query("SELECT name, digest, created_at, last_modified, id FROM cr_images WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?;
+                let values: Vec<Key> = keys
+                    .iter()
+                    .map(|(col, _)| match *col {
+                        "created_at" | "last_modified" => Key::Int(row.get(*col)),
+                        other => Key::Text(row.get(other)),
+                    })
+                    .collect();
+                Some(values)
+            }
+        };
+
+        let mut sql: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT id, body FROM cr_images WHERE deleted_at IS NULL AND ");
+        let (scope_column, scope_value) = match &query.scope {
+            Scope::Repository(name) => ("name", name),
+            Scope::Registry(id) => ("registry_id", id),
+            Scope::Folder(id) => ("folder_id", id),
+        };
+        sql.push(scope_column)
+            .push(" = ")
+            .push_bind(scope_value.clone());
+        for condition in &query.filter.conditions {
+            sql.push(" AND name ");
+            match condition.op {
+                FilterOp::Eq => {
+                    sql.push("= ")
+                        .push_bind(condition.values.first().cloned().unwrap_or_default());
+                }
+                FilterOp::Ne => {
+                    sql.push("<> ")
+                        .push_bind(condition.values.first().cloned().unwrap_or_default());
+                }
+                FilterOp::In | FilterOp::NotIn => {
+                    sql.push(if condition.op == FilterOp::In {
+                        "IN ("
+                    } else {
+                        "NOT IN ("
+                    });
+                    let mut list = sql.separated(", ");
+                    for value in &condition.values {
+                        list.push_bind(value.clone());
+                    }
+                    sql.push(")");
+                }
+            }
+        }
+        if let Some(values) = &cursor {
+            sql.push(" AND ");
+            let uniform = keys.iter().all(|(_, d)| *d == last_direction);
+            if uniform {
+                // A row-value comparison, which the index on the same columns serves.
+                sql.push("(");
+                sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
+                sql.push(if last_direction { ") < (" } else { ") > (" });
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    push_key(&mut sql, value);
+                }
+                sql.push(")");
+            } else {
+                // (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
+                sql.push("(");
+                for i in 0..keys.len() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    sql.push("(");
+                    for (j, (col, _)) in keys.iter().enumerate().take(i) {
+                        sql.push(*col).push(" = ");
+                        push_key(&mut sql, &values[j]);
+                        sql.push(" AND ");
+                    }
+                    let (col, descending) = keys[i];
+                    sql.push(col).push(if descending { " < " } else { " > " });
+                    push_key(&mut sql, &values[i]);
+                    sql.push(")");
+                }
+                sql.push(")");
+            }
+        }
+        sql.push(" ORDER BY ");
+        let order: Vec<String> = keys
+            .iter()
+            .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
+            .collect();
+        sql.push(order.join(", "));
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let mut images = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut image = decode(row.get::<&[u8], _>("body"))?;
+            image.tags = self.tags(&self.pool, row.get::<&str, _>("id")).await?;
+            images.push(image);
+        }
+        Ok(images)
+    }
+}

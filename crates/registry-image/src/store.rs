@@ -1,0 +1,124 @@
+//! Where registry images live: the [`ImageStore`] trait and what goes through it.
+//!
+//! A List is one [`ImageQuery`]: a scope, conditions on `name`, a sort order and a keyset
+//! cursor, in a shape a SQL backend answers with one indexed query (see [`crate::sqlite`]).
+
+use async_trait::async_trait;
+use yc_operations::query::{FilterExpr, OrderItem};
+use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
+
+/// A container registry: the unit images are listed and deleted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// `crp…`
+    pub id: String,
+    /// The folder it belongs to.
+    pub folder_id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Which images a List covers. The request's `repository_name` wins over `registry_id`, which
+/// wins over `folder_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// One repository, `<registry_id>/<name>`.
+    Repository(String),
+    /// Every repository of a registry.
+    Registry(String),
+    /// Every registry of a folder.
+    Folder(String),
+}
+
+/// A List: scope, filter on `name`, order (the id breaks ties) and where to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageQuery {
+    /// The images in question.
+    pub scope: Scope,
+    /// Conditions on `name`.
+    pub filter: FilterExpr,
+    /// Sort keys among `name`, `digest`, `created_at`, `last_modified`; never empty.
+    pub order: Vec<OrderItem>,
+    /// Continue after this image (from a page token).
+    pub after: Option<String>,
+    /// The page size.
+    pub limit: usize,
+}
+
+/// An image to store: a manifest pushed into a repository, maybe with a tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushImage {
+    /// The registry.
+    pub registry_id: String,
+    /// The repository, `<registry_id>/<name>`.
+    pub repository: String,
+    /// `sha256:` of the manifest bytes.
+    pub digest: String,
+    /// The config blob.
+    pub config: Blob,
+    /// The layer blobs.
+    pub layers: Vec<Blob>,
+    /// The sum of the layer sizes.
+    pub compressed_size: i64,
+    /// A tag to point at the image; it moves off any other image of the repository.
+    pub tag: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    /// The image, with its tags.
+    pub image: Image,
+    /// Whether the image was new; pushing the same manifest again is not.
+    pub created: bool,
+}
+
+/// A store failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStoreError {
+    /// The registry does not exist.
+    NoRegistry(String),
+    /// A page token's image is no longer known (its listing is too old).
+    CursorGone(String),
+    /// The store could not do it now; the text is for the log.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ImageStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageStoreError::NoRegistry(id) => write!(f, "registry {id} not found"),
+            ImageStoreError::CursorGone(id) => {
+                write!(f, "the page token's image {id} is no longer known")
+            }
+            ImageStoreError::Unavailable(why) => write!(f, "image store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageStoreError {}
+
+/// Persistence of registries and their images. Each method is atomic.
+#[async_trait]
+pub trait ImageStore: Send + Sync + 'static {
+    /// Creates the registry, or leaves it as it is if it exists.
+    async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError>;
+
+    /// The registry with this id.
+    async fn registry(&self, id: &str) -> Result<Option<Registry>, ImageStoreError>;
+
+    /// Stores a pushed image (or finds the same manifest already in the repository) and
+    /// points the tag at it, moving the tag off the image that had it.
+    async fn push(&self, image: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError>;
+
+    /// The image with this id, with its tags; deleted images are gone.
+    async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError>;
+
+    /// Deletes the image and its tags. Returns whether it existed. Its sort keys are kept
+    /// for a while, so that a page token that stops at it still continues.
+    async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;
+
+    /// One page of a List, served by an index.
+    async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError>;
+}
