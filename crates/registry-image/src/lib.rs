@@ -6,6 +6,7 @@
 //! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
 //!   [`grpc`] and [`rest`] put it on the wire.
 
+pub mod client;
 pub mod grpc;
 pub mod oci;
 pub mod rest;

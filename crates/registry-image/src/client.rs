@@ -1,0 +1,260 @@
+//! A typed client of the Container Registry ImageService, one interface over gRPC and REST.
+//!
+//! ```no_run
+//! use futures_util::TryStreamExt;
+//! use yc_registry_image::client::RegistryImageClient;
+//! use yc_proto_types::yandex::cloud::containerregistry::v1::ListImagesRequest;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = RegistryImageClient::connect_grpc("http://127.0.0.1:50051").await?;
+//! // or: RegistryImageClient::rest("http://127.0.0.1:50051")?
+//! let request = ListImagesRequest { registry_id: "crp1".into(), ..Default::default() };
+//! let images: Vec<_> = client.list_all(request).try_collect().await?;
+//! for image in &images {
+//!     client.delete_and_wait(&image.id).await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use futures_util::Stream;
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+use yc_operations::{OperationSource, OperationWaiter, RestOperationSource, WaitError, WaitPolicy};
+use yc_proto_types::google::protobuf::Empty;
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_client::ImageServiceClient;
+use yc_proto_types::yandex::cloud::containerregistry::v1::{
+    DeleteImageRequest, GetImageRequest, Image, ListImagesRequest, ListImagesResponse,
+};
+use yc_proto_types::yandex::cloud::operation::Operation;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
+
+#[derive(Debug, Clone)]
+enum Transport {
+    Grpc {
+        images: ImageServiceClient<Channel>,
+        operations: OperationServiceClient<Channel>,
+    },
+    Rest {
+        base: Url,
+        http: reqwest::Client,
+        operations: RestOperationSource,
+    },
+}
+
+/// The Container Registry ImageService over gRPC or REST.
+#[derive(Debug, Clone)]
+pub struct RegistryImageClient {
+    transport: Transport,
+    wait: WaitPolicy,
+}
+
+fn transport_error(e: impl std::fmt::Display) -> Status {
+    Status::new(tonic::Code::Unavailable, e.to_string())
+}
+
+impl RegistryImageClient {
+    /// A client over a gRPC channel.
+    pub fn grpc(channel: Channel) -> Self {
+        Self {
+            transport: Transport::Grpc {
+                images: ImageServiceClient::new(channel.clone()),
+                operations: OperationServiceClient::new(channel),
+            },
+            wait: WaitPolicy::default(),
+        }
+    }
+
+    /// Connects over gRPC to `endpoint`, e.g. `http://127.0.0.1:50051`.
+    pub async fn connect_grpc(endpoint: &str) -> Result<Self, Status> {
+        let channel = Channel::from_shared(endpoint.to_owned())
+            .map_err(|e| Status::new(tonic::Code::InvalidArgument, e.to_string()))?
+            .connect()
+            .await
+            .map_err(transport_error)?;
+        Ok(Self::grpc(channel))
+    }
+
+    /// A client of the REST API at `base_url`, e.g. `http://127.0.0.1:50051`.
+    pub fn rest(base_url: &str) -> Result<Self, Status> {
+        let base = Url::parse(base_url)
+            .map_err(|e| Status::new(tonic::Code::InvalidArgument, format!("{base_url:?}: {e}")))?;
+        Ok(Self {
+            transport: Transport::Rest {
+                base,
+                http: reqwest::Client::new(),
+                operations: RestOperationSource::new(base_url)?,
+            },
+            wait: WaitPolicy::default(),
+        })
+    }
+
+    /// How [`delete_and_wait`](Self::delete_and_wait) polls.
+    pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Self {
+        self.wait = policy;
+        self
+    }
+
+    /// `Get`.
+    pub async fn get(&self, image_id: &str) -> Result<Image, Status> {
+        let request = GetImageRequest {
+            image_id: image_id.to_owned(),
+        };
+        match &self.transport {
+            Transport::Grpc { images, .. } => Ok(images
+                .clone()
+                .get(request)
+                .await
+                .map_err(Status::from)?
+                .into_inner()),
+            Transport::Rest { .. } => {
+                self.rest_call(
+                    Method::GET,
+                    &["container-registry", "v1", "images", image_id],
+                    &[],
+                )
+                .await
+            }
+        }
+    }
+
+    /// One page of `List`.
+    pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
+        match &self.transport {
+            Transport::Grpc { images, .. } => Ok(images
+                .clone()
+                .list(request.clone())
+                .await
+                .map_err(Status::from)?
+                .into_inner()),
+            Transport::Rest { .. } => {
+                let page_size = request.page_size.to_string();
+                let query: Vec<(&str, &str)> = [
+                    ("registryId", request.registry_id.as_str()),
+                    ("repositoryName", &request.repository_name),
+                    ("folderId", &request.folder_id),
+                    (
+                        "pageSize",
+                        if request.page_size == 0 {
+                            ""
+                        } else {
+                            &page_size
+                        },
+                    ),
+                    ("pageToken", &request.page_token),
+                    ("filter", &request.filter),
+                    ("orderBy", &request.order_by),
+                ]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+                self.rest_call(Method::GET, &["container-registry", "v1", "images"], &query)
+                    .await
+            }
+        }
+    }
+
+    /// Every image of a List, page after page, as a stream.
+    pub fn list_all(
+        &self,
+        request: ListImagesRequest,
+    ) -> impl Stream<Item = Result<Image, Status>> + '_ {
+        let pages = futures_util::stream::try_unfold(Some(request), move |next| async move {
+            let Some(request) = next else {
+                return Ok::<_, Status>(None);
+            };
+            let page = self.list(&request).await?;
+            let next = (!page.next_page_token.is_empty()).then(|| ListImagesRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+            Ok(Some((page.images, next)))
+        });
+        futures_util::TryStreamExt::try_flatten(futures_util::TryStreamExt::map_ok(
+            pages,
+            |images| futures_util::stream::iter(images.into_iter().map(Ok)),
+        ))
+    }
+
+    /// `Delete`: the operation as it starts.
+    pub async fn delete(&self, image_id: &str) -> Result<Operation, Status> {
+        let request = DeleteImageRequest {
+            image_id: image_id.to_owned(),
+        };
+        match &self.transport {
+            Transport::Grpc { images, .. } => Ok(images
+                .clone()
+                .delete(request)
+                .await
+                .map_err(Status::from)?
+                .into_inner()),
+            Transport::Rest { .. } => {
+                self.rest_call(
+                    Method::DELETE,
+                    &["container-registry", "v1", "images", image_id],
+                    &[],
+                )
+                .await
+            }
+        }
+    }
+
+    /// `Delete`, then waits until the image is gone.
+    pub async fn delete_and_wait(&self, image_id: &str) -> Result<(), WaitError> {
+        let op = self.delete(image_id).await.map_err(WaitError::Poll)?;
+        match &self.transport {
+            Transport::Grpc { operations, .. } => self.wait_on(operations.clone(), op).await,
+            Transport::Rest { operations, .. } => self.wait_on(operations.clone(), op).await,
+        }
+    }
+
+    async fn wait_on<S: OperationSource>(&self, source: S, op: Operation) -> Result<(), WaitError> {
+        OperationWaiter::new(source)
+            .with_policy(self.wait.clone())
+            .wait::<Empty>(op)
+            .await
+            .map(drop)
+    }
+
+    async fn rest_call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T, Status> {
+        let Transport::Rest { base, http, .. } = &self.transport else {
+            return Err(Status::new(tonic::Code::Internal, "not a REST client"));
+        };
+        let mut url = base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Status::new(tonic::Code::InvalidArgument, "the base URL has no path"))?
+            .pop_if_empty()
+            .extend(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let response = http
+            .request(method, url.clone())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            serde_json::from_slice(&body).map_err(|e| {
+                Status::new(
+                    tonic::Code::Internal,
+                    format!("{url} answered with unexpected JSON: {e}"),
+                )
+            })
+        } else {
+            Err(serde_json::from_slice::<Status>(&body)
+                .ok()
+                .filter(|s| s.code != 0)
+                .unwrap_or_else(|| {
+                    Status::new(tonic::Code::Unknown, format!("{url} answered {status}"))
+                }))
+        }
+    }
+}
