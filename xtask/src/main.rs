@@ -3,8 +3,10 @@
 //! - `codegen [--check]`: regenerate the wire types from `proto/`, or check that they are fresh.
 //! - `snapshots`: re-run the wire-format snapshot tests and accept every changed snapshot.
 //! - `sdk-env`: set up the Python environment with the official SDK and print its interpreter.
+//! - `bench`: run the benchmarks and write their figures to `docs/benchmarks.md`.
 //! - `ci`: every check CI runs, in order.
 
+mod bench;
 mod ci;
 mod codegen;
 mod sdk;
@@ -23,6 +25,7 @@ tasks:
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
   sdk-env            set up the Python venv with the official SDK, print its python
+  bench              run the benchmarks, write docs/benchmarks.md, check scaling bounds
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
 ";
 
@@ -38,6 +41,7 @@ fn main() -> Result<()> {
             println!("{}", python.display());
             Ok(())
         }
+        ["bench"] => bench::run(),
         ["ci"] => ci::run(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");

@@ -81,6 +81,22 @@ impl SqliteImageStore {
         Self::open(pool).await
     }
 
+    /// Pushes many images in one transaction, each as [`ImageStore::push`] would: for
+    /// seeding a large registry at once.
+    pub async fn push_many(
+        &self,
+        pushes: impl IntoIterator<Item = (PushImage, Timestamp)>,
+    ) -> Result<usize, ImageStoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut count = 0;
+        for (push, at) in pushes {
+            push_in(&mut tx, push, at).await?;
+            count += 1;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(count)
+    }
+
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: SqlitePool) -> Result<Self, ImageStoreError> {
         let mut tx = pool.begin().await.map_err(unavailable)?;
@@ -134,18 +150,6 @@ impl SqliteImageStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Self { pool })
     }
-
-    async fn tags(
-        &self,
-        executor: impl sqlx::SqliteExecutor<'_>,
-        id: &str,
-    ) -> Result<Vec<String>, ImageStoreError> {
-        sqlx::query_scalar("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag")
-            .bind(id)
-            .fetch_all(executor)
-            .await
-            .map_err(unavailable)
-    }
 }
 
 fn decode(body: &[u8]) -> Result<Image, ImageStoreError> {
@@ -179,6 +183,113 @@ fn push_key(builder: &mut QueryBuilder<'_, Sqlite>, key: &Key) {
     };
 }
 
+async fn push_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    push: PushImage,
+    at: Timestamp,
+) -> Result<Pushed, ImageStoreError> {
+    let now = nanos(at);
+    let folder_id: Option<String> =
+        sqlx::query_scalar("SELECT folder_id FROM cr_registries WHERE id = ?")
+            .bind(&push.registry_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    let Some(folder_id) = folder_id else {
+        return Err(ImageStoreError::NoRegistry(push.registry_id));
+    };
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL",
+    )
+    .bind(&push.repository)
+    .bind(&push.digest)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    let created = existing.is_none();
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let id = yc_operations::ids::new_id("crp");
+            let image = Image {
+                id: id.clone(),
+                name: push.repository.clone(),
+                digest: push.digest.clone(),
+                compressed_size: push.compressed_size,
+                config: Some(push.config.clone()),
+                layers: push.layers.clone(),
+                tags: Vec::new(),
+                created_at: Some(at),
+            };
+            sqlx::query(
+                    "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&push.registry_id)
+                .bind(&folder_id)
+                .bind(&push.repository)
+                .bind(&push.digest)
+                .bind(now)
+                .bind(now)
+                .bind(image.encode_to_vec())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            id
+        }
+    };
+    if let Some(tag) = &push.tag {
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
+                .bind(&push.repository)
+                .bind(tag)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        if holder.as_deref() != Some(id.as_str()) {
+            sqlx::query(
+                "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
+            )
+            .bind(&push.repository)
+            .bind(tag)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            // Both the image that gets the tag and the one that loses it have changed.
+            for changed in std::iter::once(&id).chain(holder.as_ref()) {
+                sqlx::query("UPDATE cr_images SET last_modified = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(changed)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+    }
+    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    let mut image = decode(&body)?;
+    image.tags = tags(&mut **tx, &id).await?;
+    Ok(Pushed { image, created })
+}
+
+async fn tags(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    id: &str,
+) -> Result<Vec<String>, ImageStoreError> {
+    sqlx::query_scalar("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag")
+        .bind(id)
+        .fetch_all(executor)
+        .await
+        .map_err(unavailable)
+}
+
 #[async_trait]
 impl ImageStore for SqliteImageStore {
     async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError> {
@@ -206,97 +317,10 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn push(&self, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {
-        let now = nanos(at);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let folder_id: Option<String> =
-            sqlx::query_scalar("SELECT folder_id FROM cr_registries WHERE id = ?")
-                .bind(&push.registry_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let Some(folder_id) = folder_id else {
-            return Err(ImageStoreError::NoRegistry(push.registry_id));
-        };
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL",
-        )
-        .bind(&push.repository)
-        .bind(&push.digest)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let created = existing.is_none();
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let id = yc_operations::ids::new_id("crp");
-                let image = Image {
-                    id: id.clone(),
-                    name: push.repository.clone(),
-                    digest: push.digest.clone(),
-                    compressed_size: push.compressed_size,
-                    config: Some(push.config.clone()),
-                    layers: push.layers.clone(),
-                    tags: Vec::new(),
-                    created_at: Some(at),
-                };
-                sqlx::query(
-                    "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&id)
-                .bind(&push.registry_id)
-                .bind(&folder_id)
-                .bind(&push.repository)
-                .bind(&push.digest)
-                .bind(now)
-                .bind(now)
-                .bind(image.encode_to_vec())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                id
-            }
-        };
-        if let Some(tag) = &push.tag {
-            let holder: Option<String> =
-                sqlx::query_scalar("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
-                    .bind(&push.repository)
-                    .bind(tag)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            if holder.as_deref() != Some(id.as_str()) {
-                sqlx::query(
-                    "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
-                     ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
-                )
-                .bind(&push.repository)
-                .bind(tag)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                // Both the image that gets the tag and the one that loses it have changed.
-                for changed in std::iter::once(&id).chain(holder.as_ref()) {
-                    sqlx::query("UPDATE cr_images SET last_modified = ? WHERE id = ?")
-                        .bind(now)
-                        .bind(changed)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                }
-            }
-        }
-        let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let mut image = decode(&body)?;
-        image.tags = self.tags(&mut *tx, &id).await?;
+        let pushed = push_in(&mut tx, push, at).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(Pushed { image, created })
+        Ok(pushed)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError> {
@@ -308,7 +332,7 @@ impl ImageStore for SqliteImageStore {
                 .map_err(unavailable)?;
         let Some(body) = body else { return Ok(None) };
         let mut image = decode(&body)?;
-        image.tags = self.tags(&self.pool, id).await?;
+        image.tags = tags(&self.pool, id).await?;
         Ok(Some(image))
     }
 
@@ -377,6 +401,17 @@ impl ImageStore for SqliteImageStore {
             Scope::Registry(id) => ("registry_id", id),
             Scope::Folder(id) => ("folder_id", id),
         };
+        // With `name = …` or `name IN (…)` among the conditions, the index on (name, sort
+        // key, id) reads only the matching repositories; a unary `+` keeps SQLite from
+        // choosing the scope column's index instead and filtering the whole scope.
+        let selective_name = query
+            .filter
+            .conditions
+            .iter()
+            .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
+        if selective_name && scope_column != "name" {
+            sql.push("+");
+        }
         sql.push(scope_column)
             .push(" = ")
             .push_bind(scope_value.clone());
@@ -457,9 +492,32 @@ impl ImageStore for SqliteImageStore {
             .map_err(unavailable)?;
         let mut images = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut image = decode(row.get::<&[u8], _>("body"))?;
-            image.tags = self.tags(&self.pool, row.get::<&str, _>("id")).await?;
-            images.push(image);
+            images.push(decode(row.get::<&[u8], _>("body"))?);
+        }
+        // The page's tags in one query rather than one per image.
+        if !images.is_empty() {
+            let mut tags: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("SELECT image_id, tag FROM cr_tags WHERE image_id IN (");
+            let mut ids = tags.separated(", ");
+            for image in &images {
+                ids.push_bind(image.id.clone());
+            }
+            tags.push(") ORDER BY image_id, tag");
+            let mut by_image: std::collections::HashMap<String, Vec<String>> = Default::default();
+            let rows = tags
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                by_image
+                    .entry(row.get("image_id"))
+                    .or_default()
+                    .push(row.get("tag"));
+            }
+            for image in &mut images {
+                image.tags = by_image.remove(&image.id).unwrap_or_default();
+            }
         }
         Ok(images)
     }

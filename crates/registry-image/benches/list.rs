@@ -1,0 +1,132 @@
+//! The cost of a List page as the store grows: a filtered, ordered page, and a later page of
+//! a whole registry, at 10,000 and at 1,000,000 images. Served by indexes with keyset paging,
+//! neither should grow with the number of images. `cargo xtask bench` runs this and writes the
+//! figures to docs/benchmarks.md.
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use sha2::{Digest, Sha256};
+use yc_operations::{MemoryOperationStore, OperationRunner};
+use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, ListImagesRequest};
+use yc_registry_image::store::{ImageStore, PushImage, Registry};
+use yc_registry_image::{RegistryImages, SqliteImageStore};
+
+const REGISTRY: &str = "crpbench000000000000";
+/// Images per repository, the same at every size: a filtered page has the same content.
+const PER_REPOSITORY: usize = 100;
+
+fn digest(seed: &str) -> String {
+    let hash = Sha256::digest(seed.as_bytes());
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+async fn populate(size: usize) -> RegistryImages {
+    let store = SqliteImageStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry {
+        id: REGISTRY.into(),
+        folder_id: "b1gbench".into(),
+        name: "bench".into(),
+    };
+    store
+        .ensure_registry(&registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pushes = (0..size).map(|i| {
+        let repository = format!("{REGISTRY}/repo-{:06}", i / PER_REPOSITORY);
+        let push = PushImage {
+            registry_id: REGISTRY.into(),
+            repository,
+            digest: digest(&format!("manifest {i}")),
+            config: Blob {
+                id: String::new(),
+                digest: digest(&format!("config {i}")),
+                size: 1_000,
+                urls: vec![],
+            },
+            layers: vec![Blob {
+                id: String::new(),
+                digest: digest(&format!("layer {i}")),
+                size: 30_000_000,
+                urls: vec![],
+            }],
+            compressed_size: 30_000_000,
+            tag: (i % 7 == 0).then(|| format!("t{i}")),
+        };
+        let at = Timestamp {
+            seconds: 1_700_000_000 + (i as i64 % 86_400),
+            nanos: (i % 1_000) as i32 * 1000,
+        };
+        (push, at)
+    });
+    store
+        .push_many(pushes)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    RegistryImages::new(
+        Arc::new(store),
+        OperationRunner::new(Arc::new(MemoryOperationStore::new())),
+    )
+}
+
+fn list_pages(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("registry_list");
+    group.sample_size(30);
+    for size in [10_000usize, 1_000_000] {
+        let images = runtime.block_on(populate(size));
+        let repository = format!("{REGISTRY}/repo-{:06}", size / PER_REPOSITORY / 2);
+        let filtered = ListImagesRequest {
+            registry_id: REGISTRY.into(),
+            filter: format!("name = \"{repository}\""),
+            order_by: "created_at desc".into(),
+            page_size: 100,
+            ..Default::default()
+        };
+        let page = runtime
+            .block_on(images.list(&filtered))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.images.len(), 100);
+        group.bench_with_input(
+            BenchmarkId::new("filtered_ordered_page", size),
+            &filtered,
+            |b, request| {
+                b.to_async(&runtime).iter(|| images.list(request));
+            },
+        );
+
+        // A page in the middle of a whole registry, by digest.
+        let mut later = ListImagesRequest {
+            registry_id: REGISTRY.into(),
+            order_by: "digest".into(),
+            page_size: 100,
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            later.page_token = runtime
+                .block_on(images.list(&later))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .next_page_token;
+        }
+        group.bench_with_input(
+            BenchmarkId::new("fourth_page_by_digest", size),
+            &later,
+            |b, request| {
+                b.to_async(&runtime).iter(|| images.list(request));
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, list_pages);
+criterion_main!(benches);

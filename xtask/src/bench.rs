@@ -1,0 +1,150 @@
+//! `cargo xtask bench`: runs the criterion benchmarks and writes their figures, with the
+//! command and the machine, to `docs/benchmarks.md`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{project_root, target_dir};
+
+/// A benchmark whose cost must not grow with the store: its name, the sizes it runs at, and
+/// the largest ratio of the cost at the largest size to the cost at the smallest.
+struct ScaleCheck {
+    group: &'static str,
+    bench: &'static str,
+    sizes: [u64; 2],
+    max_ratio: f64,
+}
+
+const CHECKS: &[ScaleCheck] = &[
+    ScaleCheck {
+        group: "registry_list",
+        bench: "filtered_ordered_page",
+        sizes: [10_000, 1_000_000],
+        max_ratio: 1.5,
+    },
+    ScaleCheck {
+        group: "registry_list",
+        bench: "fourth_page_by_digest",
+        sizes: [10_000, 1_000_000],
+        max_ratio: 1.5,
+    },
+];
+
+const COMMAND: &str = "cargo bench -p yc-registry-image --bench list";
+
+pub(crate) fn run() -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(project_root())
+        .args(["bench", "-p", "yc-registry-image", "--bench", "list"])
+        .status()?;
+    if !status.success() {
+        bail!("{COMMAND} failed: {status}");
+    }
+
+    let mut table = String::from(
+        "| benchmark | 10,000 images | 1,000,000 images | ratio | bound |\n|---|---|---|---|---|\n",
+    );
+    let mut over = Vec::new();
+    for check in CHECKS {
+        let [small, large] = check
+            .sizes
+            .map(|size| mean_ns(check.group, check.bench, size));
+        let (small, large) = (small?, large?);
+        let ratio = large / small;
+        writeln!(
+            table,
+            "| {}/{} | {} | {} | {ratio:.2} | ≤ {} |",
+            check.group,
+            check.bench,
+            human(small),
+            human(large),
+            check.max_ratio
+        )?;
+        if ratio > check.max_ratio {
+            over.push(format!("{}/{}: {ratio:.2}", check.group, check.bench));
+        }
+    }
+
+    let doc = format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench`, which runs `{COMMAND}` (criterion, mean time per\n\
+         call) and checks that each figure at the largest size stays within its bound of the\n\
+         figure at the smallest.\n\n\
+         ## List: the cost of a page does not grow with the store\n\n\
+         A List page through `RegistryImages::list` (validation, filter parsing, page token, the\n\
+         SQLite query on the in-memory store) with 100 images per repository at every size:\n\
+         `filtered_ordered_page` is `name = \"<one repository>\"` ordered by `created_at desc`;\n\
+         `fourth_page_by_digest` continues a whole-registry listing by `digest` from a page\n\
+         token. Both are served by an index on (scope, sort key, id) with keyset paging.\n\n\
+         {table}\n\
+         ## Machine\n\n\
+         {}\n",
+        machine()
+    );
+    let path = project_root().join("docs/benchmarks.md");
+    fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
+    println!("bench: wrote {}", path.display());
+    if !over.is_empty() {
+        bail!(
+            "cost grows with the store beyond its bound: {}",
+            over.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn mean_ns(group: &str, bench: &str, size: u64) -> Result<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(bench)
+        .join(size.to_string())
+        .join("new/estimates.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let estimates: serde_json::Value = serde_json::from_str(&text)?;
+    estimates["mean"]["point_estimate"]
+        .as_f64()
+        .with_context(|| format!("no mean in {}", path.display()))
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else {
+        format!("{:.1} µs", ns / 1_000.0)
+    }
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{} GiB", kb / 1024 / 1024))
+        .unwrap_or_else(|| "unknown memory".into());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("- CPU: {cpu}, {cores} cores\n- Memory: {memory}\n- {rustc}, release profile")
+}
