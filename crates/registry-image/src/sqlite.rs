@@ -97,6 +97,148 @@ impl SqliteImageStore {
         Ok(count)
     }
 
+    /// The query plan SQLite chooses for a List, one line per step: to check that an index
+    /// serves it (`SEARCH … USING INDEX`), never a scan of every image.
+    pub async fn query_plan(&self, query: &ImageQuery) -> Result<Vec<String>, ImageStoreError> {
+        let mut sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(|r| r.get::<String, _>("detail")).collect())
+    }
+
+    /// The SQL of a List, after `prefix`.
+    async fn list_sql(
+        &self,
+        query: &ImageQuery,
+        prefix: &str,
+    ) -> Result<QueryBuilder<'static, Sqlite>, ImageStoreError> {
+        // The sort keys, then the id with the direction of the last key.
+        let mut keys: Vec<(&'static str, bool)> = query
+            .order
+            .iter()
+            .map(|OrderItem { field, descending }| (column(field), *descending))
+            .collect();
+        let last_direction = keys.last().is_some_and(|(_, d)| *d);
+        keys.push(("id", last_direction));
+
+        let cursor = match &query.after {
+            None => None,
+            Some(id) => {
+                let row = sqlx::query("SELECT name, digest, created_at, last_modified, id FROM cr_images WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?;
+                let values: Vec<Key> = keys
+                    .iter()
+                    .map(|(col, _)| match *col {
+                        "created_at" | "last_modified" => Key::Int(row.get(*col)),
+                        other => Key::Text(row.get(other)),
+                    })
+                    .collect();
+                Some(values)
+            }
+        };
+
+        let mut sql: QueryBuilder<'static, Sqlite> = QueryBuilder::new(format!(
+            "{prefix}SELECT id, body FROM cr_images WHERE deleted_at IS NULL AND "
+        ));
+        let (scope_column, scope_value) = match &query.scope {
+            Scope::Repository(name) => ("name", name),
+            Scope::Registry(id) => ("registry_id", id),
+            Scope::Folder(id) => ("folder_id", id),
+        };
+        // With `name = …` or `name IN (…)` among the conditions, the index on (name, sort
+        // key, id) reads only the matching repositories; a unary `+` keeps SQLite from
+        // choosing the scope column's index instead and filtering the whole scope.
+        let selective_name = query
+            .filter
+            .conditions
+            .iter()
+            .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
+        if selective_name && scope_column != "name" {
+            sql.push("+");
+        }
+        sql.push(scope_column)
+            .push(" = ")
+            .push_bind(scope_value.clone());
+        for condition in &query.filter.conditions {
+            sql.push(" AND name ");
+            match condition.op {
+                FilterOp::Eq => {
+                    sql.push("= ")
+                        .push_bind(condition.values.first().cloned().unwrap_or_default());
+                }
+                FilterOp::Ne => {
+                    sql.push("<> ")
+                        .push_bind(condition.values.first().cloned().unwrap_or_default());
+                }
+                FilterOp::In | FilterOp::NotIn => {
+                    sql.push(if condition.op == FilterOp::In {
+                        "IN ("
+                    } else {
+                        "NOT IN ("
+                    });
+                    let mut list = sql.separated(", ");
+                    for value in &condition.values {
+                        list.push_bind(value.clone());
+                    }
+                    sql.push(")");
+                }
+            }
+        }
+        if let Some(values) = &cursor {
+            sql.push(" AND ");
+            let uniform = keys.iter().all(|(_, d)| *d == last_direction);
+            if uniform {
+                // A row-value comparison, which the index on the same columns serves.
+                sql.push("(");
+                sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
+                sql.push(if last_direction { ") < (" } else { ") > (" });
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    push_key(&mut sql, value);
+                }
+                sql.push(")");
+            } else {
+                // (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
+                sql.push("(");
+                for i in 0..keys.len() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    sql.push("(");
+                    for (j, (col, _)) in keys.iter().enumerate().take(i) {
+                        sql.push(*col).push(" = ");
+                        push_key(&mut sql, &values[j]);
+                        sql.push(" AND ");
+                    }
+                    let (col, descending) = keys[i];
+                    sql.push(col).push(if descending { " < " } else { " > " });
+                    push_key(&mut sql, &values[i]);
+                    sql.push(")");
+                }
+                sql.push(")");
+            }
+        }
+        sql.push(" ORDER BY ");
+        let order: Vec<String> = keys
+            .iter()
+            .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
+            .collect();
+        sql.push(order.join(", "));
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+
+        Ok(sql)
+    }
+
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: SqlitePool) -> Result<Self, ImageStoreError> {
         let mut tx = pool.begin().await.map_err(unavailable)?;
@@ -365,126 +507,7 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
-        // The sort keys, then the id with the direction of the last key.
-        let mut keys: Vec<(&'static str, bool)> = query
-            .order
-            .iter()
-            .map(|OrderItem { field, descending }| (column(field), *descending))
-            .collect();
-        let last_direction = keys.last().is_some_and(|(_, d)| *d);
-        keys.push(("id", last_direction));
-
-        let cursor = match &query.after {
-            None => None,
-            Some(id) => {
-                let row = sqlx::query("SELECT name, digest, created_at, last_modified, id FROM cr_images WHERE id = ?")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?;
-                let values: Vec<Key> = keys
-                    .iter()
-                    .map(|(col, _)| match *col {
-                        "created_at" | "last_modified" => Key::Int(row.get(*col)),
-                        other => Key::Text(row.get(other)),
-                    })
-                    .collect();
-                Some(values)
-            }
-        };
-
-        let mut sql: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT id, body FROM cr_images WHERE deleted_at IS NULL AND ");
-        let (scope_column, scope_value) = match &query.scope {
-            Scope::Repository(name) => ("name", name),
-            Scope::Registry(id) => ("registry_id", id),
-            Scope::Folder(id) => ("folder_id", id),
-        };
-        // With `name = …` or `name IN (…)` among the conditions, the index on (name, sort
-        // key, id) reads only the matching repositories; a unary `+` keeps SQLite from
-        // choosing the scope column's index instead and filtering the whole scope.
-        let selective_name = query
-            .filter
-            .conditions
-            .iter()
-            .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
-        if selective_name && scope_column != "name" {
-            sql.push("+");
-        }
-        sql.push(scope_column)
-            .push(" = ")
-            .push_bind(scope_value.clone());
-        for condition in &query.filter.conditions {
-            sql.push(" AND name ");
-            match condition.op {
-                FilterOp::Eq => {
-                    sql.push("= ")
-                        .push_bind(condition.values.first().cloned().unwrap_or_default());
-                }
-                FilterOp::Ne => {
-                    sql.push("<> ")
-                        .push_bind(condition.values.first().cloned().unwrap_or_default());
-                }
-                FilterOp::In | FilterOp::NotIn => {
-                    sql.push(if condition.op == FilterOp::In {
-                        "IN ("
-                    } else {
-                        "NOT IN ("
-                    });
-                    let mut list = sql.separated(", ");
-                    for value in &condition.values {
-                        list.push_bind(value.clone());
-                    }
-                    sql.push(")");
-                }
-            }
-        }
-        if let Some(values) = &cursor {
-            sql.push(" AND ");
-            let uniform = keys.iter().all(|(_, d)| *d == last_direction);
-            if uniform {
-                // A row-value comparison, which the index on the same columns serves.
-                sql.push("(");
-                sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
-                sql.push(if last_direction { ") < (" } else { ") > (" });
-                for (i, value) in values.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    push_key(&mut sql, value);
-                }
-                sql.push(")");
-            } else {
-                // (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
-                sql.push("(");
-                for i in 0..keys.len() {
-                    if i > 0 {
-                        sql.push(" OR ");
-                    }
-                    sql.push("(");
-                    for (j, (col, _)) in keys.iter().enumerate().take(i) {
-                        sql.push(*col).push(" = ");
-                        push_key(&mut sql, &values[j]);
-                        sql.push(" AND ");
-                    }
-                    let (col, descending) = keys[i];
-                    sql.push(col).push(if descending { " < " } else { " > " });
-                    push_key(&mut sql, &values[i]);
-                    sql.push(")");
-                }
-                sql.push(")");
-            }
-        }
-        sql.push(" ORDER BY ");
-        let order: Vec<String> = keys
-            .iter()
-            .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
-            .collect();
-        sql.push(order.join(", "));
-        sql.push(" LIMIT ")
-            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-
+        let mut sql = self.list_sql(query, "").await?;
         let rows = sql
             .build()
             .fetch_all(&self.pool)
