@@ -82,7 +82,12 @@ fn list_pages(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("registry_list");
     group.sample_size(30);
-    for size in [10_000usize, 1_000_000] {
+    // `YC_BENCH_SIZES=10000,100000` for a quicker look; the documented figures use the default.
+    let sizes: Vec<usize> = std::env::var("YC_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 1_000_000]);
+    for size in sizes {
         let images = runtime.block_on(populate(size));
         let repository = format!("{REGISTRY}/repo-{:06}", size / PER_REPOSITORY / 2);
         let filtered = ListImagesRequest {

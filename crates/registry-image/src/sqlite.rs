@@ -1,7 +1,8 @@
 //! The [`ImageStore`] on SQLite: in memory for tests and embedding, or in a file.
 //!
 //! Images are rows of `cr_images` with the columns List filters and sorts on, and the rest of
-//! the `Image` message encoded in `body`; tags are rows of `cr_tags`. Every List is one query
+//! the `Image` message, tags included, encoded in `body`; `cr_tags` maps a repository's tags to
+//! images. Every List is one query
 //! whose scope, `name` conditions, order and keyset cursor a partial index on
 //! `(scope column, sort column, id)` serves; deleted rows stay (with `deleted_at`) for a day so
 //! that page tokens which stop at them keep working.
@@ -402,12 +403,7 @@ async fn push_in(
             .map_err(unavailable)?;
             // Both the image that gets the tag and the one that loses it have changed.
             for changed in std::iter::once(&id).chain(holder.as_ref()) {
-                sqlx::query("UPDATE cr_images SET last_modified = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(changed)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(unavailable)?;
+                refresh_tags(tx, changed, now).await?;
             }
         }
     }
@@ -416,9 +412,34 @@ async fn push_in(
         .fetch_one(&mut **tx)
         .await
         .map_err(unavailable)?;
+    Ok(Pushed {
+        image: decode(&body)?,
+        created,
+    })
+}
+
+/// Writes an image's current tags into its stored body, which carries them so that Get and
+/// List read one row per image, and marks it modified.
+async fn refresh_tags(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    id: &str,
+    now: i64,
+) -> Result<(), ImageStoreError> {
+    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     let mut image = decode(&body)?;
-    image.tags = tags(&mut **tx, &id).await?;
-    Ok(Pushed { image, created })
+    image.tags = tags(&mut **tx, id).await?;
+    sqlx::query("UPDATE cr_images SET body = ?, last_modified = ? WHERE id = ?")
+        .bind(image.encode_to_vec())
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 async fn tags(
@@ -472,10 +493,7 @@ impl ImageStore for SqliteImageStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        let Some(body) = body else { return Ok(None) };
-        let mut image = decode(&body)?;
-        image.tags = tags(&self.pool, id).await?;
-        Ok(Some(image))
+        body.map(|b| decode(&b)).transpose()
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
@@ -516,31 +534,6 @@ impl ImageStore for SqliteImageStore {
         let mut images = Vec::with_capacity(rows.len());
         for row in rows {
             images.push(decode(row.get::<&[u8], _>("body"))?);
-        }
-        // The page's tags in one query rather than one per image.
-        if !images.is_empty() {
-            let mut tags: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new("SELECT image_id, tag FROM cr_tags WHERE image_id IN (");
-            let mut ids = tags.separated(", ");
-            for image in &images {
-                ids.push_bind(image.id.clone());
-            }
-            tags.push(") ORDER BY image_id, tag");
-            let mut by_image: std::collections::HashMap<String, Vec<String>> = Default::default();
-            let rows = tags
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            for row in rows {
-                by_image
-                    .entry(row.get("image_id"))
-                    .or_default()
-                    .push(row.get("tag"));
-            }
-            for image in &mut images {
-                image.tags = by_image.remove(&image.id).unwrap_or_default();
-            }
         }
         Ok(images)
     }
