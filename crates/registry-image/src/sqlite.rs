@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use prost::Message;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use yc_operations::query::{FilterOp, OrderItem};
+use yc_operations::query::FilterOp;
+use yc_operations::query::sql::{KeysetSelect, cursor_values, sort_keys};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 
@@ -116,128 +117,50 @@ impl SqliteImageStore {
         query: &ImageQuery,
         prefix: &str,
     ) -> Result<QueryBuilder<'static, Sqlite>, ImageStoreError> {
-        // The sort keys, then the id with the direction of the last key.
-        let mut keys: Vec<(&'static str, bool)> = query
-            .order
-            .iter()
-            .map(|OrderItem { field, descending }| (column(field), *descending))
-            .collect();
-        let last_direction = keys.last().is_some_and(|(_, d)| *d);
-        keys.push(("id", last_direction));
-
+        let keys = sort_keys(&query.order, column);
         let cursor = match &query.after {
             None => None,
-            Some(id) => {
-                let row = sqlx::query("SELECT name, digest, created_at, last_modified, id FROM cr_images WHERE id = ?")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?;
-                let values: Vec<Key> = keys
-                    .iter()
-                    .map(|(col, _)| match *col {
-                        "created_at" | "last_modified" => Key::Int(row.get(*col)),
-                        other => Key::Text(row.get(other)),
-                    })
-                    .collect();
-                Some(values)
-            }
+            Some(id) => Some(
+                cursor_values(
+                    &self.pool,
+                    "cr_images",
+                    &keys,
+                    &["created_at", "last_modified"],
+                    id,
+                )
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
+            ),
         };
-
-        let mut sql: QueryBuilder<'static, Sqlite> = QueryBuilder::new(format!(
-            "{prefix}SELECT id, body FROM cr_images WHERE deleted_at IS NULL AND "
-        ));
-        let (scope_column, scope_value) = match &query.scope {
-            Scope::Repository(name) => ("name", name),
-            Scope::Registry(id) => ("registry_id", id),
-            Scope::Folder(id) => ("folder_id", id),
+        let scope = match &query.scope {
+            Scope::Repository(name) => ("name", name.clone()),
+            Scope::Registry(id) => ("registry_id", id.clone()),
+            Scope::Folder(id) => ("folder_id", id.clone()),
         };
         // With `name = …` or `name IN (…)` among the conditions, the index on (name, sort
-        // key, id) reads only the matching repositories; a unary `+` keeps SQLite from
-        // choosing the scope column's index instead and filtering the whole scope.
+        // key, id) reads only the matching repositories, not the whole scope.
         let selective_name = query
             .filter
             .conditions
             .iter()
             .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
-        if selective_name && scope_column != "name" {
-            sql.push("+");
+        Ok(KeysetSelect {
+            prefix,
+            select: "SELECT id, body FROM cr_images WHERE deleted_at IS NULL",
+            steer_from_scope: selective_name && scope.0 != "name",
+            scope: (scope.0, scope.1),
+            conditions: query
+                .filter
+                .conditions
+                .iter()
+                .map(|c| ("name", c))
+                .collect(),
+            keys,
+            cursor,
+            limit: query.limit,
         }
-        sql.push(scope_column)
-            .push(" = ")
-            .push_bind(scope_value.clone());
-        for condition in &query.filter.conditions {
-            sql.push(" AND name ");
-            match condition.op {
-                FilterOp::Eq => {
-                    sql.push("= ")
-                        .push_bind(condition.values.first().cloned().unwrap_or_default());
-                }
-                FilterOp::Ne => {
-                    sql.push("<> ")
-                        .push_bind(condition.values.first().cloned().unwrap_or_default());
-                }
-                FilterOp::In | FilterOp::NotIn => {
-                    sql.push(if condition.op == FilterOp::In {
-                        "IN ("
-                    } else {
-                        "NOT IN ("
-                    });
-                    let mut list = sql.separated(", ");
-                    for value in &condition.values {
-                        list.push_bind(value.clone());
-                    }
-                    sql.push(")");
-                }
-            }
-        }
-        if let Some(values) = &cursor {
-            sql.push(" AND ");
-            let uniform = keys.iter().all(|(_, d)| *d == last_direction);
-            if uniform {
-                // A row-value comparison, which the index on the same columns serves.
-                sql.push("(");
-                sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
-                sql.push(if last_direction { ") < (" } else { ") > (" });
-                for (i, value) in values.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    push_key(&mut sql, value);
-                }
-                sql.push(")");
-            } else {
-                // (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
-                sql.push("(");
-                for i in 0..keys.len() {
-                    if i > 0 {
-                        sql.push(" OR ");
-                    }
-                    sql.push("(");
-                    for (j, (col, _)) in keys.iter().enumerate().take(i) {
-                        sql.push(*col).push(" = ");
-                        push_key(&mut sql, &values[j]);
-                        sql.push(" AND ");
-                    }
-                    let (col, descending) = keys[i];
-                    sql.push(col).push(if descending { " < " } else { " > " });
-                    push_key(&mut sql, &values[i]);
-                    sql.push(")");
-                }
-                sql.push(")");
-            }
-        }
-        sql.push(" ORDER BY ");
-        let order: Vec<String> = keys
-            .iter()
-            .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
-            .collect();
-        sql.push(order.join(", "));
-        sql.push(" LIMIT ")
-            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-
-        Ok(sql)
+        .build())
     }
 
     /// A store in the database behind `pool`, whose schema is created or checked.
@@ -310,20 +233,6 @@ fn column(field: &str) -> &'static str {
         "last_modified" => "last_modified",
         _ => "id",
     }
-}
-
-/// A sort key's value at the cursor.
-#[derive(Debug, Clone)]
-enum Key {
-    Text(String),
-    Int(i64),
-}
-
-fn push_key(builder: &mut QueryBuilder<'_, Sqlite>, key: &Key) {
-    match key {
-        Key::Text(s) => builder.push_bind(s.clone()),
-        Key::Int(n) => builder.push_bind(*n),
-    };
 }
 
 async fn push_in(

@@ -4,6 +4,7 @@
 mod filter;
 mod order;
 mod page_token;
+pub mod sql;
 
 pub use filter::{Condition, FilterExpr, FilterOp, FilterSpec};
 pub use order::{OrderBy, OrderItem};

@@ -1,0 +1,176 @@
+//! List queries in SQL: a scope, filter conditions, sort keys ending in the id, and a keyset
+//! cursor, written as one `SELECT` that an index on (scope column, sort column, id) serves.
+//! Both image services' SQLite stores build their List queries here.
+
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{Condition, FilterOp, OrderItem};
+
+/// A value of a sort key at the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    /// A text column.
+    Text(String),
+    /// An integer column (times are nanoseconds since the epoch).
+    Int(i64),
+}
+
+/// A List query's parts, in column terms.
+#[derive(Debug, Clone)]
+pub struct KeysetSelect<'a> {
+    /// Prepended to the statement, e.g. `EXPLAIN QUERY PLAN `.
+    pub prefix: &'a str,
+    /// `SELECT … FROM … WHERE <live rows>`; the rest is appended with `AND`.
+    pub select: &'a str,
+    /// The scope column and its value.
+    pub scope: (&'a str, String),
+    /// Prefix the scope term with a unary `+`, so that SQLite serves the query from the index of
+    /// a more selective filter column rather than the scope's.
+    pub steer_from_scope: bool,
+    /// Filter conditions, each with its column.
+    pub conditions: Vec<(&'static str, &'a Condition)>,
+    /// Sort keys, most significant first, ending in the id (see [`sort_keys`]).
+    pub keys: Vec<(&'static str, bool)>,
+    /// The sort key values of the row to continue after.
+    pub cursor: Option<Vec<SqlValue>>,
+    /// The most rows to return.
+    pub limit: usize,
+}
+
+/// The sort keys of an order, each field mapped to its column, then `id` with the direction of
+/// the last key, so that the order is total.
+pub fn sort_keys(
+    order: &[OrderItem],
+    column: impl Fn(&str) -> &'static str,
+) -> Vec<(&'static str, bool)> {
+    let mut keys: Vec<(&'static str, bool)> = order
+        .iter()
+        .map(|item| (column(&item.field), item.descending))
+        .collect();
+    let last = keys.last().is_some_and(|(_, descending)| *descending);
+    if keys.last().is_none_or(|(c, _)| *c != "id") {
+        keys.push(("id", last));
+    }
+    keys
+}
+
+/// The values of `keys` for the row `id` of `table` (deleted rows included), or `None` when
+/// there is no such row. `int_columns` names the integer columns among the keys.
+pub async fn cursor_values(
+    pool: &SqlitePool,
+    table: &str,
+    keys: &[(&'static str, bool)],
+    int_columns: &[&str],
+    id: &str,
+) -> Result<Option<Vec<SqlValue>>, sqlx::Error> {
+    let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
+    let sql = format!("SELECT {} FROM {table} WHERE id = ?", columns.join(", "));
+    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let mut values = Vec::with_capacity(columns.len());
+    for column in columns {
+        values.push(if int_columns.contains(&column) {
+            SqlValue::Int(row.try_get(column)?)
+        } else {
+            SqlValue::Text(row.try_get(column)?)
+        });
+    }
+    Ok(Some(values))
+}
+
+fn push_value(sql: &mut QueryBuilder<'static, Sqlite>, value: &SqlValue) {
+    match value {
+        SqlValue::Text(s) => sql.push_bind(s.clone()),
+        SqlValue::Int(n) => sql.push_bind(*n),
+    };
+}
+
+impl KeysetSelect<'_> {
+    /// The statement.
+    pub fn build(&self) -> QueryBuilder<'static, Sqlite> {
+        let mut sql: QueryBuilder<'static, Sqlite> =
+            QueryBuilder::new(format!("{}{} AND ", self.prefix, self.select));
+        if self.steer_from_scope {
+            sql.push("+");
+        }
+        sql.push(self.scope.0)
+            .push(" = ")
+            .push_bind(self.scope.1.clone());
+        for (column, condition) in &self.conditions {
+            sql.push(" AND ").push(*column);
+            match condition.op {
+                FilterOp::Eq | FilterOp::Ne => {
+                    sql.push(if condition.op == FilterOp::Eq {
+                        " = "
+                    } else {
+                        " <> "
+                    });
+                    sql.push_bind(condition.values.first().cloned().unwrap_or_default());
+                }
+                FilterOp::In | FilterOp::NotIn => {
+                    sql.push(if condition.op == FilterOp::In {
+                        " IN ("
+                    } else {
+                        " NOT IN ("
+                    });
+                    let mut list = sql.separated(", ");
+                    for value in &condition.values {
+                        list.push_bind(value.clone());
+                    }
+                    sql.push(")");
+                }
+            }
+        }
+        if let Some(values) = &self.cursor {
+            self.push_after(&mut sql, values);
+        }
+        let order: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
+            .collect();
+        sql.push(" ORDER BY ").push(order.join(", "));
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(self.limit).unwrap_or(i64::MAX));
+        sql
+    }
+
+    /// `AND <the row comes after the cursor in the order>`.
+    fn push_after(&self, sql: &mut QueryBuilder<'static, Sqlite>, values: &[SqlValue]) {
+        let keys = &self.keys;
+        sql.push(" AND (");
+        let first_direction = keys.first().is_some_and(|(_, d)| *d);
+        if keys.iter().all(|(_, d)| *d == first_direction) {
+            // One direction: a row-value comparison, which the index on the same columns serves.
+            sql.push("(");
+            sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
+            sql.push(if first_direction { ") < (" } else { ") > (" });
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                push_value(sql, value);
+            }
+            sql.push(")");
+        } else {
+            // Mixed directions: (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
+            for (i, ((column, descending), value)) in keys.iter().zip(values).enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(");
+                for ((equal, _), earlier) in keys.iter().zip(values).take(i) {
+                    sql.push(*equal).push(" = ");
+                    push_value(sql, earlier);
+                    sql.push(" AND ");
+                }
+                sql.push(*column)
+                    .push(if *descending { " < " } else { " > " });
+                push_value(sql, value);
+                sql.push(")");
+            }
+        }
+        sql.push(")");
+    }
+}
