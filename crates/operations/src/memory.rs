@@ -80,6 +80,21 @@ impl OperationStore for MemoryOperationStore {
         Ok(self.lock()?.records.get(id).map(|r| r.operation.clone()))
     }
 
+    async fn find_by_idempotency_key(
+        &self,
+        created_by: &str,
+        method: &str,
+        key: &str,
+    ) -> Result<Option<OperationRecord>, StoreError> {
+        let state = self.lock()?;
+        let slot = (created_by.to_owned(), method.to_owned(), key.to_owned());
+        Ok(state
+            .idempotency
+            .get(&slot)
+            .and_then(|id| state.records.get(id))
+            .cloned())
+    }
+
     async fn update_metadata(
         &self,
         id: &str,

@@ -299,6 +299,30 @@ impl OperationRunner {
         }
     }
 
+    /// The operation an earlier call with the same idempotency key started, if there is one:
+    /// for services that must not do anything visible (store a resource) on a repeat. The
+    /// same key with another request is `INVALID_ARGUMENT`, as in [`start`](Self::start).
+    pub async fn find_repeat(&self, start: &StartOperation) -> Result<Option<Operation>, Status> {
+        let Some(key) = &start.idempotency_key else {
+            return Ok(None);
+        };
+        let found = self
+            .inner
+            .store
+            .find_by_idempotency_key(&start.created_by, &start.method, key)
+            .await
+            .map_err(|e| store_status(&e))?;
+        match found {
+            None => Ok(None),
+            Some(record) if record.request == start.request => Ok(Some(record.operation)),
+            Some(record) => Err(invalid_argument(format!(
+                "idempotency-key {key} was already used for a different request (operation {}); \
+                 send a new key with a new request",
+                record.operation.id
+            ))),
+        }
+    }
+
     fn spawn<F, Fut>(&self, id: String, cancellable: bool, work: F)
     where
         F: FnOnce(OperationContext) -> Fut + Send + 'static,

@@ -123,6 +123,14 @@ pub trait OperationStore: Send + Sync + 'static {
     /// The operation with this id.
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError>;
 
+    /// The operation that holds an idempotency key of `created_by` for `method`.
+    async fn find_by_idempotency_key(
+        &self,
+        created_by: &str,
+        method: &str,
+        key: &str,
+    ) -> Result<Option<OperationRecord>, StoreError>;
+
     /// Replaces the metadata of a running operation and sets `modified_at`. A done operation
     /// is returned unchanged.
     async fn update_metadata(

@@ -1,0 +1,18 @@
+//! The Yandex Cloud Compute image domain.
+//!
+//! - [`domain`]: helpers on the generated types (status meaning, default OS, hardware).
+//! - [`store`]: the [`ComputeImageStore`](store::ComputeImageStore) trait and its SQLite
+//!   implementation; List through the shared keyset query builder.
+//! - [`source`]: fetching and inspecting images from URIs (qcow2 or raw), loopback only by
+//!   default.
+//! - [`service`]: [`ComputeImages`], all seven RPCs; [`grpc`] puts it on the wire.
+
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod source;
+pub mod store;
+
+pub use grpc::ComputeImageGrpc;
+pub use service::{Caller, ComputeImages};
+pub use store::SqliteComputeImageStore;

@@ -1,0 +1,484 @@
+//! The Compute ImageService, transport aside: all seven RPCs, with every mutation run as an
+//! operation through `yc-operations`.
+
+use std::sync::Arc;
+
+use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size};
+use yc_operations::{OperationCursor, OperationRunner, StartOperation};
+use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::validate;
+use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
+use yc_proto_types::yandex::cloud::compute::v1::{
+    CreateImageMetadata, CreateImageRequest, DeleteImageMetadata, DeleteImageRequest,
+    GetImageLatestByFamilyRequest, GetImageRequest, Image, ListImageOperationsRequest,
+    ListImageOperationsResponse, ListImagesRequest, ListImagesResponse, UpdateImageMetadata,
+    UpdateImageRequest, image,
+};
+use yc_proto_types::yandex::cloud::operation::Operation;
+
+use crate::domain::os_or_default;
+use crate::source::{FetchPolicy, check_uri, fetch};
+use crate::store::{ComputeImageStore, ComputeQuery, ComputeStoreError};
+
+const SERVICE: &str = "yandex.cloud.compute.v1.ImageService";
+/// The fields List can filter on.
+pub const FILTER_FIELDS: &[&str] = &["name", "family", "status", "id"];
+/// The fields List can sort by.
+pub const ORDER_FIELDS: &[&str] = &["id", "name", "family", "status", "created_at"];
+/// The fields an update mask can name.
+pub const UPDATE_FIELDS: &[&str] = &["name", "description", "min_disk_size", "labels"];
+/// The smallest disk there is: 4 MiB.
+const MIN_DISK: i64 = 4 << 20;
+
+/// Who is calling, as far as the service needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The subject, recorded as an operation's `created_by`.
+    pub subject: String,
+    /// The request's `idempotency-key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// Compute images over a [`ComputeImageStore`].
+#[derive(Clone)]
+pub struct ComputeImages {
+    store: Arc<dyn ComputeImageStore>,
+    runner: OperationRunner,
+    fetch: FetchPolicy,
+}
+
+fn store_status(error: ComputeStoreError) -> Status {
+    match error {
+        ComputeStoreError::NameTaken(name) => Status::new(
+            tonic::Code::AlreadyExists,
+            format!("An image named {name:?} already exists in the folder"),
+        ),
+        ComputeStoreError::CursorGone(_) => Status::new(
+            tonic::Code::InvalidArgument,
+            "Request validation error: page_token: the listing it continues is too old; list again from the first page",
+        ),
+        ComputeStoreError::Unavailable(why) => {
+            tracing::error!(error = %why, "compute image store unavailable");
+            Status::new(
+                tonic::Code::Unavailable,
+                "The image store is unavailable; retry later",
+            )
+        }
+    }
+}
+
+fn not_found(id: &str) -> Status {
+    Status::new(tonic::Code::NotFound, format!("Image {id} not found"))
+}
+
+fn invalid(message: String) -> Status {
+    Status::new(tonic::Code::InvalidArgument, message)
+}
+
+/// The smallest disk an image of `size` bytes fits: its size, at least 4 MiB.
+pub fn needed_disk(size: i64) -> i64 {
+    size.max(MIN_DISK)
+}
+
+impl ComputeImages {
+    /// The service over `store`, running operations through `runner`, fetching URIs under
+    /// `fetch`.
+    pub fn new(
+        store: Arc<dyn ComputeImageStore>,
+        runner: OperationRunner,
+        fetch: FetchPolicy,
+    ) -> Self {
+        Self {
+            store,
+            runner,
+            fetch,
+        }
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &OperationRunner {
+        &self.runner
+    }
+
+    async fn image(&self, id: &str) -> Result<Image, Status> {
+        self.store
+            .get(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// `Get`.
+    pub async fn get(&self, request: &GetImageRequest) -> Result<Image, Status> {
+        validate(request)?;
+        self.image(&request.image_id).await
+    }
+
+    /// `GetLatestByFamily`: the newest READY image of the family in the folder.
+    pub async fn latest_by_family(
+        &self,
+        request: &GetImageLatestByFamilyRequest,
+    ) -> Result<Image, Status> {
+        validate(request)?;
+        self.store
+            .latest_by_family(&request.folder_id, &request.family)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::new(
+                    tonic::Code::NotFound,
+                    format!(
+                        "No READY image of family {:?} in folder {}",
+                        request.family, request.folder_id
+                    ),
+                )
+            })
+    }
+
+    /// `List`.
+    pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
+        validate(request)?;
+        let filter = FilterExpr::parse(
+            &request.filter,
+            FilterSpec {
+                fields: FILTER_FIELDS,
+                max_value_length: 256,
+            },
+        )?;
+        let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("id", false)]);
+        let key = QueryKey::new(
+            &format!("{SERVICE}.List"),
+            &[&request.folder_id, &request.filter, &request.order_by],
+        );
+        let limit = page_size(request.page_size);
+        let query = ComputeQuery {
+            folder_id: request.folder_id.clone(),
+            filter,
+            order: order.items,
+            after: key.resume_after(&request.page_token)?,
+            limit: limit + 1,
+        };
+        let mut images = self.store.list(&query).await.map_err(store_status)?;
+        let next_page_token = if images.len() > limit {
+            images.truncate(limit);
+            images.last().map(|i| key.token(&i.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListImagesResponse {
+            images,
+            next_page_token,
+        })
+    }
+
+    /// `ListOperations`: the image's operations, newest first.
+    pub async fn list_operations(
+        &self,
+        request: &ListImageOperationsRequest,
+    ) -> Result<ListImageOperationsResponse, Status> {
+        validate(request)?;
+        self.image(&request.image_id).await?;
+        let key = QueryKey::new(&format!("{SERVICE}.ListOperations"), &[&request.image_id]);
+        let cursor = match key.resume_after(&request.page_token)? {
+            None => None,
+            Some(id) => Some(OperationCursor::after(
+                &self.runner.get(&id).await.map_err(|_| {
+                    invalid(
+                        "Request validation error: page_token: the listing it continues is too old"
+                            .into(),
+                    )
+                })?,
+            )),
+        };
+        let limit = page_size(request.page_size);
+        let mut operations = self
+            .runner
+            .list_for_resource(&request.image_id, limit + 1, cursor.as_ref())
+            .await?;
+        let next_page_token = if operations.len() > limit {
+            operations.truncate(limit);
+            operations
+                .last()
+                .map(|o| key.token(&o.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListImageOperationsResponse {
+            operations,
+            next_page_token,
+        })
+    }
+
+    /// `Create`: the image appears at once as CREATING; the operation finishes with it READY,
+    /// or with the error that left it ERROR.
+    pub async fn create(
+        &self,
+        request: &CreateImageRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        // What the source is, checked before anything is stored.
+        let copy_of = match &request.source {
+            Some(Source::ImageId(id)) => {
+                let source = self.image(id).await?;
+                if source.status != image::Status::Ready as i32 {
+                    return Err(Status::new(tonic::Code::FailedPrecondition, format!("Image {id} is not READY")));
+                }
+                check_min_disk(request.min_disk_size, source.size.max(source.min_disk_size))?;
+                Some(source)
+            }
+            Some(Source::DiskId(id)) => {
+                return Err(Status::new(tonic::Code::NotFound, format!("Disk {id} not found")));
+            }
+            Some(Source::SnapshotId(id)) => {
+                return Err(Status::new(tonic::Code::NotFound, format!("Snapshot {id} not found")));
+            }
+            Some(Source::Uri(uri)) => {
+                check_uri(uri, &self.fetch)?;
+                None
+            }
+            None => return Err(invalid("Request validation error: source: exactly one of image_id, disk_id, snapshot_id, uri must be set".into())),
+        };
+
+        let id = yc_operations::ids::new_id("fd8");
+        let now = Timestamp::now();
+        let image = Image {
+            id: id.clone(),
+            folder_id: request.folder_id.clone(),
+            created_at: Some(now),
+            name: request.name.clone(),
+            description: request.description.clone(),
+            labels: request.labels.clone(),
+            family: request.family.clone(),
+            min_disk_size: request.min_disk_size,
+            product_ids: request.product_ids.clone(),
+            status: image::Status::Creating as i32,
+            os: Some(os_or_default(request.os.clone())),
+            pooled: request.pooled,
+            hardware_generation: request.hardware_generation,
+            ..Default::default()
+        };
+        let start = StartOperation::new(
+            "fd8",
+            format!("{SERVICE}.Create"),
+            "Create image",
+            &id,
+            &CreateImageMetadata {
+                image_id: id.clone(),
+            },
+            request,
+        )
+        .created_by(&caller.subject)
+        .idempotency_key(caller.idempotency_key.clone());
+        // The image is stored before the operation starts, so that it is visible at once; a
+        // repeat with the same idempotency key gets the first operation and stores nothing.
+        if let Some(first) = self.runner.find_repeat(&start).await? {
+            return Ok(first);
+        }
+        self.store.insert(&image).await.map_err(store_status)?;
+        let service = self.clone();
+        let uri = match &request.source {
+            Some(Source::Uri(uri)) => Some(uri.clone()),
+            _ => None,
+        };
+        let started = self
+            .runner
+            .start(start, move |_ctx| async move {
+                service.finish_create(image, copy_of, uri).await
+            })
+            .await;
+        let created_here = started.as_ref().is_ok_and(|op| {
+            op.metadata
+                .as_ref()
+                .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
+                .is_some_and(|m| m.image_id == id)
+        });
+        if !created_here {
+            // The operation was not started here (a reused idempotency key, raced): the image
+            // stored for it goes again.
+            let _ = self.store.delete(&id, Timestamp::now()).await;
+        }
+        started
+    }
+
+    /// The background part of Create: the image becomes READY, or ERROR with the error.
+    async fn finish_create(
+        &self,
+        mut image: Image,
+        copy_of: Option<Image>,
+        uri: Option<String>,
+    ) -> Result<Any, Status> {
+        match self.fill_from_source(&mut image, copy_of, uri).await {
+            Ok(()) => {
+                image.status = image::Status::Ready as i32;
+                self.store.update(&image).await.map_err(store_status)?;
+                Ok(Any::from_msg(&image))
+            }
+            Err(error) => {
+                image.status = image::Status::Error as i32;
+                if let Err(e) = self.store.update(&image).await {
+                    tracing::error!(image = %image.id, error = %e, "cannot mark the image ERROR");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sizes (and, from an image, OS and licenses) from the source.
+    async fn fill_from_source(
+        &self,
+        image: &mut Image,
+        copy_of: Option<Image>,
+        uri: Option<String>,
+    ) -> Result<(), Status> {
+        if let Some(source) = copy_of {
+            image.size = source.size;
+            image.storage_size = source.storage_size;
+            image.min_disk_size = image
+                .min_disk_size
+                .max(source.min_disk_size)
+                .max(needed_disk(source.size));
+            if image.product_ids.is_empty() {
+                image.product_ids = source.product_ids;
+            }
+            if source.os.is_some() {
+                image.os = source.os;
+            }
+            return Ok(());
+        }
+        if let Some(uri) = uri {
+            let url = check_uri(&uri, &self.fetch)?;
+            let inspected = fetch(&url, &self.fetch).await?;
+            let need = needed_disk(inspected.size);
+            check_min_disk(image.min_disk_size, need)?;
+            image.size = inspected.size;
+            image.storage_size = inspected.storage_size;
+            if image.min_disk_size == 0 {
+                image.min_disk_size = need;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Update`: the fields the mask names (or, without a mask, the fields set) change.
+    pub async fn update(
+        &self,
+        request: &UpdateImageRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        let paths: Vec<String> = match &request.update_mask {
+            Some(mask) => mask.paths.clone(),
+            None => {
+                let mut set = Vec::new();
+                if !request.name.is_empty() {
+                    set.push("name".to_owned());
+                }
+                if !request.description.is_empty() {
+                    set.push("description".to_owned());
+                }
+                if request.min_disk_size != 0 {
+                    set.push("min_disk_size".to_owned());
+                }
+                if !request.labels.is_empty() {
+                    set.push("labels".to_owned());
+                }
+                set
+            }
+        };
+        if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
+            return Err(invalid(format!(
+                "Request validation error: update_mask: {unknown:?} is not a field that can be updated; the fields are {}",
+                UPDATE_FIELDS.join(", ")
+            )));
+        }
+        let mut image = self.image(&request.image_id).await?;
+        for path in &paths {
+            match path.as_str() {
+                "name" => image.name = request.name.clone(),
+                "description" => image.description = request.description.clone(),
+                "labels" => image.labels = request.labels.clone(),
+                _ => {
+                    check_min_disk(request.min_disk_size, needed_disk(image.size))?;
+                    image.min_disk_size = if request.min_disk_size == 0 {
+                        needed_disk(image.size)
+                    } else {
+                        request.min_disk_size
+                    };
+                }
+            }
+        }
+        let id = image.id.clone();
+        let start = StartOperation::new(
+            "fd8",
+            format!("{SERVICE}.Update"),
+            "Update image",
+            &id,
+            &UpdateImageMetadata {
+                image_id: id.clone(),
+            },
+            request,
+        )
+        .created_by(&caller.subject)
+        .idempotency_key(caller.idempotency_key.clone());
+        let store = self.store.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                if !store.update(&image).await.map_err(store_status)? {
+                    return Err(not_found(&image.id));
+                }
+                Ok(Any::from_msg(&image))
+            })
+            .await
+    }
+
+    /// `Delete`: the image is DELETING while the operation runs, then gone.
+    pub async fn delete(
+        &self,
+        request: &DeleteImageRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        let mut image = self.image(&request.image_id).await?;
+        let id = image.id.clone();
+        let start = StartOperation::new(
+            "fd8",
+            format!("{SERVICE}.Delete"),
+            "Delete image",
+            &id,
+            &DeleteImageMetadata {
+                image_id: id.clone(),
+            },
+            request,
+        )
+        .created_by(&caller.subject)
+        .idempotency_key(caller.idempotency_key.clone());
+        image.status = image::Status::Deleting as i32;
+        self.store.update(&image).await.map_err(store_status)?;
+        let store = self.store.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                if store
+                    .delete(&id, Timestamp::now())
+                    .await
+                    .map_err(store_status)?
+                {
+                    Ok(Any::from_msg(&Empty {}))
+                } else {
+                    Err(not_found(&id))
+                }
+            })
+            .await
+    }
+}
+
+fn check_min_disk(requested: i64, needed: i64) -> Result<(), Status> {
+    if requested != 0 && requested < needed {
+        return Err(invalid(format!(
+            "Request validation error: min_disk_size: must be at least {needed}, the size the source needs"
+        )));
+    }
+    Ok(())
+}
