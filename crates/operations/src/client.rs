@@ -1,7 +1,8 @@
 //! Where a waiter reads operations from: OperationService over gRPC or over REST.
 
 use async_trait::async_trait;
-use reqwest::Url;
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
@@ -29,16 +30,17 @@ impl OperationSource for OperationServiceClient<Channel> {
     }
 }
 
-/// OperationService over REST: `GET {base}/operations/{operationId}`.
+/// A REST API endpoint: calls answered in canonical JSON, errors as `google.rpc.Status`
+/// bodies. The typed clients of every service call through it.
 #[derive(Debug, Clone)]
-pub struct RestOperationSource {
+pub struct RestApi {
     base: Url,
     http: reqwest::Client,
     token: Option<String>,
 }
 
-impl RestOperationSource {
-    /// A source for the API at `base_url`, e.g. `http://127.0.0.1:50051`.
+impl RestApi {
+    /// The API at `base_url`, e.g. `http://127.0.0.1:50051`.
     pub fn new(base_url: &str) -> Result<Self, Status> {
         let base = Url::parse(base_url).map_err(|e| {
             Status::new(
@@ -64,19 +66,33 @@ impl RestOperationSource {
         self.http = http;
         self
     }
-}
 
-#[async_trait]
-impl OperationSource for RestOperationSource {
-    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+    /// Calls `method` on the path made of `segments` (each percent-encoded), with `query`
+    /// parameters (empty values left out) and an optional JSON `body`, and reads the answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T, Status> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| Status::new(tonic::Code::InvalidArgument, "the base URL has no path"))?
             .pop_if_empty()
-            .extend(["operations", id]);
-        let mut request = self.http.get(url.clone());
+            .extend(segments);
+        let query: Vec<&(&str, &str)> = query.iter().filter(|(_, v)| !v.is_empty()).collect();
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut request = self.http.request(method, url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
         }
         let response = request
             .send()
@@ -91,7 +107,7 @@ impl OperationSource for RestOperationSource {
             serde_json::from_slice(&body).map_err(|e| {
                 Status::new(
                     tonic::Code::Internal,
-                    format!("{url} answered with JSON that is not an Operation: {e}"),
+                    format!("{url} answered with unexpected JSON: {e}"),
                 )
             })
         } else {
@@ -105,6 +121,39 @@ impl OperationSource for RestOperationSource {
                     )
                 }))
         }
+    }
+}
+
+/// OperationService over REST: `GET {base}/operations/{operationId}`.
+#[derive(Debug, Clone)]
+pub struct RestOperationSource {
+    api: RestApi,
+}
+
+impl RestOperationSource {
+    /// A source for the API at `base_url`, e.g. `http://127.0.0.1:50051`.
+    pub fn new(base_url: &str) -> Result<Self, Status> {
+        Ok(Self::from_api(RestApi::new(base_url)?))
+    }
+
+    /// A source that calls through `api`.
+    pub fn from_api(api: RestApi) -> Self {
+        Self { api }
+    }
+
+    /// Sends `authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.api = self.api.with_token(token);
+        self
+    }
+}
+
+#[async_trait]
+impl OperationSource for RestOperationSource {
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+        self.api
+            .call(Method::GET, &["operations", id], &[], None)
+            .await
     }
 }
 

@@ -49,7 +49,7 @@ mod store;
 mod typed;
 mod waiter;
 
-pub use client::{OperationSource, RestOperationSource};
+pub use client::{OperationSource, RestApi, RestOperationSource};
 pub use memory::MemoryOperationStore;
 pub use runner::{
     DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,

@@ -17,10 +17,12 @@
 //! ```
 
 use futures_util::Stream;
-use reqwest::{Method, Url};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
-use yc_operations::{OperationSource, OperationWaiter, RestOperationSource, WaitError, WaitPolicy};
+use yc_operations::{
+    OperationSource, OperationWaiter, RestApi, RestOperationSource, WaitError, WaitPolicy,
+};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_client::ImageServiceClient;
@@ -37,8 +39,7 @@ enum Transport {
         operations: OperationServiceClient<Channel>,
     },
     Rest {
-        base: Url,
-        http: reqwest::Client,
+        api: RestApi,
         operations: RestOperationSource,
     },
 }
@@ -78,16 +79,18 @@ impl RegistryImageClient {
 
     /// A client of the REST API at `base_url`, e.g. `http://127.0.0.1:50051`.
     pub fn rest(base_url: &str) -> Result<Self, Status> {
-        let base = Url::parse(base_url)
-            .map_err(|e| Status::new(tonic::Code::InvalidArgument, format!("{base_url:?}: {e}")))?;
-        Ok(Self {
+        Ok(Self::rest_api(RestApi::new(base_url)?))
+    }
+
+    /// A client of the REST API behind `api` (with its token, HTTP client, …).
+    pub fn rest_api(api: RestApi) -> Self {
+        Self {
             transport: Transport::Rest {
-                base,
-                http: reqwest::Client::new(),
-                operations: RestOperationSource::new(base_url)?,
+                operations: RestOperationSource::from_api(api.clone()),
+                api,
             },
             wait: WaitPolicy::default(),
-        })
+        }
     }
 
     /// How [`delete_and_wait`](Self::delete_and_wait) polls.
@@ -223,38 +226,9 @@ impl RegistryImageClient {
         path: &[&str],
         query: &[(&str, &str)],
     ) -> Result<T, Status> {
-        let Transport::Rest { base, http, .. } = &self.transport else {
-            return Err(Status::new(tonic::Code::Internal, "not a REST client"));
-        };
-        let mut url = base.clone();
-        url.path_segments_mut()
-            .map_err(|()| Status::new(tonic::Code::InvalidArgument, "the base URL has no path"))?
-            .pop_if_empty()
-            .extend(path);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let response = http
-            .request(method, url.clone())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(transport_error)?;
-        if status.is_success() {
-            serde_json::from_slice(&body).map_err(|e| {
-                Status::new(
-                    tonic::Code::Internal,
-                    format!("{url} answered with unexpected JSON: {e}"),
-                )
-            })
-        } else {
-            Err(serde_json::from_slice::<Status>(&body)
-                .ok()
-                .filter(|s| s.code != 0)
-                .unwrap_or_else(|| {
-                    Status::new(tonic::Code::Unknown, format!("{url} answered {status}"))
-                }))
+        match &self.transport {
+            Transport::Rest { api, .. } => api.call(method, path, query, None).await,
+            Transport::Grpc { .. } => Err(Status::new(tonic::Code::Internal, "not a REST client")),
         }
     }
 }
