@@ -5,10 +5,13 @@
 //!   implementation; List through the shared keyset query builder.
 //! - [`source`]: fetching and inspecting images from URIs (qcow2 or raw), loopback only by
 //!   default.
-//! - [`service`]: [`ComputeImages`], all seven RPCs; [`grpc`] puts it on the wire.
+//! - [`service`]: [`ComputeImages`], all seven RPCs; [`grpc`] and [`rest`] put it on the
+//!   wire; [`client`] is the typed client over either.
 
+pub mod client;
 pub mod domain;
 pub mod grpc;
+pub mod rest;
 pub mod service;
 pub mod source;
 pub mod store;

@@ -1,0 +1,105 @@
+//! The Compute ImageService REST routes, at the documented paths:
+//!
+//! - `GET /compute/v1/images/{imageId}`, `GET /compute/v1/images:latestByFamily`
+//! - `GET /compute/v1/images` (the request's fields as query parameters)
+//! - `POST /compute/v1/images`, `PATCH /compute/v1/images/{imageId}` (JSON bodies)
+//! - `DELETE /compute/v1/images/{imageId}`, `GET /compute/v1/images/{imageId}/operations`
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use yc_operations::rest::{ApiError, body_message, json_response, query_message};
+use yc_proto_types::yandex::cloud::compute::v1::{
+    CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, GetImageRequest,
+    ListImageOperationsRequest, ListImagesRequest, UpdateImageRequest,
+};
+
+use crate::service::{Caller, ComputeImages};
+
+/// The routes, over the compute image service.
+pub fn router(images: ComputeImages) -> Router {
+    Router::new()
+        .route("/compute/v1/images", get(list).post(create))
+        .route("/compute/v1/images:latestByFamily", get(latest_by_family))
+        .route(
+            "/compute/v1/images/{image_id}",
+            get(get_image).patch(update).delete(delete),
+        )
+        .route(
+            "/compute/v1/images/{image_id}/operations",
+            get(list_operations),
+        )
+        .with_state(images)
+}
+
+fn caller(headers: &HeaderMap) -> Caller {
+    Caller {
+        subject: String::new(),
+        idempotency_key: yc_operations::idempotency_key(headers),
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+async fn get_image(State(images): State<ComputeImages>, Path(image_id): Path<String>) -> Answer {
+    Ok(json_response(
+        &images.get(&GetImageRequest { image_id }).await?,
+    ))
+}
+
+async fn latest_by_family(
+    State(images): State<ComputeImages>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let request: GetImageLatestByFamilyRequest = query_message(query.as_deref())?;
+    Ok(json_response(&images.latest_by_family(&request).await?))
+}
+
+async fn list(State(images): State<ComputeImages>, RawQuery(query): RawQuery) -> Answer {
+    let request: ListImagesRequest = query_message(query.as_deref())?;
+    Ok(json_response(&images.list(&request).await?))
+}
+
+async fn create(State(images): State<ComputeImages>, headers: HeaderMap, body: Bytes) -> Answer {
+    let request: CreateImageRequest = body_message(&body)?;
+    Ok(json_response(
+        &images.create(&request, &caller(&headers)).await?,
+    ))
+}
+
+async fn update(
+    State(images): State<ComputeImages>,
+    headers: HeaderMap,
+    Path(image_id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let mut request: UpdateImageRequest = body_message(&body)?;
+    request.image_id = image_id;
+    Ok(json_response(
+        &images.update(&request, &caller(&headers)).await?,
+    ))
+}
+
+async fn delete(
+    State(images): State<ComputeImages>,
+    headers: HeaderMap,
+    Path(image_id): Path<String>,
+) -> Answer {
+    let request = DeleteImageRequest { image_id };
+    Ok(json_response(
+        &images.delete(&request, &caller(&headers)).await?,
+    ))
+}
+
+async fn list_operations(
+    State(images): State<ComputeImages>,
+    Path(image_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let mut request: ListImageOperationsRequest = query_message(query.as_deref())?;
+    request.image_id = image_id;
+    Ok(json_response(&images.list_operations(&request).await?))
+}
