@@ -144,7 +144,7 @@ async fn the_typed_client_runs_the_lifecycle_over_both_transports() {
             .try_collect()
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(listed, [image.clone()], "{name}");
+        assert_eq!(listed, std::slice::from_ref(&image), "{name}");
 
         let update = UpdateImageRequest {
             image_id: image.id.clone(),
