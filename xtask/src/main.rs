@@ -25,7 +25,8 @@ tasks:
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
   sdk-env            set up the Python venv with the official SDK, print its python
-  bench              run the benchmarks, write docs/benchmarks.md, check scaling bounds
+  bench [--report]   run the benchmarks, write docs/benchmarks.md, check scaling bounds
+                     (--report: only rewrite the report from the last run's figures)
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
 ";
 
@@ -41,7 +42,8 @@ fn main() -> Result<()> {
             println!("{}", python.display());
             Ok(())
         }
-        ["bench"] => bench::run(),
+        ["bench"] => bench::run(false),
+        ["bench", "--report"] => bench::run(true),
         ["ci"] => ci::run(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
