@@ -23,9 +23,7 @@ use prost::Name;
 use reqwest::Method;
 use serde::Serialize;
 use tonic::transport::Channel;
-use yc_operations::{
-    OperationSource, OperationWaiter, RestApi, RestOperationSource, WaitError, WaitPolicy,
-};
+use yc_operations::{Operations, RestApi, RestOperationSource, WaitError, WaitPolicy, paged};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::image_service_client::ImageServiceClient;
@@ -39,20 +37,15 @@ use yc_proto_types::yandex::cloud::operation::operation_service_client::Operatio
 
 #[derive(Debug, Clone)]
 enum Transport {
-    Grpc {
-        images: ImageServiceClient<Channel>,
-        operations: OperationServiceClient<Channel>,
-    },
-    Rest {
-        api: RestApi,
-        operations: RestOperationSource,
-    },
+    Grpc(ImageServiceClient<Channel>),
+    Rest(RestApi),
 }
 
 /// The Compute ImageService over gRPC or REST.
 #[derive(Debug, Clone)]
 pub struct ComputeImageClient {
     transport: Transport,
+    operations: Operations,
     wait: WaitPolicy,
 }
 
@@ -61,13 +54,13 @@ pub struct ComputeImageClient {
 macro_rules! call {
     ($self:ident, $grpc:ident($request:expr), $method:expr, $path:expr, $query:expr, $body:expr) => {
         match &$self.transport {
-            Transport::Grpc { images, .. } => images
+            Transport::Grpc(images) => images
                 .clone()
                 .$grpc($request)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(Status::from),
-            Transport::Rest { api, .. } => api.call($method, $path, $query, $body).await,
+            Transport::Rest(api) => api.call($method, $path, $query, $body).await,
         }
     };
 }
@@ -82,10 +75,8 @@ impl ComputeImageClient {
     /// A client over a gRPC channel.
     pub fn grpc(channel: Channel) -> Self {
         Self {
-            transport: Transport::Grpc {
-                images: ImageServiceClient::new(channel.clone()),
-                operations: OperationServiceClient::new(channel),
-            },
+            transport: Transport::Grpc(ImageServiceClient::new(channel.clone())),
+            operations: Operations::Grpc(OperationServiceClient::new(channel)),
             wait: WaitPolicy::default(),
         }
     }
@@ -98,10 +89,8 @@ impl ComputeImageClient {
     /// A client of the REST API behind `api`.
     pub fn rest_api(api: RestApi) -> Self {
         Self {
-            transport: Transport::Rest {
-                operations: RestOperationSource::from_api(api.clone()),
-                api,
-            },
+            operations: Operations::Rest(RestOperationSource::from_api(api.clone())),
+            transport: Transport::Rest(api),
             wait: WaitPolicy::default(),
         }
     }
@@ -173,21 +162,14 @@ impl ComputeImageClient {
         &self,
         request: ListImagesRequest,
     ) -> impl Stream<Item = Result<Image, Status>> + '_ {
-        let pages = futures_util::stream::try_unfold(Some(request), move |next| async move {
-            let Some(request) = next else {
-                return Ok::<_, Status>(None);
-            };
+        paged(request, move |request| async move {
             let page = self.list(&request).await?;
             let next = (!page.next_page_token.is_empty()).then(|| ListImagesRequest {
                 page_token: page.next_page_token.clone(),
                 ..request
             });
-            Ok(Some((page.images, next)))
-        });
-        futures_util::TryStreamExt::try_flatten(futures_util::TryStreamExt::map_ok(
-            pages,
-            |images| futures_util::stream::iter(images.into_iter().map(Ok)),
-        ))
+            Ok((page.images, next))
+        })
     }
 
     /// One page of `ListOperations`.
@@ -272,20 +254,6 @@ impl ComputeImageClient {
     }
 
     async fn wait_for<R: Name + Default>(&self, op: Operation) -> Result<R, WaitError> {
-        match &self.transport {
-            Transport::Grpc { operations, .. } => self.wait_on(operations.clone(), op).await,
-            Transport::Rest { operations, .. } => self.wait_on(operations.clone(), op).await,
-        }
-    }
-
-    async fn wait_on<S: OperationSource, R: Name + Default>(
-        &self,
-        source: S,
-        op: Operation,
-    ) -> Result<R, WaitError> {
-        OperationWaiter::new(source)
-            .with_policy(self.wait.clone())
-            .wait::<R>(op)
-            .await
+        self.operations.wait::<R>(&self.wait, op).await
     }
 }

@@ -27,10 +27,7 @@ impl ComputeImageGrpc {
 }
 
 fn caller<T>(request: &Request<T>) -> Caller {
-    Caller {
-        subject: String::new(),
-        idempotency_key: yc_operations::idempotency_key(&request.metadata().clone().into_headers()),
-    }
+    Caller::from_headers(&request.metadata().clone().into_headers())
 }
 
 type Answer<T> = Result<Response<T>, tonic::Status>;

@@ -35,13 +35,6 @@ pub fn router(images: ComputeImages) -> Router {
         .with_state(images)
 }
 
-fn caller(headers: &HeaderMap) -> Caller {
-    Caller {
-        subject: String::new(),
-        idempotency_key: yc_operations::idempotency_key(headers),
-    }
-}
-
 type Answer = Result<Response, ApiError>;
 
 async fn get_image(State(images): State<ComputeImages>, Path(image_id): Path<String>) -> Answer {
@@ -66,7 +59,9 @@ async fn list(State(images): State<ComputeImages>, RawQuery(query): RawQuery) ->
 async fn create(State(images): State<ComputeImages>, headers: HeaderMap, body: Bytes) -> Answer {
     let request: CreateImageRequest = body_message(&body)?;
     Ok(json_response(
-        &images.create(&request, &caller(&headers)).await?,
+        &images
+            .create(&request, &Caller::from_headers(&headers))
+            .await?,
     ))
 }
 
@@ -79,7 +74,9 @@ async fn update(
     let mut request: UpdateImageRequest = body_message(&body)?;
     request.image_id = image_id;
     Ok(json_response(
-        &images.update(&request, &caller(&headers)).await?,
+        &images
+            .update(&request, &Caller::from_headers(&headers))
+            .await?,
     ))
 }
 
@@ -90,7 +87,9 @@ async fn delete(
 ) -> Answer {
     let request = DeleteImageRequest { image_id };
     Ok(json_response(
-        &images.delete(&request, &caller(&headers)).await?,
+        &images
+            .delete(&request, &Caller::from_headers(&headers))
+            .await?,
     ))
 }
 

@@ -31,14 +31,7 @@ pub const UPDATE_FIELDS: &[&str] = &["name", "description", "min_disk_size", "la
 /// The smallest disk there is: 4 MiB.
 const MIN_DISK: i64 = 4 << 20;
 
-/// Who is calling, as far as the service needs to know.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller {
-    /// The subject, recorded as an operation's `created_by`.
-    pub subject: String,
-    /// The request's `idempotency-key`, if any.
-    pub idempotency_key: Option<String>,
-}
+pub use yc_operations::Caller;
 
 /// Compute images over a [`ComputeImageStore`].
 #[derive(Clone)]

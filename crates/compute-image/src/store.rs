@@ -7,9 +7,11 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use yc_operations::query::sql::{KeysetSelect, cursor_values, sort_keys};
+use yc_operations::query::sql::{
+    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, query_plan, record_schema,
+    sort_keys,
+};
 use yc_operations::query::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
@@ -91,12 +93,6 @@ fn unavailable(e: sqlx::Error) -> ComputeStoreError {
     ComputeStoreError::Unavailable(e.to_string())
 }
 
-fn nanos(t: Option<Timestamp>) -> i64 {
-    let t = t.unwrap_or_default();
-    let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
-}
-
 fn status_name(image: &Image) -> String {
     image::Status::try_from(image.status)
         .map(|s| s.as_str_name().to_owned())
@@ -131,33 +127,16 @@ fn column(field: &str) -> &'static str {
 impl SqliteComputeImageStore {
     /// A store in a fresh in-memory database.
     pub async fn in_memory() -> Result<Self, ComputeStoreError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().in_memory(true))
-            .await
-            .map_err(unavailable)?;
-        Self::open(pool).await
+        Self::open(memory_pool().await.map_err(unavailable)?).await
     }
 
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: SqlitePool) -> Result<Self, ComputeStoreError> {
         let mut tx = pool.begin().await.map_err(unavailable)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-            .execute(&mut *tx)
+        check_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
             .await
-            .map_err(unavailable)?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = ?")
-                .bind(COMPONENT)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        if let Some(version) = version.filter(|v| *v > SCHEMA_VERSION) {
-            return Err(ComputeStoreError::Unavailable(format!(
-                "the database holds compute images in schema version {version}, newer than this \
-                 server's {SCHEMA_VERSION}; run a newer yc-images"
-            )));
-        }
+            .map_err(unavailable)?
+            .map_err(ComputeStoreError::Unavailable)?;
         let mut statements = vec![
             "CREATE TABLE IF NOT EXISTS ci_images (
                 id TEXT PRIMARY KEY,
@@ -192,10 +171,7 @@ impl SqliteComputeImageStore {
                 .await
                 .map_err(unavailable)?;
         }
-        sqlx::query("INSERT INTO yc_schema (component, version) VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version")
-            .bind(COMPONENT)
-            .bind(SCHEMA_VERSION)
-            .execute(&mut *tx)
+        record_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
@@ -237,13 +213,8 @@ impl SqliteComputeImageStore {
 
     /// SQLite's plan for a List, one line per step.
     pub async fn query_plan(&self, query: &ComputeQuery) -> Result<Vec<String>, ComputeStoreError> {
-        let mut sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(rows.iter().map(|r| r.get::<String, _>("detail")).collect())
+        let sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
+        query_plan(sql, &self.pool).await.map_err(unavailable)
     }
 }
 
@@ -258,7 +229,7 @@ impl ComputeImageStore for SqliteComputeImageStore {
         .bind(&image.name)
         .bind(&image.family)
         .bind(status_name(image))
-        .bind(nanos(image.created_at))
+        .bind(nanos(image.created_at.unwrap_or_default()))
         .bind(image.encode_to_vec())
         .execute(&self.pool)
         .await
@@ -292,7 +263,7 @@ impl ComputeImageStore for SqliteComputeImageStore {
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
-        let now = nanos(Some(at));
+        let now = nanos(at);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let deleted =
             sqlx::query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")

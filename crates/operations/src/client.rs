@@ -182,3 +182,60 @@ fn code_of_http(status: u16) -> tonic::Code {
         _ => tonic::Code::Unknown,
     }
 }
+
+/// OperationService over whichever transport a typed client uses.
+#[derive(Debug, Clone)]
+pub enum Operations {
+    /// gRPC.
+    Grpc(OperationServiceClient<Channel>),
+    /// REST.
+    Rest(RestOperationSource),
+}
+
+#[async_trait]
+impl OperationSource for Operations {
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+        match self {
+            Operations::Grpc(client) => client.get_operation(id).await,
+            Operations::Rest(source) => source.get_operation(id).await,
+        }
+    }
+}
+
+impl Operations {
+    /// Waits for `op` under `policy` and returns its response as `R`.
+    pub async fn wait<R: prost::Name + Default>(
+        &self,
+        policy: &crate::WaitPolicy,
+        op: Operation,
+    ) -> Result<R, crate::WaitError> {
+        crate::OperationWaiter::new(self.clone())
+            .with_policy(policy.clone())
+            .wait::<R>(op)
+            .await
+    }
+}
+
+/// Every item of a paged List as one stream: `fetch` gets a request and answers with a page's
+/// items and, unless it was the last page, the request for the next.
+pub fn paged<Q, T, F, Fut>(
+    first: Q,
+    fetch: F,
+) -> impl futures_util::Stream<Item = Result<T, Status>>
+where
+    F: Fn(Q) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<Q>), Status>>,
+{
+    let pages = futures_util::stream::try_unfold(Some(first), move |next| {
+        let page = next.map(&fetch);
+        async move {
+            match page {
+                None => Ok(None),
+                Some(page) => page.await.map(|(items, next)| Some((items, next))),
+            }
+        }
+    });
+    futures_util::TryStreamExt::try_flatten(futures_util::TryStreamExt::map_ok(pages, |items| {
+        futures_util::stream::iter(items.into_iter().map(Ok))
+    }))
+}

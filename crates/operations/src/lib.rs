@@ -49,7 +49,7 @@ mod store;
 mod typed;
 mod waiter;
 
-pub use client::{OperationSource, RestApi, RestOperationSource};
+pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
 pub use runner::{
     DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,
@@ -60,4 +60,23 @@ pub use store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
 };
 pub use typed::{TypedOperation, UnpackError};
+
+/// Who is calling, as far as a service needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The subject, recorded as an operation's `created_by`.
+    pub subject: String,
+    /// The request's `idempotency-key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl Caller {
+    /// The caller of a request with these headers (gRPC metadata are headers too).
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        Self {
+            subject: String::new(),
+            idempotency_key: idempotency_key(headers),
+        }
+    }
+}
 pub use waiter::{OperationWaiter, WaitError, WaitPolicy};

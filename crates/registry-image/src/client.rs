@@ -18,11 +18,8 @@
 
 use futures_util::Stream;
 use reqwest::Method;
-use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
-use yc_operations::{
-    OperationSource, OperationWaiter, RestApi, RestOperationSource, WaitError, WaitPolicy,
-};
+use yc_operations::{Operations, RestApi, RestOperationSource, WaitError, WaitPolicy, paged};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_client::ImageServiceClient;
@@ -34,20 +31,15 @@ use yc_proto_types::yandex::cloud::operation::operation_service_client::Operatio
 
 #[derive(Debug, Clone)]
 enum Transport {
-    Grpc {
-        images: ImageServiceClient<Channel>,
-        operations: OperationServiceClient<Channel>,
-    },
-    Rest {
-        api: RestApi,
-        operations: RestOperationSource,
-    },
+    Grpc(ImageServiceClient<Channel>),
+    Rest(RestApi),
 }
 
 /// The Container Registry ImageService over gRPC or REST.
 #[derive(Debug, Clone)]
 pub struct RegistryImageClient {
     transport: Transport,
+    operations: Operations,
     wait: WaitPolicy,
 }
 
@@ -59,10 +51,8 @@ impl RegistryImageClient {
     /// A client over a gRPC channel.
     pub fn grpc(channel: Channel) -> Self {
         Self {
-            transport: Transport::Grpc {
-                images: ImageServiceClient::new(channel.clone()),
-                operations: OperationServiceClient::new(channel),
-            },
+            transport: Transport::Grpc(ImageServiceClient::new(channel.clone())),
+            operations: Operations::Grpc(OperationServiceClient::new(channel)),
             wait: WaitPolicy::default(),
         }
     }
@@ -85,10 +75,8 @@ impl RegistryImageClient {
     /// A client of the REST API behind `api` (with its token, HTTP client, …).
     pub fn rest_api(api: RestApi) -> Self {
         Self {
-            transport: Transport::Rest {
-                operations: RestOperationSource::from_api(api.clone()),
-                api,
-            },
+            operations: Operations::Rest(RestOperationSource::from_api(api.clone())),
+            transport: Transport::Rest(api),
             wait: WaitPolicy::default(),
         }
     }
@@ -101,21 +89,24 @@ impl RegistryImageClient {
 
     /// `Get`.
     pub async fn get(&self, image_id: &str) -> Result<Image, Status> {
-        let request = GetImageRequest {
-            image_id: image_id.to_owned(),
-        };
         match &self.transport {
-            Transport::Grpc { images, .. } => Ok(images
-                .clone()
-                .get(request)
-                .await
-                .map_err(Status::from)?
-                .into_inner()),
-            Transport::Rest { .. } => {
-                self.rest_call(
+            Transport::Grpc(images) => {
+                let request = GetImageRequest {
+                    image_id: image_id.to_owned(),
+                };
+                Ok(images
+                    .clone()
+                    .get(request)
+                    .await
+                    .map_err(Status::from)?
+                    .into_inner())
+            }
+            Transport::Rest(api) => {
+                api.call(
                     Method::GET,
                     &["container-registry", "v1", "images", image_id],
                     &[],
+                    None,
                 )
                 .await
             }
@@ -125,35 +116,34 @@ impl RegistryImageClient {
     /// One page of `List`.
     pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
         match &self.transport {
-            Transport::Grpc { images, .. } => Ok(images
+            Transport::Grpc(images) => Ok(images
                 .clone()
                 .list(request.clone())
                 .await
                 .map_err(Status::from)?
                 .into_inner()),
-            Transport::Rest { .. } => {
-                let page_size = request.page_size.to_string();
-                let query: Vec<(&str, &str)> = [
+            Transport::Rest(api) => {
+                let page_size = if request.page_size == 0 {
+                    String::new()
+                } else {
+                    request.page_size.to_string()
+                };
+                let query = [
                     ("registryId", request.registry_id.as_str()),
                     ("repositoryName", &request.repository_name),
                     ("folderId", &request.folder_id),
-                    (
-                        "pageSize",
-                        if request.page_size == 0 {
-                            ""
-                        } else {
-                            &page_size
-                        },
-                    ),
+                    ("pageSize", &page_size),
                     ("pageToken", &request.page_token),
                     ("filter", &request.filter),
                     ("orderBy", &request.order_by),
-                ]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .collect();
-                self.rest_call(Method::GET, &["container-registry", "v1", "images"], &query)
-                    .await
+                ];
+                api.call(
+                    Method::GET,
+                    &["container-registry", "v1", "images"],
+                    &query,
+                    None,
+                )
+                .await
             }
         }
     }
@@ -163,40 +153,36 @@ impl RegistryImageClient {
         &self,
         request: ListImagesRequest,
     ) -> impl Stream<Item = Result<Image, Status>> + '_ {
-        let pages = futures_util::stream::try_unfold(Some(request), move |next| async move {
-            let Some(request) = next else {
-                return Ok::<_, Status>(None);
-            };
+        paged(request, move |request| async move {
             let page = self.list(&request).await?;
             let next = (!page.next_page_token.is_empty()).then(|| ListImagesRequest {
                 page_token: page.next_page_token.clone(),
                 ..request
             });
-            Ok(Some((page.images, next)))
-        });
-        futures_util::TryStreamExt::try_flatten(futures_util::TryStreamExt::map_ok(
-            pages,
-            |images| futures_util::stream::iter(images.into_iter().map(Ok)),
-        ))
+            Ok((page.images, next))
+        })
     }
 
     /// `Delete`: the operation as it starts.
     pub async fn delete(&self, image_id: &str) -> Result<Operation, Status> {
-        let request = DeleteImageRequest {
-            image_id: image_id.to_owned(),
-        };
         match &self.transport {
-            Transport::Grpc { images, .. } => Ok(images
-                .clone()
-                .delete(request)
-                .await
-                .map_err(Status::from)?
-                .into_inner()),
-            Transport::Rest { .. } => {
-                self.rest_call(
+            Transport::Grpc(images) => {
+                let request = DeleteImageRequest {
+                    image_id: image_id.to_owned(),
+                };
+                Ok(images
+                    .clone()
+                    .delete(request)
+                    .await
+                    .map_err(Status::from)?
+                    .into_inner())
+            }
+            Transport::Rest(api) => {
+                api.call(
                     Method::DELETE,
                     &["container-registry", "v1", "images", image_id],
                     &[],
+                    None,
                 )
                 .await
             }
@@ -206,29 +192,9 @@ impl RegistryImageClient {
     /// `Delete`, then waits until the image is gone.
     pub async fn delete_and_wait(&self, image_id: &str) -> Result<(), WaitError> {
         let op = self.delete(image_id).await.map_err(WaitError::Poll)?;
-        match &self.transport {
-            Transport::Grpc { operations, .. } => self.wait_on(operations.clone(), op).await,
-            Transport::Rest { operations, .. } => self.wait_on(operations.clone(), op).await,
-        }
-    }
-
-    async fn wait_on<S: OperationSource>(&self, source: S, op: Operation) -> Result<(), WaitError> {
-        OperationWaiter::new(source)
-            .with_policy(self.wait.clone())
-            .wait::<Empty>(op)
+        self.operations
+            .wait::<Empty>(&self.wait, op)
             .await
             .map(drop)
-    }
-
-    async fn rest_call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &[&str],
-        query: &[(&str, &str)],
-    ) -> Result<T, Status> {
-        match &self.transport {
-            Transport::Rest { api, .. } => api.call(method, path, query, None).await,
-            Transport::Grpc { .. } => Err(Status::new(tonic::Code::Internal, "not a REST client")),
-        }
     }
 }

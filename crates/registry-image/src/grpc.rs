@@ -25,10 +25,7 @@ impl RegistryImageGrpc {
 }
 
 fn caller<T>(request: &Request<T>) -> Caller {
-    Caller {
-        subject: String::new(),
-        idempotency_key: yc_operations::idempotency_key(&request.metadata().clone().into_headers()),
-    }
+    Caller::from_headers(&request.metadata().clone().into_headers())
 }
 
 #[tonic::async_trait]

@@ -49,10 +49,7 @@ async fn delete(
     headers: HeaderMap,
     Path(image_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller {
-        subject: String::new(),
-        idempotency_key: yc_operations::idempotency_key(&headers),
-    };
+    let caller = Caller::from_headers(&headers);
     Ok(json_response(
         &images
             .delete(&DeleteImageRequest { image_id }, &caller)

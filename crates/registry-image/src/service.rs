@@ -27,14 +27,7 @@ pub const FILTER_FIELDS: &[&str] = &["name"];
 /// The fields List can sort by.
 pub const ORDER_FIELDS: &[&str] = &["name", "digest", "created_at", "last_modified"];
 
-/// Who is calling, as far as the service needs to know.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller {
-    /// The subject, recorded as an operation's `created_by`.
-    pub subject: String,
-    /// The request's `idempotency-key`, if any.
-    pub idempotency_key: Option<String>,
-}
+pub use yc_operations::Caller;
 
 /// Container Registry images over an [`ImageStore`], with mutations run as operations.
 #[derive(Clone)]

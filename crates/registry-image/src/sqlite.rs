@@ -9,10 +9,12 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use yc_operations::query::FilterOp;
-use yc_operations::query::sql::{KeysetSelect, cursor_values, sort_keys};
+use yc_operations::query::sql::{
+    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, query_plan, record_schema,
+    sort_keys,
+};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 
@@ -66,21 +68,10 @@ fn unavailable(e: sqlx::Error) -> ImageStoreError {
     ImageStoreError::Unavailable(e.to_string())
 }
 
-fn nanos(t: Timestamp) -> i64 {
-    let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
-}
-
 impl SqliteImageStore {
     /// A store in a fresh in-memory database.
     pub async fn in_memory() -> Result<Self, ImageStoreError> {
-        // One connection: each connection to `:memory:` would be a database of its own.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().in_memory(true))
-            .await
-            .map_err(unavailable)?;
-        Self::open(pool).await
+        Self::open(memory_pool().await.map_err(unavailable)?).await
     }
 
     /// Pushes many images in one transaction, each as [`ImageStore::push`] would: for
@@ -102,13 +93,8 @@ impl SqliteImageStore {
     /// The query plan SQLite chooses for a List, one line per step: to check that an index
     /// serves it (`SEARCH … USING INDEX`), never a scan of every image.
     pub async fn query_plan(&self, query: &ImageQuery) -> Result<Vec<String>, ImageStoreError> {
-        let mut sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(rows.iter().map(|r| r.get::<String, _>("detail")).collect())
+        let sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
+        query_plan(sql, &self.pool).await.map_err(unavailable)
     }
 
     /// The SQL of a List, after `prefix`.
@@ -166,25 +152,10 @@ impl SqliteImageStore {
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: SqlitePool) -> Result<Self, ImageStoreError> {
         let mut tx = pool.begin().await.map_err(unavailable)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = ?")
-                .bind(COMPONENT)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        if version.is_some_and(|v| v > SCHEMA_VERSION) {
-            return Err(ImageStoreError::Unavailable(format!(
-                "the database holds registry images in schema version {}, newer than this \
-                 server's {SCHEMA_VERSION}; run a newer yc-images",
-                version.unwrap_or_default()
-            )));
-        }
+        check_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
+            .await
+            .map_err(unavailable)?
+            .map_err(ImageStoreError::Unavailable)?;
         for statement in SCHEMA {
             sqlx::query(statement)
                 .execute(&mut *tx)
@@ -207,10 +178,7 @@ impl SqliteImageStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        sqlx::query("INSERT INTO yc_schema (component, version) VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version")
-            .bind(COMPONENT)
-            .bind(SCHEMA_VERSION)
-            .execute(&mut *tx)
+        record_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;

@@ -174,3 +174,73 @@ impl KeysetSelect<'_> {
         sql.push(")");
     }
 }
+
+/// A fresh in-memory SQLite database: one connection, since each connection to `:memory:`
+/// would be a database of its own.
+pub async fn memory_pool() -> Result<SqlitePool, sqlx::Error> {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true))
+        .await
+}
+
+/// Where each component's schema version is recorded.
+const SCHEMA_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)";
+
+/// Checks a component's schema version before its tables are created or migrated: a database
+/// written by a newer version of the server is refused with a message that says so.
+pub async fn check_schema(
+    conn: &mut sqlx::SqliteConnection,
+    component: &str,
+    version: i64,
+) -> Result<Result<(), String>, sqlx::Error> {
+    sqlx::query(SCHEMA_TABLE).execute(&mut *conn).await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = ?")
+            .bind(component)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match found {
+        Some(found) if found > version => Err(format!(
+            "the database holds {component} data in schema version {found}, newer than this \
+             server's {version}; run a newer yc-images"
+        )),
+        _ => Ok(()),
+    })
+}
+
+/// Records a component's schema version once its tables are in place.
+pub async fn record_schema(
+    conn: &mut sqlx::SqliteConnection,
+    component: &str,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO yc_schema (component, version) VALUES (?, ?) \
+         ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+    )
+    .bind(component)
+    .bind(version)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// SQLite's plan for a statement built with the prefix `EXPLAIN QUERY PLAN `, one line per
+/// step.
+pub async fn query_plan(
+    mut sql: QueryBuilder<'static, Sqlite>,
+    pool: &SqlitePool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sql.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("detail"))
+        .collect()
+}
+
+/// A time as nanoseconds since the epoch, the form stores sort and compare times in.
+pub fn nanos(t: yc_proto_types::google::protobuf::Timestamp) -> i64 {
+    let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
