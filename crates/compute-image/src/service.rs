@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size};
-use yc_operations::{OperationCursor, OperationRunner, StartOperation};
+use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_operations::{OperationCursor, OperationRunner, StartOperation, store_unavailable};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -47,17 +47,8 @@ fn store_status(error: ComputeStoreError) -> Status {
             tonic::Code::AlreadyExists,
             format!("An image named {name:?} already exists in the folder"),
         ),
-        ComputeStoreError::CursorGone(_) => Status::new(
-            tonic::Code::InvalidArgument,
-            "Request validation error: page_token: the listing it continues is too old; list again from the first page",
-        ),
-        ComputeStoreError::Unavailable(why) => {
-            tracing::error!(error = %why, "compute image store unavailable");
-            Status::new(
-                tonic::Code::Unavailable,
-                "The image store is unavailable; retry later",
-            )
-        }
+        ComputeStoreError::CursorGone(_) => token_too_old(),
+        ComputeStoreError::Unavailable(why) => store_unavailable("image store", &why),
     }
 }
 
@@ -153,12 +144,7 @@ impl ComputeImages {
             limit: limit + 1,
         };
         let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = if images.len() > limit {
-            images.truncate(limit);
-            images.last().map(|i| key.token(&i.id)).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = key.finish_page(&mut images, limit, |i| &i.id);
         Ok(ListImagesResponse {
             images,
             next_page_token,
@@ -189,15 +175,7 @@ impl ComputeImages {
             .runner
             .list_for_resource(&request.image_id, limit + 1, cursor.as_ref())
             .await?;
-        let next_page_token = if operations.len() > limit {
-            operations.truncate(limit);
-            operations
-                .last()
-                .map(|o| key.token(&o.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = key.finish_page(&mut operations, limit, |o| &o.id);
         Ok(ListImageOperationsResponse {
             operations,
             next_page_token,

@@ -70,6 +70,16 @@ pub struct Caller {
     pub idempotency_key: Option<String>,
 }
 
+/// The status a caller sees when a store fails: `UNAVAILABLE`, without internals, which go to
+/// the log.
+pub fn store_unavailable(store: &str, why: &str) -> yc_proto_types::google::rpc::Status {
+    tracing::error!(store, error = %why, "store unavailable");
+    yc_proto_types::google::rpc::Status::new(
+        tonic::Code::Unavailable,
+        format!("The {store} is unavailable; retry later"),
+    )
+}
+
 impl Caller {
     /// The caller of a request with these headers (gRPC metadata are headers too).
     pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {

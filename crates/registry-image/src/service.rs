@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size};
-use yc_operations::{OperationRunner, Resumers, StartOperation};
+use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_operations::{OperationRunner, Resumers, StartOperation, store_unavailable};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -41,17 +41,8 @@ fn store_status(error: ImageStoreError) -> Status {
         ImageStoreError::NoRegistry(id) => {
             Status::new(tonic::Code::NotFound, format!("Registry {id} not found"))
         }
-        ImageStoreError::CursorGone(_) => Status::new(
-            tonic::Code::InvalidArgument,
-            "Request validation error: page_token: the listing it continues is too old; list again from the first page",
-        ),
-        ImageStoreError::Unavailable(why) => {
-            tracing::error!(error = %why, "image store unavailable");
-            Status::new(
-                tonic::Code::Unavailable,
-                "The image store is unavailable; retry later",
-            )
-        }
+        ImageStoreError::CursorGone(_) => token_too_old(),
+        ImageStoreError::Unavailable(why) => store_unavailable("image store", &why),
     }
 }
 
@@ -151,12 +142,7 @@ impl RegistryImages {
             limit: limit + 1,
         };
         let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = if images.len() > limit {
-            images.truncate(limit);
-            images.last().map(|i| key.token(&i.id)).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = key.finish_page(&mut images, limit, |i| &i.id);
         Ok(ListImagesResponse {
             images,
             next_page_token,

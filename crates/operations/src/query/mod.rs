@@ -8,7 +8,7 @@ pub mod sql;
 
 pub use filter::{Condition, FilterExpr, FilterOp, FilterSpec};
 pub use order::{OrderBy, OrderItem};
-pub use page_token::QueryKey;
+pub use page_token::{QueryKey, token_too_old};
 
 /// The page size of a request: 0 means the default, 100; the validation rules cap it.
 pub fn page_size(requested: i64) -> usize {

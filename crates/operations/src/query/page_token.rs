@@ -16,6 +16,14 @@ use yc_proto_types::google::rpc::Status;
 const VERSION: u8 = 1;
 const CHECK_LEN: usize = 8;
 
+/// The error for a page token whose last resource the store no longer knows.
+pub fn token_too_old() -> Status {
+    Status::new(
+        tonic::Code::InvalidArgument,
+        "Request validation error: page_token: the listing it continues is too old; list again from the first page",
+    )
+}
+
 /// What a page token is bound to: the parts of a List request that define the listing (not
 /// the page size, which may change between pages).
 ///
@@ -69,6 +77,24 @@ impl QueryKey {
         bytes.extend_from_slice(&self.check(last_id));
         bytes.extend_from_slice(last_id.as_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Finishes a page fetched with `limit + 1` rows: keeps `limit` of them and returns the
+    /// token of the next page, empty when this is the last.
+    pub fn finish_page<T>(
+        &self,
+        items: &mut Vec<T>,
+        limit: usize,
+        id: impl Fn(&T) -> &str,
+    ) -> String {
+        if items.len() <= limit {
+            return String::new();
+        }
+        items.truncate(limit);
+        items
+            .last()
+            .map(|last| self.token(id(last)))
+            .unwrap_or_default()
     }
 
     /// The id to continue after, from a request's `page_token`: `None` for the first page.
