@@ -426,10 +426,16 @@ impl ComputeImages {
         )
         .created_by(&caller.subject)
         .idempotency_key(caller.idempotency_key.clone());
+        // A repeat with its idempotency key changes nothing; it gets the first operation.
+        if let Some(first) = self.runner.find_repeat(&start).await? {
+            return Ok(first);
+        }
+        let before = image.status;
         image.status = image::Status::Deleting as i32;
         self.store.update(&image).await.map_err(store_status)?;
         let store = self.store.clone();
-        self.runner
+        let started = self
+            .runner
             .start(start, move |_ctx| async move {
                 if store
                     .delete(&id, Timestamp::now())
@@ -441,7 +447,13 @@ impl ComputeImages {
                     Err(not_found(&id))
                 }
             })
-            .await
+            .await;
+        if started.is_err() {
+            // No operation will delete it: the image is as it was.
+            image.status = before;
+            let _ = self.store.update(&image).await;
+        }
+        started
     }
 }
 

@@ -754,3 +754,34 @@ async fn create_from_a_qcow2_made_by_qemu_img() {
         (3 * GIB, length, 3 * GIB)
     );
 }
+
+#[tokio::test]
+async fn a_delete_that_cannot_start_leaves_the_image_as_it_was() {
+    let addr = files().await;
+    let images = service(64 << 20).await;
+    let image = created(
+        &images,
+        create("kept", Source::Uri(format!("http://{addr}/disk.raw"))),
+    )
+    .await;
+    let caller = Caller {
+        subject: String::new(),
+        idempotency_key: Some("not-a-uuid".into()),
+    };
+    let refused = images
+        .delete(
+            &DeleteImageRequest {
+                image_id: image.id.clone(),
+            },
+            &caller,
+        )
+        .await;
+    assert_eq!(
+        refused.err().map(|e| e.grpc_code()),
+        Some(tonic::Code::InvalidArgument)
+    );
+    assert_eq!(
+        get(&images, &image.id).await.map(|i| i.status).ok(),
+        Some(image::Status::Ready as i32)
+    );
+}

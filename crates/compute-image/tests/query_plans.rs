@@ -1,0 +1,55 @@
+//! Every Compute List shape is served by an index search, never a scan of the folder's images.
+
+use yc_compute_image::SqliteComputeImageStore;
+use yc_compute_image::store::ComputeQuery;
+use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
+
+#[tokio::test]
+async fn every_list_shape_searches_an_index() {
+    let store = SqliteComputeImageStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = FilterSpec {
+        fields: &["name", "family", "status", "id"],
+        max_value_length: 256,
+    };
+    let filters = [
+        "",
+        r#"family = "f""#,
+        r#"status IN ("READY", "ERROR")"#,
+        r#"name != "x" AND family = "f""#,
+        r#"id = "fd8""#,
+    ];
+    let mut checked = 0;
+    for filter in filters {
+        for field in ["id", "name", "family", "status", "created_at"] {
+            for descending in [false, true] {
+                let query = ComputeQuery {
+                    folder_id: "b1g".into(),
+                    filter: FilterExpr::parse(filter, spec)
+                        .unwrap_or_else(|e| panic!("{}", e.message)),
+                    order: vec![OrderItem {
+                        field: field.into(),
+                        descending,
+                    }],
+                    after: None,
+                    limit: 101,
+                };
+                let plan = store
+                    .query_plan(&query)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let reads: Vec<&String> = plan.iter().filter(|s| s.contains("ci_images")).collect();
+                assert!(!reads.is_empty(), "{query:?}: {plan:?}");
+                for step in reads {
+                    assert!(
+                        step.starts_with("SEARCH ci_images USING"),
+                        "{query:?} is not an index search: {plan:?}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 5 * 5 * 2);
+}
