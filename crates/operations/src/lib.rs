@@ -45,6 +45,7 @@ pub mod query;
 pub mod rest;
 mod runner;
 mod service;
+mod sqlite;
 mod store;
 mod typed;
 mod waiter;
@@ -56,6 +57,7 @@ pub use runner::{
     WorkResult, idempotency_key,
 };
 pub use service::OperationGrpc;
+pub use sqlite::SqliteOperationStore;
 pub use store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
 };

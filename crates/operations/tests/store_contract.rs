@@ -1,0 +1,189 @@
+//! What every OperationStore must do, checked against each implementation: the in-memory
+//! store and the SQLite store.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use yc_operations::{
+    Created, Finished, MemoryOperationStore, NewOperation, OperationCursor, OperationStore,
+    SqliteOperationStore,
+};
+use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::compute::v1::CreateImageMetadata;
+use yc_proto_types::yandex::cloud::operation::{Operation, operation};
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp { seconds, nanos: 0 }
+}
+
+fn new(id: &str, resource: &str, created: i64, key: Option<&str>, owner: &str) -> NewOperation {
+    NewOperation {
+        operation: Operation {
+            id: id.into(),
+            description: "Create image".into(),
+            created_at: Some(at(created)),
+            created_by: "ajeuser".into(),
+            modified_at: Some(at(created)),
+            ..Default::default()
+        },
+        method: "m".into(),
+        resource_id: resource.into(),
+        request: id.as_bytes().to_vec(),
+        idempotency_key: key.map(str::to_owned),
+        owner: owner.into(),
+    }
+}
+
+async fn contract(store: Arc<dyn OperationStore>) {
+    // Create, and the idempotency slot.
+    assert!(matches!(
+        store.create(new("op1", "r", 10, Some("k"), "run1")).await,
+        Ok(Created::New(_))
+    ));
+    match store.create(new("op2", "r", 11, Some("k"), "run1")).await {
+        Ok(Created::Existing(record)) => {
+            assert_eq!(record.operation.id, "op1");
+            assert_eq!(record.request, b"op1");
+        }
+        other => panic!("expected the first operation, got {other:?}"),
+    }
+    assert_eq!(
+        store.get("op2").await.ok().flatten(),
+        None,
+        "nothing stored for the repeat"
+    );
+    let found = store
+        .find_by_idempotency_key("ajeuser", "m", "k")
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(found.map(|r| r.operation.id).as_deref(), Some("op1"));
+    assert_eq!(
+        store
+            .find_by_idempotency_key("other", "m", "k")
+            .await
+            .ok()
+            .flatten(),
+        None
+    );
+
+    // Metadata, then a first finish that wins.
+    let metadata = Any::from_msg(&CreateImageMetadata {
+        image_id: "fd8".into(),
+    });
+    let updated = store
+        .update_metadata("op1", metadata.clone(), at(12))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (updated.metadata.as_ref(), updated.modified_at),
+        (Some(&metadata), Some(at(12)))
+    );
+    let response = operation::Result::Response(Any::from_msg(&Empty {}));
+    let first = store
+        .finish("op1", response.clone(), at(13))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(&first, Finished::Now(op) if op.done && op.result == Some(response.clone())));
+    let error = operation::Result::Error(Status::new(tonic::Code::Cancelled, "late"));
+    let second = store
+        .finish("op1", error, at(14))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(&second, Finished::Before(op) if op.result == Some(response.clone())));
+    let after_done = store
+        .update_metadata("op1", Any::from_msg(&Empty {}), at(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        after_done.metadata,
+        Some(metadata),
+        "a done operation keeps its metadata"
+    );
+    assert!(matches!(
+        store.finish("nope", response, at(1)).await,
+        Err(yc_operations::StoreError::NotFound(_))
+    ));
+
+    // A resource's operations, newest first, by keyset.
+    for (id, created) in [("a", 1), ("b", 3), ("c", 2), ("d", 3)] {
+        assert!(
+            store
+                .create(new(id, "res", created, None, "run1"))
+                .await
+                .is_ok()
+        );
+    }
+    let page = store
+        .list_by_resource("res", 2, None)
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        page.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["d", "b"]
+    );
+    let cursor = OperationCursor::after(&page[1]);
+    let rest = store
+        .list_by_resource("res", 10, Some(&cursor))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        rest.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["c", "a"]
+    );
+
+    // Leases: a live owner's operations stay with it; others are claimed, once.
+    let later = Timestamp::from(SystemTime::now() + Duration::from_secs(60));
+    store
+        .heartbeat("run1", later)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .create(new("orphan", "x", 5, None, "dead"))
+            .await
+            .is_ok()
+    );
+    let now = Timestamp::now();
+    let claimed = store.claim_abandoned("run2", now).await.unwrap_or_default();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|r| r.operation.id.as_str())
+            .collect::<Vec<_>>(),
+        ["orphan"]
+    );
+    assert_eq!(claimed[0].owner, "run2");
+    let mine = store.claim_abandoned("run2", now).await.unwrap_or_default();
+    assert_eq!(mine.len(), 1, "what a runner holds comes back to it");
+    let taken = store.claim_abandoned("run3", now).await.unwrap_or_default();
+    assert!(
+        taken.iter().any(|r| r.operation.id == "orphan"),
+        "run2 holds no lease, so its work is abandoned"
+    );
+    store
+        .release("run1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let freed = store.claim_abandoned("run3", now).await.unwrap_or_default();
+    assert!(
+        freed.iter().any(|r| r.operation.id == "a"),
+        "released operations are abandoned"
+    );
+    let unfinished = store.unfinished().await.unwrap_or_default();
+    assert_eq!(unfinished.len(), 5);
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    contract(Arc::new(MemoryOperationStore::new())).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract() {
+    let store = SqliteOperationStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    contract(Arc::new(store)).await;
+}
