@@ -1,0 +1,215 @@
+//! `yc-images serve`: the stores, the services, and one listener for gRPC and REST.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use yc_compute_image::source::FetchPolicy;
+use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqliteComputeImageStore};
+use yc_operations::{OperationGrpc, OperationRunner, Resumers, SqliteOperationStore};
+use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqliteImageStore};
+
+use crate::endpoints::Endpoints;
+
+/// `yc-images serve` options; each also reads an environment variable.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to serve gRPC (HTTP/2) and REST (HTTP/1.1 and HTTP/2) on. Port 0 picks a free
+    /// port; the address served is printed on standard output.
+    #[arg(long, env = "YC_IMAGES_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+
+    /// Directory of the embedded store; created if missing. Every acknowledged change is in
+    /// it before the answer is sent.
+    #[arg(long, env = "YC_IMAGES_DATA_DIR", default_value = "./yc-images-data")]
+    data_dir: PathBuf,
+
+    /// Hosts that image URIs may be fetched from (repeat the flag, or separate with commas);
+    /// `*` allows any. Loopback only by default.
+    #[arg(
+        long = "fetch-allow",
+        env = "YC_IMAGES_FETCH_ALLOW",
+        value_delimiter = ',',
+        default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned(), "[::1]".to_owned()]
+    )]
+    fetch_allow: Vec<String>,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let database = args.data_dir.join("yc-images.sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(&database)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // An answer is sent only after its change is on disk.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {}", database.display()))?;
+
+    let operations = SqliteOperationStore::open(pool.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let registry_store = SqliteImageStore::open(pool.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let compute_store = SqliteComputeImageStore::open(pool.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+    let runner = OperationRunner::new(Arc::new(operations));
+    let registry = RegistryImages::new(Arc::new(registry_store), runner.clone());
+    let fetch = FetchPolicy {
+        allowed_hosts: args.fetch_allow.clone(),
+        ..FetchPolicy::default()
+    };
+    let compute = ComputeImages::new(Arc::new(compute_store), runner.clone(), fetch);
+    let recovery = runner
+        .recover(registry.resumers(Resumers::new()))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if !(recovery.resumed.is_empty() && recovery.aborted.is_empty()) {
+        tracing::info!(
+            resumed = recovery.resumed.len(),
+            aborted = recovery.aborted.len(),
+            "operations left by an earlier run"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(yc_proto_types::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let grpc = tonic::service::Routes::new(RegistryImageGrpc::server(registry.clone()))
+        .add_service(ComputeImageGrpc::server(compute.clone()))
+        .add_service(OperationGrpc::server(runner.clone()))
+        .add_service(Endpoints::server(address.to_string()))
+        .add_service(health_service)
+        .add_service(reflection)
+        .prepare()
+        .into_axum_router();
+    for service in [
+        "yandex.cloud.containerregistry.v1.ImageService",
+        "yandex.cloud.compute.v1.ImageService",
+        "yandex.cloud.operation.OperationService",
+        "yandex.cloud.endpoint.ApiEndpointService",
+    ] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+
+    let app = grpc
+        .merge(yc_registry_image::rest::router(registry))
+        .merge(yc_compute_image::rest::router(compute))
+        .merge(yc_operations::rest::router(runner.clone()))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn(request_ids));
+
+    tracing::info!(%address, data_dir = %args.data_dir.display(), startup_ms = started.elapsed().as_millis() as u64, "serving");
+    // Tests and scripts read the address from here, port 0 resolved.
+    println!("yc-images listening on {address}");
+    std::io::stdout().flush()?;
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("shutting down: in-flight calls are done");
+    if let Err(e) = runner.release().await {
+        tracing::warn!(error = %e, "cannot release the operation runner's lease");
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Every answer carries `x-request-id` (the client's, or a new one) and `x-server-trace-id`;
+/// every call is logged with its id, method, path, status and latency.
+async fn request_ids(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id =
+        client_request_id(request.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace_id = uuid::Uuid::new_v4().to_string();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    for (name, value) in [
+        ("x-request-id", &request_id),
+        ("x-server-trace-id", &trace_id),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    let grpc_status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    tracing::info!(
+        request_id = %request_id,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        grpc_status = %grpc_status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "call"
+    );
+    response
+}
+
+/// The request id a client sent, if it is one we can echo.
+fn client_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    ["x-request-id", "x-client-request-id"]
+        .iter()
+        .find_map(|name| {
+            headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+                .map(str::to_owned)
+        })
+}

@@ -1,0 +1,210 @@
+//! End to end against the real binary: one address serves gRPC and REST, answers carry
+//! request ids, discovery points at the server itself, and what the server confirmed survives
+//! `kill -9` and a restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use yc_compute_image::client::ComputeImageClient;
+use yc_operations::WaitPolicy;
+use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
+use yc_proto_types::yandex::cloud::compute::v1::{CreateImageRequest, image};
+use yc_proto_types::yandex::cloud::endpoint::ListApiEndpointsRequest;
+use yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_client::ApiEndpointServiceClient;
+
+/// A running `yc-images serve`, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("YC_IMAGES_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting yc-images: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = line
+            .trim()
+            .strip_prefix("yc-images listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, address }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `kill -9`: no shutdown at all.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn file_server() -> String {
+    let router = axum::Router::new().route(
+        "/disk.raw",
+        axum::routing::get(|| async { vec![9u8; 6 << 20] }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}/disk.raw")
+}
+
+fn fast() -> WaitPolicy {
+    WaitPolicy {
+        initial_interval: Duration::from_millis(20),
+        max_interval: Duration::from_millis(100),
+        ..WaitPolicy::default()
+    }
+}
+
+async fn channel(server: &Server) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path());
+    let http = reqwest::Client::new();
+
+    let health = http
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("x-server-trace-id"));
+    let echoed = http
+        .get(format!("{}/compute/v1/images?folderId=b1g", server.url()))
+        .header("x-request-id", "my-request-1")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        echoed
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("my-request-1")
+    );
+
+    let mut endpoints = ApiEndpointServiceClient::new(channel(&server).await);
+    let listed = endpoints
+        .list(ListApiEndpointsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let compute = listed
+        .endpoints
+        .iter()
+        .find(|e| e.id == "compute")
+        .map(|e| e.address.clone());
+    assert_eq!(compute, Some(server.address.clone()));
+
+    // The same image through both transports of the one address.
+    let uri = file_server().await;
+    let grpc = ComputeImageClient::grpc(channel(&server).await).with_wait_policy(fast());
+    let rest = ComputeImageClient::rest(&server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    let request = CreateImageRequest {
+        folder_id: "b1gfolder".into(),
+        name: "e2e".into(),
+        source: Some(Source::Uri(uri)),
+        ..Default::default()
+    };
+    let created = grpc
+        .create_and_wait(&request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (created.status, created.size),
+        (image::Status::Ready as i32, 6 << 20)
+    );
+    assert_eq!(rest.get(&created.id).await.ok(), Some(created));
+}
+
+#[tokio::test]
+async fn confirmed_changes_survive_kill_9_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let uri = file_server().await;
+    let server = Server::start(dir.path());
+    let client = ComputeImageClient::rest(&server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    let mut kept = Vec::new();
+    for name in ["one", "two", "three"] {
+        let request = CreateImageRequest {
+            folder_id: "b1gfolder".into(),
+            name: name.into(),
+            source: Some(Source::Uri(uri.clone())),
+            ..Default::default()
+        };
+        kept.push(
+            client
+                .create_and_wait(&request)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    client
+        .delete_and_wait(&kept[1].id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server.kill();
+
+    let restarted = Server::start(dir.path());
+    let client = ComputeImageClient::rest(&restarted.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    assert_eq!(client.get(&kept[0].id).await.ok().as_ref(), Some(&kept[0]));
+    assert_eq!(client.get(&kept[2].id).await.ok().as_ref(), Some(&kept[2]));
+    let deleted = client.get(&kept[1].id).await.err().map(|e| e.grpc_code());
+    assert_eq!(deleted, Some(tonic::Code::NotFound));
+    let operations = client
+        .list_operations(
+            &yc_proto_types::yandex::cloud::compute::v1::ListImageOperationsRequest {
+                image_id: kept[0].id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        operations.operations.iter().all(|o| o.done),
+        "{:?}",
+        operations.operations
+    );
+}
