@@ -1,0 +1,107 @@
+"""Drives a running yc-images with the official Yandex Cloud Python SDK's generated stubs and
+its OperationWaiter, over a plaintext gRPC channel: every RPC of the compute ImageService and
+OperationService, the registry ImageService's reads and errors, and endpoint discovery.
+
+Usage: sdk_e2e.py ADDRESS IMAGE_URI. Exits non-zero, saying what differed, on any mismatch.
+"""
+
+import sys
+import time
+
+import grpc
+from google.protobuf import field_mask_pb2
+from yandexcloud._operation_waiter import OperationWaiter
+from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.containerregistry.v1 import image_service_pb2 as cr_service_pb2
+from yandex.cloud.containerregistry.v1 import image_service_pb2_grpc as cr_service_grpc
+from yandex.cloud.endpoint import api_endpoint_service_pb2, api_endpoint_service_pb2_grpc
+from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
+
+address, uri = sys.argv[1], sys.argv[2]
+channel = grpc.insecure_channel(address)
+images = image_service_pb2_grpc.ImageServiceStub(channel)
+operations = operation_service_pb2_grpc.OperationServiceStub(channel)
+registry = cr_service_grpc.ImageServiceStub(channel)
+endpoints = api_endpoint_service_pb2_grpc.ApiEndpointServiceStub(channel)
+metadata = [("authorization", "Bearer test-token")]
+
+
+def check(condition, what):
+    if not condition:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def wait(operation):
+    """The SDK's own waiter, polling OperationService.Get."""
+    waiter = OperationWaiter(operation.id, operations, timeout=60)
+    for _ in waiter:
+        time.sleep(0.05)
+    done = waiter.operation
+    check(done is not None and done.done, f"operation {operation.id} finished")
+    return done
+
+
+def expect_code(call, code, what):
+    try:
+        call()
+    except grpc.RpcError as e:
+        check(e.code() == code, f"{what}: {e.code()} is {code}")
+        return e
+    check(False, f"{what}: an error")
+
+
+folder = "b1gsdkfolder"
+create = images.Create(
+    image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-image", family="sdk", uri=uri),
+    metadata=metadata,
+)
+meta = image_service_pb2.CreateImageMetadata()
+check(create.metadata.Unpack(meta), "Create metadata is CreateImageMetadata")
+done = wait(create)
+created = image_pb2.Image()
+check(done.response.Unpack(created), "Create response is an Image")
+check(created.status == image_pb2.Image.READY and created.id == meta.image_id, "the image is READY")
+
+got = images.Get(image_service_pb2.GetImageRequest(image_id=created.id), metadata=metadata)
+check(got == created, "Get returns the created image")
+latest = images.GetLatestByFamily(image_service_pb2.GetImageLatestByFamilyRequest(folder_id=folder, family="sdk"))
+check(latest.id == created.id, "GetLatestByFamily")
+listed = images.List(image_service_pb2.ListImagesRequest(folder_id=folder, filter='name = "sdk-image"', order_by="createdAt desc"))
+check([i.id for i in listed.images] == [created.id], "List with filter and order")
+
+update = images.Update(
+    image_service_pb2.UpdateImageRequest(
+        image_id=created.id,
+        update_mask=field_mask_pb2.FieldMask(paths=["description", "labels"]),
+        description="from the python sdk",
+        labels={"sdk": "python"},
+    )
+)
+updated = image_pb2.Image()
+wait(update).response.Unpack(updated)
+check(updated.description == "from the python sdk" and dict(updated.labels) == {"sdk": "python"}, "Update by mask")
+
+ops = images.ListOperations(image_service_pb2.ListImageOperationsRequest(image_id=created.id))
+check([o.description for o in ops.operations] == ["Update image", "Create image"], "ListOperations newest first")
+fetched = operations.Get(operation_service_pb2.GetOperationRequest(operation_id=update.id))
+check(fetched.done and fetched.id == update.id, "OperationService.Get")
+cancelled = operations.Cancel(operation_service_pb2.CancelOperationRequest(operation_id=update.id))
+check(cancelled == fetched, "Cancel of a finished operation returns it unchanged")
+expect_code(lambda: operations.Get(operation_service_pb2.GetOperationRequest(operation_id="fd8nosuchop")), grpc.StatusCode.NOT_FOUND, "Get of an unknown operation")
+
+delete = images.Delete(image_service_pb2.DeleteImageRequest(image_id=created.id))
+check(wait(delete).HasField("response"), "Delete finishes with a response")
+expect_code(lambda: images.Get(image_service_pb2.GetImageRequest(image_id=created.id)), grpc.StatusCode.NOT_FOUND, "Get after Delete")
+error = expect_code(lambda: images.Get(image_service_pb2.GetImageRequest(image_id="x" * 51)), grpc.StatusCode.INVALID_ARGUMENT, "Get with a long id")
+check(error.details() == "Request validation error: image_id: length must be at most 50", "the validation message")
+
+empty = registry.List(cr_service_pb2.ListImagesRequest(folder_id=folder))
+check(len(empty.images) == 0 and empty.next_page_token == "", "registry List of an empty folder")
+expect_code(lambda: registry.Get(cr_service_pb2.GetImageRequest(image_id="crpnosuchimage")), grpc.StatusCode.NOT_FOUND, "registry Get")
+expect_code(lambda: registry.Delete(cr_service_pb2.DeleteImageRequest(image_id="crpnosuchimage")), grpc.StatusCode.NOT_FOUND, "registry Delete")
+expect_code(lambda: registry.List(cr_service_pb2.ListImagesRequest()), grpc.StatusCode.INVALID_ARGUMENT, "registry List without a scope")
+
+found = endpoints.List(api_endpoint_service_pb2.ListApiEndpointsRequest())
+check({e.id: e.address for e in found.endpoints}.get("compute") == address, "endpoint discovery names this server")
+print("the official Python SDK agrees with yc-images")
