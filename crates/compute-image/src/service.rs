@@ -80,6 +80,35 @@ impl ComputeImages {
         }
     }
 
+    /// Stores an image as given, for seeding a server with known data: an image whose id is
+    /// already stored is left as it is (so seeding is idempotent). A missing id is made, a
+    /// missing creation time is now, an unspecified status is READY, the OS defaults to
+    /// LINUX, and the sizes fit each other. Returns whether the image was new.
+    pub async fn seed(&self, mut image: Image) -> Result<bool, Status> {
+        if image.folder_id.is_empty() {
+            return Err(invalid("a seeded image needs its folderId".into()));
+        }
+        if image.id.is_empty() {
+            image.id = yc_operations::ids::new_id("fd8");
+        } else if self
+            .store
+            .get(&image.id)
+            .await
+            .map_err(store_status)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        image.created_at = image.created_at.or_else(|| Some(Timestamp::now()));
+        if image.status == image::Status::Unspecified as i32 {
+            image.status = image::Status::Ready as i32;
+        }
+        image.os = Some(os_or_default(image.os.take()));
+        image.min_disk_size = image.min_disk_size.max(needed_disk(image.size));
+        self.store.insert(&image).await.map_err(store_status)?;
+        Ok(true)
+    }
+
     /// The runner.
     pub fn runner(&self) -> &OperationRunner {
         &self.runner

@@ -2,6 +2,7 @@
 //! operations, served over gRPC and REST on one address.
 
 mod endpoints;
+mod seed;
 mod serve;
 
 use clap::{Parser, Subcommand};

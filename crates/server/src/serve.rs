@@ -42,6 +42,11 @@ pub(crate) struct ServeArgs {
         default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned(), "[::1]".to_owned()]
     )]
     fetch_allow: Vec<String>,
+
+    /// Load registries, OCI image layouts and compute images from this directory at start,
+    /// idempotently (its layout is in the server's docs).
+    #[arg(long, env = "YC_IMAGES_SEED")]
+    seed: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
@@ -79,6 +84,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ..FetchPolicy::default()
     };
     let compute = ComputeImages::new(Arc::new(compute_store), runner.clone(), fetch);
+    if let Some(dir) = &args.seed {
+        let seeded = crate::seed::load(dir, &registry, &compute).await?;
+        tracing::info!(
+            registry_images = seeded.registry_images,
+            compute_images = seeded.compute_images,
+            "seeded from {}",
+            dir.display()
+        );
+    }
     let recovery = runner
         .recover(registry.resumers(Resumers::new()))
         .await

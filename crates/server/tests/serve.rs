@@ -23,9 +23,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("YC_IMAGES_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -245,4 +250,102 @@ async fn the_official_python_sdk_drives_every_rpc() {
         stdout.contains("the official Python SDK agrees with yc-images"),
         "{stdout}"
     );
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Writes an OCI image layout with one image tagged `tag` into `dir`.
+fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
+    let write = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        digest
+    };
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"seed":"{seed}"}}}}}}"#
+    );
+    let layer = format!("layer of {seed}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(config.as_bytes()), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": write(layer.as_bytes()), "size": layer.len()}],
+    })
+    .to_string();
+    let digest = write(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    digest
+}
+
+#[tokio::test]
+async fn seeding_loads_layouts_and_compute_images_once() {
+    let seed = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let registry = seed.path().join("container-registry/crpseedregistry00000");
+    std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        registry.join("registry.json"),
+        r#"{"folderId":"b1gseeded","name":"main"}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let digest = write_layout(&registry.join("ubuntu/base"), "one", "22.04");
+    std::fs::create_dir_all(seed.path().join("compute")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        seed.path().join("compute/ubuntu.json"),
+        r#"{"id":"fd8seededimage000000","folderId":"standard-images","name":"ubuntu-2204","family":"ubuntu-2204-lts","size":"2361393152"}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let seed_arg = seed.path().to_string_lossy().into_owned();
+    for _ in 0..2 {
+        // Twice: seeding again changes nothing.
+        let server = Server::start_with(data.path(), &["--seed", &seed_arg]);
+        let http = reqwest::Client::new();
+        let listed: serde_json::Value = http
+            .get(format!(
+                "{}/container-registry/v1/images?folderId=b1gseeded",
+                server.url()
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let images = listed["images"].as_array().cloned().unwrap_or_default();
+        assert_eq!(images.len(), 1, "{listed}");
+        assert_eq!(images[0]["name"], "crpseedregistry00000/ubuntu/base");
+        assert_eq!(images[0]["digest"], digest.as_str());
+        assert_eq!(images[0]["tags"], serde_json::json!(["22.04"]));
+
+        let compute = ComputeImageClient::rest(&server.url()).unwrap_or_else(|e| panic!("{e}"));
+        let latest = compute
+            .latest_by_family("standard-images", "ubuntu-2204-lts")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (latest.id.as_str(), latest.status),
+            ("fd8seededimage000000", image::Status::Ready as i32)
+        );
+        assert_eq!(latest.size, 2_361_393_152);
+    }
 }
