@@ -111,9 +111,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let address = listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Reflection in both versions: grpcurl and older tools ask v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(yc_proto_types::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .context("building gRPC reflection")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(yc_proto_types::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .context("building gRPC reflection")?;
     let grpc = tonic::service::Routes::new(RegistryImageGrpc::server(registry.clone()))
         .add_service(ComputeImageGrpc::server(compute.clone()))
@@ -121,6 +128,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .add_service(Endpoints::server(address.to_string()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .prepare()
         .into_axum_router();
     for service in [

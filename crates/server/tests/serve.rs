@@ -349,3 +349,104 @@ async fn seeding_loads_layouts_and_compute_images_once() {
         assert_eq!(latest.size, 2_361_393_152);
     }
 }
+
+#[tokio::test]
+async fn reflection_lists_every_service_and_health_answers() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path());
+    let mut reflection = ServerReflectionClient::new(channel(&server).await);
+    let ask = |request| {
+        futures_util::stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        }])
+    };
+    let mut answers = reflection
+        .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .and_then(|a| a.message_response);
+    let Some(MessageResponse::ListServicesResponse(list)) = answer else {
+        panic!("no service list: {answer:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "yandex.cloud.containerregistry.v1.ImageService",
+        "yandex.cloud.compute.v1.ImageService",
+        "yandex.cloud.operation.OperationService",
+        "yandex.cloud.endpoint.ApiEndpointService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} is not in {names:?}"
+        );
+    }
+    let mut answers = reflection
+        .server_reflection_info(ask(MessageRequest::FileContainingSymbol(
+            "yandex.cloud.compute.v1.ImageService".into(),
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .and_then(|a| a.message_response);
+    assert!(
+        matches!(answer, Some(MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty())
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&server).await);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "yandex.cloud.compute.v1.ImageService".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test]
+async fn a_data_dir_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    Server::start(dir.path()).kill();
+    let database = dir.path().join("yc-images.sqlite");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&database);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE yc_schema SET version = 99 WHERE component = 'compute-image'")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("schema version 99, newer than this server's 1; run a newer yc-images"),
+        "{stderr}"
+    );
+}
