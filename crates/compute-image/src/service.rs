@@ -270,8 +270,7 @@ impl ComputeImages {
             },
             request,
         )
-        .created_by(&caller.subject)
-        .idempotency_key(caller.idempotency_key.clone());
+        .caller(caller);
         // The image is stored before the operation starts, so that it is visible at once; a
         // repeat with the same idempotency key gets the first operation and stores nothing.
         if let Some(first) = self.runner.find_repeat(&start).await? {
@@ -421,8 +420,7 @@ impl ComputeImages {
             },
             request,
         )
-        .created_by(&caller.subject)
-        .idempotency_key(caller.idempotency_key.clone());
+        .caller(caller);
         let store = self.store.clone();
         self.runner
             .start(start, move |_ctx| async move {
@@ -453,8 +451,7 @@ impl ComputeImages {
             },
             request,
         )
-        .created_by(&caller.subject)
-        .idempotency_key(caller.idempotency_key.clone());
+        .caller(caller);
         // A repeat with its idempotency key changes nothing; it gets the first operation.
         if let Some(first) = self.runner.find_repeat(&start).await? {
             return Ok(first);

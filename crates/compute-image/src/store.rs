@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use prost::Message;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use yc_operations::query::sql::{
-    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, query_plan, record_schema,
-    sort_keys,
+    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, purge_deleted, query_plan,
+    record_schema, sort_keys,
 };
 use yc_operations::query::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
@@ -18,7 +18,6 @@ use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
 
 const COMPONENT: &str = "compute-image";
 const SCHEMA_VERSION: i64 = 1;
-const KEEP_DELETED_NANOS: i64 = 24 * 3600 * 1_000_000_000;
 
 /// The columns List sorts by, each served by an index on (folder_id, column, id).
 const SORT_COLUMNS: &[&str] = &["name", "family", "status", "created_at"];
@@ -274,9 +273,7 @@ impl ComputeImageStore for SqliteComputeImageStore {
                 .map_err(unavailable)?
                 .rows_affected()
                 > 0;
-        sqlx::query("DELETE FROM ci_images WHERE deleted_at IS NOT NULL AND deleted_at < ?")
-            .bind(now.saturating_sub(KEEP_DELETED_NANOS))
-            .execute(&mut *tx)
+        purge_deleted(&mut tx, "ci_images", now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;

@@ -109,6 +109,13 @@ impl StartOperation {
         self
     }
 
+    /// The caller's subject and idempotency key, as [`created_by`](Self::created_by) and
+    /// [`idempotency_key`](Self::idempotency_key) set them.
+    pub fn caller(self, caller: &crate::Caller) -> Self {
+        self.created_by(&caller.subject)
+            .idempotency_key(caller.idempotency_key.clone())
+    }
+
     /// Whether Cancel may stop the work. Work that allows it must leave nothing half-done at
     /// any of its await points, where it can be dropped. Off by default.
     pub fn cancellable(mut self, cancellable: bool) -> Self {

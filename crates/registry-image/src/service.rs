@@ -182,8 +182,7 @@ impl RegistryImages {
             },
             request,
         )
-        .created_by(&caller.subject)
-        .idempotency_key(caller.idempotency_key.clone());
+        .caller(caller);
         let store = self.store.clone();
         self.runner
             .start(start, move |_ctx| async move {

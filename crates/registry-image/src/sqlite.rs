@@ -12,8 +12,8 @@ use prost::Message;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use yc_operations::query::FilterOp;
 use yc_operations::query::sql::{
-    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, query_plan, record_schema,
-    sort_keys,
+    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, purge_deleted, query_plan,
+    record_schema, sort_keys,
 };
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
@@ -22,8 +22,6 @@ use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, R
 
 const COMPONENT: &str = "registry-image";
 const SCHEMA_VERSION: i64 = 1;
-/// How long a deleted image's sort keys are kept for page tokens.
-const KEEP_DELETED_NANOS: i64 = 24 * 3600 * 1_000_000_000;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cr_registries (
@@ -392,9 +390,7 @@ impl ImageStore for SqliteImageStore {
                 .await
                 .map_err(unavailable)?;
         }
-        sqlx::query("DELETE FROM cr_images WHERE deleted_at IS NOT NULL AND deleted_at < ?")
-            .bind(now.saturating_sub(KEEP_DELETED_NANOS))
-            .execute(&mut *tx)
+        purge_deleted(&mut tx, "cr_images", now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;

@@ -244,3 +244,23 @@ pub fn nanos(t: yc_proto_types::google::protobuf::Timestamp) -> i64 {
     let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
     i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
 }
+
+/// How long a deleted row keeps its sort keys, so that page tokens stopping at it continue.
+pub const KEEP_DELETED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the rows of `table` deleted (soft, with `deleted_at`) longer ago than
+/// [`KEEP_DELETED`] before `now` (nanoseconds).
+pub async fn purge_deleted(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let keep = i64::try_from(KEEP_DELETED.as_nanos()).unwrap_or(i64::MAX);
+    sqlx::query(&format!(
+        "DELETE FROM {table} WHERE deleted_at IS NOT NULL AND deleted_at < ?"
+    ))
+    .bind(now.saturating_sub(keep))
+    .execute(conn)
+    .await
+    .map(drop)
+}
