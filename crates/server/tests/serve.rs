@@ -450,3 +450,26 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_help_explains_every_option() {
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--listen",
+        "YC_IMAGES_LISTEN",
+        "--data-dir",
+        "YC_IMAGES_DATA_DIR",
+        "--fetch-allow",
+        "--seed",
+    ] {
+        assert!(
+            help.contains(option),
+            "--help does not mention {option}:\n{help}"
+        );
+    }
+}
