@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
-use yc_operations::{OperationCursor, OperationRunner, StartOperation, store_unavailable};
+use yc_operations::{
+    OperationCursor, OperationRunner, Resumers, StartOperation, store_unavailable,
+};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -368,24 +370,45 @@ impl ComputeImages {
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
+        let image = self.updated(request).await?;
+        let id = image.id.clone();
+        let start = StartOperation::new(
+            "fd8",
+            format!("{SERVICE}.Update"),
+            "Update image",
+            &id,
+            &UpdateImageMetadata {
+                image_id: id.clone(),
+            },
+            request,
+        )
+        .caller(caller);
+        let store = self.store.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                if !store.update(&image).await.map_err(store_status)? {
+                    return Err(not_found(&image.id));
+                }
+                Ok(Any::from_msg(&image))
+            })
+            .await
+    }
+
+    /// The image as `request` would leave it: the fields its mask names (or, without a mask,
+    /// the fields it sets) changed.
+    async fn updated(&self, request: &UpdateImageRequest) -> Result<Image, Status> {
         let paths: Vec<String> = match &request.update_mask {
             Some(mask) => mask.paths.clone(),
-            None => {
-                let mut set = Vec::new();
-                if !request.name.is_empty() {
-                    set.push("name".to_owned());
-                }
-                if !request.description.is_empty() {
-                    set.push("description".to_owned());
-                }
-                if request.min_disk_size != 0 {
-                    set.push("min_disk_size".to_owned());
-                }
-                if !request.labels.is_empty() {
-                    set.push("labels".to_owned());
-                }
-                set
-            }
+            None => [
+                ("name", !request.name.is_empty()),
+                ("description", !request.description.is_empty()),
+                ("min_disk_size", request.min_disk_size != 0),
+                ("labels", !request.labels.is_empty()),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(path, _)| path.to_owned())
+            .collect(),
         };
         if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
             return Err(invalid(format!(
@@ -409,27 +432,57 @@ impl ComputeImages {
                 }
             }
         }
-        let id = image.id.clone();
-        let start = StartOperation::new(
-            "fd8",
-            format!("{SERVICE}.Update"),
-            "Update image",
-            &id,
-            &UpdateImageMetadata {
-                image_id: id.clone(),
-            },
-            request,
-        )
-        .caller(caller);
-        let store = self.store.clone();
-        self.runner
-            .start(start, move |_ctx| async move {
-                if !store.update(&image).await.map_err(store_status)? {
-                    return Err(not_found(&image.id));
+        Ok(image)
+    }
+
+    /// How interrupted Creates, Updates and Deletes continue after a restart: each is done
+    /// again from its stored request (a Create fetches its source again).
+    pub fn resumers(&self, resumers: Resumers) -> Resumers {
+        let (create, update, delete) = (self.clone(), self.clone(), self.clone());
+        resumers
+            .add(format!("{SERVICE}.Create"), false, move |record, _ctx| {
+                let service = create.clone();
+                async move {
+                    let request: CreateImageRequest = decode_request(&record.request)?;
+                    let id = record
+                        .operation
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
+                        .map(|m| m.image_id)
+                        .unwrap_or_default();
+                    let image = service.image(&id).await?;
+                    let (copy_of, uri) = match &request.source {
+                        Some(Source::ImageId(source)) => (Some(service.image(source).await?), None),
+                        Some(Source::Uri(uri)) => (None, Some(uri.clone())),
+                        _ => (None, None),
+                    };
+                    service.finish_create(image, copy_of, uri).await
                 }
-                Ok(Any::from_msg(&image))
             })
-            .await
+            .add(format!("{SERVICE}.Update"), false, move |record, _ctx| {
+                let service = update.clone();
+                async move {
+                    let request: UpdateImageRequest = decode_request(&record.request)?;
+                    let image = service.updated(&request).await?;
+                    if !service.store.update(&image).await.map_err(store_status)? {
+                        return Err(not_found(&image.id));
+                    }
+                    Ok(Any::from_msg(&image))
+                }
+            })
+            .add(format!("{SERVICE}.Delete"), false, move |record, _ctx| {
+                let service = delete.clone();
+                async move {
+                    let request: DeleteImageRequest = decode_request(&record.request)?;
+                    service
+                        .store
+                        .delete(&request.image_id, Timestamp::now())
+                        .await
+                        .map_err(store_status)?;
+                    Ok(Any::from_msg(&Empty {}))
+                }
+            })
     }
 
     /// `Delete`: the image is DELETING while the operation runs, then gone.
@@ -481,6 +534,15 @@ impl ComputeImages {
         }
         started
     }
+}
+
+fn decode_request<Q: prost::Message + Default>(bytes: &[u8]) -> Result<Q, Status> {
+    Q::decode(bytes).map_err(|e| {
+        Status::new(
+            tonic::Code::Internal,
+            format!("a stored request does not decode: {e}"),
+        )
+    })
 }
 
 fn check_min_disk(requested: i64, needed: i64) -> Result<(), Status> {

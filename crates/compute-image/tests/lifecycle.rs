@@ -785,3 +785,63 @@ async fn a_delete_that_cannot_start_leaves_the_image_as_it_was() {
         Some(image::Status::Ready as i32)
     );
 }
+
+#[tokio::test]
+async fn an_interrupted_create_is_resumed_after_a_restart() {
+    use prost::Message;
+    use yc_compute_image::store::ComputeImageStore;
+    use yc_operations::{NewOperation, OperationStore, Resumers};
+    use yc_proto_types::yandex::cloud::compute::v1::CreateImageMetadata;
+
+    let addr = files().await;
+    // What a process left when it died mid-Create: the image CREATING, the operation not done,
+    // owned by a runner that holds no lease.
+    let store = Arc::new(
+        SqliteComputeImageStore::in_memory()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let operations = Arc::new(MemoryOperationStore::new());
+    let request = create("resumed", Source::Uri(format!("http://{addr}/disk.raw")));
+    let image = Image {
+        id: "fd8resumedimage00000".into(),
+        folder_id: FOLDER.into(),
+        name: "resumed".into(),
+        status: image::Status::Creating as i32,
+        created_at: Some(yc_proto_types::google::protobuf::Timestamp::now()),
+        ..Default::default()
+    };
+    store.insert(&image).await.unwrap_or_else(|e| panic!("{e}"));
+    let operation = Operation {
+        id: "fd8resumedoperation0".into(),
+        description: "Create image".into(),
+        metadata: Some(Any::from_msg(&CreateImageMetadata {
+            image_id: image.id.clone(),
+        })),
+        ..Default::default()
+    };
+    operations
+        .create(NewOperation {
+            operation: operation.clone(),
+            method: "yandex.cloud.compute.v1.ImageService.Create".into(),
+            resource_id: image.id.clone(),
+            request: request.encode_to_vec(),
+            idempotency_key: None,
+            owner: "rundead".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let runner = OperationRunner::new(operations);
+    let images = ComputeImages::new(store, runner.clone(), FetchPolicy::default());
+    let recovery = runner
+        .recover(images.resumers(Resumers::new()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recovery.resumed, [operation.id.clone()]);
+    let ready = response(&done(&images, &operation).await).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (ready.id.as_str(), ready.status, ready.size),
+        (image.id.as_str(), image::Status::Ready as i32, 3 << 20)
+    );
+}
