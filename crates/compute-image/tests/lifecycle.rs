@@ -838,7 +838,7 @@ async fn an_interrupted_create_is_resumed_after_a_restart() {
         .recover(images.resumers(Resumers::new()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(recovery.resumed, [operation.id.clone()]);
+    assert_eq!(recovery.resumed, std::slice::from_ref(&operation.id));
     let ready = response(&done(&images, &operation).await).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (ready.id.as_str(), ready.status, ready.size),
