@@ -205,22 +205,106 @@ async fn request_ids(request: Request, next: Next) -> Response {
             response.headers_mut().insert(name, value);
         }
     }
-    let grpc_status = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    tracing::info!(
-        request_id = %request_id,
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        grpc_status = %grpc_status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "call"
-    );
-    response
+    // The call is logged when its answer has been sent in full: a gRPC answer's status comes
+    // in its trailers, after the body.
+    let call = CallLog {
+        request_id,
+        method: method.to_string(),
+        path,
+        status: response.status().as_u16(),
+        grpc_status: response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        started,
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        axum::body::Body::new(LoggedBody {
+            inner: body,
+            call: Some(call),
+        }),
+    )
+}
+
+/// What is logged of one call.
+struct CallLog {
+    request_id: String,
+    method: String,
+    path: String,
+    status: u16,
+    grpc_status: Option<String>,
+    started: Instant,
+}
+
+impl CallLog {
+    fn emit(self) {
+        tracing::info!(
+            request_id = %self.request_id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            grpc_status = self.grpc_status.as_deref().unwrap_or(""),
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "call"
+        );
+    }
+}
+
+/// An answer's body that logs its call when it ends, with the gRPC status of its trailers.
+struct LoggedBody {
+    inner: axum::body::Body,
+    call: Option<CallLog>,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(status) = frame
+                    .trailers_ref()
+                    .and_then(|t| t.get("grpc-status"))
+                    .and_then(|v| v.to_str().ok())
+                    && let Some(call) = self.call.as_mut()
+                {
+                    call.grpc_status = Some(status.to_owned());
+                }
+            }
+            std::task::Poll::Ready(None | Some(Err(_))) => {
+                if let Some(call) = self.call.take() {
+                    call.emit();
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    /// A body dropped before its end (the client went away) still logs its call.
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.emit();
+        }
+    }
 }
 
 /// The request id a client sent, if it is one we can echo.
