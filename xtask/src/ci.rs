@@ -28,15 +28,30 @@ pub(crate) fn run() -> Result<()> {
     })?;
     let python = step("SDK environment", sdk::ensure_env)?;
     let python = python.to_string_lossy().into_owned();
-    let test_env = [
+    let postgres = postgres_url();
+    let mut test_env = vec![
         ("YC_SDK_PYTHON", python.as_str()),
         ("YC_REQUIRE_SDK", "1"),
         // Snapshot mismatches fail and nothing is written beside them.
         ("INSTA_UPDATE", "no"),
         ("CI", "true"),
     ];
+    match &postgres {
+        Some(url) => {
+            println!("ci: PostgreSQL at {url}: its tests run and may not be skipped");
+            test_env.extend([
+                ("YC_POSTGRES_URL", url.as_str()),
+                ("YC_REQUIRE_POSTGRES", "1"),
+            ]);
+        }
+        None => println!(
+            "ci: SKIPPING the PostgreSQL tests: nothing listens on {DEFAULT_POSTGRES_ADDR} \
+             (set YC_POSTGRES_URL to use another server)"
+        ),
+    }
+    let test_env = test_env.as_slice();
     step("doc tests", || {
-        cargo(&["test", "--workspace", "--doc", "--locked"], &test_env)
+        cargo(&["test", "--workspace", "--doc", "--locked"], test_env)
     })?;
     step("tests", || {
         if has_nextest() {
@@ -48,13 +63,13 @@ pub(crate) fn run() -> Result<()> {
                     "--locked",
                     "--no-fail-fast",
                 ],
-                &test_env,
+                test_env,
             )
         } else {
             eprintln!("cargo-nextest is not installed; running cargo test");
             cargo(
                 &["test", "--workspace", "--locked", "--no-fail-fast"],
-                &test_env,
+                test_env,
             )
         }
     })?;
@@ -91,4 +106,18 @@ fn has_nextest() -> bool {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+const DEFAULT_POSTGRES_ADDR: &str = "127.0.0.1:5432";
+
+/// The PostgreSQL the tests use: `YC_POSTGRES_URL` if set, else the local server every
+/// developer and CI machine has, if something listens on its port.
+fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("YC_POSTGRES_URL") {
+        return Some(url);
+    }
+    let addr: std::net::SocketAddr = DEFAULT_POSTGRES_ADDR.parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .ok()
+        .map(|_| format!("postgres://postgres@{DEFAULT_POSTGRES_ADDR}/test"))
 }

@@ -41,6 +41,7 @@
 pub mod client;
 pub mod ids;
 mod memory;
+mod postgres;
 pub mod query;
 pub mod rest;
 mod runner;
@@ -52,6 +53,7 @@ mod waiter;
 
 pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
+pub use postgres::PgOperationStore;
 pub use runner::{
     DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,
     WorkResult, idempotency_key,

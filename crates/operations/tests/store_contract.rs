@@ -187,3 +187,105 @@ async fn the_sqlite_store_keeps_the_contract() {
         .unwrap_or_else(|e| panic!("{e}"));
     contract(Arc::new(store)).await;
 }
+
+/// A pool on a fresh schema of the PostgreSQL at `YC_POSTGRES_URL` (default: the local one
+/// every developer and CI machine has), or `None`, said on stderr, when none is reachable.
+/// `cargo xtask ci` sets `YC_REQUIRE_POSTGRES=1` when one is, and then it must connect.
+async fn postgres() -> Option<(sqlx::PgPool, String)> {
+    use std::str::FromStr;
+    let url = std::env::var("YC_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let required = std::env::var_os("YC_REQUIRE_POSTGRES").is_some_and(|v| v == "1");
+    let admin = match sqlx::PgPool::connect(&url).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            assert!(
+                !required,
+                "YC_REQUIRE_POSTGRES=1 but {url} is not reachable: {e}"
+            );
+            eprintln!("SKIPPED: PostgreSQL tests: {url} is not reachable ({e})");
+            return None;
+        }
+    };
+    let schema = format!("yc_test_{}", yc_operations::ids::new_id("pgt"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .options([("search_path", schema.as_str())]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some((pool, schema))
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some((pool, schema)) = postgres().await else {
+        return;
+    };
+    let store = yc_operations::PgOperationStore::open(pool.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    contract(Arc::new(store)).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Two replicas on one database: an idempotency key taken through one is seen by the other,
+/// and an operation finishes once whichever replica finishes it.
+#[tokio::test]
+async fn two_postgres_replicas_share_keys_and_finish_once() {
+    let Some((pool, schema)) = postgres().await else {
+        return;
+    };
+    let one = yc_operations::PgOperationStore::open(pool.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let two = yc_operations::PgOperationStore::open(pool.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        one.create(new("shared", "r", 1, Some("key"), "runone"))
+            .await,
+        Ok(Created::New(_))
+    ));
+    match two
+        .create(new("other", "r", 2, Some("key"), "runtwo"))
+        .await
+    {
+        Ok(Created::Existing(record)) => assert_eq!(record.operation.id, "shared"),
+        other => panic!("the second replica did not see the key: {other:?}"),
+    }
+    let response = operation::Result::Response(Any::from_msg(&Empty {}));
+    let error = operation::Result::Error(Status::new(tonic::Code::Cancelled, "cancelled"));
+    let (a, b) = tokio::join!(
+        one.finish("shared", response, at(5)),
+        two.finish("shared", error, at(5))
+    );
+    let outcomes = [
+        a.unwrap_or_else(|e| panic!("{e}")),
+        b.unwrap_or_else(|e| panic!("{e}")),
+    ];
+    let now_count = outcomes
+        .iter()
+        .filter(|f| matches!(f, Finished::Now(_)))
+        .count();
+    assert_eq!(now_count, 1, "exactly one finish wins: {outcomes:?}");
+    let stored = one.get("shared").await.ok().flatten();
+    let winner = outcomes.into_iter().find_map(|f| match f {
+        Finished::Now(op) => Some(op),
+        Finished::Before(_) => None,
+    });
+    assert_eq!(stored, winner);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
