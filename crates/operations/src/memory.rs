@@ -10,6 +10,7 @@ use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
+    set_metadata, set_result,
 };
 
 /// Operations in memory, with the same indexes a database would have.
@@ -107,8 +108,7 @@ impl OperationStore for MemoryOperationStore {
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         if !record.operation.done {
-            record.operation.metadata = Some(metadata);
-            record.operation.modified_at = Some(at);
+            set_metadata(&mut record.operation, metadata, at);
         }
         Ok(record.operation.clone())
     }
@@ -127,9 +127,7 @@ impl OperationStore for MemoryOperationStore {
         if record.operation.done {
             return Ok(Finished::Before(record.operation.clone()));
         }
-        record.operation.done = true;
-        record.operation.result = Some(result);
-        record.operation.modified_at = Some(at);
+        set_result(&mut record.operation, result, at);
         Ok(Finished::Now(record.operation.clone()))
     }
 

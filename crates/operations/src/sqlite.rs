@@ -14,6 +14,7 @@ use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 use crate::query::sql::{check_schema, memory_pool, nanos, record_schema};
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
+    set_metadata, set_result,
 };
 
 const COMPONENT: &str = "operations";
@@ -221,12 +222,7 @@ impl OperationStore for SqliteOperationStore {
         metadata: Any,
         at: Timestamp,
     ) -> Result<Operation, StoreError> {
-        let (op, _) = self
-            .change(id, |op| {
-                op.metadata = Some(metadata);
-                op.modified_at = Some(at);
-            })
-            .await?;
+        let (op, _) = self.change(id, |op| set_metadata(op, metadata, at)).await?;
         Ok(op)
     }
 
@@ -236,13 +232,7 @@ impl OperationStore for SqliteOperationStore {
         result: operation::Result,
         at: Timestamp,
     ) -> Result<Finished, StoreError> {
-        let (op, changed) = self
-            .change(id, |op| {
-                op.done = true;
-                op.result = Some(result);
-                op.modified_at = Some(at);
-            })
-            .await?;
+        let (op, changed) = self.change(id, |op| set_result(op, result, at)).await?;
         Ok(if changed {
             Finished::Now(op)
         } else {

@@ -71,6 +71,19 @@ impl Finished {
     }
 }
 
+/// What `update_metadata` does to a running operation, in every store.
+pub(crate) fn set_metadata(op: &mut Operation, metadata: Any, at: Timestamp) {
+    op.metadata = Some(metadata);
+    op.modified_at = Some(at);
+}
+
+/// What `finish` does to a running operation, in every store.
+pub(crate) fn set_result(op: &mut Operation, result: operation::Result, at: Timestamp) {
+    op.done = true;
+    op.result = Some(result);
+    op.modified_at = Some(at);
+}
+
 /// Where a page of a resource's operations starts: after this operation, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationCursor {
