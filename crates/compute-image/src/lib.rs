@@ -18,4 +18,4 @@ pub mod store;
 
 pub use grpc::ComputeImageGrpc;
 pub use service::{Caller, ComputeImages};
-pub use store::SqliteComputeImageStore;
+pub use store::SqlComputeImageStore;

@@ -1,4 +1,5 @@
-//! Where Compute images live: the [`ComputeImageStore`] trait, and its SQLite implementation.
+//! Where Compute images live: the [`ComputeImageStore`] trait, and its SQL implementation on
+//! SQLite or PostgreSQL (through [`yc_operations::db`]).
 //!
 //! Images are rows of `ci_images` with the columns List filters and sorts on (`name`,
 //! `family`, `status` by name, `created_at`) and the `Image` message in `body`. Names are
@@ -7,11 +8,8 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use yc_operations::query::sql::{
-    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, purge_deleted, query_plan,
-    record_schema, sort_keys,
-};
+use yc_operations::db::{Db, Query, query};
+use yc_operations::query::sql::{KeysetSelect, cursor_values, nanos, purge_deleted, sort_keys};
 use yc_operations::query::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
@@ -82,10 +80,10 @@ pub trait ComputeImageStore: Send + Sync + 'static {
     ) -> Result<Option<Image>, ComputeStoreError>;
 }
 
-/// Compute images in SQLite.
+/// Compute images in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteComputeImageStore {
-    pool: SqlitePool,
+pub struct SqlComputeImageStore {
+    db: Db,
 }
 
 fn unavailable(e: sqlx::Error) -> ComputeStoreError {
@@ -123,20 +121,17 @@ fn column(field: &str) -> &'static str {
     }
 }
 
-impl SqliteComputeImageStore {
-    /// A store in a fresh in-memory database.
+impl SqlComputeImageStore {
+    /// A store in a fresh in-memory SQLite database.
     pub async fn in_memory() -> Result<Self, ComputeStoreError> {
-        Self::open(memory_pool().await.map_err(unavailable)?).await
+        Self::open(Db::sqlite_memory().await.map_err(unavailable)?).await
     }
 
-    /// A store in the database behind `pool`, whose schema is created or checked.
-    pub async fn open(pool: SqlitePool) -> Result<Self, ComputeStoreError> {
-        let mut tx = pool.begin().await.map_err(unavailable)?;
-        check_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
-            .await
-            .map_err(unavailable)?
-            .map_err(ComputeStoreError::Unavailable)?;
-        let mut statements = vec![
+    /// A store in `db` (a `SqlitePool` or `PgPool` converts into it), whose schema is created
+    /// or checked.
+    pub async fn open(db: impl Into<Db>) -> Result<Self, ComputeStoreError> {
+        let db = db.into();
+        let mut schema: Vec<String> = [
             "CREATE TABLE IF NOT EXISTS ci_images (
                 id TEXT PRIMARY KEY,
                 folder_id TEXT NOT NULL,
@@ -146,54 +141,39 @@ impl SqliteComputeImageStore {
                 created_at INTEGER NOT NULL,
                 body BLOB NOT NULL,
                 deleted_at INTEGER
-            )"
-            .to_owned(),
+            )",
             "CREATE UNIQUE INDEX IF NOT EXISTS ci_images_folder_name_unique ON ci_images (folder_id, name) \
-             WHERE deleted_at IS NULL AND name <> ''"
-                .to_owned(),
-            "CREATE INDEX IF NOT EXISTS ci_images_folder_id ON ci_images (folder_id, id) WHERE deleted_at IS NULL"
-                .to_owned(),
+             WHERE deleted_at IS NULL AND name <> ''",
+            "CREATE INDEX IF NOT EXISTS ci_images_folder_id ON ci_images (folder_id, id) WHERE deleted_at IS NULL",
             "CREATE INDEX IF NOT EXISTS ci_images_family_latest ON ci_images (folder_id, family, status, created_at, id) \
-             WHERE deleted_at IS NULL"
-                .to_owned(),
-            "CREATE INDEX IF NOT EXISTS ci_images_deleted ON ci_images (deleted_at) WHERE deleted_at IS NOT NULL"
-                .to_owned(),
-        ];
+             WHERE deleted_at IS NULL",
+            "CREATE INDEX IF NOT EXISTS ci_images_deleted ON ci_images (deleted_at) WHERE deleted_at IS NOT NULL",
+        ]
+        .map(str::to_owned)
+        .to_vec();
         for sort in SORT_COLUMNS {
-            statements.push(format!(
+            schema.push(format!(
                 "CREATE INDEX IF NOT EXISTS ci_images_folder_{sort} ON ci_images (folder_id, {sort}, id) WHERE deleted_at IS NULL"
             ));
         }
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        record_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
+        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(Self { pool })
+            .map_err(ComputeStoreError::Unavailable)?;
+        Ok(Self { db })
     }
 
-    async fn list_sql(
-        &self,
-        query: &ComputeQuery,
-        prefix: &str,
-    ) -> Result<QueryBuilder<'static, Sqlite>, ComputeStoreError> {
+    async fn list_sql(&self, query: &ComputeQuery) -> Result<Query, ComputeStoreError> {
         let keys = sort_keys(&query.order, column);
         let cursor = match &query.after {
             None => None,
             Some(id) => Some(
-                cursor_values(&self.pool, "ci_images", &keys, &["created_at"], id)
+                cursor_values(&self.db, "ci_images", &keys, &["created_at"], id)
                     .await
                     .map_err(unavailable)?
                     .ok_or_else(|| ComputeStoreError::CursorGone(id.clone()))?,
             ),
         };
         Ok(KeysetSelect {
-            prefix,
             select: "SELECT body FROM ci_images WHERE deleted_at IS NULL",
             scope: ("folder_id", query.folder_id.clone()),
             steer_from_scope: false,
@@ -207,72 +187,79 @@ impl SqliteComputeImageStore {
             cursor,
             limit: query.limit,
         }
-        .build())
+        .build(self.db.dialect()))
     }
 
-    /// SQLite's plan for a List, one line per step.
+    /// The database's plan for a List, one line per step (see [`Db::query_plan`]).
     pub async fn query_plan(&self, query: &ComputeQuery) -> Result<Vec<String>, ComputeStoreError> {
-        let sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
-        query_plan(sql, &self.pool).await.map_err(unavailable)
+        let sql = self.list_sql(query).await?;
+        self.db.query_plan(&sql).await.map_err(unavailable)
+    }
+
+    async fn body(&self, sql: &Query) -> Result<Option<Image>, ComputeStoreError> {
+        let body: Option<Vec<u8>> = self.db.fetch_scalar(sql).await.map_err(unavailable)?;
+        body.map(|b| decode(&b)).transpose()
     }
 }
 
 #[async_trait]
-impl ComputeImageStore for SqliteComputeImageStore {
+impl ComputeImageStore for SqlComputeImageStore {
     async fn insert(&self, image: &Image) -> Result<(), ComputeStoreError> {
-        sqlx::query(
-            "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&image.id)
-        .bind(&image.folder_id)
-        .bind(&image.name)
-        .bind(&image.family)
-        .bind(status_name(image))
-        .bind(nanos(image.created_at.unwrap_or_default()))
-        .bind(image.encode_to_vec())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| name_conflict(e, image))?;
+        self.db
+            .execute(
+                &query(
+                    "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&image.id)
+                .bind(&image.folder_id)
+                .bind(&image.name)
+                .bind(&image.family)
+                .bind(status_name(image))
+                .bind(nanos(image.created_at.unwrap_or_default()))
+                .bind(image.encode_to_vec()),
+            )
+            .await
+            .map_err(|e| name_conflict(e, image))?;
         Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Image>, ComputeStoreError> {
-        let body: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        body.map(|b| decode(&b)).transpose()
+        self.body(&query("SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL").bind(id))
+            .await
     }
 
     async fn update(&self, image: &Image) -> Result<bool, ComputeStoreError> {
-        let done = sqlx::query(
-            "UPDATE ci_images SET name = ?, family = ?, status = ?, body = ? WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(&image.name)
-        .bind(&image.family)
-        .bind(status_name(image))
-        .bind(image.encode_to_vec())
-        .bind(&image.id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| name_conflict(e, image))?;
-        Ok(done.rows_affected() > 0)
+        let changed = self
+            .db
+            .execute(
+                &query(
+                    "UPDATE ci_images SET name = ?, family = ?, status = ?, body = ? \
+                     WHERE id = ? AND deleted_at IS NULL",
+                )
+                .bind(&image.name)
+                .bind(&image.family)
+                .bind(status_name(image))
+                .bind(image.encode_to_vec())
+                .bind(&image.id),
+            )
+            .await
+            .map_err(|e| name_conflict(e, image))?;
+        Ok(changed > 0)
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
         let now = nanos(at);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let deleted =
-            sqlx::query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .rows_affected()
-                > 0;
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let deleted = tx
+            .execute(
+                &query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+            )
+            .await
+            .map_err(unavailable)?
+            > 0;
         purge_deleted(&mut tx, "ci_images", now)
             .await
             .map_err(unavailable)?;
@@ -281,14 +268,10 @@ impl ComputeImageStore for SqliteComputeImageStore {
     }
 
     async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError> {
-        let mut sql = self.list_sql(query, "").await?;
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let sql = self.list_sql(query).await?;
+        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
         rows.iter()
-            .map(|r| decode(r.get::<&[u8], _>("body")))
+            .map(|r| decode(&r.get::<Vec<u8>>(0).map_err(unavailable)?))
             .collect()
     }
 
@@ -297,16 +280,15 @@ impl ComputeImageStore for SqliteComputeImageStore {
         folder_id: &str,
         family: &str,
     ) -> Result<Option<Image>, ComputeStoreError> {
-        let body: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT body FROM ci_images WHERE deleted_at IS NULL AND folder_id = ? AND family = ? AND status = ? \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
+        self.body(
+            &query(
+                "SELECT body FROM ci_images WHERE deleted_at IS NULL AND folder_id = ? AND family = ? \
+                 AND status = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(folder_id)
+            .bind(family)
+            .bind(image::Status::Ready.as_str_name()),
         )
-        .bind(folder_id)
-        .bind(family)
-        .bind(image::Status::Ready.as_str_name())
-        .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?;
-        body.map(|b| decode(&b)).transpose()
     }
 }

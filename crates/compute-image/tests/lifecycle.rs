@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get as route_get;
 use yc_compute_image::source::{FetchPolicy, qcow2_virtual_size};
-use yc_compute_image::{Caller, ComputeImages, SqliteComputeImageStore};
+use yc_compute_image::{Caller, ComputeImages, SqlComputeImageStore};
 use yc_operations::{MemoryOperationStore, OperationRunner};
 use yc_proto_types::google::protobuf::{Any, FieldMask};
 use yc_proto_types::google::rpc::Status;
@@ -57,7 +57,7 @@ async fn files() -> SocketAddr {
 }
 
 async fn service(max_bytes: u64) -> ComputeImages {
-    let store = SqliteComputeImageStore::in_memory()
+    let store = SqlComputeImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
@@ -673,7 +673,7 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
 async fn latest_by_family_skips_other_statuses_and_breaks_ties_by_id() {
     use yc_compute_image::store::ComputeImageStore;
     use yc_proto_types::google::protobuf::Timestamp;
-    let store = SqliteComputeImageStore::in_memory()
+    let store = SqlComputeImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rows = [
@@ -797,7 +797,7 @@ async fn an_interrupted_create_is_resumed_after_a_restart() {
     // What a process left when it died mid-Create: the image CREATING, the operation not done,
     // owned by a runner that holds no lease.
     let store = Arc::new(
-        SqliteComputeImageStore::in_memory()
+        SqlComputeImageStore::in_memory()
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );

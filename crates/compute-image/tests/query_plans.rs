@@ -1,12 +1,12 @@
 //! Every Compute List shape is served by an index search, never a scan of the folder's images.
 
-use yc_compute_image::SqliteComputeImageStore;
+use yc_compute_image::SqlComputeImageStore;
 use yc_compute_image::store::ComputeQuery;
 use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
 
 #[tokio::test]
 async fn every_list_shape_searches_an_index() {
-    let store = SqliteComputeImageStore::in_memory()
+    let store = SqlComputeImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let spec = FilterSpec {

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Server, server::TcpIncoming};
 use yc_compute_image::client::ComputeImageClient;
 use yc_compute_image::source::FetchPolicy;
-use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqliteComputeImageStore, rest};
+use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore, rest};
 use yc_operations::{MemoryOperationStore, OperationGrpc, OperationRunner, WaitPolicy};
 use yc_proto_types::google::protobuf::FieldMask;
 use yc_proto_types::google::rpc::Status;
@@ -44,7 +44,7 @@ async fn serve() -> Fixture {
         let _ = axum::serve(files_listener, router).await;
     });
 
-    let store = SqliteComputeImageStore::in_memory()
+    let store = SqlComputeImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use yc_compute_image::source::FetchPolicy;
-use yc_compute_image::{Caller, ComputeImages, SqliteComputeImageStore};
+use yc_compute_image::{Caller, ComputeImages, SqlComputeImageStore};
 use yc_operations::{MemoryOperationStore, OperationRunner};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
@@ -16,7 +16,7 @@ use yc_proto_types::yandex::cloud::compute::v1::{
 };
 
 async fn service() -> ComputeImages {
-    let store = SqliteComputeImageStore::in_memory()
+    let store = SqlComputeImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));

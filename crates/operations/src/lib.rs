@@ -39,6 +39,7 @@
 //! ```
 
 pub mod client;
+pub mod db;
 pub mod ids;
 mod memory;
 mod postgres;

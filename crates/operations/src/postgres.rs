@@ -12,6 +12,7 @@ use sqlx::{PgPool, Row};
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
+use crate::db::Db;
 use crate::query::sql::nanos;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
@@ -20,8 +21,6 @@ use crate::store::{
 
 const COMPONENT: &str = "operations";
 const SCHEMA_VERSION: i64 = 1;
-/// Serializes schema set-up among replicas that start at once.
-const SCHEMA_LOCK: i64 = 0x7963_696d_6167_6573;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS op_operations (
@@ -76,44 +75,11 @@ fn record(row: &PgRow) -> Result<OperationRecord, StoreError> {
 impl PgOperationStore {
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
-        let mut tx = pool.begin().await.map_err(unavailable)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *tx)
+        let schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+        Db::Postgres(pool.clone())
+            .migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(unavailable)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = $1")
-                .bind(COMPONENT)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
-            return Err(StoreError::Unavailable(format!(
-                "the database holds {COMPONENT} data in schema version {found}, newer than this \
-                 server's {SCHEMA_VERSION}; run a newer yc-images"
-            )));
-        }
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        sqlx::query(
-            "INSERT INTO yc_schema (component, version) VALUES ($1, $2) \
-             ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-        )
-        .bind(COMPONENT)
-        .bind(SCHEMA_VERSION)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+            .map_err(StoreError::Unavailable)?;
         Ok(Self { pool })
     }
 

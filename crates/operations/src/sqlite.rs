@@ -11,7 +11,8 @@ use sqlx::{Row, SqlitePool};
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
-use crate::query::sql::{check_schema, memory_pool, nanos, record_schema};
+use crate::db::Db;
+use crate::query::sql::nanos;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
     set_metadata, set_result,
@@ -73,29 +74,19 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<OperationRecord, StoreError> 
 impl SqliteOperationStore {
     /// A store in a fresh in-memory database.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        Self::open(memory_pool().await.map_err(unavailable)?).await
+        match Db::sqlite_memory().await.map_err(unavailable)? {
+            Db::Sqlite(pool) => Self::open(pool).await,
+            Db::Postgres(_) => Err(unavailable("an in-memory database is SQLite")),
+        }
     }
 
     /// A store in the database behind `pool`, whose schema is created or checked.
     pub async fn open(pool: SqlitePool) -> Result<Self, StoreError> {
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
+        let schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+        Db::Sqlite(pool.clone())
+            .migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(unavailable)?;
-        check_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
-            .await
-            .map_err(unavailable)?
             .map_err(StoreError::Unavailable)?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        record_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         Ok(Self { pool })
     }
 

@@ -188,67 +188,29 @@ async fn the_sqlite_store_keeps_the_contract() {
     contract(Arc::new(store)).await;
 }
 
-/// A pool on a fresh schema of the PostgreSQL at `YC_POSTGRES_URL` (default: the local one
-/// every developer and CI machine has), or `None`, said on stderr, when none is reachable.
-/// `cargo xtask ci` sets `YC_REQUIRE_POSTGRES=1` when one is, and then it must connect.
-async fn postgres() -> Option<(sqlx::PgPool, String)> {
-    use std::str::FromStr;
-    let url = std::env::var("YC_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let required = std::env::var_os("YC_REQUIRE_POSTGRES").is_some_and(|v| v == "1");
-    let admin = match sqlx::PgPool::connect(&url).await {
-        Ok(pool) => pool,
-        Err(e) => {
-            assert!(
-                !required,
-                "YC_REQUIRE_POSTGRES=1 but {url} is not reachable: {e}"
-            );
-            eprintln!("SKIPPED: PostgreSQL tests: {url} is not reachable ({e})");
-            return None;
-        }
-    };
-    let schema = format!("yc_test_{}", yc_operations::ids::new_id("pgt"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .options([("search_path", schema.as_str())]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Some((pool, schema))
-}
-
 #[tokio::test]
 async fn the_postgres_store_keeps_the_contract() {
-    let Some((pool, schema)) = postgres().await else {
+    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
         return;
     };
-    let store = yc_operations::PgOperationStore::open(pool.clone())
+    let store = yc_operations::PgOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     contract(Arc::new(store)).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    pg.drop_schema().await;
 }
 
 /// Two replicas on one database: an idempotency key taken through one is seen by the other,
 /// and an operation finishes once whichever replica finishes it.
 #[tokio::test]
 async fn two_postgres_replicas_share_keys_and_finish_once() {
-    let Some((pool, schema)) = postgres().await else {
+    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
         return;
     };
-    let one = yc_operations::PgOperationStore::open(pool.clone())
+    let one = yc_operations::PgOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let two = yc_operations::PgOperationStore::open(pool.clone())
+    let two = yc_operations::PgOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
@@ -284,8 +246,5 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
         Finished::Before(_) => None,
     });
     assert_eq!(stored, winner);
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    pg.drop_schema().await;
 }

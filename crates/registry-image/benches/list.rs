@@ -11,7 +11,7 @@ use yc_operations::{MemoryOperationStore, OperationRunner};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, ListImagesRequest};
 use yc_registry_image::store::{ImageStore, PushImage, Registry};
-use yc_registry_image::{RegistryImages, SqliteImageStore};
+use yc_registry_image::{RegistryImages, SqlImageStore};
 
 const REGISTRY: &str = "crpbench000000000000";
 /// Images per repository, the same at every size: a filtered page has the same content.
@@ -26,7 +26,7 @@ fn digest(seed: &str) -> String {
 }
 
 async fn populate(size: usize) -> RegistryImages {
-    let store = SqliteImageStore::in_memory()
+    let store = SqlImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry {

@@ -2,7 +2,7 @@
 //!
 //! - [`oci`]: image manifests and OCI image layouts, with every digest and size verified.
 //! - [`store`]: the [`ImageStore`](store::ImageStore) trait: registries, pushes, Get, Delete
-//!   and List as one indexed query; [`sqlite`] implements it.
+//!   and List as one indexed query; [`sql`] implements it on SQLite and PostgreSQL.
 //! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
 //!   [`grpc`] and [`rest`] put it on the wire.
 
@@ -11,9 +11,9 @@ pub mod grpc;
 pub mod oci;
 pub mod rest;
 pub mod service;
-pub mod sqlite;
+pub mod sql;
 pub mod store;
 
 pub use grpc::RegistryImageGrpc;
 pub use service::{Caller, RegistryImages};
-pub use sqlite::SqliteImageStore;
+pub use sql::SqlImageStore;

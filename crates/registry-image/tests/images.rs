@@ -17,10 +17,10 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{
 use yc_proto_types::yandex::cloud::operation::Operation;
 use yc_registry_image::oci::ImageManifest;
 use yc_registry_image::store::Registry;
-use yc_registry_image::{Caller, RegistryImages, SqliteImageStore};
+use yc_registry_image::{Caller, RegistryImages, SqlImageStore};
 
 async fn service() -> RegistryImages {
-    let store = SqliteImageStore::in_memory()
+    let store = SqlImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));

@@ -5,12 +5,12 @@
 use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Blob;
-use yc_registry_image::SqliteImageStore;
+use yc_registry_image::SqlImageStore;
 use yc_registry_image::store::{ImageQuery, ImageStore, PushImage, Registry, Scope};
 
 #[tokio::test]
 async fn every_list_shape_searches_an_index() {
-    let store = SqliteImageStore::in_memory()
+    let store = SqlImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry {

@@ -18,7 +18,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{GetImageRequest, List
 use yc_registry_image::client::RegistryImageClient;
 use yc_registry_image::oci::ImageManifest;
 use yc_registry_image::store::Registry;
-use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqliteImageStore, rest};
+use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore, rest};
 
 struct Fixture {
     images: RegistryImages,
@@ -28,7 +28,7 @@ struct Fixture {
 }
 
 async fn serve() -> Fixture {
-    let store = SqliteImageStore::in_memory()
+    let store = SqlImageStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));

@@ -14,9 +14,15 @@ use axum::response::Response;
 use axum::routing::get;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use yc_compute_image::source::FetchPolicy;
-use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqliteComputeImageStore};
-use yc_operations::{OperationGrpc, OperationRunner, Resumers, SqliteOperationStore};
-use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqliteImageStore};
+use yc_compute_image::store::ComputeImageStore;
+use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
+use yc_operations::db::{Db, connect_postgres};
+use yc_operations::{
+    OperationGrpc, OperationRunner, OperationStore, PgOperationStore, Resumers,
+    SqliteOperationStore,
+};
+use yc_registry_image::store::ImageStore;
+use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
 
 use crate::endpoints::Endpoints;
 
@@ -43,6 +49,22 @@ pub(crate) struct ServeArgs {
     )]
     fetch_allow: Vec<String>,
 
+    /// Keep the data in this PostgreSQL database instead of the data directory
+    /// (`postgres://user[:password]@host[:port]/database`). Several servers may share one
+    /// database: operations, idempotency keys and page tokens work across them.
+    #[arg(long, env = "YC_IMAGES_DATABASE_URL")]
+    database_url: Option<String>,
+
+    /// Connections to keep open to the database.
+    #[arg(long, env = "YC_IMAGES_DATABASE_CONNECTIONS", default_value_t = 8)]
+    database_connections: u32,
+
+    /// Seconds an operation runner's lease lasts; renewed every third of it. When a server
+    /// stops without finishing its operations, another server on the same database (or this
+    /// one, restarted) takes them over once the lease has run out.
+    #[arg(long, env = "YC_IMAGES_OPERATION_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    operation_lease: u64,
+
     /// Load registries, OCI image layouts and compute images from this directory at start,
     /// idempotently (its layout is in the server's docs).
     #[arg(long, env = "YC_IMAGES_SEED")]
@@ -51,39 +73,15 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let database = args.data_dir.join("yc-images.sqlite");
-    let options = SqliteConnectOptions::new()
-        .filename(&database)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // An answer is sent only after its change is on disk.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("opening {}", database.display()))?;
-
-    let operations = SqliteOperationStore::open(pool.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let registry_store = SqliteImageStore::open(pool.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let compute_store = SqliteComputeImageStore::open(pool.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
-
-    let runner = OperationRunner::new(Arc::new(operations));
-    let registry = RegistryImages::new(Arc::new(registry_store), runner.clone());
+    let stores = open_stores(&args).await?;
+    let runner =
+        OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));
+    let registry = RegistryImages::new(stores.registry, runner.clone());
     let fetch = FetchPolicy {
         allowed_hosts: args.fetch_allow.clone(),
         ..FetchPolicy::default()
     };
-    let compute = ComputeImages::new(Arc::new(compute_store), runner.clone(), fetch);
+    let compute = ComputeImages::new(stores.compute, runner.clone(), fetch);
     if let Some(dir) = &args.seed {
         let seeded = crate::seed::load(dir, &registry, &compute).await?;
         tracing::info!(
@@ -94,7 +92,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     let recovery = runner
-        .recover(registry.resumers(Resumers::new()))
+        .recover(compute.resumers(registry.resumers(Resumers::new())))
         .await
         .map_err(anyhow::Error::msg)?;
     if !(recovery.resumed.is_empty() && recovery.aborted.is_empty()) {
@@ -149,7 +147,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn(request_ids));
 
-    tracing::info!(%address, data_dir = %args.data_dir.display(), startup_ms = started.elapsed().as_millis() as u64, "serving");
+    tracing::info!(%address, store = %stores.description, startup_ms = started.elapsed().as_millis() as u64, "serving");
     // Tests and scripts read the address from here, port 0 resolved.
     println!("yc-images listening on {address}");
     std::io::stdout().flush()?;
@@ -162,8 +160,99 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if let Err(e) = runner.release().await {
         tracing::warn!(error = %e, "cannot release the operation runner's lease");
     }
-    pool.close().await;
+    stores.db.close().await;
     Ok(())
+}
+
+/// The three stores on one database.
+struct Stores {
+    operations: Arc<dyn OperationStore>,
+    registry: Arc<dyn ImageStore>,
+    compute: Arc<dyn ComputeImageStore>,
+    db: Db,
+    /// Where the data is, for the log.
+    description: String,
+}
+
+/// Opens the embedded store in the data directory, or the PostgreSQL database of
+/// `--database-url`, and creates or migrates its schema.
+async fn open_stores(args: &ServeArgs) -> Result<Stores> {
+    let (operations, db, description): (Arc<dyn OperationStore>, Db, String) = match &args
+        .database_url
+    {
+        Some(url) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "--database-url must be a PostgreSQL URL (postgres://user@host:port/database), got {url:?}"
+                );
+            }
+            let pool = connect_postgres(url, args.database_connections)
+                .await
+                .with_context(|| format!("connecting to the database {}", redact(url)))?;
+            let operations = PgOperationStore::open(pool.clone())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            (Arc::new(operations), Db::Postgres(pool), redact(url))
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                format!("creating the data directory {}", args.data_dir.display())
+            })?;
+            let database = args.data_dir.join("yc-images.sqlite");
+            let options = SqliteConnectOptions::new()
+                .filename(&database)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // An answer is sent only after its change is on disk.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(args.database_connections)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("opening {}", database.display()))?;
+            let operations = SqliteOperationStore::open(pool.clone())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            (
+                Arc::new(operations),
+                Db::Sqlite(pool),
+                database.display().to_string(),
+            )
+        }
+    };
+    let registry = SqlImageStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let compute = SqlComputeImageStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(Stores {
+        operations,
+        registry: Arc::new(registry),
+        compute: Arc::new(compute),
+        db,
+        description,
+    })
+}
+
+/// A database URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 async fn shutdown_signal() {

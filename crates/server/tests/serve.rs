@@ -14,6 +14,7 @@ use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
 use yc_proto_types::yandex::cloud::compute::v1::{CreateImageRequest, image};
 use yc_proto_types::yandex::cloud::endpoint::ListApiEndpointsRequest;
 use yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_client::ApiEndpointServiceClient;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
 
 /// A running `yc-images serve`, killed when dropped.
 struct Server {
@@ -466,6 +467,9 @@ fn serve_help_explains_every_option() {
         "YC_IMAGES_DATA_DIR",
         "--fetch-allow",
         "--seed",
+        "--database-url",
+        "YC_IMAGES_DATABASE_URL",
+        "--operation-lease",
     ] {
         assert!(
             help.contains(option),
@@ -502,4 +506,210 @@ async fn sigterm_stops_the_server_cleanly() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(health.status(), 200);
+}
+
+/// A disk image served once slowly (the first request hangs until the test ends) and then at
+/// once: an operation fetching it stays running on the replica that started it.
+async fn stalling_file_server() -> String {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stalled = std::sync::Arc::new(AtomicBool::new(false));
+    let router = axum::Router::new().route(
+        "/disk.raw",
+        axum::routing::get(move || {
+            let stalled = stalled.clone();
+            async move {
+                if !stalled.swap(true, Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                vec![7u8; 1 << 20]
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}/disk.raw")
+}
+
+/// Two `yc-images serve` on one PostgreSQL database: what one creates the other reads, lists
+/// (a page token from one continues on the other) and waits for; an idempotency key taken
+/// through one is honoured by the other; and when the replica running an operation is killed,
+/// the other takes it over once the lease runs out and finishes it, once.
+#[tokio::test]
+async fn two_replicas_share_one_postgres_database() {
+    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let shared = ["--database-url", pg.url.as_str(), "--operation-lease", "2"];
+    let one = Server::start_with(dir.path(), &shared);
+    let two = Server::start_with(dir.path(), &shared);
+    assert!(
+        !dir.path().join("yc-images.sqlite").exists(),
+        "no embedded store"
+    );
+    let uri = file_server().await;
+
+    // Created through one (gRPC), waited for and read through two (gRPC and REST).
+    let through_one = ComputeImageClient::grpc(channel(&one).await).with_wait_policy(fast());
+    let through_two = ComputeImageClient::grpc(channel(&two).await).with_wait_policy(fast());
+    let rest_two = ComputeImageClient::rest(&two.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let operation = through_one
+            .create(&CreateImageRequest {
+                folder_id: "b1gshared".into(),
+                name: format!("image-{n}"),
+                family: "shared".into(),
+                source: Some(Source::Uri(uri.clone())),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let waiter =
+            yc_operations::OperationWaiter::new(OperationServiceClient::new(channel(&two).await))
+                .with_policy(fast());
+        let done = waiter
+            .wait_done(operation.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(done.done, "{done:?}");
+        let image = rest_two
+            .get(&operation_image_id(&operation))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(image.status, image::Status::Ready as i32);
+        created.push(image);
+    }
+    let latest = through_two
+        .latest_by_family("b1gshared", "shared")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(Some(&latest), created.last());
+
+    // A page token from one continues on two.
+    let request = yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest {
+        folder_id: "b1gshared".into(),
+        page_size: 2,
+        order_by: "name desc".into(),
+        ..Default::default()
+    };
+    let first = through_one
+        .list(&request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = through_two
+        .list(
+            &yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest {
+                page_token: first.next_page_token.clone(),
+                ..request.clone()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = first
+        .images
+        .iter()
+        .chain(&second.images)
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["image-4", "image-3", "image-2", "image-1"]);
+
+    // One idempotency key, through both replicas: one operation.
+    let http = reqwest::Client::new();
+    let mut operation_ids = Vec::new();
+    for server in [&one, &two] {
+        let answer: serde_json::Value = http
+            .post(format!("{}/compute/v1/images", server.url()))
+            .header("Idempotency-Key", "3f1c7c1e-2d2b-4b8e-9d2a-6f0a1b2c3d4e")
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({
+                    "folderId": "b1gshared",
+                    "name": "keyed",
+                    "uri": uri,
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        operation_ids.push(answer["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(!operation_ids[0].is_empty(), "{operation_ids:?}");
+    assert_eq!(operation_ids[0], operation_ids[1]);
+
+    // A create running on one when it is killed: two takes it over and finishes it, once.
+    let stalling = stalling_file_server().await;
+    let operation = through_one
+        .create(&CreateImageRequest {
+            folder_id: "b1gshared".into(),
+            name: "taken-over".into(),
+            source: Some(Source::Uri(stalling)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let image_id = operation_image_id(&operation);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = through_two
+        .get(&image_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(running.status, image::Status::Creating as i32);
+    one.kill();
+    let waiter =
+        yc_operations::OperationWaiter::new(OperationServiceClient::new(channel(&two).await))
+            .with_policy(WaitPolicy {
+                timeout: Some(Duration::from_secs(30)),
+                ..fast()
+            });
+    let done = waiter
+        .wait_done(operation.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(
+            done.result,
+            Some(yc_proto_types::yandex::cloud::operation::operation::Result::Response(_))
+        ),
+        "{done:?}"
+    );
+    let finished = through_two
+        .get(&image_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(finished.status, image::Status::Ready as i32);
+    let operations = through_two
+        .list_operations(
+            &yc_proto_types::yandex::cloud::compute::v1::ListImageOperationsRequest {
+                image_id: image_id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(operations.operations.len(), 1);
+    assert_eq!(operations.operations[0], done);
+    drop(two);
+    pg.drop_schema().await;
+}
+
+/// The image id in a Create operation's metadata.
+fn operation_image_id(operation: &yc_proto_types::yandex::cloud::operation::Operation) -> String {
+    let metadata = operation.metadata.clone().unwrap_or_default();
+    metadata
+        .to_msg::<yc_proto_types::yandex::cloud::compute::v1::CreateImageMetadata>()
+        .map(|m| m.image_id)
+        .unwrap_or_else(|e| panic!("{e}"))
 }

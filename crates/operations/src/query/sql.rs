@@ -1,10 +1,9 @@
 //! List queries in SQL: a scope, filter conditions, sort keys ending in the id, and a keyset
 //! cursor, written as one `SELECT` that an index on (scope column, sort column, id) serves.
-//! Both image services' SQLite stores build their List queries here.
-
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+//! Both image services' stores build their List queries here, for SQLite and PostgreSQL.
 
 use super::{Condition, FilterOp, OrderItem};
+use crate::db::{Db, Dialect, Query, Tx, query};
 
 /// A value of a sort key at the cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,14 +17,13 @@ pub enum SqlValue {
 /// A List query's parts, in column terms.
 #[derive(Debug, Clone)]
 pub struct KeysetSelect<'a> {
-    /// Prepended to the statement, e.g. `EXPLAIN QUERY PLAN `.
-    pub prefix: &'a str,
     /// `SELECT … FROM … WHERE <live rows>`; the rest is appended with `AND`.
     pub select: &'a str,
     /// The scope column and its value.
     pub scope: (&'a str, String),
-    /// Prefix the scope term with a unary `+`, so that SQLite serves the query from the index of
-    /// a more selective filter column rather than the scope's.
+    /// Prefix the scope term with a unary `+` on SQLite, so that it serves the query from the
+    /// index of a more selective filter column rather than the scope's. (PostgreSQL weighs
+    /// the indexes by their statistics.)
     pub steer_from_scope: bool,
     /// Filter conditions, each with its column.
     pub conditions: Vec<(&'static str, &'a Condition)>,
@@ -57,7 +55,7 @@ pub fn sort_keys(
 /// The values of `keys` for the row `id` of `table` (deleted rows included), or `None` when
 /// there is no such row. `int_columns` names the integer columns among the keys.
 pub async fn cursor_values(
-    pool: &SqlitePool,
+    db: &Db,
     table: &str,
     keys: &[(&'static str, bool)],
     int_columns: &[&str],
@@ -65,21 +63,21 @@ pub async fn cursor_values(
 ) -> Result<Option<Vec<SqlValue>>, sqlx::Error> {
     let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
     let sql = format!("SELECT {} FROM {table} WHERE id = ?", columns.join(", "));
-    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(pool).await? else {
+    let Some(row) = db.fetch_optional(&query(sql).bind(id)).await? else {
         return Ok(None);
     };
     let mut values = Vec::with_capacity(columns.len());
-    for column in columns {
-        values.push(if int_columns.contains(&column) {
-            SqlValue::Int(row.try_get(column)?)
+    for (i, column) in columns.iter().enumerate() {
+        values.push(if int_columns.contains(column) {
+            SqlValue::Int(row.get(i)?)
         } else {
-            SqlValue::Text(row.try_get(column)?)
+            SqlValue::Text(row.get(i)?)
         });
     }
     Ok(Some(values))
 }
 
-fn push_value(sql: &mut QueryBuilder<'static, Sqlite>, value: &SqlValue) {
+fn push_value(sql: &mut Query, value: &SqlValue) {
     match value {
         SqlValue::Text(s) => sql.push_bind(s.clone()),
         SqlValue::Int(n) => sql.push_bind(*n),
@@ -87,18 +85,17 @@ fn push_value(sql: &mut QueryBuilder<'static, Sqlite>, value: &SqlValue) {
 }
 
 impl KeysetSelect<'_> {
-    /// The statement.
-    pub fn build(&self) -> QueryBuilder<'static, Sqlite> {
-        let mut sql: QueryBuilder<'static, Sqlite> =
-            QueryBuilder::new(format!("{}{} AND ", self.prefix, self.select));
-        if self.steer_from_scope {
+    /// The statement, in `dialect`.
+    pub fn build(&self, dialect: Dialect) -> Query {
+        let mut sql = query(format!("{} AND ", self.select));
+        if self.steer_from_scope && dialect == Dialect::Sqlite {
             sql.push("+");
         }
         sql.push(self.scope.0)
             .push(" = ")
             .push_bind(self.scope.1.clone());
         for (column, condition) in &self.conditions {
-            sql.push(" AND ").push(*column);
+            sql.push(" AND ").push(column);
             match condition.op {
                 FilterOp::Eq | FilterOp::Ne => {
                     sql.push(if condition.op == FilterOp::Eq {
@@ -114,9 +111,11 @@ impl KeysetSelect<'_> {
                     } else {
                         " NOT IN ("
                     });
-                    let mut list = sql.separated(", ");
-                    for value in &condition.values {
-                        list.push_bind(value.clone());
+                    for (i, value) in condition.values.iter().enumerate() {
+                        if i > 0 {
+                            sql.push(", ");
+                        }
+                        sql.push_bind(value.clone());
                     }
                     sql.push(")");
                 }
@@ -130,21 +129,21 @@ impl KeysetSelect<'_> {
             .iter()
             .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
             .collect();
-        sql.push(" ORDER BY ").push(order.join(", "));
+        sql.push(" ORDER BY ").push(&order.join(", "));
         sql.push(" LIMIT ")
             .push_bind(i64::try_from(self.limit).unwrap_or(i64::MAX));
         sql
     }
 
     /// `AND <the row comes after the cursor in the order>`.
-    fn push_after(&self, sql: &mut QueryBuilder<'static, Sqlite>, values: &[SqlValue]) {
+    fn push_after(&self, sql: &mut Query, values: &[SqlValue]) {
         let keys = &self.keys;
         sql.push(" AND (");
         let first_direction = keys.first().is_some_and(|(_, d)| *d);
         if keys.iter().all(|(_, d)| *d == first_direction) {
             // One direction: a row-value comparison, which the index on the same columns serves.
             sql.push("(");
-            sql.push(keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
+            sql.push(&keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
             sql.push(if first_direction { ") < (" } else { ") > (" });
             for (i, value) in values.iter().enumerate() {
                 if i > 0 {
@@ -161,11 +160,11 @@ impl KeysetSelect<'_> {
                 }
                 sql.push("(");
                 for ((equal, _), earlier) in keys.iter().zip(values).take(i) {
-                    sql.push(*equal).push(" = ");
+                    sql.push(equal).push(" = ");
                     push_value(sql, earlier);
                     sql.push(" AND ");
                 }
-                sql.push(*column)
+                sql.push(column)
                     .push(if *descending { " < " } else { " > " });
                 push_value(sql, value);
                 sql.push(")");
@@ -173,70 +172,6 @@ impl KeysetSelect<'_> {
         }
         sql.push(")");
     }
-}
-
-/// A fresh in-memory SQLite database: one connection, since each connection to `:memory:`
-/// would be a database of its own.
-pub async fn memory_pool() -> Result<SqlitePool, sqlx::Error> {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true))
-        .await
-}
-
-/// Where each component's schema version is recorded.
-const SCHEMA_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS yc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)";
-
-/// Checks a component's schema version before its tables are created or migrated: a database
-/// written by a newer version of the server is refused with a message that says so.
-pub async fn check_schema(
-    conn: &mut sqlx::SqliteConnection,
-    component: &str,
-    version: i64,
-) -> Result<Result<(), String>, sqlx::Error> {
-    sqlx::query(SCHEMA_TABLE).execute(&mut *conn).await?;
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM yc_schema WHERE component = ?")
-            .bind(component)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match found {
-        Some(found) if found > version => Err(format!(
-            "the database holds {component} data in schema version {found}, newer than this \
-             server's {version}; run a newer yc-images"
-        )),
-        _ => Ok(()),
-    })
-}
-
-/// Records a component's schema version once its tables are in place.
-pub async fn record_schema(
-    conn: &mut sqlx::SqliteConnection,
-    component: &str,
-    version: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO yc_schema (component, version) VALUES (?, ?) \
-         ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-    )
-    .bind(component)
-    .bind(version)
-    .execute(conn)
-    .await
-    .map(drop)
-}
-
-/// SQLite's plan for a statement built with the prefix `EXPLAIN QUERY PLAN `, one line per
-/// step.
-pub async fn query_plan(
-    mut sql: QueryBuilder<'static, Sqlite>,
-    pool: &SqlitePool,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sql.build().fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>("detail"))
-        .collect()
 }
 
 /// A time as nanoseconds since the epoch, the form stores sort and compare times in.
@@ -250,17 +185,14 @@ pub const KEEP_DELETED: std::time::Duration = std::time::Duration::from_secs(24 
 
 /// Removes the rows of `table` deleted (soft, with `deleted_at`) longer ago than
 /// [`KEEP_DELETED`] before `now` (nanoseconds).
-pub async fn purge_deleted(
-    conn: &mut sqlx::SqliteConnection,
-    table: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), sqlx::Error> {
     let keep = i64::try_from(KEEP_DELETED.as_nanos()).unwrap_or(i64::MAX);
-    sqlx::query(&format!(
-        "DELETE FROM {table} WHERE deleted_at IS NOT NULL AND deleted_at < ?"
-    ))
-    .bind(now.saturating_sub(keep))
-    .execute(conn)
+    tx.execute(
+        &query(format!(
+            "DELETE FROM {table} WHERE deleted_at IS NOT NULL AND deleted_at < ?"
+        ))
+        .bind(now.saturating_sub(keep)),
+    )
     .await
     .map(drop)
 }

@@ -1,4 +1,5 @@
-//! The [`ImageStore`] on SQLite: in memory for tests and embedding, or in a file.
+//! The [`ImageStore`] in SQL: on SQLite (in memory for tests and embedding, or in a file) or
+//! on PostgreSQL (shared by replicas), one implementation through [`yc_operations::db`].
 //!
 //! Images are rows of `cr_images` with the columns List filters and sorts on, and the rest of
 //! the `Image` message, tags included, encoded in `body`; `cr_tags` maps a repository's tags to
@@ -9,12 +10,9 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use yc_operations::db::{Db, Query, Tx, query};
 use yc_operations::query::FilterOp;
-use yc_operations::query::sql::{
-    KeysetSelect, check_schema, cursor_values, memory_pool, nanos, purge_deleted, query_plan,
-    record_schema, sort_keys,
-};
+use yc_operations::query::sql::{KeysetSelect, cursor_values, nanos, purge_deleted, sort_keys};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 
@@ -56,20 +54,20 @@ const SCHEMA: &[&str] = &[
 const SCOPE_COLUMNS: &[&str] = &["name", "registry_id", "folder_id"];
 const SORT_COLUMNS: &[&str] = &["name", "digest", "created_at", "last_modified"];
 
-/// Registry images in SQLite.
+/// Registry images in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteImageStore {
-    pool: SqlitePool,
+pub struct SqlImageStore {
+    db: Db,
 }
 
 fn unavailable(e: sqlx::Error) -> ImageStoreError {
     ImageStoreError::Unavailable(e.to_string())
 }
 
-impl SqliteImageStore {
-    /// A store in a fresh in-memory database.
+impl SqlImageStore {
+    /// A store in a fresh in-memory SQLite database.
     pub async fn in_memory() -> Result<Self, ImageStoreError> {
-        Self::open(memory_pool().await.map_err(unavailable)?).await
+        Self::open(Db::sqlite_memory().await.map_err(unavailable)?).await
     }
 
     /// Pushes many images in one transaction, each as [`ImageStore::push`] would: for
@@ -78,7 +76,7 @@ impl SqliteImageStore {
         &self,
         pushes: impl IntoIterator<Item = (PushImage, Timestamp)>,
     ) -> Result<usize, ImageStoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
         let mut count = 0;
         for (push, at) in pushes {
             push_in(&mut tx, push, at).await?;
@@ -88,25 +86,21 @@ impl SqliteImageStore {
         Ok(count)
     }
 
-    /// The query plan SQLite chooses for a List, one line per step: to check that an index
-    /// serves it (`SEARCH … USING INDEX`), never a scan of every image.
+    /// The query plan the database chooses for a List, one line per step (see
+    /// [`Db::query_plan`]): to check that an index serves it, never a scan of every image.
     pub async fn query_plan(&self, query: &ImageQuery) -> Result<Vec<String>, ImageStoreError> {
-        let sql = self.list_sql(query, "EXPLAIN QUERY PLAN ").await?;
-        query_plan(sql, &self.pool).await.map_err(unavailable)
+        let sql = self.list_sql(query).await?;
+        self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
-    /// The SQL of a List, after `prefix`.
-    async fn list_sql(
-        &self,
-        query: &ImageQuery,
-        prefix: &str,
-    ) -> Result<QueryBuilder<'static, Sqlite>, ImageStoreError> {
+    /// The SQL of a List.
+    async fn list_sql(&self, query: &ImageQuery) -> Result<Query, ImageStoreError> {
         let keys = sort_keys(&query.order, column);
         let cursor = match &query.after {
             None => None,
             Some(id) => Some(
                 cursor_values(
-                    &self.pool,
+                    &self.db,
                     "cr_images",
                     &keys,
                     &["created_at", "last_modified"],
@@ -130,7 +124,6 @@ impl SqliteImageStore {
             .iter()
             .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
         Ok(KeysetSelect {
-            prefix,
             select: "SELECT id, body FROM cr_images WHERE deleted_at IS NULL",
             steer_from_scope: selective_name && scope.0 != "name",
             scope: (scope.0, scope.1),
@@ -144,43 +137,27 @@ impl SqliteImageStore {
             cursor,
             limit: query.limit,
         }
-        .build())
+        .build(self.db.dialect()))
     }
 
-    /// A store in the database behind `pool`, whose schema is created or checked.
-    pub async fn open(pool: SqlitePool) -> Result<Self, ImageStoreError> {
-        let mut tx = pool.begin().await.map_err(unavailable)?;
-        check_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
-            .await
-            .map_err(unavailable)?
-            .map_err(ImageStoreError::Unavailable)?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
+    /// A store in `db` (a `SqlitePool` or `PgPool` converts into it), whose schema is created
+    /// or checked.
+    pub async fn open(db: impl Into<Db>) -> Result<Self, ImageStoreError> {
+        let db = db.into();
+        let mut schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
         for scope in SCOPE_COLUMNS {
             for sort in SORT_COLUMNS.iter().filter(|s| *s != scope) {
-                let sql = format!(
+                schema.push(format!(
                     "CREATE INDEX IF NOT EXISTS cr_images_{scope}_{sort} ON cr_images ({scope}, {sort}, id) WHERE deleted_at IS NULL"
-                );
-                sqlx::query(&sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                ));
             }
         }
         // Listing one repository by name (its default order) needs (name, id).
-        sqlx::query("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL")
-            .execute(&mut *tx)
+        schema.push("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL".to_owned());
+        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(unavailable)?;
-        record_schema(&mut tx, COMPONENT, SCHEMA_VERSION)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(Self { pool })
+            .map_err(ImageStoreError::Unavailable)?;
+        Ok(Self { db })
     }
 }
 
@@ -201,29 +178,30 @@ fn column(field: &str) -> &'static str {
     }
 }
 
-async fn push_in(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    push: PushImage,
-    at: Timestamp,
-) -> Result<Pushed, ImageStoreError> {
+async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {
     let now = nanos(at);
-    let folder_id: Option<String> =
-        sqlx::query_scalar("SELECT folder_id FROM cr_registries WHERE id = ?")
-            .bind(&push.registry_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(unavailable)?;
+    // Locking the registry's row serializes pushes into it among replicas.
+    let folder_id: Option<String> = tx
+        .fetch_scalar(
+            &query(format!(
+                "SELECT folder_id FROM cr_registries WHERE id = ?{}",
+                tx.dialect().for_update()
+            ))
+            .bind(&push.registry_id),
+        )
+        .await
+        .map_err(unavailable)?;
     let Some(folder_id) = folder_id else {
         return Err(ImageStoreError::NoRegistry(push.registry_id));
     };
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL",
-    )
-    .bind(&push.repository)
-    .bind(&push.digest)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    let existing: Option<String> = tx
+        .fetch_scalar(
+            &query("SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL")
+                .bind(&push.repository)
+                .bind(&push.digest),
+        )
+        .await
+        .map_err(unavailable)?;
     let created = existing.is_none();
     let id = match existing {
         Some(id) => id,
@@ -239,41 +217,44 @@ async fn push_in(
                 tags: Vec::new(),
                 created_at: Some(at),
             };
-            sqlx::query(
+            tx.execute(
+                &query(
                     "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&id)
                 .bind(&push.registry_id)
-                .bind(&folder_id)
+                .bind(folder_id)
                 .bind(&push.repository)
                 .bind(&push.digest)
                 .bind(now)
                 .bind(now)
-                .bind(image.encode_to_vec())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
+                .bind(image.encode_to_vec()),
+            )
+            .await
+            .map_err(unavailable)?;
             id
         }
     };
     if let Some(tag) = &push.tag {
-        let holder: Option<String> =
-            sqlx::query_scalar("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
+        let holder: Option<String> = tx
+            .fetch_scalar(
+                &query("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
+                    .bind(&push.repository)
+                    .bind(tag),
+            )
+            .await
+            .map_err(unavailable)?;
+        if holder.as_deref() != Some(id.as_str()) {
+            tx.execute(
+                &query(
+                    "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
+                )
                 .bind(&push.repository)
                 .bind(tag)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-        if holder.as_deref() != Some(id.as_str()) {
-            sqlx::query(
-                "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
-                     ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
+                .bind(&id),
             )
-            .bind(&push.repository)
-            .bind(tag)
-            .bind(&id)
-            .execute(&mut **tx)
             .await
             .map_err(unavailable)?;
             // Both the image that gets the tag and the one that loses it have changed.
@@ -282,111 +263,112 @@ async fn push_in(
             }
         }
     }
-    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
-        .bind(&id)
-        .fetch_one(&mut **tx)
+    let image = body(tx, &id).await?;
+    Ok(Pushed { image, created })
+}
+
+/// The stored image `id`.
+async fn body(tx: &mut Tx, id: &str) -> Result<Image, ImageStoreError> {
+    let body: Vec<u8> = tx
+        .fetch_scalar(&query("SELECT body FROM cr_images WHERE id = ?").bind(id))
         .await
-        .map_err(unavailable)?;
-    Ok(Pushed {
-        image: decode(&body)?,
-        created,
-    })
+        .map_err(unavailable)?
+        .ok_or_else(|| ImageStoreError::Unavailable(format!("image {id} vanished mid-push")))?;
+    decode(&body)
 }
 
 /// Writes an image's current tags into its stored body, which carries them so that Get and
 /// List read one row per image, and marks it modified.
-async fn refresh_tags(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    id: &str,
-    now: i64,
-) -> Result<(), ImageStoreError> {
-    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ?")
-        .bind(id)
-        .fetch_one(&mut **tx)
+async fn refresh_tags(tx: &mut Tx, id: &str, now: i64) -> Result<(), ImageStoreError> {
+    let mut image = body(tx, id).await?;
+    image.tags = tx
+        .fetch_all(&query("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag").bind(id))
         .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect::<Result<_, _>>()
         .map_err(unavailable)?;
-    let mut image = decode(&body)?;
-    image.tags = tags(&mut **tx, id).await?;
-    sqlx::query("UPDATE cr_images SET body = ?, last_modified = ? WHERE id = ?")
-        .bind(image.encode_to_vec())
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+    tx.execute(
+        &query("UPDATE cr_images SET body = ?, last_modified = ? WHERE id = ?")
+            .bind(image.encode_to_vec())
+            .bind(now)
+            .bind(id),
+    )
+    .await
+    .map_err(unavailable)?;
     Ok(())
 }
 
-async fn tags(
-    executor: impl sqlx::SqliteExecutor<'_>,
-    id: &str,
-) -> Result<Vec<String>, ImageStoreError> {
-    sqlx::query_scalar("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag")
-        .bind(id)
-        .fetch_all(executor)
-        .await
-        .map_err(unavailable)
-}
-
 #[async_trait]
-impl ImageStore for SqliteImageStore {
+impl ImageStore for SqlImageStore {
     async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError> {
-        sqlx::query("INSERT INTO cr_registries (id, folder_id, name) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
-            .bind(&registry.id)
-            .bind(&registry.folder_id)
-            .bind(&registry.name)
-            .execute(&self.pool)
+        self.db
+            .execute(
+                &query(
+                    "INSERT INTO cr_registries (id, folder_id, name) VALUES (?, ?, ?) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&registry.id)
+                .bind(&registry.folder_id)
+                .bind(&registry.name),
+            )
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
     async fn registry(&self, id: &str) -> Result<Option<Registry>, ImageStoreError> {
-        let row = sqlx::query("SELECT id, folder_id, name FROM cr_registries WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .fetch_optional(
+                &query("SELECT id, folder_id, name FROM cr_registries WHERE id = ?").bind(id),
+            )
             .await
             .map_err(unavailable)?;
-        Ok(row.map(|r| Registry {
-            id: r.get("id"),
-            folder_id: r.get("folder_id"),
-            name: r.get("name"),
-        }))
+        row.map(|r| {
+            Ok(Registry {
+                id: r.get(0)?,
+                folder_id: r.get(1)?,
+                name: r.get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(unavailable)
     }
 
     async fn push(&self, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
         let pushed = push_in(&mut tx, push, at).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(pushed)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError> {
-        let body: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT body FROM cr_images WHERE id = ? AND deleted_at IS NULL")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let body: Option<Vec<u8>> = self
+            .db
+            .fetch_scalar(
+                &query("SELECT body FROM cr_images WHERE id = ? AND deleted_at IS NULL").bind(id),
+            )
+            .await
+            .map_err(unavailable)?;
         body.map(|b| decode(&b)).transpose()
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
         let now = nanos(at);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let deleted =
-            sqlx::query("UPDATE cr_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .rows_affected()
-                > 0;
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let deleted = tx
+            .execute(
+                &query("UPDATE cr_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+            )
+            .await
+            .map_err(unavailable)?
+            > 0;
         if deleted {
-            sqlx::query("DELETE FROM cr_tags WHERE image_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
+            tx.execute(&query("DELETE FROM cr_tags WHERE image_id = ?").bind(id))
                 .await
                 .map_err(unavailable)?;
         }
@@ -398,15 +380,11 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
-        let mut sql = self.list_sql(query, "").await?;
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let sql = self.list_sql(query).await?;
+        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
         let mut images = Vec::with_capacity(rows.len());
         for row in rows {
-            images.push(decode(row.get::<&[u8], _>("body"))?);
+            images.push(decode(&row.get::<Vec<u8>>(1).map_err(unavailable)?)?);
         }
         Ok(images)
     }
