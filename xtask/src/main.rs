@@ -9,6 +9,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod load;
 mod sdk;
 mod snapshots;
 

@@ -42,25 +42,23 @@ pub mod client;
 pub mod db;
 pub mod ids;
 mod memory;
-mod postgres;
 pub mod query;
 pub mod rest;
 mod runner;
 mod service;
-mod sqlite;
+mod sql_store;
 mod store;
 mod typed;
 mod waiter;
 
 pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
-pub use postgres::PgOperationStore;
 pub use runner::{
     DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,
     WorkResult, idempotency_key,
 };
 pub use service::OperationGrpc;
-pub use sqlite::SqliteOperationStore;
+pub use sql_store::SqlOperationStore;
 pub use store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
 };

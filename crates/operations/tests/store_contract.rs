@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use yc_operations::{
     Created, Finished, MemoryOperationStore, NewOperation, OperationCursor, OperationStore,
-    SqliteOperationStore,
+    SqlOperationStore,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -182,7 +182,7 @@ async fn the_memory_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
-    let store = SqliteOperationStore::in_memory()
+    let store = SqlOperationStore::in_memory()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     contract(Arc::new(store)).await;
@@ -193,7 +193,7 @@ async fn the_postgres_store_keeps_the_contract() {
     let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
         return;
     };
-    let store = yc_operations::PgOperationStore::open(pg.pool.clone())
+    let store = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     contract(Arc::new(store)).await;
@@ -207,10 +207,10 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
     let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
         return;
     };
-    let one = yc_operations::PgOperationStore::open(pg.pool.clone())
+    let one = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let two = yc_operations::PgOperationStore::open(pg.pool.clone())
+    let two = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(

@@ -17,10 +17,7 @@ use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
 use yc_operations::db::{Db, connect_postgres};
-use yc_operations::{
-    OperationGrpc, OperationRunner, OperationStore, PgOperationStore, Resumers,
-    SqliteOperationStore,
-};
+use yc_operations::{OperationGrpc, OperationRunner, OperationStore, Resumers, SqlOperationStore};
 use yc_registry_image::store::ImageStore;
 use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
 
@@ -177,9 +174,7 @@ struct Stores {
 /// Opens the embedded store in the data directory, or the PostgreSQL database of
 /// `--database-url`, and creates or migrates its schema.
 async fn open_stores(args: &ServeArgs) -> Result<Stores> {
-    let (operations, db, description): (Arc<dyn OperationStore>, Db, String) = match &args
-        .database_url
-    {
+    let (db, description) = match &args.database_url {
         Some(url) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 anyhow::bail!(
@@ -189,10 +184,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
             let pool = connect_postgres(url, args.database_connections)
                 .await
                 .with_context(|| format!("connecting to the database {}", redact(url)))?;
-            let operations = PgOperationStore::open(pool.clone())
-                .await
-                .map_err(anyhow::Error::msg)?;
-            (Arc::new(operations), Db::Postgres(pool), redact(url))
+            (Db::Postgres(pool), redact(url))
         }
         None => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| {
@@ -211,16 +203,12 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
                 .connect_with(options)
                 .await
                 .with_context(|| format!("opening {}", database.display()))?;
-            let operations = SqliteOperationStore::open(pool.clone())
-                .await
-                .map_err(anyhow::Error::msg)?;
-            (
-                Arc::new(operations),
-                Db::Sqlite(pool),
-                database.display().to_string(),
-            )
+            (Db::Sqlite(pool), database.display().to_string())
         }
     };
+    let operations = SqlOperationStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let registry = SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -228,7 +216,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(Stores {
-        operations,
+        operations: Arc::new(operations),
         registry: Arc::new(registry),
         compute: Arc::new(compute),
         db,

@@ -1,0 +1,385 @@
+//! The server under load: `yc-images serve` on its embedded store, seeded with Compute images,
+//! and the ceiling (`crates/server/examples/ceiling.rs`, a bare tonic and axum server that
+//! answers the same calls with the same fixed images), driven the same way in one run by
+//! h2load at a fixed concurrency: Get and List, over gRPC (HTTP/2) and REST (HTTP/1.1).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use prost::Message;
+
+use crate::{project_root, target_dir};
+
+/// How many images the server is seeded with.
+const IMAGES: usize = 1000;
+const FOLDER: &str = "b1gbenchfolder";
+/// Seconds measured per run, after the warm-up.
+const DURATION: u32 = 10;
+const WARM_UP: u32 = 2;
+/// gRPC: connections × streams per connection; REST: connections.
+const GRPC_CONNECTIONS: u32 = 4;
+const GRPC_STREAMS: u32 = 8;
+const REST_CONNECTIONS: u32 = 32;
+/// The share of the ceiling's throughput gRPC Get must reach.
+pub(crate) const GRPC_GET_TARGET: f64 = 0.85;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetImageRequest {
+    #[prost(string, tag = "1")]
+    image_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ListImagesRequest {
+    #[prost(string, tag = "1")]
+    folder_id: String,
+    #[prost(int64, tag = "2")]
+    page_size: i64,
+}
+
+/// One h2load run's figures.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Figures {
+    pub(crate) requests_per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) bytes_per_response: f64,
+}
+
+/// A call measured against both servers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Scenario {
+    pub(crate) call: String,
+    pub(crate) transport: String,
+    pub(crate) server: Figures,
+    pub(crate) ceiling: Figures,
+}
+
+fn image_id(n: usize) -> String {
+    format!("fd8bench{n:012}")
+}
+
+/// A Compute image as a real one looks, in its REST JSON form.
+fn image_json(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "id": image_id(n),
+        "folderId": FOLDER,
+        "createdAt": "2026-01-02T03:04:05Z",
+        "name": format!("ubuntu-22-04-lts-v{n:05}"),
+        "description": "Ubuntu 22.04 LTS with the cloud tools",
+        "labels": {"os": "ubuntu", "team": "images"},
+        "family": "ubuntu-2204-lts",
+        "storageSize": "4294967296",
+        "minDiskSize": "8589934592",
+        "productIds": ["f2e3ha0u4g1p0l7i6bsr"],
+        "status": "READY",
+        "os": {"type": "LINUX"},
+        "pooled": false,
+        "hardwareGeneration": {"legacyFeatures": {"pciTopology": "PCI_TOPOLOGY_V2"}}
+    })
+}
+
+/// A gRPC message frame: no compression, the length, the message.
+fn grpc_frame(message: &impl Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` and reads the address from the first line it prints (`… on <address>`).
+fn start(mut command: Command, what: &str) -> Result<(Running, String)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let address = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|a| a.contains(':'))
+        .with_context(|| format!("{what} printed {line:?}, not its address"))?
+        .to_owned();
+    Ok((running, address))
+}
+
+/// The figures of one h2load run against `url`.
+fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> {
+    let log = work.join(format!("{name}.tsv"));
+    let output = Command::new("h2load")
+        .args(args)
+        .args([
+            "-t",
+            "1",
+            "-D",
+            &DURATION.to_string(),
+            "--warm-up-time",
+            &WARM_UP.to_string(),
+            "--log-file",
+        ])
+        .arg(&log)
+        .arg(url)
+        .output()
+        .context("running h2load (install it with `apt-get install nghttp2-client`)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "h2load {url} failed:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let field = |line_start: &str, index: usize| -> Option<f64> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(line_start))
+            .and_then(|l| l.split([',', ' ']).filter(|w| !w.is_empty()).nth(index))
+            .and_then(|w| w.parse::<f64>().ok())
+    };
+    // "finished in 10.00s, 12345.60 req/s, 1.23MB/s"
+    let rps = field("finished in", 3).with_context(|| format!("no req/s in:\n{text}"))?;
+    // "requests: 123 total, 123 started, 123 done, 123 succeeded, 0 failed, 0 errored, 0 timeout"
+    let succeeded = field("requests:", 7).with_context(|| format!("no requests in:\n{text}"))?;
+    let failed = field("requests:", 9).unwrap_or(0.0) + field("requests:", 11).unwrap_or(0.0);
+    // "status codes: 123 2xx, 0 3xx, 0 4xx, 0 5xx"; a request cut off by the end of the run may
+    // count as done without its status.
+    let ok = field("status codes:", 2).unwrap_or(0.0);
+    let others: f64 = [4, 6, 8]
+        .iter()
+        .map(|i| field("status codes:", *i).unwrap_or(0.0))
+        .sum();
+    if succeeded == 0.0 || failed > 0.0 || others > 0.0 || ok < succeeded * 0.999 {
+        bail!("h2load {url}: not every request succeeded:\n{text}");
+    }
+    // "traffic: 1.2MB (1234) total, 12KB (123) headers (space savings 90%), 1MB (1234) data"
+    let data = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("traffic:"))
+        .and_then(|l| l.rsplit_once('(').map(|(_, r)| r))
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .with_context(|| format!("no traffic in:\n{text}"))?;
+    let mut micros: Vec<u64> = fs::read_to_string(&log)?
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2).and_then(|d| d.parse().ok()))
+        .collect();
+    if micros.is_empty() {
+        bail!("h2load logged no requests to {}", log.display());
+    }
+    micros.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((micros.len() as f64 - 1.0) * p).round() as usize;
+        micros[index.min(micros.len() - 1)] as f64 / 1000.0
+    };
+    Ok(Figures {
+        requests_per_second: rps,
+        p50_ms: percentile(0.50),
+        p90_ms: percentile(0.90),
+        p99_ms: percentile(0.99),
+        bytes_per_response: data / succeeded,
+    })
+}
+
+/// Builds both servers, seeds the real one, and measures every scenario against both.
+pub(crate) fn run() -> Result<Vec<Scenario>> {
+    if Command::new("h2load").arg("--version").output().is_err() {
+        bail!("the server benchmarks need h2load: apt-get install nghttp2-client");
+    }
+    let status = Command::new(env!("CARGO"))
+        .current_dir(project_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "yc-images",
+            "--bin",
+            "yc-images",
+            "--example",
+            "ceiling",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building the server and the ceiling failed: {status}");
+    }
+    let release = target_dir().join("release");
+    let work = tempfile::tempdir()?;
+    let seed = work.path().join("seed/compute");
+    fs::create_dir_all(&seed)?;
+    let images: Vec<serde_json::Value> = (0..IMAGES).map(image_json).collect();
+    for (n, image) in images.iter().enumerate() {
+        fs::write(seed.join(format!("{n:05}.json")), image.to_string())?;
+    }
+    let all = work.path().join("images.json");
+    fs::write(&all, serde_json::Value::Array(images).to_string())?;
+
+    let log = fs::File::create(work.path().join("server.log"))?;
+    let mut server = Command::new(release.join("yc-images"));
+    server
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(work.path().join("data"))
+        .arg("--seed")
+        .arg(work.path().join("seed"))
+        .stderr(log);
+    let (_server, server_address) = start(server, "yc-images serve")?;
+    let mut ceiling = Command::new(release.join("examples/ceiling"));
+    ceiling.arg(&all);
+    let (_ceiling, ceiling_address) = start(ceiling, "the ceiling")?;
+    println!("bench: yc-images on {server_address}, the ceiling on {ceiling_address}");
+
+    let get = work.path().join("get.bin");
+    fs::write(
+        &get,
+        grpc_frame(&GetImageRequest {
+            image_id: image_id(IMAGES / 2),
+        }),
+    )?;
+    let list = work.path().join("list.bin");
+    fs::write(
+        &list,
+        grpc_frame(&ListImagesRequest {
+            folder_id: FOLDER.into(),
+            page_size: 10,
+        }),
+    )?;
+    let grpc_args = |body: &Path| -> Vec<String> {
+        vec![
+            "-c".into(),
+            GRPC_CONNECTIONS.to_string(),
+            "-m".into(),
+            GRPC_STREAMS.to_string(),
+            "-d".into(),
+            body.display().to_string(),
+            "-H".into(),
+            "content-type: application/grpc".into(),
+            "-H".into(),
+            "te: trailers".into(),
+        ]
+    };
+    let rest_args = vec!["--h1".to_owned(), "-c".into(), REST_CONNECTIONS.to_string()];
+    let scenarios: Vec<(&str, &str, Vec<String>, String)> = vec![
+        (
+            "Get",
+            "gRPC",
+            grpc_args(&get),
+            "/yandex.cloud.compute.v1.ImageService/Get".into(),
+        ),
+        (
+            "List (10 per page)",
+            "gRPC",
+            grpc_args(&list),
+            "/yandex.cloud.compute.v1.ImageService/List".into(),
+        ),
+        (
+            "Get",
+            "REST",
+            rest_args.clone(),
+            format!("/compute/v1/images/{}", image_id(IMAGES / 2)),
+        ),
+        (
+            "List (10 per page)",
+            "REST",
+            rest_args,
+            format!("/compute/v1/images?folderId={FOLDER}&pageSize=10"),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (i, (call, transport, args, path)) in scenarios.into_iter().enumerate() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        println!("bench: {transport} {call}");
+        let server = h2load(
+            &format!("http://{server_address}{path}"),
+            &args,
+            work.path(),
+            &format!("server-{i}"),
+        )?;
+        let ceiling = h2load(
+            &format!("http://{ceiling_address}{path}"),
+            &args,
+            work.path(),
+            &format!("ceiling-{i}"),
+        )?;
+        // Get answers the same image from both: the same bytes, or the runs are not comparable.
+        if call == "Get" && (server.bytes_per_response - ceiling.bytes_per_response).abs() > 0.5 {
+            bail!(
+                "{transport} Get: yc-images answered {} bytes, the ceiling {}",
+                server.bytes_per_response,
+                ceiling.bytes_per_response
+            );
+        }
+        results.push(Scenario {
+            call: call.into(),
+            transport: transport.into(),
+            server,
+            ceiling,
+        });
+    }
+    fs::write(results_path(), serde_json::to_string_pretty(&results)?)?;
+    Ok(results)
+}
+
+/// Where the last run's figures are kept, for `cargo xtask bench --report`.
+pub(crate) fn results_path() -> PathBuf {
+    target_dir().join("yc-images-load.json")
+}
+
+/// The report's section on the server under load.
+pub(crate) fn section(results: &[Scenario]) -> Result<String> {
+    let mut table = String::from(
+        "| call | transport | yc-images req/s | p50 | p90 | p99 | ceiling req/s | p50 | p90 | p99 | share of the ceiling |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in results {
+        writeln!(
+            table,
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} % |",
+            s.call,
+            s.transport,
+            s.server.requests_per_second,
+            s.server.p50_ms,
+            s.server.p90_ms,
+            s.server.p99_ms,
+            s.ceiling.requests_per_second,
+            s.ceiling.p50_ms,
+            s.ceiling.p90_ms,
+            s.ceiling.p99_ms,
+            100.0 * share(s)
+        )?;
+    }
+    Ok(format!(
+        "## The server under load\n\n\
+         `yc-images serve` (release build, embedded store, one log line per call written to a\n\
+         file) seeded with {IMAGES} Compute images, and the ceiling\n\
+         (`crates/server/examples/ceiling.rs`: a bare tonic and axum server answering the same\n\
+         calls with the same fixed images, so the most this stack serves on this machine), each\n\
+         driven in turn by h2load on the same machine for {DURATION} s after {WARM_UP} s of\n\
+         warm-up: gRPC with {GRPC_CONNECTIONS} HTTP/2 connections × {GRPC_STREAMS} streams,\n\
+         REST with {REST_CONNECTIONS} HTTP/1.1 connections. Latencies are per request, from\n\
+         h2load's log. Get answers the same bytes from both (checked). Target: gRPC Get at\n\
+         {:.0} % of the ceiling or more.\n\n\
+         {table}",
+        100.0 * GRPC_GET_TARGET
+    ))
+}
+
+/// The server's throughput as a share of the ceiling's.
+pub(crate) fn share(s: &Scenario) -> f64 {
+    s.server.requests_per_second / s.ceiling.requests_per_second
+}
