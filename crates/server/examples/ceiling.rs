@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt as _;
 use tonic::{Request, Response, Status};
 use yc_proto_types::yandex::cloud::compute::v1::image_service_server::{
     ImageService, ImageServiceServer,
@@ -104,6 +105,9 @@ async fn main() -> anyhow::Result<()> {
         );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("ceiling listening on {}", listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::store::ComputeImageStore;
@@ -149,6 +150,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     println!("yc-images listening on {address}");
     std::io::stdout().flush()?;
 
+    // Small gRPC and REST answers go out at once rather than waiting on the peer's ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
