@@ -86,7 +86,7 @@ pub struct SqlComputeImageStore {
     db: Db,
 }
 
-fn unavailable(e: sqlx::Error) -> ComputeStoreError {
+fn unavailable(e: yc_operations::db::DbError) -> ComputeStoreError {
     ComputeStoreError::Unavailable(e.to_string())
 }
 
@@ -102,12 +102,11 @@ fn decode(body: &[u8]) -> Result<Image, ComputeStoreError> {
 }
 
 /// A unique-index violation on the folder's names.
-fn name_conflict(e: sqlx::Error, image: &Image) -> ComputeStoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ComputeStoreError::NameTaken(image.name.clone())
-        }
-        _ => unavailable(e),
+fn name_conflict(e: yc_operations::db::DbError, image: &Image) -> ComputeStoreError {
+    if e.is_unique_violation() {
+        ComputeStoreError::NameTaken(image.name.clone())
+    } else {
+        unavailable(e)
     }
 }
 
@@ -127,7 +126,7 @@ impl SqlComputeImageStore {
         Self::open(Db::sqlite_memory().await.map_err(unavailable)?).await
     }
 
-    /// A store in `db` (a `SqlitePool` or `PgPool` converts into it), whose schema is created
+    /// A store in `db` (`Db::sqlite_file`, `Db::sqlite_memory`, or a `PgPool`, which converts into it), whose schema is created
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, ComputeStoreError> {
         let db = db.into();

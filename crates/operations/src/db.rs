@@ -1,5 +1,5 @@
 //! One SQL layer over the two databases the server runs on: SQLite (embedded, in a file or in
-//! memory) and PostgreSQL (shared by replicas).
+//! memory, through rusqlite) and PostgreSQL (shared by replicas, through sqlx).
 //!
 //! A store is written once against [`Db`]: statements use `?` placeholders (numbered `$1, $2,
 //! …` for PostgreSQL when they run), values are [`Value`]s, rows are read by position with
@@ -8,12 +8,18 @@
 //! sort text by code point, `BIGINT`, `BYTEA`). Write transactions ([`Db::begin`]) take
 //! SQLite's write lock at `BEGIN`, so concurrent writers queue instead of failing to upgrade;
 //! on PostgreSQL rows a transaction decides on are locked with [`Dialect::for_update`].
+//!
+//! SQLite runs in the process: a read is a few microseconds of work on the calling task's
+//! thread, with no hand-over to another thread per statement or per row; what may wait on the
+//! disk or on another writer (autocommit writes, `BEGIN IMMEDIATE`, `COMMIT`) runs on tokio's
+//! blocking threads.
 
 use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
 
+use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Postgres, Sqlite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which database a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,28 +177,128 @@ impl Query {
     }
 }
 
-/// A column type both databases decode: `String`, `i64`, `Vec<u8>`, `bool` and their
-/// `Option`s.
-pub trait Column:
-    for<'r> sqlx::Decode<'r, Sqlite>
-    + sqlx::Type<Sqlite>
-    + for<'r> sqlx::Decode<'r, Postgres>
-    + sqlx::Type<Postgres>
-{
+/// A database failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    message: String,
+    unique_violation: bool,
 }
 
-impl<T> Column for T where
-    T: for<'r> sqlx::Decode<'r, Sqlite>
-        + sqlx::Type<Sqlite>
-        + for<'r> sqlx::Decode<'r, Postgres>
-        + sqlx::Type<Postgres>
-{
+impl DbError {
+    fn new(message: impl Into<String>) -> Self {
+        DbError {
+            message: message.into(),
+            unique_violation: false,
+        }
+    }
+
+    /// Whether a unique index or primary key refused the change.
+    pub fn is_unique_violation(&self) -> bool {
+        self.unique_violation
+    }
 }
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        let unique_violation = matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation());
+        DbError {
+            message: e.to_string(),
+            unique_violation,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        let unique_violation = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        );
+        DbError {
+            message: e.to_string(),
+            unique_violation,
+        }
+    }
+}
+
+/// A column type both databases decode: `String`, `i64`, `Vec<u8>`, `bool` and their
+/// `Option`s.
+pub trait Column: Sized + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> {
+    /// The value from a SQLite column.
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError>;
+}
+
+fn wrong_type(value: &SqliteValue, wanted: &str) -> DbError {
+    DbError::new(format!("a SQLite column holds {value:?}, not {wanted}"))
+}
+
+impl Column for String {
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError> {
+        match value {
+            SqliteValue::Text(s) => Ok(s.clone()),
+            other => Err(wrong_type(other, "text")),
+        }
+    }
+}
+
+impl Column for i64 {
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError> {
+        match value {
+            SqliteValue::Integer(n) => Ok(*n),
+            other => Err(wrong_type(other, "an integer")),
+        }
+    }
+}
+
+impl Column for Vec<u8> {
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError> {
+        match value {
+            SqliteValue::Blob(b) => Ok(b.clone()),
+            // An empty message may be stored as an empty text by other tools.
+            SqliteValue::Text(s) if s.is_empty() => Ok(Vec::new()),
+            other => Err(wrong_type(other, "bytes")),
+        }
+    }
+}
+
+impl Column for bool {
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError> {
+        match value {
+            SqliteValue::Integer(n) => Ok(*n != 0),
+            other => Err(wrong_type(other, "a boolean")),
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T>
+where
+    Option<T>: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    fn from_sqlite(value: &SqliteValue) -> Result<Self, DbError> {
+        match value {
+            SqliteValue::Null => Ok(None),
+            other => T::from_sqlite(other).map(Some),
+        }
+    }
+}
+
+/// A SQLite value.
+pub type SqliteValue = rusqlite::types::Value;
 
 /// A result row.
 pub enum Row {
-    /// From SQLite.
-    Sqlite(SqliteRow),
+    /// From SQLite: the columns' values.
+    Sqlite(Vec<SqliteValue>),
     /// From PostgreSQL.
     Postgres(PgRow),
 }
@@ -210,26 +316,16 @@ impl std::fmt::Debug for Row {
 
 impl Row {
     /// The value of the column at `index`.
-    pub fn get<T: Column>(&self, index: usize) -> Result<T, sqlx::Error> {
+    pub fn get<T: Column>(&self, index: usize) -> Result<T, DbError> {
         use sqlx::Row as _;
         match self {
-            Row::Sqlite(row) => row.try_get(index),
-            Row::Postgres(row) => row.try_get(index),
+            Row::Sqlite(row) => match row.get(index) {
+                Some(value) => T::from_sqlite(value),
+                None => Err(DbError::new(format!("no column {index} in the row"))),
+            },
+            Row::Postgres(row) => Ok(row.try_get(index)?),
         }
     }
-}
-
-fn sqlite_query(q: &Query) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
-    let mut s = sqlx::query(&q.sql);
-    for value in &q.args {
-        s = match value {
-            Value::Text(v) => s.bind(v.as_str()),
-            Value::Int(v) => s.bind(*v),
-            Value::Bytes(v) => s.bind(v.as_slice()),
-            Value::Bool(v) => s.bind(*v),
-        };
-    }
-    s
 }
 
 fn pg_query<'q>(
@@ -248,24 +344,191 @@ fn pg_query<'q>(
     s
 }
 
-/// Runs a query's `$method` (`execute`, `fetch_all`, `fetch_optional`) on a SQLite or
-/// PostgreSQL executor: one definition of each call for pools and transactions.
-macro_rules! dispatch {
-    ($target:expr, $q:expr, $method:ident) => {
-        match $target {
-            Target::Sqlite(e) => sqlite_query($q).$method(e).await.map(Into::into),
-            Target::Postgres(e) => {
-                let sql = Dialect::Postgres.placeholders(&$q.sql);
-                pg_query(&sql, $q).$method(e).await.map(Into::into)
-            }
-        }
-    };
+/// What a SQLite statement gave: its rows and how many rows it changed.
+struct Ran {
+    rows: Vec<Vec<SqliteValue>>,
+    changed: u64,
 }
 
-/// Where a statement runs.
-enum Target<L, P> {
-    Sqlite(L),
-    Postgres(P),
+/// Runs a statement on a SQLite connection, reading every row it returns.
+fn sqlite_run(conn: &rusqlite::Connection, q: &Query) -> Result<Ran, DbError> {
+    let mut statement = conn.prepare_cached(&q.sql)?;
+    for (i, value) in q.args.iter().enumerate() {
+        let index = i + 1;
+        match value {
+            Value::Text(v) => statement.raw_bind_parameter(index, v.as_str())?,
+            Value::Int(v) => statement.raw_bind_parameter(index, *v)?,
+            Value::Bytes(v) => statement.raw_bind_parameter(index, v.as_slice())?,
+            Value::Bool(v) => statement.raw_bind_parameter(index, i64::from(*v))?,
+        }
+    }
+    let columns = statement.column_count();
+    let mut rows = Vec::new();
+    let mut cursor = statement.raw_query();
+    while let Some(row) = cursor.next()? {
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            values.push(row.get::<_, SqliteValue>(i)?);
+        }
+        rows.push(values);
+    }
+    drop(cursor);
+    Ok(Ran {
+        rows,
+        changed: conn.changes(),
+    })
+}
+
+/// How to open the connections of a SQLite pool.
+#[derive(Debug, Clone)]
+enum SqliteTarget {
+    Memory,
+    File(std::path::PathBuf),
+}
+
+/// A pool of SQLite connections.
+#[derive(Clone)]
+pub struct SqlitePool {
+    inner: Arc<SqliteInner>,
+}
+
+struct SqliteInner {
+    target: SqliteTarget,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for SqlitePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqlitePool({:?})", self.inner.target)
+    }
+}
+
+/// A connection taken from a [`SqlitePool`], returned to it when dropped (rolled back first if
+/// a transaction is open).
+pub struct SqliteConn {
+    conn: Option<rusqlite::Connection>,
+    pool: Arc<SqliteInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for SqliteConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+                return; // closed: SQLite rolls back what it had
+            }
+            if let Ok(mut idle) = self.pool.idle.lock() {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+impl SqliteConn {
+    fn conn(&self) -> Result<&rusqlite::Connection, DbError> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| DbError::new("the SQLite connection was lost"))
+    }
+
+    /// Runs a statement on a blocking thread, for what may wait on the disk or a lock.
+    async fn run_blocking(&mut self, q: Query) -> Result<Ran, DbError> {
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| DbError::new("the SQLite connection was lost"))?;
+        let (conn, ran) = tokio::task::spawn_blocking(move || {
+            let ran = sqlite_run(&conn, &q);
+            (conn, ran)
+        })
+        .await
+        .map_err(|e| DbError::new(format!("a SQLite statement failed to run: {e}")))?;
+        self.conn = Some(conn);
+        ran
+    }
+}
+
+impl SqlitePool {
+    fn new(target: SqliteTarget, max_connections: u32) -> SqlitePool {
+        SqlitePool {
+            inner: Arc::new(SqliteInner {
+                target,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(
+                    usize::try_from(max_connections.max(1)).unwrap_or(1),
+                )),
+            }),
+        }
+    }
+
+    async fn acquire(&self) -> Result<SqliteConn, DbError> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::new("the SQLite pool is closed"))?;
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .map_err(|_| DbError::new("the SQLite pool is poisoned"))?
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let target = self.inner.target.clone();
+                tokio::task::spawn_blocking(move || open_sqlite(&target))
+                    .await
+                    .map_err(|e| DbError::new(format!("opening SQLite failed: {e}")))??
+            }
+        };
+        Ok(SqliteConn {
+            conn: Some(conn),
+            pool: self.inner.clone(),
+            _permit: permit,
+        })
+    }
+
+    async fn close(&self) {
+        self.inner.permits.close();
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// Opens a connection: in a file in WAL mode with `synchronous = FULL` (a commit is on disk
+/// before it returns) and a busy timeout, or the one in-memory database.
+fn open_sqlite(target: &SqliteTarget) -> Result<rusqlite::Connection, DbError> {
+    let conn = match target {
+        SqliteTarget::Memory => rusqlite::Connection::open_in_memory()?,
+        SqliteTarget::File(path) => {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(DbError::new(format!(
+                    "{} cannot be put in WAL mode (it is in {mode} mode)",
+                    path.display()
+                )));
+            }
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn
+        }
+    };
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// Whether a statement outside a transaction may wait on the disk or another writer.
+fn writes(sql: &str) -> bool {
+    !sql.trim_start()
+        .get(..6)
+        .is_some_and(|head| head.eq_ignore_ascii_case("SELECT"))
 }
 
 /// A database: a pool of SQLite or PostgreSQL connections.
@@ -277,95 +540,30 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-impl From<SqlitePool> for Db {
-    fn from(pool: SqlitePool) -> Self {
-        Db::Sqlite(pool)
-    }
-}
-
 impl From<PgPool> for Db {
     fn from(pool: PgPool) -> Self {
         Db::Postgres(pool)
     }
 }
 
-/// Rows affected by a statement.
-struct Affected(u64);
-impl From<sqlx::sqlite::SqliteQueryResult> for Affected {
-    fn from(r: sqlx::sqlite::SqliteQueryResult) -> Self {
-        Affected(r.rows_affected())
-    }
-}
-impl From<sqlx::postgres::PgQueryResult> for Affected {
-    fn from(r: sqlx::postgres::PgQueryResult) -> Self {
-        Affected(r.rows_affected())
-    }
-}
-
-/// Rows of a result.
-struct Rows(Vec<Row>);
-impl From<Vec<SqliteRow>> for Rows {
-    fn from(r: Vec<SqliteRow>) -> Self {
-        Rows(r.into_iter().map(Row::Sqlite).collect())
-    }
-}
-impl From<Vec<PgRow>> for Rows {
-    fn from(r: Vec<PgRow>) -> Self {
-        Rows(r.into_iter().map(Row::Postgres).collect())
-    }
-}
-
-/// At most one row of a result.
-struct MaybeRow(Option<Row>);
-impl From<Option<SqliteRow>> for MaybeRow {
-    fn from(r: Option<SqliteRow>) -> Self {
-        MaybeRow(r.map(Row::Sqlite))
-    }
-}
-impl From<Option<PgRow>> for MaybeRow {
-    fn from(r: Option<PgRow>) -> Self {
-        MaybeRow(r.map(Row::Postgres))
-    }
-}
-
-/// The statements every executor runs: a pool ([`Db`], `&self`) or a transaction ([`Tx`],
-/// `&mut self`).
-macro_rules! executor_methods {
-    ($this:ident, $($receiver:tt)+) => {
-        /// Runs a statement; returns the number of rows it changed.
-        pub async fn execute($($receiver)+, q: &Query) -> Result<u64, sqlx::Error> {
-            let done: Affected = dispatch!($this.target(), q, execute)?;
-            Ok(done.0)
-        }
-
-        /// Every row of a query.
-        pub async fn fetch_all($($receiver)+, q: &Query) -> Result<Vec<Row>, sqlx::Error> {
-            let rows: Rows = dispatch!($this.target(), q, fetch_all)?;
-            Ok(rows.0)
-        }
-
-        /// The first row of a query, if any.
-        pub async fn fetch_optional($($receiver)+, q: &Query) -> Result<Option<Row>, sqlx::Error> {
-            let row: MaybeRow = dispatch!($this.target(), q, fetch_optional)?;
-            Ok(row.0)
-        }
-
-        /// The first column of the first row of a query, if any.
-        pub async fn fetch_scalar<T: Column>($($receiver)+, q: &Query) -> Result<Option<T>, sqlx::Error> {
-            $this.fetch_optional(q).await?.map(|row| row.get(0)).transpose()
-        }
-    };
-}
-
 impl Db {
     /// A fresh in-memory SQLite database: one connection, since each connection to
     /// `:memory:` would be a database of its own.
-    pub async fn sqlite_memory() -> Result<Db, sqlx::Error> {
-        sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true))
-            .await
-            .map(Db::Sqlite)
+    pub async fn sqlite_memory() -> Result<Db, DbError> {
+        let pool = SqlitePool::new(SqliteTarget::Memory, 1);
+        drop(pool.acquire().await?);
+        Ok(Db::Sqlite(pool))
+    }
+
+    /// A SQLite database in a file, created if missing, with up to `max_connections`
+    /// connections.
+    pub async fn sqlite_file(
+        path: impl Into<std::path::PathBuf>,
+        max_connections: u32,
+    ) -> Result<Db, DbError> {
+        let pool = SqlitePool::new(SqliteTarget::File(path.into()), max_connections);
+        drop(pool.acquire().await?);
+        Ok(Db::Sqlite(pool))
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
@@ -384,19 +582,78 @@ impl Db {
         }
     }
 
-    fn target(&self) -> Target<&SqlitePool, &PgPool> {
-        match self {
-            Db::Sqlite(p) => Target::Sqlite(p),
-            Db::Postgres(p) => Target::Postgres(p),
+    async fn sqlite(pool: &SqlitePool, q: &Query) -> Result<Ran, DbError> {
+        let mut conn = pool.acquire().await?;
+        if writes(&q.sql) {
+            conn.run_blocking(q.clone()).await
+        } else {
+            sqlite_run(conn.conn()?, q)
         }
     }
 
-    executor_methods!(self, &self);
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn execute(&self, q: &Query) -> Result<u64, DbError> {
+        match self {
+            Db::Sqlite(pool) => Ok(Self::sqlite(pool, q).await?.changed),
+            Db::Postgres(pool) => {
+                let sql = Dialect::Postgres.placeholders(&q.sql);
+                Ok(pg_query(&sql, q).execute(pool).await?.rows_affected())
+            }
+        }
+    }
+
+    /// Every row of a query.
+    pub async fn fetch_all(&self, q: &Query) -> Result<Vec<Row>, DbError> {
+        match self {
+            Db::Sqlite(pool) => Ok(Self::sqlite(pool, q)
+                .await?
+                .rows
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect()),
+            Db::Postgres(pool) => {
+                let sql = Dialect::Postgres.placeholders(&q.sql);
+                let rows = pg_query(&sql, q).fetch_all(pool).await?;
+                Ok(rows.into_iter().map(Row::Postgres).collect())
+            }
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub async fn fetch_optional(&self, q: &Query) -> Result<Option<Row>, DbError> {
+        match self {
+            Db::Sqlite(pool) => Ok(Self::sqlite(pool, q)
+                .await?
+                .rows
+                .into_iter()
+                .next()
+                .map(Row::Sqlite)),
+            Db::Postgres(pool) => {
+                let sql = Dialect::Postgres.placeholders(&q.sql);
+                Ok(pg_query(&sql, q)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(Row::Postgres))
+            }
+        }
+    }
+
+    /// The first column of the first row of a query, if any.
+    pub async fn fetch_scalar<T: Column>(&self, q: &Query) -> Result<Option<T>, DbError> {
+        self.fetch_optional(q)
+            .await?
+            .map(|row| row.get(0))
+            .transpose()
+    }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+    pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                conn.run_blocking(query("BEGIN IMMEDIATE")).await?;
+                Tx::Sqlite(conn)
+            }
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -404,18 +661,18 @@ impl Db {
     /// The plan the database chooses for a query, one line per step. PostgreSQL is asked
     /// with sequential scans and sorts priced out, so that the plan shows whether an index
     /// can serve the query at all, whatever the size of the tables.
-    pub async fn query_plan(&self, q: &Query) -> Result<Vec<String>, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        let plan = match &mut tx {
-            Tx::Sqlite(_) => {
+    pub async fn query_plan(&self, q: &Query) -> Result<Vec<String>, DbError> {
+        match self {
+            Db::Sqlite(_) => {
                 let explain = Query {
                     sql: format!("EXPLAIN QUERY PLAN {}", q.sql),
                     args: q.args.clone(),
                 };
-                let rows = tx.fetch_all(&explain).await?;
+                let rows = self.fetch_all(&explain).await?;
                 rows.iter().map(|r| r.get::<String>(3)).collect()
             }
-            Tx::Postgres(_) => {
+            Db::Postgres(_) => {
+                let mut tx = self.begin().await?;
                 for setting in ["enable_seqscan", "enable_sort", "enable_bitmapscan"] {
                     tx.execute(&query(format!("SET LOCAL {setting} = off")))
                         .await?;
@@ -425,11 +682,10 @@ impl Db {
                     args: q.args.clone(),
                 };
                 let rows = tx.fetch_all(&explain).await?;
+                tx.rollback().await?;
                 rows.iter().map(|r| r.get::<String>(0)).collect()
             }
-        };
-        tx.rollback().await?;
-        plan
+        }
     }
 
     /// Creates or migrates a component's schema, once among replicas that start at once:
@@ -443,7 +699,7 @@ impl Db {
         statements: &[String],
     ) -> Result<(), String> {
         let dialect = self.dialect();
-        let fail = |e: sqlx::Error| format!("setting up the {component} schema: {e}");
+        let fail = |e: DbError| format!("setting up the {component} schema: {e}");
         let mut tx = self.begin().await.map_err(fail)?;
         if dialect == Dialect::Postgres {
             tx.execute(&query("SELECT pg_advisory_xact_lock(?)").bind(SCHEMA_LOCK))
@@ -490,24 +746,20 @@ impl Db {
 const SCHEMA_LOCK: i64 = 0x7963_696d_6167_6573;
 
 /// A write transaction; dropped without [`Tx::commit`], it rolls back.
-#[derive(Debug)]
 pub enum Tx {
-    /// On SQLite.
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// On SQLite: a connection inside `BEGIN IMMEDIATE`.
+    Sqlite(SqliteConn),
     /// On PostgreSQL.
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
-impl Tx {
-    fn target(&mut self) -> Target<&mut sqlx::SqliteConnection, &mut sqlx::PgConnection> {
-        match self {
-            Tx::Sqlite(tx) => Target::Sqlite(&mut **tx),
-            Tx::Postgres(tx) => Target::Postgres(&mut **tx),
-        }
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tx({:?})", self.dialect())
     }
+}
 
-    executor_methods!(self, &mut self);
-
+impl Tx {
     /// The dialect of the database.
     pub fn dialect(&self) -> Dialect {
         match self {
@@ -516,19 +768,62 @@ impl Tx {
         }
     }
 
-    /// Makes the transaction's changes durable.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, q: &Query) -> Result<u64, DbError> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(conn) => Ok(sqlite_run(conn.conn()?, q)?.changed),
+            Tx::Postgres(tx) => {
+                let sql = Dialect::Postgres.placeholders(&q.sql);
+                Ok(pg_query(&sql, q).execute(&mut **tx).await?.rows_affected())
+            }
+        }
+    }
+
+    /// Every row of a query.
+    pub async fn fetch_all(&mut self, q: &Query) -> Result<Vec<Row>, DbError> {
+        match self {
+            Tx::Sqlite(conn) => Ok(sqlite_run(conn.conn()?, q)?
+                .rows
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect()),
+            Tx::Postgres(tx) => {
+                let sql = Dialect::Postgres.placeholders(&q.sql);
+                let rows = pg_query(&sql, q).fetch_all(&mut **tx).await?;
+                Ok(rows.into_iter().map(Row::Postgres).collect())
+            }
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub async fn fetch_optional(&mut self, q: &Query) -> Result<Option<Row>, DbError> {
+        Ok(self.fetch_all(q).await?.into_iter().next())
+    }
+
+    /// The first column of the first row of a query, if any.
+    pub async fn fetch_scalar<T: Column>(&mut self, q: &Query) -> Result<Option<T>, DbError> {
+        self.fetch_optional(q)
+            .await?
+            .map(|row| row.get(0))
+            .transpose()
+    }
+
+    /// Makes the transaction's changes durable.
+    pub async fn commit(self) -> Result<(), DbError> {
+        match self {
+            Tx::Sqlite(mut conn) => conn.run_blocking(query("COMMIT")).await.map(drop),
+            Tx::Postgres(tx) => Ok(tx.commit().await?),
         }
     }
 
     /// Undoes the transaction's changes.
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+    pub async fn rollback(self) -> Result<(), DbError> {
         match self {
-            Tx::Sqlite(tx) => tx.rollback().await,
-            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Sqlite(conn) => {
+                sqlite_run(conn.conn()?, &query("ROLLBACK"))?;
+                Ok(())
+            }
+            Tx::Postgres(tx) => Ok(tx.rollback().await?),
         }
     }
 }

@@ -80,7 +80,7 @@ impl SqlOperationStore {
         Self::open(Db::sqlite_memory().await.map_err(unavailable)?).await
     }
 
-    /// A store in `db` (a `SqlitePool` or `PgPool` converts into it), whose schema is created
+    /// A store in `db` (`Db::sqlite_file`, `Db::sqlite_memory`, or a `PgPool`, which converts into it), whose schema is created
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, StoreError> {
         let db = db.into();

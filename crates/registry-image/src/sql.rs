@@ -60,7 +60,7 @@ pub struct SqlImageStore {
     db: Db,
 }
 
-fn unavailable(e: sqlx::Error) -> ImageStoreError {
+fn unavailable(e: yc_operations::db::DbError) -> ImageStoreError {
     ImageStoreError::Unavailable(e.to_string())
 }
 
@@ -140,7 +140,7 @@ impl SqlImageStore {
         .build(self.db.dialect()))
     }
 
-    /// A store in `db` (a `SqlitePool` or `PgPool` converts into it), whose schema is created
+    /// A store in `db` (`Db::sqlite_file`, `Db::sqlite_memory`, or a `PgPool`, which converts into it), whose schema is created
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, ImageStoreError> {
         let db = db.into();

@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
@@ -198,19 +197,11 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
                 format!("creating the data directory {}", args.data_dir.display())
             })?;
             let database = args.data_dir.join("yc-images.sqlite");
-            let options = SqliteConnectOptions::new()
-                .filename(&database)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // An answer is sent only after its change is on disk.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(args.database_connections)
-                .connect_with(options)
+            // WAL with `synchronous = FULL`: an answer is sent only after its change is on disk.
+            let db = Db::sqlite_file(&database, args.database_connections)
                 .await
                 .with_context(|| format!("opening {}", database.display()))?;
-            (Db::Sqlite(pool), database.display().to_string())
+            (db, database.display().to_string())
         }
     };
     let operations = SqlOperationStore::open(db.clone())

@@ -429,15 +429,15 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     Server::start(dir.path()).kill();
     let database = dir.path().join("yc-images.sqlite");
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&database);
-    let pool = sqlx::SqlitePool::connect_with(options)
+    let db = yc_operations::db::Db::sqlite_file(&database, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    sqlx::query("UPDATE yc_schema SET version = 99 WHERE component = 'compute-image'")
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    pool.close().await;
+    db.execute(&yc_operations::db::query(
+        "UPDATE yc_schema SET version = 99 WHERE component = 'compute-image'",
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    db.close().await;
 
     let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

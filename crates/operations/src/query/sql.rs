@@ -60,7 +60,7 @@ pub async fn cursor_values(
     keys: &[(&'static str, bool)],
     int_columns: &[&str],
     id: &str,
-) -> Result<Option<Vec<SqlValue>>, sqlx::Error> {
+) -> Result<Option<Vec<SqlValue>>, crate::db::DbError> {
     let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
     let sql = format!("SELECT {} FROM {table} WHERE id = ?", columns.join(", "));
     let Some(row) = db.fetch_optional(&query(sql).bind(id)).await? else {
@@ -185,7 +185,7 @@ pub const KEEP_DELETED: std::time::Duration = std::time::Duration::from_secs(24 
 
 /// Removes the rows of `table` deleted (soft, with `deleted_at`) longer ago than
 /// [`KEEP_DELETED`] before `now` (nanoseconds).
-pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), crate::db::DbError> {
     let keep = i64::try_from(KEEP_DELETED.as_nanos()).unwrap_or(i64::MAX);
     tx.execute(
         &query(format!(
