@@ -6,6 +6,10 @@
 //! unique in a folder (an index enforces it); every List is one keyset query through
 //! `yc_operations::query::sql`, served by a partial index on (folder, sort column, id).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use prost::Message;
 use yc_operations::db::{Db, Query, query};
@@ -84,6 +88,49 @@ pub trait ComputeImageStore: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct SqlComputeImageStore {
     db: Db,
+    cache: Option<Arc<ImageCache>>,
+}
+
+/// Images by id, kept in memory for Get when this process is the only writer of its database
+/// (the embedded store, whose data directory it holds locked). A read fills it only if no
+/// write happened while it read, and every write drops the image after it is stored, so it
+/// never serves an image older than the store's.
+#[derive(Debug)]
+struct ImageCache {
+    writes: AtomicU64,
+    images: Mutex<HashMap<String, Image>>,
+    capacity: usize,
+}
+
+impl ImageCache {
+    fn get(&self, id: &str) -> Option<Image> {
+        self.images.lock().ok()?.get(id).cloned()
+    }
+
+    /// Keeps `image`, read when the write count was `writes`, unless a write came since.
+    fn fill(&self, image: &Image, writes: u64) {
+        let Ok(mut images) = self.images.lock() else {
+            return;
+        };
+        if self.writes.load(Ordering::SeqCst) != writes {
+            return;
+        }
+        if images.len() >= self.capacity {
+            let evicted = images.keys().next().cloned();
+            if let Some(evicted) = evicted {
+                images.remove(&evicted);
+            }
+        }
+        images.insert(image.id.clone(), image.clone());
+    }
+
+    /// After a write of `id` is stored.
+    fn written(&self, id: &str) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut images) = self.images.lock() {
+            images.remove(id);
+        }
+    }
 }
 
 fn unavailable(e: yc_operations::db::DbError) -> ComputeStoreError {
@@ -158,7 +205,45 @@ impl SqlComputeImageStore {
         db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
             .map_err(ComputeStoreError::Unavailable)?;
-        Ok(Self { db })
+        Ok(Self { db, cache: None })
+    }
+
+    /// The same store, keeping up to `capacity` images in memory for Get. Only for a database
+    /// no other process writes (the embedded store): a change made elsewhere would not be
+    /// seen.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(ImageCache {
+            writes: AtomicU64::new(0),
+            images: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }));
+        self
+    }
+
+    fn written(&self, id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.written(id);
+        }
+    }
+
+    /// Marks an image deleted, and purges images deleted long ago.
+    async fn delete_row(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
+        let now = nanos(at);
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let deleted = tx
+            .execute(
+                &query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+            )
+            .await
+            .map_err(unavailable)?
+            > 0;
+        purge_deleted(&mut tx, "ci_images", now)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted)
     }
 
     async fn list_sql(&self, query: &ComputeQuery) -> Result<Query, ComputeStoreError> {
@@ -204,7 +289,8 @@ impl SqlComputeImageStore {
 #[async_trait]
 impl ComputeImageStore for SqlComputeImageStore {
     async fn insert(&self, image: &Image) -> Result<(), ComputeStoreError> {
-        self.db
+        let done = self
+            .db
             .execute(
                 &query(
                     "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body) \
@@ -218,14 +304,28 @@ impl ComputeImageStore for SqlComputeImageStore {
                 .bind(nanos(image.created_at.unwrap_or_default()))
                 .bind(image.encode_to_vec()),
             )
-            .await
-            .map_err(|e| name_conflict(e, image))?;
+            .await;
+        // Whatever the outcome, the cache forgets the image.
+        self.written(&image.id);
+        done.map_err(|e| name_conflict(e, image))?;
         Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Image>, ComputeStoreError> {
-        self.body(&query("SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL").bind(id))
-            .await
+        let writes = match &self.cache {
+            Some(cache) => match cache.get(id) {
+                Some(image) => return Ok(Some(image)),
+                None => cache.writes.load(Ordering::SeqCst),
+            },
+            None => 0,
+        };
+        let image = self
+            .body(&query("SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL").bind(id))
+            .await?;
+        if let (Some(cache), Some(image)) = (&self.cache, &image) {
+            cache.fill(image, writes);
+        }
+        Ok(image)
     }
 
     async fn update(&self, image: &Image) -> Result<bool, ComputeStoreError> {
@@ -242,28 +342,15 @@ impl ComputeImageStore for SqlComputeImageStore {
                 .bind(image.encode_to_vec())
                 .bind(&image.id),
             )
-            .await
-            .map_err(|e| name_conflict(e, image))?;
-        Ok(changed > 0)
+            .await;
+        self.written(&image.id);
+        Ok(changed.map_err(|e| name_conflict(e, image))? > 0)
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
-        let now = nanos(at);
-        let mut tx = self.db.begin().await.map_err(unavailable)?;
-        let deleted = tx
-            .execute(
-                &query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-                    .bind(now)
-                    .bind(id),
-            )
-            .await
-            .map_err(unavailable)?
-            > 0;
-        purge_deleted(&mut tx, "ci_images", now)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(deleted)
+        let deleted = self.delete_row(id, at).await;
+        self.written(id);
+        deleted
     }
 
     async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError> {

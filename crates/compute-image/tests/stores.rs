@@ -307,3 +307,30 @@ async fn every_postgres_list_shape_scans_an_index() {
     }
     pg.drop_schema().await;
 }
+
+/// With the Get cache of the embedded store, Get sees every write at once: an update, a
+/// failed rename, a delete.
+#[tokio::test]
+async fn the_get_cache_never_serves_an_older_image() {
+    let store = SqlComputeImageStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_cache(2);
+    behaves_like_the_oracle(&store).await;
+    let mut one = image(100, "b1gcache", "one", "f", image::Status::Creating);
+    let two = image(101, "b1gcache", "two", "f", image::Status::Ready);
+    for image in [&one, &two] {
+        store.insert(image).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.get(&image.id).await, Ok(Some(image.clone())));
+    }
+    one.status = image::Status::Ready as i32;
+    assert_eq!(store.update(&one).await, Ok(true));
+    assert_eq!(store.get(&one.id).await, Ok(Some(one.clone())));
+    let mut renamed = one.clone();
+    renamed.name = "two".into();
+    assert!(store.update(&renamed).await.is_err());
+    assert_eq!(store.get(&one.id).await, Ok(Some(one.clone())));
+    assert_eq!(store.delete(&one.id, Timestamp::now()).await, Ok(true));
+    assert_eq!(store.get(&one.id).await, Ok(None));
+    assert_eq!(store.get(&two.id).await, Ok(Some(two)));
+}

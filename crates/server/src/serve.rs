@@ -175,11 +175,14 @@ struct Stores {
     db: Db,
     /// Where the data is, for the log.
     description: String,
+    /// The data directory's lock, held while serving.
+    _lock: Option<std::fs::File>,
 }
 
 /// Opens the embedded store in the data directory, or the PostgreSQL database of
 /// `--database-url`, and creates or migrates its schema.
 async fn open_stores(args: &ServeArgs) -> Result<Stores> {
+    let mut lock = None;
     let (db, description) = match &args.database_url {
         Some(url) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -196,6 +199,22 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
             std::fs::create_dir_all(&args.data_dir).with_context(|| {
                 format!("creating the data directory {}", args.data_dir.display())
             })?;
+            // One server per data directory: it is the only writer, which its Get cache relies on.
+            let lock_path = args.data_dir.join("yc-images.lock");
+            let file = std::fs::File::create(&lock_path)
+                .with_context(|| format!("creating {}", lock_path.display()))?;
+            match file.try_lock() {
+                Ok(()) => lock = Some(file),
+                Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                    "another yc-images serve is using the data directory {}; stop it, or give \
+                     this one another --data-dir (several servers share data through \
+                     --database-url)",
+                    args.data_dir.display()
+                ),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+                }
+            }
             let database = args.data_dir.join("yc-images.sqlite");
             // WAL with `synchronous = FULL`: an answer is sent only after its change is on disk.
             let db = Db::sqlite_file(&database, args.database_connections)
@@ -210,17 +229,24 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     let registry = SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    let compute = SqlComputeImageStore::open(db.clone())
+    let mut compute = SqlComputeImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
+    if lock.is_some() {
+        compute = compute.with_cache(GET_CACHE_IMAGES);
+    }
     Ok(Stores {
         operations: Arc::new(operations),
         registry: Arc::new(registry),
         compute: Arc::new(compute),
         db,
         description,
+        _lock: lock,
     })
 }
+
+/// Compute images the embedded store keeps in memory for Get.
+const GET_CACHE_IMAGES: usize = 100_000;
 
 /// A database URL without its password, for messages and logs.
 fn redact(url: &str) -> String {

@@ -424,6 +424,26 @@ async fn reflection_lists_every_service_and_health_answers() {
     );
 }
 
+#[test]
+fn a_second_server_on_one_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let first = Server::start(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another yc-images serve is using the data directory"),
+        "{stderr}"
+    );
+    first.kill();
+    // Once the first is gone, the directory is free again.
+    Server::start(dir.path()).kill();
+}
+
 #[tokio::test]
 async fn a_data_dir_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
