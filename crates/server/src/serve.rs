@@ -145,6 +145,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .layer(axum::middleware::from_fn(request_ids));
 
     tracing::info!(%address, store = %stores.description, startup_ms = started.elapsed().as_millis() as u64, "serving");
+    let shutdown = shutdown_signal()?;
     // Tests and scripts read the address from here, port 0 resolved.
     println!("yc-images listening on {address}");
     std::io::stdout().flush()?;
@@ -156,7 +157,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         }
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
     tracing::info!("shutting down: in-flight calls are done");
@@ -267,25 +268,26 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGINT or SIGTERM. The handlers are installed here, before the server says it is listening,
+/// so that a signal sent as soon as it does stops it gracefully.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Every answer carries `x-request-id` (the client's, or a new one) and `x-server-trace-id`;

@@ -733,3 +733,190 @@ fn operation_image_id(operation: &yc_proto_types::yandex::cloud::operation::Oper
         .map(|m| m.image_id)
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Every RPC of both ImageServices and OperationService over REST, against the real binary,
+/// with the typed REST clients and plain HTTP: on the embedded store, and on PostgreSQL when
+/// one is reachable.
+#[tokio::test]
+async fn every_rpc_over_rest_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let seed = seed_dir(dir.path());
+    let embedded = Server::start_with(dir.path(), &["--seed", &seed]);
+    every_rpc_over_rest(&embedded).await;
+    drop(embedded);
+    if let Some(pg) = yc_operations::db::TestPostgres::fresh().await {
+        let shared = Server::start_with(dir.path(), &["--seed", &seed, "--database-url", &pg.url]);
+        every_rpc_over_rest(&shared).await;
+        drop(shared);
+        pg.drop_schema().await;
+    }
+}
+
+/// A seed directory with one registry holding one image layout.
+fn seed_dir(dir: &Path) -> String {
+    let seed = dir.join("seed");
+    let registry = seed.join("container-registry/crprestregistry00000");
+    if !registry.exists() {
+        std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            registry.join("registry.json"),
+            r#"{"folderId":"b1grest","name":"main"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        write_layout(&registry.join("app"), "rest", "v1");
+    }
+    seed.to_string_lossy().into_owned()
+}
+
+async fn every_rpc_over_rest(server: &Server) {
+    use yc_proto_types::google::protobuf::FieldMask;
+    use yc_proto_types::yandex::cloud::compute::v1::{
+        ListImageOperationsRequest, ListImagesRequest, UpdateImageRequest,
+    };
+    use yc_proto_types::yandex::cloud::containerregistry::v1 as cr;
+
+    let uri = file_server().await;
+    let compute = ComputeImageClient::rest(&server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    let registry = yc_registry_image::client::RegistryImageClient::rest(&server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_wait_policy(fast());
+    let http = reqwest::Client::new();
+
+    // Compute: Create, Get, GetLatestByFamily, List, Update, ListOperations, Delete.
+    let mut created = Vec::new();
+    for name in ["rest-one", "rest-two"] {
+        created.push(
+            compute
+                .create_and_wait(&CreateImageRequest {
+                    folder_id: "b1grest".into(),
+                    name: name.into(),
+                    family: "rest".into(),
+                    source: Some(Source::Uri(uri.clone())),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    assert!(
+        created
+            .iter()
+            .all(|i| i.status == image::Status::Ready as i32)
+    );
+    assert_eq!(
+        compute.get(&created[0].id).await.ok().as_ref(),
+        Some(&created[0])
+    );
+    let latest = compute
+        .latest_by_family("b1grest", "rest")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created.contains(&latest));
+    let page = compute
+        .list(&ListImagesRequest {
+            folder_id: "b1grest".into(),
+            filter: r#"name = "rest-two""#.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.images, [created[1].clone()]);
+    let updated = compute
+        .update_and_wait(&UpdateImageRequest {
+            image_id: created[0].id.clone(),
+            update_mask: Some(FieldMask {
+                paths: vec!["description".into()],
+            }),
+            description: "over REST".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updated.description, "over REST");
+    let operations = compute
+        .list_operations(&ListImageOperationsRequest {
+            image_id: created[0].id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(operations.operations.len(), 2, "create and update");
+    assert!(operations.operations.iter().all(|o| o.done));
+
+    // OperationService: Get, and Cancel of an operation that is done.
+    let operation_id = &operations.operations[0].id;
+    let got = http
+        .get(format!("{}/operations/{operation_id}", server.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.status(), 200);
+    let cancel = http
+        .post(format!("{}/operations/{operation_id}:cancel", server.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = cancel.status();
+    let body: serde_json::Value = cancel
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Cancelling a done operation changes nothing and answers it as it is.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["done"], true, "{body}");
+    assert_eq!(body["id"], operation_id.as_str(), "{body}");
+
+    compute
+        .delete_and_wait(&created[1].id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = compute
+        .get(&created[1].id)
+        .await
+        .err()
+        .map(|e| e.grpc_code());
+    assert_eq!(gone, Some(tonic::Code::NotFound));
+
+    // Registry: List, Get, Delete.
+    let listed = registry
+        .list(&cr::ListImagesRequest {
+            folder_id: "b1grest".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.images.len(), 1, "{listed:?}");
+    let seeded = &listed.images[0];
+    assert_eq!(seeded.tags, ["v1".to_owned()]);
+    assert_eq!(registry.get(&seeded.id).await.ok().as_ref(), Some(seeded));
+    registry
+        .delete_and_wait(&seeded.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = registry.get(&seeded.id).await.err().map(|e| e.grpc_code());
+    assert_eq!(gone, Some(tonic::Code::NotFound));
+
+    // Bad input: the field named, the right HTTP status.
+    let bad = http
+        .get(format!(
+            "{}/compute/v1/images/{}",
+            server.url(),
+            "x".repeat(51)
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        body["message"],
+        "Request validation error: image_id: length must be at most 50"
+    );
+}
