@@ -36,10 +36,20 @@ const CHECKS: &[ScaleCheck] = &[
 
 const COMMAND: &str = "cargo bench -p yc-registry-image --bench list";
 
-/// Runs the benchmarks (unless `report_only`, which reuses the last run's figures) and
-/// writes the report.
-pub(crate) fn run(report_only: bool) -> Result<()> {
-    let load = if report_only {
+/// Which benchmarks to run; the others' figures come from their last run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// The criterion benchmarks and the server under load.
+    All,
+    /// Only the server under load.
+    Server,
+    /// Nothing: rewrite the report from the last figures.
+    Report,
+}
+
+/// Runs the benchmarks `which` names and writes the report.
+pub(crate) fn run(which: Run) -> Result<()> {
+    let load = if which == Run::Report {
         let path = crate::load::results_path();
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -47,7 +57,7 @@ pub(crate) fn run(report_only: bool) -> Result<()> {
     } else {
         crate::load::run()?
     };
-    if !report_only {
+    if which == Run::All {
         let status = Command::new(env!("CARGO"))
             .current_dir(project_root())
             .args(["bench", "-p", "yc-registry-image", "--bench", "list"])

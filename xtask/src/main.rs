@@ -26,7 +26,10 @@ tasks:
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
   sdk-env            set up the Python venv with the official SDK, print its python
-  bench [--report]   run the benchmarks, write docs/benchmarks.md, check scaling bounds
+  bench [--server | --report]
+                     run the benchmarks, write docs/benchmarks.md, check their bounds;
+                     --server runs only the server under load, --report runs nothing
+                     (both reuse the last figures of what they do not run)
                      (--report: only rewrite the report from the last run's figures)
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
 ";
@@ -43,8 +46,9 @@ fn main() -> Result<()> {
             println!("{}", python.display());
             Ok(())
         }
-        ["bench"] => bench::run(false),
-        ["bench", "--report"] => bench::run(true),
+        ["bench"] => bench::run(bench::Run::All),
+        ["bench", "--server"] => bench::run(bench::Run::Server),
+        ["bench", "--report"] => bench::run(bench::Run::Report),
         ["ci"] => ci::run(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
