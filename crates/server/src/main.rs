@@ -24,13 +24,19 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Log lines are written by a thread of their own, so that a call does not wait on the
+    // terminal or the disk; nothing is dropped (a full queue makes callers wait), and the
+    // guard writes out what is queued when the program ends.
+    let (writer, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("YC_IMAGES_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -920,3 +920,83 @@ async fn every_rpc_over_rest(server: &Server) {
         "Request validation error: image_id: length must be at most 50"
     );
 }
+
+/// Every call is logged once with its request id, method, path, HTTP status, gRPC status and
+/// latency, and the lines queued for the log thread are written out when the server stops.
+#[tokio::test]
+async fn every_call_is_logged_with_its_request_id() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("YC_IMAGES_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = line
+        .trim()
+        .strip_prefix("yc-images listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let server = Server { child, address };
+
+    let http = reqwest::Client::new();
+    for n in 0..50 {
+        let answer = http
+            .get(format!(
+                "{}/compute/v1/images/fd8missing{n:010}",
+                server.url()
+            ))
+            .header("x-request-id", format!("logged-rest-{n}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status(), 404);
+    }
+    let grpc = ComputeImageClient::grpc(channel(&server).await);
+    let missing = grpc
+        .get("fd8missing0000000000")
+        .await
+        .err()
+        .map(|e| e.grpc_code());
+    assert_eq!(missing, Some(tonic::Code::NotFound));
+
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sent.success());
+    let mut server = server;
+    for _ in 0..100 {
+        if server.child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let calls: Vec<&str> = text.lines().filter(|l| l.contains(" call ")).collect();
+    assert_eq!(calls.len(), 51, "{text}");
+    for n in 0..50 {
+        let line = calls
+            .iter()
+            .find(|l| l.contains(&format!("request_id=logged-rest-{n} ")))
+            .unwrap_or_else(|| panic!("no line for call {n}:\n{text}"));
+        assert!(line.contains("method=GET"), "{line}");
+        assert!(line.contains("status=404"), "{line}");
+        assert!(line.contains("latency_ms="), "{line}");
+    }
+    let grpc_line = calls
+        .iter()
+        .find(|l| l.contains("path=/yandex.cloud.compute.v1.ImageService/Get"))
+        .unwrap_or_else(|| panic!("no gRPC line:\n{text}"));
+    assert!(grpc_line.contains("grpc_status=\"5\""), "{grpc_line}");
+}
