@@ -46,6 +46,17 @@ pub(crate) struct ServeArgs {
     )]
     fetch_allow: Vec<String>,
 
+    /// Serve without authentication on an address other than loopback, where anyone who
+    /// can reach it can read and change everything. Without it the server listens only on
+    /// loopback addresses.
+    #[arg(
+        long,
+        env = "YC_IMAGES_ALLOW_UNAUTHENTICATED",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    allow_unauthenticated: bool,
+
     /// Keep the data in this PostgreSQL database instead of the data directory
     /// (`postgres://user[:password]@host[:port]/database`). Several servers may share one
     /// database: operations, idempotency keys and page tokens work across them.
@@ -70,6 +81,14 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let started = Instant::now();
+    if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        anyhow::bail!(
+            "refusing to serve on {} without authentication: every caller could read and change \
+             everything. Listen on a loopback address (127.0.0.1, [::1]), or pass \
+             --allow-unauthenticated if that is what you want",
+            args.listen
+        );
+    }
     let stores = open_stores(&args).await?;
     let runner =
         OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));

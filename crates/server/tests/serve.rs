@@ -28,8 +28,12 @@ impl Server {
     }
 
     fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("YC_IMAGES_LOG", "warn")
@@ -424,6 +428,34 @@ async fn reflection_lists_every_service_and_health_answers() {
     );
 }
 
+/// Unauthenticated, the server listens only on loopback unless told otherwise.
+#[test]
+fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to serve on 0.0.0.0:0 without authentication")
+            && stderr.contains("--allow-unauthenticated"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("yc-images.sqlite").exists(),
+        "nothing opened"
+    );
+    let allowed = Server::start_on("0.0.0.0:0", dir.path(), &["--allow-unauthenticated"]);
+    assert!(
+        allowed.address.starts_with("0.0.0.0:"),
+        "{}",
+        allowed.address
+    );
+}
+
 #[test]
 fn a_second_server_on_one_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -490,6 +522,7 @@ fn serve_help_explains_every_option() {
         "--database-url",
         "YC_IMAGES_DATABASE_URL",
         "--operation-lease",
+        "--allow-unauthenticated",
     ] {
         assert!(
             help.contains(option),
