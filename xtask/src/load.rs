@@ -96,6 +96,25 @@ fn grpc_frame(message: &impl Message) -> Vec<u8> {
     frame
 }
 
+/// The CPU the servers run on, and the one h2load runs on, so that the load generator does
+/// not take CPU time from the server it measures (and the figures vary less).
+const SERVER_CPU: u32 = 0;
+const LOAD_CPU: u32 = 1;
+
+/// `program` pinned to `cpu` with taskset, where there are two CPUs and taskset; otherwise
+/// unpinned.
+fn on_cpu(cpu: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = Command::new("taskset").arg("--version").output().is_ok();
+    if cpus >= 2 && taskset {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
 /// A process killed when dropped.
 struct Running(Child);
 
@@ -150,7 +169,7 @@ fn http_get(address: &str, path: &str) -> Result<Vec<u8>> {
 /// The figures of one h2load run against `url`.
 fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> {
     let log = work.join(format!("{name}.tsv"));
-    let output = Command::new("h2load")
+    let output = on_cpu(LOAD_CPU, "h2load")
         .args(args)
         .args([
             "-t",
@@ -255,7 +274,7 @@ pub(crate) fn run() -> Result<Vec<Scenario>> {
     fs::write(&all, serde_json::Value::Array(images).to_string())?;
 
     let log = fs::File::create(work.path().join("server.log"))?;
-    let mut server = Command::new(release.join("yc-images"));
+    let mut server = on_cpu(SERVER_CPU, release.join("yc-images"));
     server
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(work.path().join("data"))
@@ -263,7 +282,7 @@ pub(crate) fn run() -> Result<Vec<Scenario>> {
         .arg(work.path().join("seed"))
         .stderr(log);
     let (_server, server_address) = start(server, "yc-images serve")?;
-    let mut ceiling = Command::new(release.join("examples/ceiling"));
+    let mut ceiling = on_cpu(SERVER_CPU, release.join("examples/ceiling"));
     ceiling.arg(&all);
     let (_ceiling, ceiling_address) = start(ceiling, "the ceiling")?;
     println!("bench: yc-images on {server_address}, the ceiling on {ceiling_address}");
@@ -410,7 +429,8 @@ pub(crate) fn section(results: &[Scenario]) -> Result<String> {
          file by the server's log thread) seeded with {IMAGES} Compute images, and the ceiling\n\
          (`crates/server/examples/ceiling.rs`: a bare tonic and axum server answering the same\n\
          calls with the same fixed images, so the most this stack serves on this machine), each\n\
-         driven in turn by h2load on the same machine for {DURATION} s after {WARM_UP} s of\n\
+         driven in turn by h2load on the same machine (the servers pinned to CPU {SERVER_CPU},\n\
+         h2load to CPU {LOAD_CPU}) for {DURATION} s after {WARM_UP} s of\n\
          warm-up, {ROUNDS} times each, alternating (the run with the median throughput is\n\
          shown): gRPC with {GRPC_CONNECTIONS} HTTP/2 connections × {GRPC_STREAMS} streams,\n\
          REST with {REST_CONNECTIONS} HTTP/1.1 connections. Latencies are per request, from\n\

@@ -26,10 +26,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Log lines are written by a thread of their own, so that a call does not wait on the
     // terminal or the disk; nothing is dropped (a full queue makes callers wait), and the
-    // guard writes out what is queued when the program ends.
+    // guard writes out what is queued when the program ends. The thread writes what is queued
+    // in one go and flushes whenever the queue is empty.
     let (writer, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("YC_IMAGES_LOG")
