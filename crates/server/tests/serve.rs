@@ -32,13 +32,24 @@ impl Server {
     }
 
     fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        Self::launch(Self::command(listen, data_dir, extra).stderr(Stdio::inherit()))
+    }
+
+    /// `yc-images serve` on `listen` with `data_dir`, logging warnings only.
+    fn command(listen: &str, data_dir: &Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_yc-images"));
+        command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("YC_IMAGES_LOG", "warn")
+            .env("YC_IMAGES_LOG", "warn");
+        command
+    }
+
+    /// Starts `command` and waits for the address it serves.
+    fn launch(command: &mut Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("starting yc-images: {e}"));
         let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
@@ -961,25 +972,11 @@ async fn every_call_is_logged_with_its_request_id() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yc-images"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("YC_IMAGES_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let address = line
-        .trim()
-        .strip_prefix("yc-images listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    let server = Server { child, address };
+    let server = Server::launch(
+        Server::command("127.0.0.1:0", &dir.path().join("data"), &[])
+            .env("YC_IMAGES_LOG", "info")
+            .stderr(log),
+    );
 
     let http = reqwest::Client::new();
     for n in 0..50 {
