@@ -51,7 +51,6 @@ pub(crate) struct Figures {
     pub(crate) p50_ms: f64,
     pub(crate) p90_ms: f64,
     pub(crate) p99_ms: f64,
-    pub(crate) bytes_per_response: f64,
 }
 
 /// A call measured against both servers.
@@ -104,9 +103,12 @@ const LOAD_CPU: u32 = 1;
 /// `program` pinned to `cpu` with taskset, where there are two CPUs and taskset; otherwise
 /// unpinned.
 fn on_cpu(cpu: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let taskset = Command::new("taskset").arg("--version").output().is_ok();
-    if cpus >= 2 && taskset {
+    static PIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let pin = *PIN.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+            && Command::new("taskset").arg("--version").output().is_ok()
+    });
+    if pin {
         let mut command = Command::new("taskset");
         command.arg("-c").arg(cpu.to_string()).arg(program);
         command
@@ -212,14 +214,6 @@ fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> 
     if succeeded == 0.0 || failed > 0.0 || others > 0.0 || ok < succeeded * 0.999 {
         bail!("h2load {url}: not every request succeeded:\n{text}");
     }
-    // "traffic: 1.2MB (1234) total, 12KB (123) headers (space savings 90%), 1MB (1234) data"
-    let data = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("traffic:"))
-        .and_then(|l| l.rsplit_once('(').map(|(_, r)| r))
-        .and_then(|r| r.split(')').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .with_context(|| format!("no traffic in:\n{text}"))?;
     let mut micros: Vec<u64> = fs::read_to_string(&log)?
         .lines()
         .filter_map(|l| l.split('\t').nth(2).and_then(|d| d.parse().ok()))
@@ -237,7 +231,6 @@ fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> 
         p50_ms: percentile(0.50),
         p90_ms: percentile(0.90),
         p99_ms: percentile(0.99),
-        bytes_per_response: data / succeeded,
     })
 }
 

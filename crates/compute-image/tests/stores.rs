@@ -293,14 +293,7 @@ async fn every_postgres_list_shape_scans_an_index() {
         }
     }
     assert_eq!(checked, 3 * 5 * 2 * 2);
-    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT column_name::text, collation_name::text FROM information_schema.columns \
-         WHERE table_schema = $1 AND table_name = 'ci_images' AND data_type = 'text'",
-    )
-    .bind(&pg.schema)
-    .fetch_all(&pg.pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let collations = pg.text_collations("ci_images").await;
     assert_eq!(collations.len(), 5, "{collations:?}");
     for (column, collation) in collations {
         assert_eq!(collation.as_deref(), Some("C"), "ci_images.{column}");

@@ -892,6 +892,23 @@ impl TestPostgres {
         })
     }
 
+    /// The collation of every text column of `table` in the schema, by column name.
+    pub async fn text_collations(&self, table: &str) -> Vec<(String, Option<String>)> {
+        let collations = sqlx::query_as(
+            "SELECT column_name::text, collation_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 AND data_type = 'text' \
+             ORDER BY column_name",
+        )
+        .bind(&self.schema)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await;
+        match collations {
+            Ok(collations) => collations,
+            Err(e) => panic!("reading the collations of {table}: {e}"),
+        }
+    }
+
     /// Drops the schema and everything in it.
     pub async fn drop_schema(self) {
         self.pool.close().await;

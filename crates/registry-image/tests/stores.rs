@@ -281,15 +281,7 @@ async fn postgres_lists_like_the_oracle() {
         .unwrap_or_else(|e| panic!("{e}"));
     lists_like_the_oracle(&store).await;
     // Text sorts by code point whatever the database's default collation.
-    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT column_name::text, collation_name::text FROM information_schema.columns \
-         WHERE table_schema = $1 AND table_name = 'cr_images' AND data_type = 'text' \
-         ORDER BY column_name",
-    )
-    .bind(&pg.schema)
-    .fetch_all(&pg.pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let collations = pg.text_collations("cr_images").await;
     assert_eq!(collations.len(), 5, "{collations:?}");
     for (column, collation) in collations {
         assert_eq!(collation.as_deref(), Some("C"), "cr_images.{column}");
@@ -354,8 +346,7 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
 }
 
 /// Every List shape on PostgreSQL can be served by an index scan: with sequential scans and
-/// sorts priced out, the plan reads `cr_images` by an index and sorts nothing, except where
-/// several repositories of a registry or folder are merged.
+/// sorts priced out, the plan reads `cr_images` by an index and sorts nothing.
 #[tokio::test]
 async fn every_postgres_list_shape_scans_an_index() {
     let Some(pg) = TestPostgres::fresh().await else {

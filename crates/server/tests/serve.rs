@@ -46,6 +46,15 @@ impl Server {
         command
     }
 
+    /// Runs `yc-images serve` expecting it to refuse to start; returns what it said.
+    fn refused(listen: &str, data_dir: &Path) -> String {
+        let output = Self::command(listen, data_dir, &[])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!output.status.success(), "the server started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     /// Starts `command` and waits for the address it serves.
     fn launch(command: &mut Command) -> Server {
         let mut child = command
@@ -443,13 +452,7 @@ async fn reflection_lists_every_service_and_health_answers() {
 #[test]
 fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = Server::refused("0.0.0.0:0", dir.path());
     assert!(
         stderr.contains("refusing to serve on 0.0.0.0:0 without authentication")
             && stderr.contains("--allow-unauthenticated"),
@@ -471,13 +474,7 @@ fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
 fn a_second_server_on_one_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let first = Server::start(dir.path());
-    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
         stderr.contains("another yc-images serve is using the data directory"),
         "{stderr}"
@@ -502,13 +499,7 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
     .unwrap_or_else(|e| panic!("{e}"));
     db.close().await;
 
-    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
         stderr.contains("schema version 99, newer than this server's 1; run a newer yc-images"),
         "{stderr}"
