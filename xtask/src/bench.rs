@@ -57,7 +57,15 @@ pub(crate) fn run(which: Run) -> Result<()> {
     } else {
         crate::load::run()?
     };
-    if which == Run::All {
+    // `--server` on a checkout whose List benchmarks never ran runs them too: the report needs
+    // their figures.
+    let criterion_missing = CHECKS.iter().any(|check| {
+        check
+            .sizes
+            .iter()
+            .any(|&size| !estimates_path(check.group, check.bench, size).exists())
+    });
+    if which == Run::All || (which == Run::Server && criterion_missing) {
         let status = Command::new(env!("CARGO"))
             .current_dir(project_root())
             .args(["bench", "-p", "yc-registry-image", "--bench", "list"])
@@ -132,14 +140,23 @@ pub(crate) fn run(which: Run) -> Result<()> {
     Ok(())
 }
 
-fn mean_ns(group: &str, bench: &str, size: u64) -> Result<f64> {
-    let path = target_dir()
+fn estimates_path(group: &str, bench: &str, size: u64) -> std::path::PathBuf {
+    target_dir()
         .join("criterion")
         .join(group)
         .join(bench)
         .join(size.to_string())
-        .join("new/estimates.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        .join("new/estimates.json")
+}
+
+fn mean_ns(group: &str, bench: &str, size: u64) -> Result<f64> {
+    let path = estimates_path(group, bench, size);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (run `cargo xtask bench` once to measure it)",
+            path.display()
+        )
+    })?;
     let estimates: serde_json::Value = serde_json::from_str(&text)?;
     estimates["mean"]["point_estimate"]
         .as_f64()

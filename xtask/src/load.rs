@@ -21,7 +21,7 @@ const FOLDER: &str = "b1gbenchfolder";
 const DURATION: u32 = 8;
 /// Runs of each call against each server, alternating; the median run is reported, since a
 /// shared 2-core machine varies by a fifth from one run to the next.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const WARM_UP: u32 = 2;
 /// gRPC: connections × streams per connection; REST: connections.
 const GRPC_CONNECTIONS: u32 = 4;

@@ -18,10 +18,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use prost::bytes::Buf;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 use prost::{Message, Name};
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, MessageDescriptor, ReflectMessage,
-    Value,
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
 };
 use regex::Regex;
 
@@ -44,15 +46,21 @@ pub fn validate<M: Message + Name>(request: &M) -> Result<(), Status> {
     let Some(descriptor) = pool.get_message_by_name(&M::full_name()) else {
         return Ok(());
     };
-    let message =
-        DynamicMessage::decode(descriptor, request.encode_to_vec().as_slice()).map_err(|e| {
-            internal(format!(
-                "cannot read {} for validation: {e}",
-                M::full_name()
-            ))
-        })?;
+    let rules = rules_of(&descriptor)?;
     let mut violations = Vec::new();
-    check_message(&message, "", &mut violations)?;
+    let unreadable = |e: String| {
+        internal(format!(
+            "cannot read {} for validation: {e}",
+            M::full_name()
+        ))
+    };
+    if rules.flat {
+        check_wire(&rules, &request.encode_to_vec(), &mut violations).map_err(unreadable)?;
+    } else {
+        let message = DynamicMessage::decode(descriptor, request.encode_to_vec().as_slice())
+            .map_err(|e| unreadable(e.to_string()))?;
+        check_message(&message, "", &mut violations)?;
+    }
     match violations.first() {
         None => Ok(()),
         Some(first) => {
@@ -78,6 +86,19 @@ fn internal(message: String) -> Status {
 struct Bound {
     min: Option<i128>,
     max: Option<i128>,
+}
+
+impl FieldRules {
+    /// Whether a value of the field can break a rule: it has rules, or holds messages that may.
+    fn can_fail(&self) -> bool {
+        let holds_messages = matches!(self.field.kind(), Kind::Message(_));
+        holds_messages
+            || self.required
+            || self.size.is_some()
+            || self.unique
+            || !self.values.is_empty()
+            || !self.keys.is_empty()
+    }
 }
 
 impl Bound {
@@ -162,6 +183,15 @@ struct ValueRules {
     bytes: Option<Bound>,
 }
 
+impl ValueRules {
+    fn is_empty(&self) -> bool {
+        self.length.is_none()
+            && self.pattern.is_none()
+            && self.value.is_none()
+            && self.bytes.is_none()
+    }
+}
+
 #[derive(Debug)]
 struct FieldRules {
     field: FieldDescriptor,
@@ -182,6 +212,10 @@ struct OneofRule {
 struct MessageRules {
     fields: Vec<FieldRules>,
     exactly_one: Vec<OneofRule>,
+    /// Every rule is on a single field of a scalar or text type and none needs the others:
+    /// the message can be checked on its wire form, without decoding it into a
+    /// `DynamicMessage` first (most requests, the cheap calls among them).
+    flat: bool,
 }
 
 /// The compiled rules of a message type, compiled on first use.
@@ -249,7 +283,9 @@ fn compile(descriptor: &MessageDescriptor) -> Result<MessageRules, String> {
             keys,
             field,
         };
-        rules.fields.push(field_rules);
+        if field_rules.can_fail() {
+            rules.fields.push(field_rules);
+        }
     }
     for oneof in descriptor.oneofs().filter(|o| !o.is_synthetic()) {
         if option(&oneof.options(), "exactly_one").and_then(|v| v.as_bool()) == Some(true) {
@@ -259,6 +295,10 @@ fn compile(descriptor: &MessageDescriptor) -> Result<MessageRules, String> {
             });
         }
     }
+    rules.flat = rules.exactly_one.is_empty()
+        && rules.fields.iter().all(|f| {
+            !f.field.is_list() && !f.field.is_map() && !matches!(f.field.kind(), Kind::Message(_))
+        });
     Ok(rules)
 }
 
@@ -289,10 +329,12 @@ fn check_message(
     }
     for rules in &rules.fields {
         let field = &rules.field;
-        let path = format!("{prefix}{}", field.name());
+        // Paths are written out only for a violation or a nested message: most calls break no
+        // rule.
+        let path = || format!("{prefix}{}", field.name());
         if !message.has_field(field) {
             if rules.required {
-                violation(out, path, "is required".into());
+                violation(out, path(), "is required".into());
             }
             continue;
         }
@@ -304,13 +346,13 @@ fn check_message(
                     let mut seen = HashSet::new();
                     for item in items {
                         if !seen.insert(format!("{item:?}")) {
-                            violation(out, path.clone(), "values must be unique".into());
+                            violation(out, path(), "values must be unique".into());
                             break;
                         }
                     }
                 }
                 for (i, item) in items.iter().enumerate() {
-                    check_value(&rules.values, item, &format!("{path}[{i}]"), out)?;
+                    check_value(&rules.values, item, &|| format!("{}[{i}]", path()), out)?;
                 }
             }
             Value::Map(entries) => {
@@ -319,12 +361,15 @@ fn check_message(
                 sorted.sort_by(|a, b| a.0.cmp(b.0));
                 for (key, item) in sorted {
                     let key_text = map_key_text(key);
-                    let key_value = map_key_value(key);
-                    let key_path = format!("{path}[{key_text}]");
-                    if let Some(problem) = value_problem(&rules.keys, &key_value) {
-                        violation(out, path.clone(), format!("key {key_text:?}: {problem}"));
+                    if let Some(problem) = value_problem(&rules.keys, Scalar::of_key(key)) {
+                        violation(out, path(), format!("key {key_text:?}: {problem}"));
                     }
-                    check_value(&rules.values, item, &key_path, out)?;
+                    check_value(
+                        &rules.values,
+                        item,
+                        &|| format!("{}[{key_text}]", path()),
+                        out,
+                    )?;
                 }
             }
             single => check_value(&rules.values, single, &path, out)?,
@@ -333,11 +378,16 @@ fn check_message(
     Ok(())
 }
 
-fn check_size(rules: &FieldRules, len: usize, path: &str, out: &mut Vec<FieldViolation>) {
+fn check_size(
+    rules: &FieldRules,
+    len: usize,
+    path: &dyn Fn() -> String,
+    out: &mut Vec<FieldViolation>,
+) {
     if let Some(size) = rules.size.filter(|s| !s.contains(len as i128)) {
         violation(
             out,
-            path.to_owned(),
+            path(),
             format!("must have {} elements", size.describe()),
         );
     }
@@ -346,22 +396,57 @@ fn check_size(rules: &FieldRules, len: usize, path: &str, out: &mut Vec<FieldVio
 fn check_value(
     rules: &ValueRules,
     value: &Value,
-    path: &str,
+    path: &dyn Fn() -> String,
     out: &mut Vec<FieldViolation>,
 ) -> Result<(), Status> {
     if let Value::Message(inner) = value {
-        return check_message(inner, &format!("{path}."), out);
+        return check_message(inner, &format!("{}.", path()), out);
     }
-    if let Some(problem) = value_problem(rules, value) {
-        violation(out, path.to_owned(), problem);
+    if let Some(problem) = value_problem(rules, Scalar::of(value)) {
+        violation(out, path(), problem);
     }
     Ok(())
 }
 
+/// A single value as the rules see it.
+#[derive(Debug, Clone, Copy)]
+enum Scalar<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Integer(i128),
+    /// Bools and floating point numbers, which no rule constrains.
+    Other,
+}
+
+impl Scalar<'_> {
+    fn of(value: &Value) -> Scalar<'_> {
+        match value {
+            Value::String(s) => Scalar::Text(s),
+            Value::Bytes(b) => Scalar::Bytes(b),
+            Value::I32(n) | Value::EnumNumber(n) => Scalar::Integer((*n).into()),
+            Value::I64(n) => Scalar::Integer((*n).into()),
+            Value::U32(n) => Scalar::Integer((*n).into()),
+            Value::U64(n) => Scalar::Integer((*n).into()),
+            _ => Scalar::Other,
+        }
+    }
+
+    fn of_key(key: &MapKey) -> Scalar<'_> {
+        match key {
+            MapKey::String(s) => Scalar::Text(s),
+            MapKey::I32(n) => Scalar::Integer((*n).into()),
+            MapKey::I64(n) => Scalar::Integer((*n).into()),
+            MapKey::U32(n) => Scalar::Integer((*n).into()),
+            MapKey::U64(n) => Scalar::Integer((*n).into()),
+            MapKey::Bool(_) => Scalar::Other,
+        }
+    }
+}
+
 /// What is wrong with a single value, if anything.
-fn value_problem(rules: &ValueRules, value: &Value) -> Option<String> {
+fn value_problem(rules: &ValueRules, value: Scalar<'_>) -> Option<String> {
     match value {
-        Value::String(s) => {
+        Scalar::Text(s) => {
             let chars = s.chars().count() as i128;
             if let Some(length) = rules.length.filter(|l| !l.contains(chars)) {
                 return Some(format!("length must be {}", length.describe()));
@@ -371,24 +456,128 @@ fn value_problem(rules: &ValueRules, value: &Value) -> Option<String> {
             }
             None
         }
-        Value::Bytes(b) => rules
+        Scalar::Bytes(b) => rules
             .bytes
             .filter(|l| !l.contains(b.len() as i128))
             .map(|l| format!("size must be {} bytes", l.describe())),
-        other => {
-            let n: i128 = match other {
-                Value::I32(n) | Value::EnumNumber(n) => (*n).into(),
-                Value::I64(n) => (*n).into(),
-                Value::U32(n) => (*n).into(),
-                Value::U64(n) => (*n).into(),
-                _ => return None,
-            };
-            rules
-                .value
-                .filter(|v| !v.contains(n))
-                .map(|v| format!("must be {}", v.describe()))
+        Scalar::Integer(n) => rules
+            .value
+            .filter(|v| !v.contains(n))
+            .map(|v| format!("must be {}", v.describe())),
+        Scalar::Other => None,
+    }
+}
+
+/// Checks a message whose rules are [`MessageRules::flat`] on its wire form: a field is set
+/// when it is on the wire, as `has_field` of the decoded message says.
+fn check_wire(
+    rules: &MessageRules,
+    mut wire: &[u8],
+    out: &mut Vec<FieldViolation>,
+) -> Result<(), String> {
+    let mut values: Vec<Option<Scalar<'_>>> = vec![None; rules.fields.len()];
+    while wire.has_remaining() {
+        let (number, wire_type) = decode_key(&mut wire).map_err(|e| e.to_string())?;
+        let Some(at) = rules.fields.iter().position(|f| f.field.number() == number) else {
+            skip_field(wire_type, number, &mut wire, DecodeContext::default())
+                .map_err(|e| e.to_string())?;
+            continue;
+        };
+        values[at] = Some(read_scalar(&rules.fields[at].field, wire_type, &mut wire)?);
+    }
+    for (rules, value) in rules.fields.iter().zip(values) {
+        match value {
+            None if rules.required => {
+                violation(out, rules.field.name().into(), "is required".into())
+            }
+            None => {}
+            Some(value) => {
+                if let Some(problem) = value_problem(&rules.values, value) {
+                    violation(out, rules.field.name().into(), problem);
+                }
+            }
         }
     }
+    Ok(())
+}
+
+/// One value of a singular scalar or text field, read as the field's type says.
+fn read_scalar<'a>(
+    field: &FieldDescriptor,
+    wire_type: WireType,
+    wire: &mut &'a [u8],
+) -> Result<Scalar<'a>, String> {
+    let unexpected = || format!("field {} is on the wire as {wire_type:?}", field.name());
+    let underflow = || "buffer underflow".to_owned();
+    let varint = |wire: &mut &'a [u8]| {
+        if wire_type == WireType::Varint {
+            decode_varint(wire).map_err(|e| e.to_string())
+        } else {
+            Err(unexpected())
+        }
+    };
+    let fixed = |wire: &mut &'a [u8], size: usize| {
+        let expected = if size == 4 {
+            WireType::ThirtyTwoBit
+        } else {
+            WireType::SixtyFourBit
+        };
+        if wire_type != expected {
+            return Err(unexpected());
+        }
+        if wire.remaining() < size {
+            return Err(underflow());
+        }
+        Ok(if size == 4 {
+            u64::from(wire.get_u32_le())
+        } else {
+            wire.get_u64_le()
+        })
+    };
+    let scalar = match field.kind() {
+        Kind::String | Kind::Bytes => {
+            if wire_type != WireType::LengthDelimited {
+                return Err(unexpected());
+            }
+            let len = decode_varint(wire).map_err(|e| e.to_string())?;
+            let len = usize::try_from(len).map_err(|_| underflow())?;
+            if wire.len() < len {
+                return Err(underflow());
+            }
+            let (bytes, rest) = wire.split_at(len);
+            *wire = rest;
+            if field.kind() == Kind::String {
+                Scalar::Text(
+                    std::str::from_utf8(bytes).map_err(|e| format!("{}: {e}", field.name()))?,
+                )
+            } else {
+                Scalar::Bytes(bytes)
+            }
+        }
+        // Negative int32 and enum numbers are sign-extended to ten bytes on the wire.
+        Kind::Int32 | Kind::Enum(_) => Scalar::Integer((varint(wire)? as i64 as i32).into()),
+        Kind::Int64 => Scalar::Integer((varint(wire)? as i64).into()),
+        Kind::Uint32 => Scalar::Integer((varint(wire)? as u32).into()),
+        Kind::Uint64 => Scalar::Integer(varint(wire)?.into()),
+        Kind::Sint32 => {
+            let n = varint(wire)? as u32;
+            Scalar::Integer((((n >> 1) as i32) ^ -((n & 1) as i32)).into())
+        }
+        Kind::Sint64 => {
+            let n = varint(wire)?;
+            Scalar::Integer((((n >> 1) as i64) ^ -((n & 1) as i64)).into())
+        }
+        Kind::Fixed32 => Scalar::Integer(fixed(wire, 4)?.into()),
+        Kind::Sfixed32 => Scalar::Integer((fixed(wire, 4)? as u32 as i32).into()),
+        Kind::Fixed64 => Scalar::Integer(fixed(wire, 8)?.into()),
+        Kind::Sfixed64 => Scalar::Integer((fixed(wire, 8)? as i64).into()),
+        Kind::Bool | Kind::Float | Kind::Double | Kind::Message(_) => {
+            skip_field(wire_type, field.number(), wire, DecodeContext::default())
+                .map_err(|e| e.to_string())?;
+            Scalar::Other
+        }
+    };
+    Ok(scalar)
 }
 
 fn map_key_text(key: &MapKey) -> String {
@@ -399,17 +588,6 @@ fn map_key_text(key: &MapKey) -> String {
         MapKey::I64(n) => n.to_string(),
         MapKey::U32(n) => n.to_string(),
         MapKey::U64(n) => n.to_string(),
-    }
-}
-
-fn map_key_value(key: &MapKey) -> Value {
-    match key {
-        MapKey::String(s) => Value::String(s.clone()),
-        MapKey::Bool(b) => Value::Bool(*b),
-        MapKey::I32(n) => Value::I32(*n),
-        MapKey::I64(n) => Value::I64(*n),
-        MapKey::U32(n) => Value::U32(*n),
-        MapKey::U64(n) => Value::U64(*n),
     }
 }
 

@@ -2,6 +2,7 @@
 //! operations, served over gRPC and REST on one address.
 
 mod endpoints;
+mod log;
 mod seed;
 mod serve;
 
@@ -24,22 +25,16 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Log lines are written by a thread of their own, so that a call does not wait on the
-    // terminal or the disk; nothing is dropped (a full queue makes callers wait), and the
-    // guard writes out what is queued when the program ends. The thread writes what is queued
-    // in one go and flushes whenever the queue is empty.
-    let (writer, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    // Log lines are written out by a thread of their own (see `log`); the guard writes out
+    // what is left when the program ends.
+    let (writer, _flush) = log::stderr();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("YC_IMAGES_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .fmt_fields(log::Fields)
+        .event_format(log::Lines)
         .with_writer(writer)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

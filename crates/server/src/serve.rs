@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -313,32 +313,22 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 /// every call is logged with its id, method, path, status and latency.
 async fn request_ids(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id =
-        client_request_id(request.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace_id = uuid::Uuid::new_v4().to_string();
+    let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
+    let trace_id = new_id();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     let mut response = next.run(request).await;
-    for (name, value) in [
-        ("x-request-id", &request_id),
-        ("x-server-trace-id", &trace_id),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    let headers = response.headers_mut();
+    headers.insert(X_REQUEST_ID, request_id.clone());
+    headers.insert(X_SERVER_TRACE_ID, trace_id);
     // The call is logged when its answer has been sent in full: a gRPC answer's status comes
     // in its trailers, after the body.
     let call = CallLog {
         request_id,
-        method: method.to_string(),
-        path,
+        method,
+        uri,
         status: response.status().as_u16(),
-        grpc_status: response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        grpc_status: response.headers().get(GRPC_STATUS).cloned(),
         started,
     };
     let (parts, body) = response.into_parts();
@@ -351,27 +341,56 @@ async fn request_ids(request: Request, next: Next) -> Response {
     )
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+const X_SERVER_TRACE_ID: HeaderName = HeaderName::from_static("x-server-trace-id");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table: every
+/// answer has its own, and indexing them would only push out the headers that do repeat.
+fn new_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    let mut value = HeaderValue::from_str(text).expect("a UUID is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
 /// What is logged of one call.
 struct CallLog {
-    request_id: String,
-    method: String,
-    path: String,
+    request_id: HeaderValue,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     status: u16,
-    grpc_status: Option<String>,
+    grpc_status: Option<HeaderValue>,
     started: Instant,
 }
 
 impl CallLog {
     fn emit(self) {
         tracing::info!(
-            request_id = %self.request_id,
-            method = %self.method,
-            path = %self.path,
+            request_id = self.request_id.to_str().unwrap_or_default(),
+            method = self.method.as_str(),
+            path = self.uri.path(),
             status = self.status,
-            grpc_status = self.grpc_status.as_deref().unwrap_or(""),
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            grpc_status = self
+                .grpc_status
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            latency_ms = %Millis(self.started.elapsed()),
             "call"
         );
+    }
+}
+
+/// A duration in milliseconds with three decimals, written without floating point.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
     }
 }
 
@@ -392,13 +411,10 @@ impl http_body::Body for LoggedBody {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             std::task::Poll::Ready(Some(Ok(frame))) => {
-                if let Some(status) = frame
-                    .trailers_ref()
-                    .and_then(|t| t.get("grpc-status"))
-                    .and_then(|v| v.to_str().ok())
+                if let Some(status) = frame.trailers_ref().and_then(|t| t.get(GRPC_STATUS))
                     && let Some(call) = self.call.as_mut()
                 {
-                    call.grpc_status = Some(status.to_owned());
+                    call.grpc_status = Some(status.clone());
                 }
             }
             std::task::Poll::Ready(None | Some(Err(_))) => {
@@ -430,14 +446,15 @@ impl Drop for LoggedBody {
 }
 
 /// The request id a client sent, if it is one we can echo.
-fn client_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
-    ["x-request-id", "x-client-request-id"]
-        .iter()
-        .find_map(|name| {
-            headers
-                .get(*name)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty() && v.len() <= 128)
-                .map(str::to_owned)
-        })
+fn client_request_id(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
+    [X_REQUEST_ID, X_CLIENT_REQUEST_ID].iter().find_map(|name| {
+        headers
+            .get(name)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+            .map(|v| {
+                let mut v = v.clone();
+                v.set_sensitive(true);
+                v
+            })
+    })
 }
