@@ -419,7 +419,7 @@ pub(crate) fn section(results: &[Scenario]) -> Result<String> {
     Ok(format!(
         "## The server under load\n\n\
          `yc-images serve` (release build, embedded store, one log line per call written to a\n\
-         file by the server's log thread) seeded with {IMAGES} Compute images, and the ceiling\n\
+         file from the server's log buffer) seeded with {IMAGES} Compute images, and the ceiling\n\
          (`crates/server/examples/ceiling.rs`: a bare tonic and axum server answering the same\n\
          calls with the same fixed images, so the most this stack serves on this machine), each\n\
          driven in turn by h2load on the same machine (the servers pinned to CPU {SERVER_CPU},\n\
