@@ -26,47 +26,52 @@ impl ComputeImageGrpc {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::from_headers(&request.metadata().clone().into_headers())
-}
-
 type Answer<T> = Result<Response<T>, tonic::Status>;
 
 #[tonic::async_trait]
 impl ImageService for ComputeImageGrpc {
     async fn get(&self, request: Request<GetImageRequest>) -> Answer<Image> {
-        Ok(Response::new(self.images.get(request.get_ref()).await?))
+        let caller = Caller::from_grpc(&request);
+        Ok(Response::new(
+            self.images.get(request.get_ref(), &caller).await?,
+        ))
     }
 
     async fn get_latest_by_family(
         &self,
         request: Request<GetImageLatestByFamilyRequest>,
     ) -> Answer<Image> {
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
-            self.images.latest_by_family(request.get_ref()).await?,
+            self.images
+                .latest_by_family(request.get_ref(), &caller)
+                .await?,
         ))
     }
 
     async fn list(&self, request: Request<ListImagesRequest>) -> Answer<ListImagesResponse> {
-        Ok(Response::new(self.images.list(request.get_ref()).await?))
+        let caller = Caller::from_grpc(&request);
+        Ok(Response::new(
+            self.images.list(request.get_ref(), &caller).await?,
+        ))
     }
 
     async fn create(&self, request: Request<CreateImageRequest>) -> Answer<Operation> {
-        let caller = caller(&request);
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
             self.images.create(request.get_ref(), &caller).await?,
         ))
     }
 
     async fn update(&self, request: Request<UpdateImageRequest>) -> Answer<Operation> {
-        let caller = caller(&request);
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
             self.images.update(request.get_ref(), &caller).await?,
         ))
     }
 
     async fn delete(&self, request: Request<DeleteImageRequest>) -> Answer<Operation> {
-        let caller = caller(&request);
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
             self.images.delete(request.get_ref(), &caller).await?,
         ))
@@ -76,8 +81,11 @@ impl ImageService for ComputeImageGrpc {
         &self,
         request: Request<ListImageOperationsRequest>,
     ) -> Answer<ListImageOperationsResponse> {
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
-            self.images.list_operations(request.get_ref()).await?,
+            self.images
+                .list_operations(request.get_ref(), &caller)
+                .await?,
         ))
     }
 }

@@ -8,7 +8,6 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use yc_operations::rest::{ApiError, body_message, json_response, query_message};
@@ -37,68 +36,69 @@ pub fn router(images: ComputeImages) -> Router {
 
 type Answer = Result<Response, ApiError>;
 
-async fn get_image(State(images): State<ComputeImages>, Path(image_id): Path<String>) -> Answer {
-    Ok(json_response(
-        &images.get(&GetImageRequest { image_id }).await?,
-    ))
+async fn get_image(
+    State(images): State<ComputeImages>,
+    caller: Caller,
+    Path(image_id): Path<String>,
+) -> Answer {
+    let request = GetImageRequest { image_id };
+    Ok(json_response(&images.get(&request, &caller).await?))
 }
 
 async fn latest_by_family(
     State(images): State<ComputeImages>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Answer {
     let request: GetImageLatestByFamilyRequest = query_message(query.as_deref())?;
-    Ok(json_response(&images.latest_by_family(&request).await?))
-}
-
-async fn list(State(images): State<ComputeImages>, RawQuery(query): RawQuery) -> Answer {
-    let request: ListImagesRequest = query_message(query.as_deref())?;
-    Ok(json_response(&images.list(&request).await?))
-}
-
-async fn create(State(images): State<ComputeImages>, headers: HeaderMap, body: Bytes) -> Answer {
-    let request: CreateImageRequest = body_message(&body)?;
     Ok(json_response(
-        &images
-            .create(&request, &Caller::from_headers(&headers))
-            .await?,
+        &images.latest_by_family(&request, &caller).await?,
     ))
+}
+
+async fn list(
+    State(images): State<ComputeImages>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let request: ListImagesRequest = query_message(query.as_deref())?;
+    Ok(json_response(&images.list(&request, &caller).await?))
+}
+
+async fn create(State(images): State<ComputeImages>, caller: Caller, body: Bytes) -> Answer {
+    let request: CreateImageRequest = body_message(&body)?;
+    Ok(json_response(&images.create(&request, &caller).await?))
 }
 
 async fn update(
     State(images): State<ComputeImages>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(image_id): Path<String>,
     body: Bytes,
 ) -> Answer {
     let mut request: UpdateImageRequest = body_message(&body)?;
     request.image_id = image_id;
-    Ok(json_response(
-        &images
-            .update(&request, &Caller::from_headers(&headers))
-            .await?,
-    ))
+    Ok(json_response(&images.update(&request, &caller).await?))
 }
 
 async fn delete(
     State(images): State<ComputeImages>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(image_id): Path<String>,
 ) -> Answer {
     let request = DeleteImageRequest { image_id };
-    Ok(json_response(
-        &images
-            .delete(&request, &Caller::from_headers(&headers))
-            .await?,
-    ))
+    Ok(json_response(&images.delete(&request, &caller).await?))
 }
 
 async fn list_operations(
     State(images): State<ComputeImages>,
+    caller: Caller,
     Path(image_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Answer {
     let mut request: ListImageOperationsRequest = query_message(query.as_deref())?;
     request.image_id = image_id;
-    Ok(json_response(&images.list_operations(&request).await?))
+    Ok(json_response(
+        &images.list_operations(&request, &caller).await?,
+    ))
 }

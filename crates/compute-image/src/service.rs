@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
 use yc_operations::{
-    OperationCursor, OperationRunner, Resumers, StartOperation, store_unavailable,
+    OperationCursor, OperationRunner, Resumers, Role, StartOperation, store_unavailable,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -116,26 +116,32 @@ impl ComputeImages {
         &self.runner
     }
 
-    async fn image(&self, id: &str) -> Result<Image, Status> {
-        self.store
+    /// The image `id`, if the caller holds `role` in its folder.
+    async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
+        let image = self
+            .store
             .get(id)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        caller.require(&image.folder_id, role)?;
+        Ok(image)
     }
 
     /// `Get`.
-    pub async fn get(&self, request: &GetImageRequest) -> Result<Image, Status> {
+    pub async fn get(&self, request: &GetImageRequest, caller: &Caller) -> Result<Image, Status> {
         validate(request)?;
-        self.image(&request.image_id).await
+        self.image(&request.image_id, caller, Role::Viewer).await
     }
 
     /// `GetLatestByFamily`: the newest READY image of the family in the folder.
     pub async fn latest_by_family(
         &self,
         request: &GetImageLatestByFamilyRequest,
+        caller: &Caller,
     ) -> Result<Image, Status> {
         validate(request)?;
+        caller.require(&request.folder_id, Role::Viewer)?;
         self.store
             .latest_by_family(&request.folder_id, &request.family)
             .await
@@ -152,8 +158,13 @@ impl ComputeImages {
     }
 
     /// `List`.
-    pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
+    pub async fn list(
+        &self,
+        request: &ListImagesRequest,
+        caller: &Caller,
+    ) -> Result<ListImagesResponse, Status> {
         validate(request)?;
+        caller.require(&request.folder_id, Role::Viewer)?;
         let filter = FilterExpr::parse(
             &request.filter,
             FilterSpec {
@@ -186,9 +197,10 @@ impl ComputeImages {
     pub async fn list_operations(
         &self,
         request: &ListImageOperationsRequest,
+        caller: &Caller,
     ) -> Result<ListImageOperationsResponse, Status> {
         validate(request)?;
-        self.image(&request.image_id).await?;
+        self.image(&request.image_id, caller, Role::Viewer).await?;
         let key = QueryKey::new(&format!("{SERVICE}.ListOperations"), &[&request.image_id]);
         let cursor = match key.resume_after(&request.page_token)? {
             None => None,
@@ -221,10 +233,11 @@ impl ComputeImages {
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
+        caller.require(&request.folder_id, Role::Editor)?;
         // What the source is, checked before anything is stored.
         let copy_of = match &request.source {
             Some(Source::ImageId(id)) => {
-                let source = self.image(id).await?;
+                let source = self.image(id, caller, Role::Viewer).await?;
                 if source.status != image::Status::Ready as i32 {
                     return Err(Status::new(tonic::Code::FailedPrecondition, format!("Image {id} is not READY")));
                 }
@@ -370,7 +383,7 @@ impl ComputeImages {
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
-        let image = self.updated(request).await?;
+        let image = self.updated(request, caller).await?;
         let id = image.id.clone();
         let start = StartOperation::new(
             "fd8",
@@ -396,7 +409,11 @@ impl ComputeImages {
 
     /// The image as `request` would leave it: the fields its mask names (or, without a mask,
     /// the fields it sets) changed.
-    async fn updated(&self, request: &UpdateImageRequest) -> Result<Image, Status> {
+    async fn updated(
+        &self,
+        request: &UpdateImageRequest,
+        caller: &Caller,
+    ) -> Result<Image, Status> {
         let paths: Vec<String> = match &request.update_mask {
             Some(mask) => mask.paths.clone(),
             None => [
@@ -416,7 +433,7 @@ impl ComputeImages {
                 UPDATE_FIELDS.join(", ")
             )));
         }
-        let mut image = self.image(&request.image_id).await?;
+        let mut image = self.image(&request.image_id, caller, Role::Editor).await?;
         for path in &paths {
             match path.as_str() {
                 "name" => image.name = request.name.clone(),
@@ -439,6 +456,9 @@ impl ComputeImages {
     /// again from its stored request (a Create fetches its source again).
     pub fn resumers(&self, resumers: Resumers) -> Resumers {
         let (create, update, delete) = (self.clone(), self.clone(), self.clone());
+        // The caller's access was checked when the operation started; the rest of its work is
+        // the server's.
+        let server = Caller::default;
         resumers
             .add(format!("{SERVICE}.Create"), false, move |record, _ctx| {
                 let service = create.clone();
@@ -451,9 +471,12 @@ impl ComputeImages {
                         .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
                         .map(|m| m.image_id)
                         .unwrap_or_default();
-                    let image = service.image(&id).await?;
+                    let image = service.image(&id, &server(), Role::Editor).await?;
                     let (copy_of, uri) = match &request.source {
-                        Some(Source::ImageId(source)) => (Some(service.image(source).await?), None),
+                        Some(Source::ImageId(source)) => (
+                            Some(service.image(source, &server(), Role::Viewer).await?),
+                            None,
+                        ),
                         Some(Source::Uri(uri)) => (None, Some(uri.clone())),
                         _ => (None, None),
                     };
@@ -464,7 +487,7 @@ impl ComputeImages {
                 let service = update.clone();
                 async move {
                     let request: UpdateImageRequest = decode_request(&record.request)?;
-                    let image = service.updated(&request).await?;
+                    let image = service.updated(&request, &server()).await?;
                     if !service.store.update(&image).await.map_err(store_status)? {
                         return Err(not_found(&image.id));
                     }
@@ -492,7 +515,7 @@ impl ComputeImages {
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
-        let mut image = self.image(&request.image_id).await?;
+        let mut image = self.image(&request.image_id, caller, Role::Editor).await?;
         let id = image.id.clone();
         let start = StartOperation::new(
             "fd8",

@@ -113,9 +113,12 @@ fn image_id(op: &Operation) -> String {
 
 async fn get(images: &ComputeImages, id: &str) -> Result<Image, Status> {
     images
-        .get(&GetImageRequest {
-            image_id: id.into(),
-        })
+        .get(
+            &GetImageRequest {
+                image_id: id.into(),
+            },
+            &Caller::default(),
+        )
         .await
 }
 
@@ -261,10 +264,13 @@ async fn sources_refused_before_anything_is_stored() {
     let scheme = error(create("a", Source::Uri("file:///etc/passwd".into()))).await;
     assert_eq!(scheme.map(|e| e.0), Some(tonic::Code::InvalidArgument));
     let none = images
-        .list(&ListImagesRequest {
-            folder_id: FOLDER.into(),
-            ..Default::default()
-        })
+        .list(
+            &ListImagesRequest {
+                folder_id: FOLDER.into(),
+                ..Default::default()
+            },
+            &Caller::default(),
+        )
         .await;
     assert_eq!(none.map(|r| r.images.len()).ok(), Some(0));
 }
@@ -363,7 +369,12 @@ async fn latest_by_family_is_the_newest_ready_image() {
             folder_id: FOLDER.into(),
             family: family.into(),
         };
-        async move { images.latest_by_family(&request).await.map(|i| i.id) }
+        async move {
+            images
+                .latest_by_family(&request, &Caller::default())
+                .await
+                .map(|i| i.id)
+        }
     };
     assert_eq!(latest("fam").await, Ok(new.id.clone()));
     assert_ne!(old.id, new.id);
@@ -398,7 +409,7 @@ async fn list_filters_orders_and_pages() {
         };
         async move {
             images
-                .list(&request)
+                .list(&request, &Caller::default())
                 .await
                 .map(|r| r.images.into_iter().map(|i| i.name).collect::<Vec<_>>())
                 .map_err(|e| e.message)
@@ -451,10 +462,16 @@ async fn list_filters_orders_and_pages() {
         order_by: "name".into(),
         ..Default::default()
     };
-    let first = images.list(&request).await.unwrap_or_default();
+    let first = images
+        .list(&request, &Caller::default())
+        .await
+        .unwrap_or_default();
     assert_eq!(first.images.len(), 3);
     request.page_token = first.next_page_token;
-    let second = images.list(&request).await.unwrap_or_default();
+    let second = images
+        .list(&request, &Caller::default())
+        .await
+        .unwrap_or_default();
     assert_eq!(
         second
             .images
@@ -581,20 +598,26 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
     done(&images, &op).await;
 
     let operations = images
-        .list_operations(&ListImageOperationsRequest {
-            image_id: image.id.clone(),
-            page_size: 1,
-            ..Default::default()
-        })
+        .list_operations(
+            &ListImageOperationsRequest {
+                image_id: image.id.clone(),
+                page_size: 1,
+                ..Default::default()
+            },
+            &Caller::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(operations.operations[0].description, "Update image");
     let rest = images
-        .list_operations(&ListImageOperationsRequest {
-            image_id: image.id.clone(),
-            page_size: 1,
-            page_token: operations.next_page_token,
-        })
+        .list_operations(
+            &ListImageOperationsRequest {
+                image_id: image.id.clone(),
+                page_size: 1,
+                page_token: operations.next_page_token,
+            },
+            &Caller::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rest.operations[0].description, "Create image");
@@ -637,6 +660,7 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
     let caller = Caller {
         subject: "ajeuser".into(),
         idempotency_key: Some("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10".into()),
+        ..Caller::default()
     };
     let request = create("once", Source::Uri(format!("http://{addr}/disk.raw")));
     let first = images
@@ -649,10 +673,13 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.id, second.id);
     let listed = images
-        .list(&ListImagesRequest {
-            folder_id: FOLDER.into(),
-            ..Default::default()
-        })
+        .list(
+            &ListImagesRequest {
+                folder_id: FOLDER.into(),
+                ..Default::default()
+            },
+            &Caller::default(),
+        )
         .await
         .unwrap_or_default();
     assert_eq!(listed.images.len(), 1);
@@ -767,6 +794,7 @@ async fn a_delete_that_cannot_start_leaves_the_image_as_it_was() {
     let caller = Caller {
         subject: String::new(),
         idempotency_key: Some("not-a-uuid".into()),
+        ..Caller::default()
     };
     let refused = images
         .delete(

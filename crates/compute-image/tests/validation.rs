@@ -59,9 +59,12 @@ async fn request_rules_at_their_boundaries() {
         (
             "image_id 50",
             verdict(
-                s.get(&GetImageRequest {
-                    image_id: "a".repeat(50),
-                })
+                s.get(
+                    &GetImageRequest {
+                        image_id: "a".repeat(50),
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "passes",
@@ -69,16 +72,19 @@ async fn request_rules_at_their_boundaries() {
         (
             "image_id 51",
             verdict(
-                s.get(&GetImageRequest {
-                    image_id: "a".repeat(51),
-                })
+                s.get(
+                    &GetImageRequest {
+                        image_id: "a".repeat(51),
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "image_id: length must be at most 50",
         ),
         (
             "image_id empty",
-            verdict(s.get(&GetImageRequest::default()).await),
+            verdict(s.get(&GetImageRequest::default(), &Caller::default()).await),
             "image_id: is required",
         ),
         (
@@ -97,10 +103,13 @@ async fn request_rules_at_their_boundaries() {
         (
             "family 63",
             verdict(
-                s.latest_by_family(&GetImageLatestByFamilyRequest {
-                    folder_id: "b1g".into(),
-                    family: format!("a{}", "b".repeat(62)),
-                })
+                s.latest_by_family(
+                    &GetImageLatestByFamilyRequest {
+                        folder_id: "b1g".into(),
+                        family: format!("a{}", "b".repeat(62)),
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "passes",
@@ -108,10 +117,13 @@ async fn request_rules_at_their_boundaries() {
         (
             "family 64",
             verdict(
-                s.latest_by_family(&GetImageLatestByFamilyRequest {
-                    folder_id: "b1g".into(),
-                    family: format!("a{}", "b".repeat(63)),
-                })
+                s.latest_by_family(
+                    &GetImageLatestByFamilyRequest {
+                        folder_id: "b1g".into(),
+                        family: format!("a{}", "b".repeat(63)),
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "family: must match the pattern |[a-z][-a-z0-9]{1,61}[a-z0-9]",
@@ -119,10 +131,13 @@ async fn request_rules_at_their_boundaries() {
         (
             "family 2",
             verdict(
-                s.latest_by_family(&GetImageLatestByFamilyRequest {
-                    folder_id: "b1g".into(),
-                    family: "ab".into(),
-                })
+                s.latest_by_family(
+                    &GetImageLatestByFamilyRequest {
+                        folder_id: "b1g".into(),
+                        family: "ab".into(),
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "family: must match the pattern |[a-z][-a-z0-9]{1,61}[a-z0-9]",
@@ -130,27 +145,36 @@ async fn request_rules_at_their_boundaries() {
         (
             "folder 51",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "f".repeat(51),
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "f".repeat(51),
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "folder_id: length must be at most 50",
         ),
         (
             "folder missing",
-            verdict(s.list(&ListImagesRequest::default()).await),
+            verdict(
+                s.list(&ListImagesRequest::default(), &Caller::default())
+                    .await,
+            ),
             "folder_id: is required",
         ),
         (
             "page_size 1000",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "b1g".into(),
-                    page_size: 1000,
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "b1g".into(),
+                        page_size: 1000,
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "passes",
@@ -158,11 +182,14 @@ async fn request_rules_at_their_boundaries() {
         (
             "page_size 1001",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "b1g".into(),
-                    page_size: 1001,
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "b1g".into(),
+                        page_size: 1001,
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "page_size: must be at most 1000",
@@ -170,11 +197,14 @@ async fn request_rules_at_their_boundaries() {
         (
             "page_token 101",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "b1g".into(),
-                    page_token: "t".repeat(101),
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "b1g".into(),
+                        page_token: "t".repeat(101),
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "page_token: length must be at most 100",
@@ -182,11 +212,14 @@ async fn request_rules_at_their_boundaries() {
         (
             "filter 1001",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "b1g".into(),
-                    filter: " ".repeat(1001),
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "b1g".into(),
+                        filter: " ".repeat(1001),
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "filter: length must be at most 1000",
@@ -194,11 +227,14 @@ async fn request_rules_at_their_boundaries() {
         (
             "order_by 101",
             verdict(
-                s.list(&ListImagesRequest {
-                    folder_id: "b1g".into(),
-                    order_by: " ".repeat(101),
-                    ..Default::default()
-                })
+                s.list(
+                    &ListImagesRequest {
+                        folder_id: "b1g".into(),
+                        order_by: " ".repeat(101),
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "order_by: length must be at most 100",
@@ -206,11 +242,14 @@ async fn request_rules_at_their_boundaries() {
         (
             "operations page_size 1001",
             verdict(
-                s.list_operations(&ListImageOperationsRequest {
-                    image_id: "fd8".into(),
-                    page_size: 1001,
-                    ..Default::default()
-                })
+                s.list_operations(
+                    &ListImageOperationsRequest {
+                        image_id: "fd8".into(),
+                        page_size: 1001,
+                        ..Default::default()
+                    },
+                    &Caller::default(),
+                )
                 .await,
             ),
             "page_size: must be at most 1000",

@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod client;
 pub mod db;
 pub mod ids;
@@ -51,6 +52,7 @@ mod store;
 mod typed;
 mod waiter;
 
+pub use access::{Access, Principal, Role, permission_denied};
 pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
 pub use runner::{
@@ -64,13 +66,16 @@ pub use store::{
 };
 pub use typed::{TypedOperation, UnpackError};
 
-/// Who is calling, as far as a service needs to know.
+/// Who is calling, as far as a service needs to know. The default may do anything, as a call
+/// to a server without an IAM configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
     /// The subject, recorded as an operation's `created_by`.
     pub subject: String,
     /// The request's `idempotency-key`, if any.
     pub idempotency_key: Option<String>,
+    /// What the subject may do.
+    pub access: Access,
 }
 
 /// The status a caller sees when a store fails: `UNAVAILABLE`, without internals, which go to
@@ -84,12 +89,65 @@ pub fn store_unavailable(store: &str, why: &str) -> yc_proto_types::google::rpc:
 }
 
 impl Caller {
-    /// The caller of a request with these headers (gRPC metadata are headers too).
-    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+    /// The caller of a request with these headers and extensions: the [`Principal`] the
+    /// server's authentication put there (anything when there is none) and the
+    /// `idempotency-key` header.
+    pub fn from_parts(
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) -> Self {
+        let principal = extensions.get::<Principal>().cloned().unwrap_or_default();
         Self {
-            subject: String::new(),
+            subject: principal.subject,
             idempotency_key: idempotency_key(headers),
+            access: principal.access,
         }
+    }
+
+    /// The caller of a gRPC request, as [`Caller::from_parts`].
+    pub fn from_grpc<T>(request: &tonic::Request<T>) -> Self {
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or_default();
+        let key = request.metadata().get(runner::IDEMPOTENCY_KEY);
+        Self {
+            subject: principal.subject,
+            idempotency_key: runner::idempotency_key_of(key.and_then(|v| v.to_str().ok())),
+            access: principal.access,
+        }
+    }
+
+    /// Nothing unless the caller holds `role` (or a stronger one) in `folder`; else
+    /// `PERMISSION_DENIED`.
+    pub fn require(
+        &self,
+        folder: &str,
+        role: Role,
+    ) -> Result<(), yc_proto_types::google::rpc::Status> {
+        if self.access.allows(folder, role) {
+            Ok(())
+        } else {
+            Err(permission_denied())
+        }
+    }
+
+    /// Whether the caller may read or cancel an operation started by `created_by`: its own, or
+    /// any when it may do anything.
+    pub fn may_see_operation(&self, created_by: &str) -> bool {
+        self.access.is_unrestricted() || (!self.subject.is_empty() && self.subject == created_by)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller::from_parts(&parts.headers, &parts.extensions))
     }
 }
 pub use waiter::{OperationWaiter, WaitError, WaitPolicy};

@@ -123,6 +123,7 @@ pub fn router(runner: OperationRunner) -> Router {
 
 async fn operation_route(
     State(runner): State<OperationRunner>,
+    caller: crate::Caller,
     method: Method,
     Path(operation): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -132,14 +133,18 @@ async fn operation_route(
                 operation_id: id.to_owned(),
             };
             validate(&request)?;
-            Ok(json_response(&runner.cancel(&request.operation_id).await?))
+            Ok(json_response(
+                &runner.cancel_as(&request.operation_id, &caller).await?,
+            ))
         }
         None if method == Method::GET => {
             let request = GetOperationRequest {
                 operation_id: operation,
             };
             validate(&request)?;
-            Ok(json_response(&runner.get(&request.operation_id).await?))
+            Ok(json_response(
+                &runner.get_as(&request.operation_id, &caller).await?,
+            ))
         }
         None => Err(ApiError(Status::new(
             tonic::Code::NotFound,

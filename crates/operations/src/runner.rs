@@ -378,6 +378,24 @@ impl OperationRunner {
             .ok_or_else(|| not_found(id))
     }
 
+    /// OperationService `Get`: the operation, if `caller` may see it (see
+    /// [`Caller::may_see_operation`](crate::Caller::may_see_operation)); else
+    /// `PERMISSION_DENIED`.
+    pub async fn get_as(&self, id: &str, caller: &crate::Caller) -> Result<Operation, Status> {
+        let op = self.get(id).await?;
+        if caller.may_see_operation(&op.created_by) {
+            Ok(op)
+        } else {
+            Err(crate::permission_denied())
+        }
+    }
+
+    /// OperationService `Cancel`: [`cancel`](Self::cancel), if `caller` may see the operation.
+    pub async fn cancel_as(&self, id: &str, caller: &crate::Caller) -> Result<Operation, Status> {
+        self.get_as(id, caller).await?;
+        self.cancel(id).await
+    }
+
     /// Cancels an operation, best effort. A done operation is returned unchanged. A running
     /// one whose work runs in this process and allows it is stopped and finished with
     /// `CANCELLED`; any other is returned as it is, still running.
@@ -584,9 +602,15 @@ pub(crate) fn store_status(error: &StoreError) -> Status {
 /// The `idempotency-key` a caller sent, from gRPC metadata or HTTP headers (both are HTTP
 /// headers on the wire). An empty value counts as none.
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
+    idempotency_key_of(headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()))
+}
+
+/// The header (and gRPC metadata key) that carries an idempotency key.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The key in an `idempotency-key` value: trimmed, none when empty.
+pub(crate) fn idempotency_key_of(value: Option<&str>) -> Option<String> {
+    value
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)

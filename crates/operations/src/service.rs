@@ -9,7 +9,7 @@ use yc_proto_types::yandex::cloud::operation::{
     CancelOperationRequest, GetOperationRequest, Operation,
 };
 
-use crate::OperationRunner;
+use crate::{Caller, OperationRunner};
 
 /// The gRPC OperationService over a runner.
 #[derive(Clone)]
@@ -38,19 +38,25 @@ impl OperationService for OperationGrpc {
         &self,
         request: Request<GetOperationRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
+        let caller = Caller::from_grpc(&request);
         let request = request.into_inner();
         validate(&request)?;
-        Ok(Response::new(self.runner.get(&request.operation_id).await?))
+        Ok(Response::new(
+            self.runner.get_as(&request.operation_id, &caller).await?,
+        ))
     }
 
     async fn cancel(
         &self,
         request: Request<CancelOperationRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
+        let caller = Caller::from_grpc(&request);
         let request = request.into_inner();
         validate(&request)?;
         Ok(Response::new(
-            self.runner.cancel(&request.operation_id).await?,
+            self.runner
+                .cancel_as(&request.operation_id, &caller)
+                .await?,
         ))
     }
 }

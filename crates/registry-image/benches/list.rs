@@ -11,7 +11,7 @@ use yc_operations::{MemoryOperationStore, OperationRunner};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, ListImagesRequest};
 use yc_registry_image::store::{ImageStore, PushImage, Registry};
-use yc_registry_image::{RegistryImages, SqlImageStore};
+use yc_registry_image::{Caller, RegistryImages, SqlImageStore};
 
 const REGISTRY: &str = "crpbench000000000000";
 /// Images per repository, the same at every size: a filtered page has the same content.
@@ -97,15 +97,16 @@ fn list_pages(c: &mut Criterion) {
             page_size: 100,
             ..Default::default()
         };
+        let caller = Caller::default();
         let page = runtime
-            .block_on(images.list(&filtered))
+            .block_on(images.list(&filtered, &caller))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(page.images.len(), 100);
         group.bench_with_input(
             BenchmarkId::new("filtered_ordered_page", size),
             &filtered,
             |b, request| {
-                b.to_async(&runtime).iter(|| images.list(request));
+                b.to_async(&runtime).iter(|| images.list(request, &caller));
             },
         );
 
@@ -118,7 +119,7 @@ fn list_pages(c: &mut Criterion) {
         };
         for _ in 0..3 {
             later.page_token = runtime
-                .block_on(images.list(&later))
+                .block_on(images.list(&later, &Caller::default()))
                 .unwrap_or_else(|e| panic!("{e}"))
                 .next_page_token;
         }
@@ -126,7 +127,7 @@ fn list_pages(c: &mut Criterion) {
             BenchmarkId::new("fourth_page_by_digest", size),
             &later,
             |b, request| {
-                b.to_async(&runtime).iter(|| images.list(request));
+                b.to_async(&runtime).iter(|| images.list(request, &caller));
             },
         );
     }

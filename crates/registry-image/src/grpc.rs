@@ -24,31 +24,33 @@ impl RegistryImageGrpc {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::from_headers(&request.metadata().clone().into_headers())
-}
-
 #[tonic::async_trait]
 impl ImageService for RegistryImageGrpc {
     async fn list(
         &self,
         request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, tonic::Status> {
-        Ok(Response::new(self.images.list(request.get_ref()).await?))
+        let caller = Caller::from_grpc(&request);
+        Ok(Response::new(
+            self.images.list(request.get_ref(), &caller).await?,
+        ))
     }
 
     async fn get(
         &self,
         request: Request<GetImageRequest>,
     ) -> Result<Response<Image>, tonic::Status> {
-        Ok(Response::new(self.images.get(request.get_ref()).await?))
+        let caller = Caller::from_grpc(&request);
+        Ok(Response::new(
+            self.images.get(request.get_ref(), &caller).await?,
+        ))
     }
 
     async fn delete(
         &self,
         request: Request<DeleteImageRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
-        let caller = caller(&request);
+        let caller = Caller::from_grpc(&request);
         Ok(Response::new(
             self.images.delete(request.get_ref(), &caller).await?,
         ))

@@ -6,7 +6,6 @@
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use yc_operations::rest::{ApiError, json_response, query_message};
@@ -29,27 +28,27 @@ pub fn router(images: RegistryImages) -> Router {
 
 async fn list(
     State(images): State<RegistryImages>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let request: ListImagesRequest = query_message(query.as_deref())?;
-    Ok(json_response(&images.list(&request).await?))
+    Ok(json_response(&images.list(&request, &caller).await?))
 }
 
 async fn get_image(
     State(images): State<RegistryImages>,
+    caller: Caller,
     Path(image_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(json_response(
-        &images.get(&GetImageRequest { image_id }).await?,
-    ))
+    let request = GetImageRequest { image_id };
+    Ok(json_response(&images.get(&request, &caller).await?))
 }
 
 async fn delete(
     State(images): State<RegistryImages>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(image_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&headers);
     Ok(json_response(
         &images
             .delete(&DeleteImageRequest { image_id }, &caller)

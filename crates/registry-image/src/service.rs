@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
-use yc_operations::{OperationRunner, Resumers, StartOperation, store_unavailable};
+use yc_operations::{OperationRunner, Resumers, Role, StartOperation, store_unavailable};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -100,7 +100,11 @@ impl RegistryImages {
     }
 
     /// `List`.
-    pub async fn list(&self, request: &ListImagesRequest) -> Result<ListImagesResponse, Status> {
+    pub async fn list(
+        &self,
+        request: &ListImagesRequest,
+        caller: &Caller,
+    ) -> Result<ListImagesResponse, Status> {
         validate(request)?;
         let scope = if !request.repository_name.is_empty() {
             Scope::Repository(request.repository_name.clone())
@@ -114,6 +118,17 @@ impl RegistryImages {
                 "Request validation error: one of repository_name, registry_id or folder_id is required",
             ));
         };
+        match &scope {
+            Scope::Folder(folder) => caller.require(folder, Role::Viewer)?,
+            Scope::Registry(registry) => {
+                self.require_in_registry(registry, caller, Role::Viewer)
+                    .await?
+            }
+            Scope::Repository(repository) => {
+                self.require_in_registry(registry_of(repository), caller, Role::Viewer)
+                    .await?
+            }
+        }
         let filter = FilterExpr::parse(
             &request.filter,
             FilterSpec {
@@ -150,13 +165,39 @@ impl RegistryImages {
     }
 
     /// `Get`.
-    pub async fn get(&self, request: &GetImageRequest) -> Result<Image, Status> {
+    pub async fn get(&self, request: &GetImageRequest, caller: &Caller) -> Result<Image, Status> {
         validate(request)?;
-        self.store
-            .get(&request.image_id)
+        self.image(&request.image_id, caller, Role::Viewer).await
+    }
+
+    /// The image `id`, if the caller holds `role` in the folder of its registry.
+    async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
+        let image = self
+            .store
+            .get(id)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| not_found(&request.image_id))
+            .ok_or_else(|| not_found(id))?;
+        self.require_in_registry(registry_of(&image.name), caller, role)
+            .await?;
+        Ok(image)
+    }
+
+    /// Nothing if the caller holds `role` in the folder of the registry `id` (or may do
+    /// anything); `PERMISSION_DENIED` otherwise, also when there is no such registry.
+    async fn require_in_registry(
+        &self,
+        id: &str,
+        caller: &Caller,
+        role: Role,
+    ) -> Result<(), Status> {
+        if caller.access.is_unrestricted() {
+            return Ok(());
+        }
+        match self.store.registry(id).await.map_err(store_status)? {
+            Some(registry) => caller.require(&registry.folder_id, role),
+            None => Err(yc_operations::permission_denied()),
+        }
     }
 
     /// `Delete`: an operation whose metadata is `DeleteImageMetadata` and whose response is
@@ -169,9 +210,7 @@ impl RegistryImages {
     ) -> Result<Operation, Status> {
         validate(request)?;
         let id = request.image_id.clone();
-        if self.store.get(&id).await.map_err(store_status)?.is_none() {
-            return Err(not_found(&id));
-        }
+        self.image(&id, caller, Role::Editor).await?;
         let start = StartOperation::new(
             "crp",
             DELETE_METHOD,
@@ -292,4 +331,9 @@ fn valid_tag(tag: &str) -> bool {
     first_ok
         && tag.len() <= 128
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The registry id of a repository or image name, `<registry_id>/<repository>`.
+fn registry_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or_default()
 }

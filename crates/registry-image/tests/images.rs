@@ -73,7 +73,7 @@ fn list(scope: (&str, &str)) -> ListImagesRequest {
 
 async fn names(images: &RegistryImages, request: ListImagesRequest) -> Result<Vec<String>, String> {
     images
-        .list(&request)
+        .list(&request, &Caller::default())
         .await
         .map(|r| {
             r.images
@@ -130,9 +130,12 @@ async fn a_push_stores_the_manifest_as_sent_and_tags_move() {
     let second = push(&images, "crp1/app", "v2", Some("latest")).await;
     assert_eq!(second.tags, ["latest"]);
     let old = images
-        .get(&GetImageRequest {
-            image_id: first.id.clone(),
-        })
+        .get(
+            &GetImageRequest {
+                image_id: first.id.clone(),
+            },
+            &Caller::default(),
+        )
         .await;
     assert_eq!(old.map(|i| i.tags).unwrap_or_default(), ["v1"]);
 
@@ -277,7 +280,7 @@ async fn list_orders_by_each_field_with_the_id_breaking_ties() {
         let images = images.clone();
         async move {
             images
-                .list(&request)
+                .list(&request, &Caller::default())
                 .await
                 .map(|r| r.images.into_iter().map(|i| i.id).collect::<Vec<_>>())
         }
@@ -332,7 +335,7 @@ async fn walk(
 ) -> Result<Vec<String>, Status> {
     let mut seen = Vec::new();
     for page in 0.. {
-        let response = images.list(&request).await?;
+        let response = images.list(&request, &Caller::default()).await?;
         seen.extend(response.images.into_iter().map(|i| i.id));
         if response.next_page_token.is_empty() {
             break;
@@ -420,10 +423,13 @@ async fn page_tokens_and_sizes_are_checked() {
         push(&images, "crp1/a", &format!("{i}"), None).await;
     }
     let first = images
-        .list(&ListImagesRequest {
-            page_size: 2,
-            ..list(("registry", "crp1"))
-        })
+        .list(
+            &ListImagesRequest {
+                page_size: 2,
+                ..list(("registry", "crp1"))
+            },
+            &Caller::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.images.len(), 2);
@@ -433,7 +439,11 @@ async fn page_tokens_and_sizes_are_checked() {
         page_token: first.next_page_token.clone(),
         ..list(("registry", "crp2"))
     };
-    let error = images.list(&other_query).await.err().unwrap_or_default();
+    let error = images
+        .list(&other_query, &Caller::default())
+        .await
+        .err()
+        .unwrap_or_default();
     assert!(
         error
             .message
@@ -447,28 +457,38 @@ async fn page_tokens_and_sizes_are_checked() {
         ..list(("registry", "crp1"))
     };
     assert_eq!(
-        images.list(&altered).await.err().map(|e| e.grpc_code()),
+        images
+            .list(&altered, &Caller::default())
+            .await
+            .err()
+            .map(|e| e.grpc_code()),
         Some(tonic::Code::InvalidArgument)
     );
 
     // 0 means 100; the bounds of page_size are 0 and 1000.
     let all = images
-        .list(&list(("registry", "crp1")))
+        .list(&list(("registry", "crp1")), &Caller::default())
         .await
         .unwrap_or_default();
     assert_eq!((all.images.len(), all.next_page_token.as_str()), (5, ""));
     let max = images
-        .list(&ListImagesRequest {
-            page_size: 1000,
-            ..list(("registry", "crp1"))
-        })
+        .list(
+            &ListImagesRequest {
+                page_size: 1000,
+                ..list(("registry", "crp1"))
+            },
+            &Caller::default(),
+        )
         .await;
     assert!(max.is_ok());
     let over = images
-        .list(&ListImagesRequest {
-            page_size: 1001,
-            ..list(("registry", "crp1"))
-        })
+        .list(
+            &ListImagesRequest {
+                page_size: 1001,
+                ..list(("registry", "crp1"))
+            },
+            &Caller::default(),
+        )
         .await;
     assert_eq!(
         over.err().map(|e| e.message).as_deref(),
@@ -483,7 +503,7 @@ async fn validation_rules_hold_at_their_boundaries() {
         let images = images.clone();
         async move {
             images
-                .get(&GetImageRequest { image_id: id })
+                .get(&GetImageRequest { image_id: id }, &Caller::default())
                 .await
                 .err()
                 .map(|e| (e.grpc_code(), e.message))
@@ -511,7 +531,13 @@ async fn validation_rules_hold_at_their_boundaries() {
 
     let message = |request: ListImagesRequest| {
         let images = images.clone();
-        async move { images.list(&request).await.err().map(|e| e.message) }
+        async move {
+            images
+                .list(&request, &Caller::default())
+                .await
+                .err()
+                .map(|e| e.message)
+        }
     };
     assert_eq!(message(list(("registry", &"r".repeat(50)))).await, None);
     assert_eq!(
@@ -579,15 +605,18 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
     assert_eq!(typed.result, Some(Ok(Empty {})));
 
     let get = images
-        .get(&GetImageRequest {
-            image_id: doomed.id.clone(),
-        })
+        .get(
+            &GetImageRequest {
+                image_id: doomed.id.clone(),
+            },
+            &Caller::default(),
+        )
         .await
         .err()
         .unwrap_or_default();
     assert_eq!(get.message, format!("Image {} not found", doomed.id));
     let listed = images
-        .list(&list(("repository", "crp1/app")))
+        .list(&list(("repository", "crp1/app")), &Caller::default())
         .await
         .unwrap_or_default()
         .images;
@@ -644,7 +673,7 @@ async fn a_layout_imports_only_when_every_blob_verifies() {
         error.message
     );
     let stored = images
-        .list(&list(("repository", "crp1/broken")))
+        .list(&list(("repository", "crp1/broken")), &Caller::default())
         .await
         .unwrap_or_default();
     assert!(

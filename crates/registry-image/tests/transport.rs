@@ -18,7 +18,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{GetImageRequest, List
 use yc_registry_image::client::RegistryImageClient;
 use yc_registry_image::oci::ImageManifest;
 use yc_registry_image::store::Registry;
-use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore, rest};
+use yc_registry_image::{Caller, RegistryImageGrpc, RegistryImages, SqlImageStore, rest};
 
 struct Fixture {
     images: RegistryImages,
@@ -191,10 +191,13 @@ async fn rest_answers_are_the_canonical_json_of_the_grpc_answers() {
     }
     let any = f
         .images
-        .list(&ListImagesRequest {
-            registry_id: "crp1".into(),
-            ..Default::default()
-        })
+        .list(
+            &ListImagesRequest {
+                registry_id: "crp1".into(),
+                ..Default::default()
+            },
+            &Caller::default(),
+        )
         .await;
     let id = any.map(|r| r.images[0].id.clone()).unwrap_or_default();
     let grpc = f

@@ -2,6 +2,7 @@
 //! operations, served over gRPC and REST on one address.
 
 mod endpoints;
+mod iam;
 mod log;
 mod seed;
 mod serve;

@@ -22,6 +22,7 @@ use yc_registry_image::store::ImageStore;
 use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
 
 use crate::endpoints::Endpoints;
+use crate::iam::Iam;
 
 /// `yc-images serve` options; each also reads an environment variable.
 #[derive(Debug, clap::Args)]
@@ -46,9 +47,15 @@ pub(crate) struct ServeArgs {
     )]
     fetch_allow: Vec<String>,
 
-    /// Serve without authentication on an address other than loopback, where anyone who
-    /// can reach it can read and change everything. Without it the server listens only on
-    /// loopback addresses.
+    /// IAM file (JSON): subjects, their tokens, and their roles (`viewer`, `editor`) in
+    /// folders. Every call but discovery and health checks then needs `authorization: Bearer
+    /// <token>`. Without it every caller may do anything.
+    #[arg(long, env = "YC_IMAGES_IAM")]
+    iam: Option<PathBuf>,
+
+    /// Serve without authentication (no --iam) on an address other than loopback, where
+    /// anyone who can reach it can read and change everything. Without it such a server
+    /// listens only on loopback addresses.
     #[arg(
         long,
         env = "YC_IMAGES_ALLOW_UNAUTHENTICATED",
@@ -81,11 +88,12 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let started = Instant::now();
-    if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+    let iam = args.iam.as_deref().map(Iam::load).transpose()?;
+    if iam.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
         anyhow::bail!(
             "refusing to serve on {} without authentication: every caller could read and change \
-             everything. Listen on a loopback address (127.0.0.1, [::1]), or pass \
-             --allow-unauthenticated if that is what you want",
+             everything. Give an IAM file with --iam, listen on a loopback address (127.0.0.1, \
+             [::1]), or pass --allow-unauthenticated if that is what you want",
             args.listen
         );
     }
@@ -156,14 +164,22 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             .await;
     }
 
-    let app = grpc
+    let mut app = grpc
         .merge(yc_registry_image::rest::router(registry))
         .merge(yc_compute_image::rest::router(compute))
         .merge(yc_operations::rest::router(runner.clone()))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::from_fn(request_ids));
+        .route("/healthz", get(|| async { "ok\n" }));
+    let authenticated = iam.is_some();
+    if authenticated {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            iam,
+            crate::iam::authenticate,
+        ));
+    }
+    // Outermost, so that refused calls have ids and are logged too.
+    let app = app.layer(axum::middleware::from_fn(request_ids));
 
-    tracing::info!(%address, store = %stores.description, startup_ms = started.elapsed().as_millis() as u64, "serving");
+    tracing::info!(%address, store = %stores.description, authenticated, startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
     // Tests and scripts read the address from here, port 0 resolved.
     println!("yc-images listening on {address}");

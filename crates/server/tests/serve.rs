@@ -2,12 +2,13 @@
 //! request ids, discovery points at the server itself, and what the server confirmed survives
 //! `kill -9` and a restart.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use support::{Server, channel, write_layout};
 use yc_compute_image::client::ComputeImageClient;
 use yc_operations::WaitPolicy;
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
@@ -15,82 +16,6 @@ use yc_proto_types::yandex::cloud::compute::v1::{CreateImageRequest, image};
 use yc_proto_types::yandex::cloud::endpoint::ListApiEndpointsRequest;
 use yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_client::ApiEndpointServiceClient;
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
-
-/// A running `yc-images serve`, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Self::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        Self::start_on("127.0.0.1:0", data_dir, extra)
-    }
-
-    fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
-        Self::launch(Self::command(listen, data_dir, extra).stderr(Stdio::inherit()))
-    }
-
-    /// `yc-images serve` on `listen` with `data_dir`, logging warnings only.
-    fn command(listen: &str, data_dir: &Path, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_yc-images"));
-        command
-            .args(["serve", "--listen", listen, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("YC_IMAGES_LOG", "warn");
-        command
-    }
-
-    /// Runs `yc-images serve` expecting it to refuse to start; returns what it said.
-    fn refused(listen: &str, data_dir: &Path) -> String {
-        let output = Self::command(listen, data_dir, &[])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!output.status.success(), "the server started");
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    /// Starts `command` and waits for the address it serves.
-    fn launch(command: &mut Command) -> Server {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting yc-images: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = line
-            .trim()
-            .strip_prefix("yc-images listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, address }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    /// `kill -9`: no shutdown at all.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn file_server() -> String {
     let router = axum::Router::new().route(
@@ -113,14 +38,6 @@ fn fast() -> WaitPolicy {
         max_interval: Duration::from_millis(100),
         ..WaitPolicy::default()
     }
-}
-
-async fn channel(server: &Server) -> Channel {
-    Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -277,49 +194,6 @@ async fn the_official_python_sdk_drives_every_rpc() {
     );
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!(
-        "sha256:{}",
-        sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
-/// Writes an OCI image layout with one image tagged `tag` into `dir`.
-fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
-    let write = |bytes: &[u8]| {
-        let digest = sha256(bytes);
-        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)
-            .unwrap_or_else(|e| panic!("{e}"));
-        digest
-    };
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"seed":"{seed}"}}}}}}"#
-    );
-    let layer = format!("layer of {seed}");
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(config.as_bytes()), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": write(layer.as_bytes()), "size": layer.len()}],
-    })
-    .to_string();
-    let digest = write(manifest.as_bytes());
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }]});
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
-    digest
-}
-
 #[tokio::test]
 async fn seeding_loads_layouts_and_compute_images_once() {
     let seed = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -468,6 +342,14 @@ fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
         "{}",
         allowed.address
     );
+    drop(allowed);
+    // With an IAM file every call is authenticated, so any address will do.
+    let iam = dir.path().join("iam.json");
+    std::fs::write(&iam, r#"{"subjects": [{"id": "aje1", "tokens": ["t"]}]}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let authenticated =
+        Server::start_on("0.0.0.0:0", dir.path(), &["--iam", &iam.to_string_lossy()]);
+    assert!(authenticated.address.starts_with("0.0.0.0:"));
 }
 
 #[test]
@@ -525,6 +407,7 @@ fn serve_help_explains_every_option() {
         "YC_IMAGES_DATABASE_URL",
         "--operation-lease",
         "--allow-unauthenticated",
+        "--iam",
     ] {
         assert!(
             help.contains(option),

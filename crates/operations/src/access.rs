@@ -1,0 +1,97 @@
+//! Who may do what: the roles a caller holds in folders, and the one check every service makes
+//! before it reads or changes what a folder holds.
+//!
+//! The server authenticates a call's token, finds its [`Principal`] and puts it in the
+//! request's extensions; [`Caller`](crate::Caller) carries it to the services, which call
+//! [`Caller::require`](crate::Caller::require) with the folder of what the call reads
+//! ([`Role::Viewer`]) or changes ([`Role::Editor`]). Without a principal (a server without an
+//! IAM configuration, or a service used as a library) a caller may do anything.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use yc_operations::{Access, Role};
+//!
+//! let access = Access::roles(HashMap::from([("b1gteam".to_owned(), Role::Viewer)]));
+//! assert!(access.allows("b1gteam", Role::Viewer));
+//! assert!(!access.allows("b1gteam", Role::Editor));
+//! assert!(!access.allows("b1gother", Role::Viewer));
+//! assert!(Access::unrestricted().allows("b1gother", Role::Editor));
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use yc_proto_types::google::rpc::Status;
+
+/// A role in a folder, as an access binding grants it; an editor may do what a viewer may.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: Get, List, GetLatestByFamily, ListOperations, and the operations it may see.
+    Viewer,
+    /// Reads and changes: also Create, Update, Delete, and Cancel.
+    Editor,
+}
+
+impl Role {
+    /// The role's name in an IAM file: `viewer`, `editor`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+        }
+    }
+}
+
+/// What a caller may do: anything, or what its roles in folders allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Folder id → the strongest role held there; `None` for anything.
+    roles: Option<Arc<HashMap<String, Role>>>,
+}
+
+impl Access {
+    /// Anything, in every folder.
+    pub fn unrestricted() -> Self {
+        Self { roles: None }
+    }
+
+    /// What `roles` (folder id → role) allow, and nothing else.
+    pub fn roles(roles: HashMap<String, Role>) -> Self {
+        Self {
+            roles: Some(Arc::new(roles)),
+        }
+    }
+
+    /// Whether `role` (or a stronger one) is held in `folder`.
+    pub fn allows(&self, folder: &str, role: Role) -> bool {
+        match &self.roles {
+            None => true,
+            Some(roles) => roles.get(folder).is_some_and(|held| *held >= role),
+        }
+    }
+
+    /// Whether this is [`Access::unrestricted`].
+    pub fn is_unrestricted(&self) -> bool {
+        self.roles.is_none()
+    }
+}
+
+/// The subject a call was authenticated as and what it may do, which the server puts in the
+/// request's extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// The subject id, recorded as `created_by` of the operations it starts.
+    pub subject: String,
+    /// Its roles.
+    pub access: Access,
+}
+
+/// `PERMISSION_DENIED`, the answer to a call on a folder the caller holds no role for that
+/// allows it. Like the real API it does not hide whether the resource exists: a missing one is
+/// `NOT_FOUND` whoever asks.
+pub fn permission_denied() -> Status {
+    Status::new(tonic::Code::PermissionDenied, "Permission denied")
+}

@@ -1,0 +1,138 @@
+//! What the end-to-end tests share: the real `yc-images` binary, started and stopped.
+
+// Each test file uses its own part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use tonic::transport::Channel;
+
+/// A running `yc-images serve`, killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+}
+
+impl Server {
+    pub(crate) fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    pub(crate) fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        Self::launch(Self::command(listen, data_dir, extra).stderr(Stdio::inherit()))
+    }
+
+    /// `yc-images serve` on `listen` with `data_dir`, logging warnings only.
+    pub(crate) fn command(listen: &str, data_dir: &Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_yc-images"));
+        command
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("YC_IMAGES_LOG", "warn");
+        command
+    }
+
+    /// Runs `yc-images serve` expecting it to refuse to start; returns what it said.
+    pub(crate) fn refused(listen: &str, data_dir: &Path) -> String {
+        let output = Self::command(listen, data_dir, &[])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!output.status.success(), "the server started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Starts `command` and waits for the address it serves.
+    pub(crate) fn launch(command: &mut Command) -> Server {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting yc-images: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = line
+            .trim()
+            .strip_prefix("yc-images listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, address }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `kill -9`: no shutdown at all.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gRPC channel to `server`.
+pub(crate) async fn channel(server: &Server) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Writes an OCI image layout with one image tagged `tag` into `dir`.
+pub(crate) fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
+    let write = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        digest
+    };
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"seed":"{seed}"}}}}}}"#
+    );
+    let layer = format!("layer of {seed}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(config.as_bytes()), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": write(layer.as_bytes()), "size": layer.len()}],
+    })
+    .to_string();
+    let digest = write(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    digest
+}
