@@ -501,33 +501,22 @@ async fn every_rest_call_as_everyone() {
     let call = |who: Who, method: Method, path: String, body: Option<Value>| {
         rest(&http, who, method, format!("{base}{path}"), body)
     };
+    let get = |who: Who, path: String| call(who, Method::GET, path, None);
 
     let image = matrix("compute Get", Needs::Read, |who| {
-        call(
-            who,
-            Method::GET,
-            format!("/compute/v1/images/{TEAM_IMAGE}"),
-            None,
-        )
+        get(who, format!("/compute/v1/images/{TEAM_IMAGE}"))
     })
     .await;
     assert_eq!(image["folderId"], TEAM);
     matrix("compute GetLatestByFamily", Needs::Read, |who| {
-        call(
+        get(
             who,
-            Method::GET,
             format!("/compute/v1/images:latestByFamily?folderId={TEAM}&family=base"),
-            None,
         )
     })
     .await;
     let listed = matrix("compute List", Needs::Read, |who| {
-        call(
-            who,
-            Method::GET,
-            format!("/compute/v1/images?folderId={TEAM}"),
-            None,
-        )
+        get(who, format!("/compute/v1/images?folderId={TEAM}"))
     })
     .await;
     assert_eq!(listed["images"].as_array().map(Vec::len), Some(1));
@@ -549,17 +538,12 @@ async fn every_rest_call_as_everyone() {
     })
     .await;
     matrix("compute ListOperations", Needs::Read, |who| {
-        call(
-            who,
-            Method::GET,
-            format!("/compute/v1/images/{TEAM_IMAGE}/operations"),
-            None,
-        )
+        get(who, format!("/compute/v1/images/{TEAM_IMAGE}/operations"))
     })
     .await;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     matrix("operation Get", Needs::OwnOperation, |who| {
-        call(who, Method::GET, format!("/operations/{id}"), None)
+        get(who, format!("/operations/{id}"))
     })
     .await;
     matrix("operation Cancel", Needs::OwnOperation, |who| {
@@ -582,12 +566,7 @@ async fn every_rest_call_as_everyone() {
         format!("repositoryName={TEAM_REGISTRY}/app"),
     ] {
         let listed = matrix(&format!("registry List {query}"), Needs::Read, |who| {
-            call(
-                who,
-                Method::GET,
-                format!("/container-registry/v1/images?{query}"),
-                None,
-            )
+            get(who, format!("/container-registry/v1/images?{query}"))
         })
         .await;
         assert_eq!(
@@ -596,11 +575,9 @@ async fn every_rest_call_as_everyone() {
             "{query}"
         );
     }
-    let listed = call(
+    let listed = get(
         Who::Editor,
-        Method::GET,
         format!("/container-registry/v1/images?registryId={TEAM_REGISTRY}"),
-        None,
     )
     .await
     .unwrap_or_else(|c| panic!("{c:?}"));
@@ -609,12 +586,7 @@ async fn every_rest_call_as_everyone() {
         .unwrap_or_default()
         .to_owned();
     matrix("registry Get", Needs::Read, |who| {
-        call(
-            who,
-            Method::GET,
-            format!("/container-registry/v1/images/{image_id}"),
-            None,
-        )
+        get(who, format!("/container-registry/v1/images/{image_id}"))
     })
     .await;
     let deleted = matrix("registry Delete", Needs::Change, |who| {
@@ -637,11 +609,9 @@ async fn every_rest_call_as_everyone() {
     assert_eq!(healthz.status(), 200);
 
     // The other folder's subject lists its own folder only.
-    let theirs = call(
+    let theirs = get(
         Who::Stranger,
-        Method::GET,
         format!("/compute/v1/images?folderId={OTHER}&filter=family%3D%22base%22"),
-        None,
     )
     .await
     .unwrap_or_else(|c| panic!("{c:?}"));
