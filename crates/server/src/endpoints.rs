@@ -18,7 +18,37 @@ const APIS: &[&str] = &[
     "operation",
 ];
 
-/// Answers every API id with one address.
+/// The address a call reached the server at (its `:authority`, or `Host`), which discovery
+/// answers with: the client could reach it, and a TLS client has checked the certificate
+/// against its name.
+#[derive(Debug, Clone)]
+pub(crate) struct ReachedAt(String);
+
+impl ReachedAt {
+    pub(crate) fn of<B>(request: &axum::http::Request<B>) -> Option<Self> {
+        let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+            request
+                .headers()
+                .get(axum::http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })?;
+        // Only a host and a port: anything else is not an address to hand out.
+        let plausible = !authority.is_empty()
+            && authority.len() <= 255
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+        plausible.then(|| ReachedAt(authority.to_owned()))
+    }
+}
+
+/// Whether `path` is a call of ApiEndpointService.
+pub(crate) fn is_discovery(path: &str) -> bool {
+    path.starts_with("/yandex.cloud.endpoint.ApiEndpointService/")
+}
+
+/// Answers every API id with the address the caller reached the server at, or else the
+/// address it listens on.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
     address: String,
@@ -29,10 +59,14 @@ impl Endpoints {
         ApiEndpointServiceServer::new(Self { address })
     }
 
-    fn endpoint(&self, id: &str) -> ApiEndpoint {
+    fn endpoint<T>(&self, id: &str, request: &Request<T>) -> ApiEndpoint {
+        let address = match request.extensions().get::<ReachedAt>() {
+            Some(ReachedAt(address)) => address.clone(),
+            None => self.address.clone(),
+        };
         ApiEndpoint {
             id: id.to_owned(),
-            address: self.address.clone(),
+            address,
         }
     }
 }
@@ -45,7 +79,7 @@ impl ApiEndpointService for Endpoints {
     ) -> Result<Response<ApiEndpoint>, tonic::Status> {
         let id = &request.get_ref().api_endpoint_id;
         if APIS.contains(&id.as_str()) {
-            Ok(Response::new(self.endpoint(id)))
+            Ok(Response::new(self.endpoint(id, &request)))
         } else {
             Err(tonic::Status::not_found(format!(
                 "Api endpoint {id} not found"
@@ -55,10 +89,10 @@ impl ApiEndpointService for Endpoints {
 
     async fn list(
         &self,
-        _request: Request<ListApiEndpointsRequest>,
+        request: Request<ListApiEndpointsRequest>,
     ) -> Result<Response<ListApiEndpointsResponse>, tonic::Status> {
         Ok(Response::new(ListApiEndpointsResponse {
-            endpoints: APIS.iter().map(|id| self.endpoint(id)).collect(),
+            endpoints: APIS.iter().map(|id| self.endpoint(id, &request)).collect(),
             next_page_token: String::new(),
         }))
     }

@@ -6,6 +6,7 @@ mod iam;
 mod log;
 mod seed;
 mod serve;
+mod tls;
 
 use clap::{Parser, Subcommand};
 

@@ -47,6 +47,27 @@ pub(crate) struct ServeArgs {
     )]
     fetch_allow: Vec<String>,
 
+    /// Serve TLS with this certificate chain (PEM), for gRPC and REST alike; needs
+    /// --tls-key.
+    #[arg(long, env = "YC_IMAGES_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "YC_IMAGES_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Serve TLS with a certificate for localhost, 127.0.0.1 and ::1, signed by a CA of the
+    /// server's own; both are made once in DATA_DIR/tls and kept. The CA's path is printed:
+    /// give it to clients to trust (the SDKs' `root_certificates`).
+    #[arg(
+        long,
+        env = "YC_IMAGES_TLS",
+        conflicts_with = "tls_cert",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    tls: bool,
+
     /// IAM file (JSON): subjects, their tokens, and their roles (`viewer`, `editor`) in
     /// folders. Every call but discovery and health checks then needs `authorization: Bearer
     /// <token>`. Without it every caller may do anything.
@@ -97,6 +118,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             args.listen
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ if args.tls => {
+            let local = crate::tls::local_certificate(&args.data_dir.join("tls"))?;
+            // Before the address, which scripts and tests wait for.
+            println!("yc-images TLS CA certificate: {}", local.ca.display());
+            Some(crate::tls::acceptor(&local.cert, &local.key)?)
+        }
+        _ => None,
+    };
     let stores = open_stores(&args).await?;
     let runner =
         OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));
@@ -179,22 +210,32 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     // Outermost, so that refused calls have ids and are logged too.
     let app = app.layer(axum::middleware::from_fn(request_ids));
 
-    tracing::info!(%address, store = %stores.description, authenticated, startup_ms = started.elapsed().as_millis() as u64, "serving");
+    tracing::info!(%address, store = %stores.description, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
     // Tests and scripts read the address from here, port 0 resolved.
     println!("yc-images listening on {address}");
     std::io::stdout().flush()?;
 
-    // Small gRPC and REST answers go out at once rather than waiting on the peer's ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+    match tls {
+        Some(acceptor) => {
+            axum::serve(crate::tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")?;
+        None => {
+            // Small gRPC and REST answers go out at once rather than waiting on the peer's
+            // ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .context("serving")?;
     tracing::info!("shutting down: in-flight calls are done");
     if let Err(e) = runner.release().await {
         tracing::warn!(error = %e, "cannot release the operation runner's lease");
@@ -327,8 +368,13 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 
 /// Every answer carries `x-request-id` (the client's, or a new one) and `x-server-trace-id`;
 /// every call is logged with its id, method, path, status and latency.
-async fn request_ids(request: Request, next: Next) -> Response {
+async fn request_ids(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    if crate::endpoints::is_discovery(request.uri().path())
+        && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
+    {
+        request.extensions_mut().insert(reached);
+    }
     let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
     let trace_id = new_id();
     let method = request.method().clone();

@@ -101,7 +101,7 @@ where
 
 /// A server with the IAM file and, in each folder, a registry with an image and a compute
 /// image of family `base`.
-fn start(dir: &Path) -> Server {
+fn start(dir: &Path, extra: &[&str]) -> Server {
     let iam = dir.join("iam.json");
     std::fs::write(
         &iam,
@@ -147,15 +147,10 @@ fn start(dir: &Path) -> Server {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     }
-    Server::start_with(
-        &dir.join("data"),
-        &[
-            "--iam",
-            &iam.to_string_lossy(),
-            "--seed",
-            &seed.to_string_lossy(),
-        ],
-    )
+    let (iam, seed) = (iam.to_string_lossy(), seed.to_string_lossy());
+    let mut args = vec!["--iam", &iam, "--seed", &seed];
+    args.extend_from_slice(extra);
+    Server::start_with(&dir.join("data"), &args)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -184,7 +179,7 @@ async fn every_grpc_call_as_everyone() {
     use registry::image_service_client::ImageServiceClient as RegistryClient;
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let server = start(dir.path());
+    let server = start(dir.path(), &[]);
     let channel: Channel = channel(&server).await;
     let images = ComputeClient::new(channel.clone());
     let registry = RegistryClient::new(channel.clone());
@@ -495,7 +490,7 @@ async fn every_rest_call_as_everyone() {
     use reqwest::Method;
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let server = start(dir.path());
+    let server = start(dir.path(), &[]);
     let base = server.url();
     let http = reqwest::Client::new();
     let call = |who: Who, method: Method, path: String, body: Option<Value>| {
@@ -620,4 +615,43 @@ async fn every_rest_call_as_everyone() {
         .map(|a| a.iter().filter_map(|i| i["id"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(ids, [OTHER_IMAGE]);
+}
+
+/// The official Python SDK created as for the real cloud, with only this server's address,
+/// the CA of `--tls` and an IAM token, finds every API by discovery and works over TLS (see
+/// `sdk_discovery.py`). It needs the SDK's Python environment, which `cargo xtask ci` provides.
+#[tokio::test]
+async fn the_official_python_sdk_finds_everything_by_discovery_over_tls() {
+    let Some(python) = std::env::var_os("YC_SDK_PYTHON") else {
+        assert!(
+            std::env::var_os("YC_REQUIRE_SDK").is_none_or(|v| v != "1"),
+            "YC_REQUIRE_SDK=1 but YC_SDK_PYTHON is not set"
+        );
+        eprintln!(
+            "SKIPPED: the Python SDK discovery test needs YC_SDK_PYTHON; run `cargo xtask ci`"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &["--tls"]);
+    let ca = dir.path().join("data/tls/ca.pem");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_discovery.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&server.address)
+        .arg(&ca)
+        .args(["editor-token", TEAM, TEAM_IMAGE])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running the SDK: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("the official Python SDK found yc-images by discovery over TLS"),
+        "{stdout}"
+    );
 }

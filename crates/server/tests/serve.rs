@@ -408,6 +408,9 @@ fn serve_help_explains_every_option() {
         "--operation-lease",
         "--allow-unauthenticated",
         "--iam",
+        "--tls-cert",
+        "--tls-key",
+        "--tls",
     ] {
         assert!(
             help.contains(option),
@@ -903,4 +906,86 @@ async fn every_call_is_logged_with_its_request_id() {
         .find(|l| l.contains("path=/yandex.cloud.compute.v1.ImageService/Get"))
         .unwrap_or_else(|| panic!("no gRPC line:\n{text}"));
     assert!(grpc_line.contains(" grpc_status=5 "), "{grpc_line}");
+}
+
+/// A TLS connection to `server` that trusts `ca` and offers `alpn`.
+async fn tls_connect(
+    server: &Server,
+    ca: &Path,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap_or_else(|e| panic!("{e}"))
+    {
+        roots
+            .add(cert.unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(&server.address)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name =
+        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake: {e}"))
+}
+
+/// `--tls`: a CA and a certificate for this machine made once in the data directory, the CA's
+/// path printed; gRPC clients get HTTP/2 by ALPN, REST clients HTTP/1.1, a client that trusts
+/// the CA verifies the server as 127.0.0.1, and a restart keeps the same CA.
+#[tokio::test]
+async fn tls_with_a_certificate_made_for_this_machine() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = dir.path().join("tls/ca.pem");
+    let server = Server::start_with(dir.path(), &["--tls"]);
+    assert_eq!(
+        server.preamble,
+        [format!("yc-images TLS CA certificate: {}", ca.display())]
+    );
+    let first_ca = std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}"));
+
+    let h2 = tls_connect(&server, &ca, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let mut http1 = tls_connect(&server, &ca, &[b"http/1.1"]).await;
+    http1
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = String::new();
+    http1
+        .read_to_string(&mut answer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+
+    // Plaintext to a TLS address gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+
+    drop(server);
+    let again = Server::start_with(dir.path(), &["--tls"]);
+    assert_eq!(
+        std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}")),
+        first_ca,
+        "the CA is kept"
+    );
+    drop(again);
 }

@@ -13,6 +13,8 @@ use tonic::transport::Channel;
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) address: String,
+    /// Lines printed before the address.
+    pub(crate) preamble: Vec<String>,
 }
 
 impl Server {
@@ -48,23 +50,41 @@ impl Server {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
-    /// Starts `command` and waits for the address it serves.
+    /// Starts `command` and waits for the address it serves; what it printed before that
+    /// is in `preamble`.
     pub(crate) fn launch(command: &mut Command) -> Server {
-        let mut child = command
+        let child = command
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting yc-images: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = line
-            .trim()
-            .strip_prefix("yc-images listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, address }
+        // Owned by a `Server` at once, whose drop stops it whatever happens below.
+        let mut server = Server {
+            child,
+            address: String::new(),
+            preamble: Vec::new(),
+        };
+        let stdout = server
+            .child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout"));
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            let read = reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                read > 0,
+                "yc-images ended before it listened: {:?}",
+                server.preamble
+            );
+            if let Some(address) = line.trim().strip_prefix("yc-images listening on ") {
+                server.address = address.to_owned();
+                return server;
+            }
+            server.preamble.push(line.trim().to_owned());
+        }
     }
 
     pub(crate) fn url(&self) -> String {
