@@ -1,12 +1,15 @@
 //! `yc-images`: the Yandex Cloud Container Registry and Compute image APIs, and long-running
 //! operations, served over gRPC and REST on one address.
 
+mod cli;
 mod endpoints;
 mod iam;
 mod log;
 mod seed;
 mod serve;
 mod tls;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -23,26 +26,55 @@ enum Command {
     /// Serve the registry ImageService, the compute ImageService, OperationService and
     /// ApiEndpointService over gRPC, and the REST API at its documented paths, on one address.
     Serve(serve::ServeArgs),
+    /// Container Registry images on a server: list, get, delete.
+    Registry(cli::RegistryArgs),
+    /// Compute images on a server: list, get, create, update, delete, latest-by-family,
+    /// operations.
+    Compute(cli::ComputeArgs),
+    /// Long-running operations on a server: get, wait.
+    Operation(cli::OperationArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server logs every call; a command says only what went wrong.
+    let level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     // Log lines are written out by a thread of their own (see `log`); the guard writes out
     // what is left when the program ends.
-    let (writer, _flush) = log::stderr();
+    let (writer, flush) = log::stderr();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("YC_IMAGES_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .fmt_fields(log::Fields)
         .event_format(log::Lines)
         .with_writer(writer)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match cli.command {
+                    Command::Serve(args) => serve::run(args).await,
+                    Command::Registry(args) => cli::registry(args).await,
+                    Command::Compute(args) => cli::compute(args).await,
+                    Command::Operation(args) => cli::operation(args).await,
+                }
+            })
+        });
+    drop(flush);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: what failed and why.
+            eprintln!("yc-images: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

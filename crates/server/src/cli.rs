@@ -1,0 +1,615 @@
+//! The command line for both APIs: `yc-images registry …`, `yc-images compute …`,
+//! `yc-images operation …`. It speaks REST to a server (`--endpoint`, `http://` for now), with
+//! a token (`--token`); each also read from an environment variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
+//! the API) for scripts; an error is one line with its code, and a non-zero exit.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::TryStreamExt as _;
+use serde::Serialize;
+use yc_compute_image::client::ComputeImageClient;
+use yc_operations::{
+    OperationSource as _, OperationWaiter, RestApi, RestOperationSource, WaitError, WaitPolicy,
+};
+use yc_proto_types::google::protobuf::FieldMask;
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::compute::v1 as compute;
+use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
+use yc_proto_types::yandex::cloud::operation::Operation;
+use yc_registry_image::client::RegistryImageClient;
+
+/// Where the server is and how to talk to it; every command takes these.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Connection {
+    /// The server's URL, `http://host:port`.
+    #[arg(
+        long,
+        env = "YC_IMAGES_ENDPOINT",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    endpoint: String,
+
+    /// IAM token sent as `authorization: Bearer <token>`.
+    #[arg(long, env = "YC_IMAGES_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// How answers are written: a table for a person, or the API's JSON or YAML for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// `yc-images registry`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RegistryArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RegistryCommand {
+    /// Container Registry images.
+    #[command(subcommand)]
+    Image(RegistryImageCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RegistryImageCommand {
+    /// Every image of a repository, registry or folder, page after page.
+    List {
+        /// `<registry id>/<repository>`.
+        #[arg(long)]
+        repository_name: Option<String>,
+        #[arg(long)]
+        registry_id: Option<String>,
+        #[arg(long)]
+        folder_id: Option<String>,
+        /// Conditions on `name`, e.g. `name = "crp…/app"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// e.g. `created_at desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+    },
+    /// One image.
+    Get { image_id: String },
+    /// Deletes an image and waits until it is gone.
+    Delete { image_id: String },
+}
+
+/// `yc-images compute`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComputeArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: ComputeCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ComputeCommand {
+    /// Compute images.
+    #[command(subcommand)]
+    Image(ComputeImageCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ComputeImageCommand {
+    /// Every image of a folder, page after page.
+    List {
+        #[arg(long)]
+        folder_id: String,
+        /// Conditions on `name`, `family`, `status` and `id`, e.g. `family = "ubuntu"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// e.g. `createdAt desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+    },
+    /// One image.
+    Get { image_id: String },
+    /// The newest READY image of a family.
+    LatestByFamily {
+        #[arg(long)]
+        folder_id: String,
+        #[arg(long)]
+        family: String,
+    },
+    /// Creates an image from another image or a URL and waits until it is READY.
+    Create {
+        #[arg(long)]
+        folder_id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "")]
+        family: String,
+        /// Bytes; at least the image's size.
+        #[arg(long, default_value_t = 0)]
+        min_disk_size: i64,
+        /// `key=value`; repeat for more.
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+        /// Copy this image.
+        #[arg(
+            long,
+            conflicts_with = "source_uri",
+            required_unless_present = "source_uri"
+        )]
+        source_image_id: Option<String>,
+        /// Fetch the image (qcow2 or raw) from this URL.
+        #[arg(long)]
+        source_uri: Option<String>,
+    },
+    /// Changes the name, description, minimum disk size or labels of an image, and waits.
+    Update {
+        image_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        min_disk_size: Option<i64>,
+        /// `key=value`; repeat for more. Replaces every label.
+        #[arg(long = "label", value_parser = label)]
+        labels: Option<Vec<(String, String)>>,
+    },
+    /// Deletes an image and waits until it is gone.
+    Delete { image_id: String },
+    /// The image's operations, newest first.
+    Operations { image_id: String },
+}
+
+/// `yc-images operation`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OperationArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: OperationCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OperationCommand {
+    /// An operation as it is now.
+    Get { operation_id: String },
+    /// Waits until an operation is done; fails as the operation did.
+    Wait {
+        operation_id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+fn label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+/// A failed call, written as one line: the code and what the server said.
+#[derive(Debug)]
+pub(crate) struct CallFailed(Status);
+
+impl std::fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = format!("{:?}", self.0.grpc_code());
+        write!(f, "{}: {}", screaming(&code), self.0.message)
+    }
+}
+
+impl std::error::Error for CallFailed {}
+
+/// `NotFound` → `NOT_FOUND`, as the API names its codes.
+fn screaming(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn failed(status: Status) -> anyhow::Error {
+    CallFailed(status).into()
+}
+
+fn wait_failed(error: WaitError) -> anyhow::Error {
+    failed(error.status())
+}
+
+/// The REST API of the server `connection` names.
+fn api(connection: &Connection) -> Result<RestApi> {
+    let mut api = RestApi::new(&connection.endpoint).map_err(failed)?;
+    if let Some(token) = &connection.token {
+        api = api.with_token(token.clone());
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60));
+    Ok(api.with_client(http.build().context("setting up HTTP")?))
+}
+
+/// Runs `yc-images registry …`.
+pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
+    let api = api(&args.connection)?;
+    let out = Output(args.connection.format);
+    let images = RegistryImageClient::rest_api(api.clone());
+    let RegistryCommand::Image(command) = args.command;
+    match command {
+        RegistryImageCommand::List {
+            repository_name,
+            registry_id,
+            folder_id,
+            filter,
+            order_by,
+        } => {
+            let request = registry::ListImagesRequest {
+                repository_name: repository_name.unwrap_or_default(),
+                registry_id: registry_id.unwrap_or_default(),
+                folder_id: folder_id.unwrap_or_default(),
+                filter,
+                order_by,
+                ..Default::default()
+            };
+            let all: Vec<registry::Image> = images
+                .list_all(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(
+                &all,
+                &["ID", "NAME", "DIGEST", "TAGS", "SIZE", "CREATED"],
+                |i| {
+                    vec![
+                        i.id.clone(),
+                        i.name.clone(),
+                        i.digest.clone(),
+                        i.tags.join(","),
+                        i.compressed_size.to_string(),
+                        time(i.created_at),
+                    ]
+                },
+            )
+        }
+        RegistryImageCommand::Get { image_id } => {
+            let image = images.get(&image_id).await.map_err(failed)?;
+            out.one(&image)
+        }
+        RegistryImageCommand::Delete { image_id } => {
+            let op = images.delete(&image_id).await.map_err(failed)?;
+            let done = wait(&api, op, WaitPolicy::default()).await?;
+            out.one(&done)
+        }
+    }
+}
+
+/// Runs `yc-images compute …`.
+pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
+    let api = api(&args.connection)?;
+    let out = Output(args.connection.format);
+    let images = ComputeImageClient::rest_api(api.clone());
+    let ComputeCommand::Image(command) = args.command;
+    let columns = ["ID", "NAME", "FAMILY", "STATUS", "SIZE", "CREATED"];
+    let row = |i: &compute::Image| {
+        vec![
+            i.id.clone(),
+            i.name.clone(),
+            i.family.clone(),
+            compute::image::Status::try_from(i.status)
+                .map(|s| s.as_str_name().to_owned())
+                .unwrap_or_else(|_| i.status.to_string()),
+            i.storage_size.to_string(),
+            time(i.created_at),
+        ]
+    };
+    match command {
+        ComputeImageCommand::List {
+            folder_id,
+            filter,
+            order_by,
+        } => {
+            let request = compute::ListImagesRequest {
+                folder_id,
+                filter,
+                order_by,
+                ..Default::default()
+            };
+            let all: Vec<compute::Image> = images
+                .list_all(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(&all, &columns, row)
+        }
+        ComputeImageCommand::Get { image_id } => {
+            out.one(&images.get(&image_id).await.map_err(failed)?)
+        }
+        ComputeImageCommand::LatestByFamily { folder_id, family } => out.one(
+            &images
+                .latest_by_family(&folder_id, &family)
+                .await
+                .map_err(failed)?,
+        ),
+        ComputeImageCommand::Create {
+            folder_id,
+            name,
+            description,
+            family,
+            min_disk_size,
+            labels,
+            source_image_id,
+            source_uri,
+        } => {
+            use compute::create_image_request::Source;
+            let source = match (source_image_id, source_uri) {
+                (Some(id), _) => Source::ImageId(id),
+                (None, Some(uri)) => Source::Uri(uri),
+                (None, None) => bail!("give --source-image-id or --source-uri"),
+            };
+            let request = compute::CreateImageRequest {
+                folder_id,
+                name,
+                description,
+                family,
+                min_disk_size,
+                labels: labels.into_iter().collect(),
+                source: Some(source),
+                ..Default::default()
+            };
+            let op = images.create(&request).await.map_err(failed)?;
+            out.done(&wait(&api, op, WaitPolicy::default()).await?)
+        }
+        ComputeImageCommand::Update {
+            image_id,
+            name,
+            description,
+            min_disk_size,
+            labels,
+        } => {
+            let mut paths = Vec::new();
+            let mut request = compute::UpdateImageRequest {
+                image_id,
+                ..Default::default()
+            };
+            if let Some(name) = name {
+                request.name = name;
+                paths.push("name".to_owned());
+            }
+            if let Some(description) = description {
+                request.description = description;
+                paths.push("description".to_owned());
+            }
+            if let Some(size) = min_disk_size {
+                request.min_disk_size = size;
+                paths.push("min_disk_size".to_owned());
+            }
+            if let Some(labels) = labels {
+                request.labels = labels.into_iter().collect();
+                paths.push("labels".to_owned());
+            }
+            if paths.is_empty() {
+                bail!("nothing to change: give --name, --description, --min-disk-size or --label");
+            }
+            request.update_mask = Some(FieldMask { paths });
+            let op = images.update(&request).await.map_err(failed)?;
+            out.done(&wait(&api, op, WaitPolicy::default()).await?)
+        }
+        ComputeImageCommand::Delete { image_id } => {
+            let op = images.delete(&image_id).await.map_err(failed)?;
+            out.one(&wait(&api, op, WaitPolicy::default()).await?)
+        }
+        ComputeImageCommand::Operations { image_id } => {
+            let mut all = Vec::new();
+            let mut request = compute::ListImageOperationsRequest {
+                image_id,
+                ..Default::default()
+            };
+            loop {
+                let page = images.list_operations(&request).await.map_err(failed)?;
+                all.extend(page.operations);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                request.page_token = page.next_page_token;
+            }
+            out.list(&all, &OPERATION_COLUMNS, operation_row)
+        }
+    }
+}
+
+/// Runs `yc-images operation …`.
+pub(crate) async fn operation(args: OperationArgs) -> Result<()> {
+    let api = api(&args.connection)?;
+    let out = Output(args.connection.format);
+    let source = RestOperationSource::from_api(api.clone());
+    match args.command {
+        OperationCommand::Get { operation_id } => {
+            out.one(&source.get_operation(&operation_id).await.map_err(failed)?)
+        }
+        OperationCommand::Wait {
+            operation_id,
+            timeout,
+        } => {
+            let op = source.get_operation(&operation_id).await.map_err(failed)?;
+            let policy = WaitPolicy {
+                timeout: Some(Duration::from_secs(timeout)),
+                ..WaitPolicy::default()
+            };
+            out.one(&wait(&api, op, policy).await?)
+        }
+    }
+}
+
+const OPERATION_COLUMNS: [&str; 5] = ["ID", "DESCRIPTION", "CREATED BY", "DONE", "RESULT"];
+
+fn operation_row(op: &Operation) -> Vec<String> {
+    use yc_proto_types::yandex::cloud::operation::operation::Result as Outcome;
+    vec![
+        op.id.clone(),
+        op.description.clone(),
+        op.created_by.clone(),
+        op.done.to_string(),
+        match &op.result {
+            Some(Outcome::Error(e)) => CallFailed(e.clone()).to_string(),
+            Some(Outcome::Response(_)) => "ok".into(),
+            None => String::new(),
+        },
+    ]
+}
+
+/// Waits for `op` with a spinner on a terminal; an operation that failed is an error.
+async fn wait(api: &RestApi, op: Operation, policy: WaitPolicy) -> Result<Operation> {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("{} ({})", op.description, op.id));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let waiter =
+        OperationWaiter::new(RestOperationSource::from_api(api.clone())).with_policy(policy);
+    let done = waiter.wait_done(op).await;
+    spinner.finish_and_clear();
+    let done = done.map_err(wait_failed)?;
+    if let Some(yc_proto_types::yandex::cloud::operation::operation::Result::Error(e)) =
+        &done.result
+    {
+        return Err(failed(e.clone()));
+    }
+    Ok(done)
+}
+
+fn time(t: Option<yc_proto_types::google::protobuf::Timestamp>) -> String {
+    t.and_then(|t| t.to_rfc3339().ok()).unwrap_or_default()
+}
+
+/// Writes answers in the chosen format.
+struct Output(Format);
+
+impl Output {
+    /// One message: as JSON or YAML, or as a table of its fields.
+    fn one<T: Serialize>(&self, message: &T) -> Result<()> {
+        let value = serde_json::to_value(message)?;
+        match self.0 {
+            Format::Table => {
+                let rows: Vec<Vec<String>> = match &value {
+                    serde_json::Value::Object(fields) => fields
+                        .iter()
+                        .map(|(k, v)| vec![k.clone(), scalar(v)])
+                        .collect(),
+                    other => vec![vec![scalar(other)]],
+                };
+                print!("{}", table(&[], &rows));
+                Ok(())
+            }
+            _ => self.data(&value),
+        }
+    }
+
+    /// The image an operation made or changed (its response), else the operation.
+    fn done(&self, op: &Operation) -> Result<()> {
+        use yc_proto_types::yandex::cloud::operation::operation::Result as Outcome;
+        match &op.result {
+            Some(Outcome::Response(any)) => match any.to_msg::<compute::Image>() {
+                Ok(image) => self.one(&image),
+                Err(_) => self.one(op),
+            },
+            _ => self.one(op),
+        }
+    }
+
+    /// Many messages: a table with `columns`, or a JSON or YAML list.
+    fn list<T: Serialize>(
+        &self,
+        items: &[T],
+        columns: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> Result<()> {
+        match self.0 {
+            Format::Table => {
+                let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+                print!("{}", table(columns, &rows));
+                Ok(())
+            }
+            _ => self.data(&serde_json::to_value(items)?),
+        }
+    }
+
+    fn data(&self, value: &serde_json::Value) -> Result<()> {
+        match self.0 {
+            Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+            _ => println!("{}", serde_json::to_string_pretty(value)?),
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value on one line of a table.
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns aligned by the widest cell, a header line first when there are headers.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in (!headers.is_empty())
+        .then_some(&header)
+        .into_iter()
+        .chain(rows)
+    {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_codes_read_as_the_api_names_them() {
+        let rows = vec![
+            vec!["fd8a".to_owned(), "ubuntu".to_owned(), "READY".to_owned()],
+            vec!["fd8bbbbb".to_owned(), "x".to_owned(), "".to_owned()],
+        ];
+        assert_eq!(
+            table(&["ID", "NAME", "STATUS"], &rows),
+            "ID        NAME    STATUS\nfd8a      ubuntu  READY\nfd8bbbbb  x\n"
+        );
+        let error = CallFailed(Status::new(tonic::Code::NotFound, "Image fd8x not found"));
+        assert_eq!(error.to_string(), "NOT_FOUND: Image fd8x not found");
+        assert_eq!(screaming("PermissionDenied"), "PERMISSION_DENIED");
+    }
+}
