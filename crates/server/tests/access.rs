@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Server, channel, write_layout};
+use support::{Server, channel, write_iam, write_layout};
 use tonic::Code;
 use tonic::transport::Channel;
 use yc_proto_types::yandex::cloud::compute::v1 as compute;
@@ -103,23 +103,14 @@ where
 /// image of family `base`.
 fn start(dir: &Path, extra: &[&str]) -> Server {
     let iam = dir.join("iam.json");
-    std::fs::write(
+    write_iam(
         &iam,
-        json!({
-            "subjects": [
-                {"id": EDITOR, "tokens": ["editor-token"]},
-                {"id": "ajeviewer00000000000", "tokens": ["viewer-token"]},
-                {"id": "ajestranger000000000", "tokens": ["stranger-token"]},
-            ],
-            "accessBindings": [
-                {"folderId": TEAM, "subjectId": EDITOR, "roleId": "editor"},
-                {"folderId": TEAM, "subjectId": "ajeviewer00000000000", "roleId": "viewer"},
-                {"folderId": OTHER, "subjectId": "ajestranger000000000", "roleId": "editor"},
-            ],
-        })
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        &[
+            (EDITOR, "editor-token", TEAM, "editor"),
+            ("ajeviewer00000000000", "viewer-token", TEAM, "viewer"),
+            ("ajestranger000000000", "stranger-token", OTHER, "editor"),
+        ],
+    );
     let seed = dir.join("seed");
     for (folder, registry, image) in [
         (TEAM, TEAM_REGISTRY, TEAM_IMAGE),
@@ -622,36 +613,24 @@ async fn every_rest_call_as_everyone() {
 /// `sdk_discovery.py`). It needs the SDK's Python environment, which `cargo xtask ci` provides.
 #[tokio::test]
 async fn the_official_python_sdk_finds_everything_by_discovery_over_tls() {
-    let Some(python) = std::env::var_os("YC_SDK_PYTHON") else {
-        assert!(
-            std::env::var_os("YC_REQUIRE_SDK").is_none_or(|v| v != "1"),
-            "YC_REQUIRE_SDK=1 but YC_SDK_PYTHON is not set"
-        );
-        eprintln!(
-            "SKIPPED: the Python SDK discovery test needs YC_SDK_PYTHON; run `cargo xtask ci`"
-        );
+    let Some(python) = support::sdk_python("the Python SDK discovery test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = start(dir.path(), &["--tls"]);
     let ca = dir.path().join("data/tls/ca.pem");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_discovery.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(&server.address)
-        .arg(&ca)
-        .args(["editor-token", TEAM, TEAM_IMAGE])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("running the SDK: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK run failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("the official Python SDK found yc-images by discovery over TLS"),
-        "{stdout}"
-    );
+    let args = [
+        server.address.as_ref(),
+        ca.as_os_str(),
+        "editor-token".as_ref(),
+        TEAM.as_ref(),
+        TEAM_IMAGE.as_ref(),
+    ];
+    support::run_sdk_script(
+        python,
+        "sdk_discovery.py",
+        &args,
+        "the official Python SDK found yc-images by discovery over TLS",
+    )
+    .await;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use support::{Server, write_layout};
+use support::{Server, write_iam, write_layout};
 
 const FOLDER: &str = "b1gteam";
 const IMAGE: &str = "fd8cliimage000000000";
@@ -16,21 +16,13 @@ const EDITOR: &str = "ajeeditor00000000000";
 
 fn start(dir: &Path) -> Server {
     let iam = dir.join("iam.json");
-    std::fs::write(
+    write_iam(
         &iam,
-        json!({
-            "subjects": [
-                {"id": EDITOR, "tokens": ["editor-token"]},
-                {"id": "ajeviewer00000000000", "tokens": ["viewer-token"]},
-            ],
-            "accessBindings": [
-                {"folderId": FOLDER, "subjectId": EDITOR, "roleId": "editor"},
-                {"folderId": FOLDER, "subjectId": "ajeviewer00000000000", "roleId": "viewer"},
-            ],
-        })
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        &[
+            (EDITOR, "editor-token", FOLDER, "editor"),
+            ("ajeviewer00000000000", "viewer-token", FOLDER, "viewer"),
+        ],
+    );
     let seed = dir.join("seed");
     let registry = seed.join("container-registry").join(REGISTRY);
     std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));

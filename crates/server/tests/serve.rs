@@ -160,38 +160,19 @@ async fn confirmed_changes_survive_kill_9_and_a_restart() {
 /// `sdk_e2e.py`). It needs the SDK's Python environment, which `cargo xtask ci` provides.
 #[tokio::test]
 async fn the_official_python_sdk_drives_every_rpc() {
-    let Some(python) = std::env::var_os("YC_SDK_PYTHON") else {
-        assert!(
-            std::env::var_os("YC_REQUIRE_SDK").is_none_or(|v| v != "1"),
-            "YC_REQUIRE_SDK=1 but YC_SDK_PYTHON is not set"
-        );
-        eprintln!(
-            "SKIPPED: the Python SDK end-to-end test needs YC_SDK_PYTHON; run `cargo xtask ci`"
-        );
+    let Some(python) = support::sdk_python("the Python SDK end-to-end test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let uri = file_server().await;
     let server = Server::start(dir.path());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_e2e.py");
-    let address = server.address.clone();
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(&address)
-        .arg(&uri)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("running the SDK: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK run failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("the official Python SDK agrees with yc-images"),
-        "{stdout}"
-    );
+    support::run_sdk_script(
+        python,
+        "sdk_e2e.py",
+        &[server.address.as_ref(), uri.as_ref()],
+        "the official Python SDK agrees with yc-images",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -156,3 +156,63 @@ pub(crate) fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
     digest
 }
+
+/// The Python of the official SDK's environment (`YC_SDK_PYTHON`, which `cargo xtask ci`
+/// sets), or `None` after saying on stderr that `test` is skipped (a failure instead when
+/// `YC_REQUIRE_SDK=1`).
+pub(crate) fn sdk_python(test: &str) -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("YC_SDK_PYTHON");
+    if python.is_none() {
+        assert!(
+            std::env::var_os("YC_REQUIRE_SDK").is_none_or(|v| v != "1"),
+            "YC_REQUIRE_SDK=1 but YC_SDK_PYTHON is not set"
+        );
+        eprintln!("SKIPPED: {test} needs YC_SDK_PYTHON; run `cargo xtask ci`");
+    }
+    python
+}
+
+/// Writes an IAM file giving each `(subject, token, folder, role)` its token and role.
+pub(crate) fn write_iam(path: &Path, grants: &[(&str, &str, &str, &str)]) {
+    let subjects: Vec<serde_json::Value> = grants
+        .iter()
+        .map(|(subject, token, _, _)| serde_json::json!({"id": subject, "tokens": [token]}))
+        .collect();
+    let bindings: Vec<serde_json::Value> = grants
+        .iter()
+        .map(|(subject, _, folder, role)| {
+            serde_json::json!({"folderId": folder, "subjectId": subject, "roleId": role})
+        })
+        .collect();
+    std::fs::write(
+        path,
+        serde_json::json!({"subjects": subjects, "accessBindings": bindings}).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Runs `tests/<script>` with the SDK's `python` and `args`, and checks it succeeded and said
+/// `said`.
+pub(crate) async fn run_sdk_script(
+    python: std::ffi::OsString,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    said: &str,
+) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running the SDK: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(said), "{stdout}");
+}
