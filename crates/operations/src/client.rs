@@ -15,8 +15,66 @@ pub trait OperationSource: Send + Sync {
     async fn get_operation(&self, id: &str) -> Result<Operation, Status>;
 }
 
+/// A gRPC channel whose calls carry `authorization: Bearer <token>` when there is a token.
+pub type AuthChannel = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
+
+/// The token a gRPC client sends with every call, if any.
+///
+/// ```
+/// use yc_operations::client::BearerToken;
+///
+/// assert!(BearerToken::new("t1.secret").is_ok());
+/// assert!(BearerToken::new("line\nbreak").is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct BearerToken(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl BearerToken {
+    /// `token`, sent as `authorization: Bearer <token>`.
+    pub fn new(token: &str) -> Result<Self, Status> {
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            Status::new(
+                tonic::Code::InvalidArgument,
+                "the token has characters a header cannot carry",
+            )
+        })?;
+        Ok(Self(Some(value)))
+    }
+
+    /// No token.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// `channel`, its calls carrying this token.
+    pub fn channel(self, channel: Channel) -> AuthChannel {
+        tonic::service::interceptor::InterceptedService::new(channel, self)
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 #[async_trait]
-impl OperationSource for OperationServiceClient<Channel> {
+impl<T> OperationSource for OperationServiceClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + Sync + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
         let mut client = self.clone();
         let request = GetOperationRequest {
@@ -187,7 +245,7 @@ fn code_of_http(status: u16) -> tonic::Code {
 #[derive(Debug, Clone)]
 pub enum Operations {
     /// gRPC.
-    Grpc(OperationServiceClient<Channel>),
+    Grpc(OperationServiceClient<AuthChannel>),
     /// REST.
     Rest(RestOperationSource),
 }

@@ -19,6 +19,7 @@
 use futures_util::Stream;
 use reqwest::Method;
 use tonic::transport::Channel;
+use yc_operations::client::{AuthChannel, BearerToken};
 use yc_operations::{Operations, RestApi, RestOperationSource, WaitError, WaitPolicy, paged};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
@@ -31,7 +32,7 @@ use yc_proto_types::yandex::cloud::operation::operation_service_client::Operatio
 
 #[derive(Debug, Clone)]
 enum Transport {
-    Grpc(ImageServiceClient<Channel>),
+    Grpc(ImageServiceClient<AuthChannel>),
     Rest(RestApi),
 }
 
@@ -50,6 +51,12 @@ fn transport_error(e: impl std::fmt::Display) -> Status {
 impl RegistryImageClient {
     /// A client over a gRPC channel.
     pub fn grpc(channel: Channel) -> Self {
+        Self::grpc_with_token(channel, BearerToken::none())
+    }
+
+    /// A client over a gRPC channel whose calls carry `token`.
+    pub fn grpc_with_token(channel: Channel, token: BearerToken) -> Self {
+        let channel = token.channel(channel);
         Self {
             transport: Transport::Grpc(ImageServiceClient::new(channel.clone())),
             operations: Operations::Grpc(OperationServiceClient::new(channel)),

@@ -1,28 +1,32 @@
 //! The command line for both APIs: `yc-images registry …`, `yc-images compute …`,
-//! `yc-images operation …`. It speaks REST to a server (`--endpoint`, `http://` for now), with
-//! a token (`--token`); each also read from an environment variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
+//! `yc-images operation …`. It speaks gRPC to a server (`--endpoint`), with a token
+//! (`--token`) and, over TLS, the CA to trust (`--ca`); each also read from an environment
+//! variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
 //! the API) for scripts; an error is one line with its code, and a non-zero exit.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures_util::TryStreamExt as _;
 use serde::Serialize;
+use tonic::transport::Channel;
 use yc_compute_image::client::ComputeImageClient;
-use yc_operations::{
-    OperationSource as _, OperationWaiter, RestApi, RestOperationSource, WaitError, WaitPolicy,
-};
+use yc_operations::client::{AuthChannel, BearerToken};
+use yc_operations::{OperationSource as _, OperationWaiter, WaitError, WaitPolicy};
 use yc_proto_types::google::protobuf::FieldMask;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1 as compute;
 use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::operation::Operation;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
 use yc_registry_image::client::RegistryImageClient;
 
 /// Where the server is and how to talk to it; every command takes these.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Connection {
-    /// The server's URL, `http://host:port`.
+    /// The server's URL: `http://host:port`, or `https://host:port` (with --ca) for one
+    /// serving TLS.
     #[arg(
         long,
         env = "YC_IMAGES_ENDPOINT",
@@ -34,6 +38,11 @@ pub(crate) struct Connection {
     /// IAM token sent as `authorization: Bearer <token>`.
     #[arg(long, env = "YC_IMAGES_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+
+    /// CA certificate (PEM) to trust for an `https://` endpoint, such as the one
+    /// `yc-images serve --tls` prints.
+    #[arg(long, env = "YC_IMAGES_CA", global = true)]
+    ca: Option<PathBuf>,
 
     /// How answers are written: a table for a person, or the API's JSON or YAML for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
@@ -232,21 +241,50 @@ fn wait_failed(error: WaitError) -> anyhow::Error {
     failed(error.status())
 }
 
-/// The REST API of the server `connection` names.
-fn api(connection: &Connection) -> Result<RestApi> {
-    let mut api = RestApi::new(&connection.endpoint).map_err(failed)?;
-    if let Some(token) = &connection.token {
-        api = api.with_token(token.clone());
+/// A gRPC channel to the server `connection` names, its calls carrying the token.
+async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let token = match &connection.token {
+        Some(token) => BearerToken::new(token).map_err(failed)?,
+        None => BearerToken::none(),
+    };
+    let mut endpoint = Endpoint::from_shared(connection.endpoint.clone())
+        .with_context(|| format!("--endpoint {:?} is not a URL", connection.endpoint))?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60));
+    let https = endpoint.uri().scheme_str() == Some("https");
+    match (&connection.ca, https) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+                .context("setting up TLS")?;
+        }
+        (Some(_), false) => bail!("--ca is for an https:// endpoint; use https://host:port"),
+        (None, true) => bail!("an https:// endpoint needs the CA to trust: give --ca"),
+        (None, false) => {}
     }
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(60));
-    Ok(api.with_client(http.build().context("setting up HTTP")?))
+    let channel = endpoint.connect().await.map_err(|e| {
+        failed(Status::new(
+            tonic::Code::Unavailable,
+            format!("cannot reach {}: {e}", connection.endpoint),
+        ))
+    })?;
+    Ok((channel, token))
+}
+
+/// Reads operations over `channel`.
+fn operations(channel: &Channel, token: &BearerToken) -> OperationServiceClient<AuthChannel> {
+    OperationServiceClient::new(token.clone().channel(channel.clone()))
 }
 
 /// Runs `yc-images registry …`.
 pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
-    let api = api(&args.connection)?;
+    let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
-    let images = RegistryImageClient::rest_api(api.clone());
+    let images = RegistryImageClient::grpc_with_token(channel.clone(), token.clone());
+    let source = operations(&channel, &token);
     let RegistryCommand::Image(command) = args.command;
     match command {
         RegistryImageCommand::List {
@@ -290,7 +328,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
         }
         RegistryImageCommand::Delete { image_id } => {
             let op = images.delete(&image_id).await.map_err(failed)?;
-            let done = wait(&api, op, WaitPolicy::default()).await?;
+            let done = wait(&source, op, WaitPolicy::default()).await?;
             out.one(&done)
         }
     }
@@ -298,9 +336,10 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
 
 /// Runs `yc-images compute …`.
 pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
-    let api = api(&args.connection)?;
+    let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
-    let images = ComputeImageClient::rest_api(api.clone());
+    let images = ComputeImageClient::grpc_with_token(channel.clone(), token.clone());
+    let source = operations(&channel, &token);
     let ComputeCommand::Image(command) = args.command;
     let columns = ["ID", "NAME", "FAMILY", "STATUS", "SIZE", "CREATED"];
     let row = |i: &compute::Image| {
@@ -354,7 +393,7 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             source_uri,
         } => {
             use compute::create_image_request::Source;
-            let source = match (source_image_id, source_uri) {
+            let from = match (source_image_id, source_uri) {
                 (Some(id), _) => Source::ImageId(id),
                 (None, Some(uri)) => Source::Uri(uri),
                 (None, None) => bail!("give --source-image-id or --source-uri"),
@@ -366,11 +405,11 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
                 family,
                 min_disk_size,
                 labels: labels.into_iter().collect(),
-                source: Some(source),
+                source: Some(from),
                 ..Default::default()
             };
             let op = images.create(&request).await.map_err(failed)?;
-            out.done(&wait(&api, op, WaitPolicy::default()).await?)
+            out.done(&wait(&source, op, WaitPolicy::default()).await?)
         }
         ComputeImageCommand::Update {
             image_id,
@@ -405,11 +444,11 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             }
             request.update_mask = Some(FieldMask { paths });
             let op = images.update(&request).await.map_err(failed)?;
-            out.done(&wait(&api, op, WaitPolicy::default()).await?)
+            out.done(&wait(&source, op, WaitPolicy::default()).await?)
         }
         ComputeImageCommand::Delete { image_id } => {
             let op = images.delete(&image_id).await.map_err(failed)?;
-            out.one(&wait(&api, op, WaitPolicy::default()).await?)
+            out.one(&wait(&source, op, WaitPolicy::default()).await?)
         }
         ComputeImageCommand::Operations { image_id } => {
             let mut all = Vec::new();
@@ -432,9 +471,9 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
 
 /// Runs `yc-images operation …`.
 pub(crate) async fn operation(args: OperationArgs) -> Result<()> {
-    let api = api(&args.connection)?;
+    let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
-    let source = RestOperationSource::from_api(api.clone());
+    let source = operations(&channel, &token);
     match args.command {
         OperationCommand::Get { operation_id } => {
             out.one(&source.get_operation(&operation_id).await.map_err(failed)?)
@@ -448,7 +487,7 @@ pub(crate) async fn operation(args: OperationArgs) -> Result<()> {
                 timeout: Some(Duration::from_secs(timeout)),
                 ..WaitPolicy::default()
             };
-            out.one(&wait(&api, op, policy).await?)
+            out.one(&wait(&source, op, policy).await?)
         }
     }
 }
@@ -471,12 +510,15 @@ fn operation_row(op: &Operation) -> Vec<String> {
 }
 
 /// Waits for `op` with a spinner on a terminal; an operation that failed is an error.
-async fn wait(api: &RestApi, op: Operation, policy: WaitPolicy) -> Result<Operation> {
+async fn wait(
+    source: &OperationServiceClient<AuthChannel>,
+    op: Operation,
+    policy: WaitPolicy,
+) -> Result<Operation> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("{} ({})", op.description, op.id));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let waiter =
-        OperationWaiter::new(RestOperationSource::from_api(api.clone())).with_policy(policy);
+    let waiter = OperationWaiter::new(source.clone()).with_policy(policy);
     let done = waiter.wait_done(op).await;
     spinner.finish_and_clear();
     let done = done.map_err(wait_failed)?;

@@ -14,7 +14,7 @@ const IMAGE: &str = "fd8cliimage000000000";
 const REGISTRY: &str = "crpcliregistry000000";
 const EDITOR: &str = "ajeeditor00000000000";
 
-fn start(dir: &Path) -> Server {
+fn start(dir: &Path, extra: &[&str]) -> Server {
     let iam = dir.join("iam.json");
     write_iam(
         &iam,
@@ -43,22 +43,22 @@ fn start(dir: &Path) -> Server {
         .to_string(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    Server::start_with(
-        &dir.join("data"),
-        &[
-            "--iam",
-            &iam.to_string_lossy(),
-            "--seed",
-            &seed.to_string_lossy(),
-        ],
-    )
+    let (iam, seed) = (iam.to_string_lossy(), seed.to_string_lossy());
+    let mut args = vec!["--iam", &iam, "--seed", &seed];
+    args.extend_from_slice(extra);
+    Server::start_with(&dir.join("data"), &args)
 }
 
 /// `yc-images <args>` against `server` with `token`.
 fn run(server: &Server, token: &str, args: &[&str]) -> Output {
+    run_at(&server.url(), token, args)
+}
+
+/// `yc-images <args>` against `endpoint` with `token`.
+fn run_at(endpoint: &str, token: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_yc-images"))
         .args(args)
-        .env("YC_IMAGES_ENDPOINT", server.url())
+        .env("YC_IMAGES_ENDPOINT", endpoint)
         .env("YC_IMAGES_TOKEN", token)
         .output()
         .unwrap_or_else(|e| panic!("{e}"))
@@ -92,7 +92,7 @@ fn failure(server: &Server, token: &str, args: &[&str]) -> String {
 #[test]
 fn the_cli_drives_both_apis_and_says_what_failed() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let server = start(dir.path());
+    let server = start(dir.path(), &[]);
 
     // Compute images: a table for a person, JSON and YAML for scripts.
     let table = ok(
@@ -226,4 +226,38 @@ fn the_cli_drives_both_apis_and_says_what_failed() {
         invalid.starts_with("yc-images: INVALID_ARGUMENT: Request validation error: image_id"),
         "{invalid}"
     );
+}
+
+/// Over TLS the command line trusts the CA it is given (`--ca`, here the one `serve --tls`
+/// made); without it, or over plaintext to a TLS server, it fails with one line.
+#[test]
+fn the_cli_trusts_the_ca_it_is_given() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &["--tls"]);
+    let https = format!("https://{}", server.address);
+    let ca = dir.path().join("data/tls/ca.pem");
+    let ca = ca.to_string_lossy();
+    let list = ["compute", "image", "list", "--folder-id", FOLDER];
+    let mut with_ca = list.to_vec();
+    with_ca.extend(["--ca", &ca]);
+    let output = run_at(&https, "editor-token", &with_ca);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(IMAGE), "{stdout}");
+
+    let without = run_at(&https, "editor-token", &list);
+    assert!(!without.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&without.stderr).trim(),
+        "yc-images: an https:// endpoint needs the CA to trust: give --ca"
+    );
+    let plaintext = run(&server, "editor-token", &list);
+    assert!(!plaintext.status.success());
+    let said = String::from_utf8_lossy(&plaintext.stderr);
+    assert!(said.starts_with("yc-images: "), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
 }
