@@ -392,15 +392,20 @@ impl OperationRunner {
 
     /// OperationService `Cancel`: [`cancel`](Self::cancel), if `caller` may see the operation.
     pub async fn cancel_as(&self, id: &str, caller: &crate::Caller) -> Result<Operation, Status> {
-        self.get_as(id, caller).await?;
-        self.cancel(id).await
+        let op = self.get_as(id, caller).await?;
+        self.cancel_read(op).await
     }
 
     /// Cancels an operation, best effort. A done operation is returned unchanged. A running
     /// one whose work runs in this process and allows it is stopped and finished with
     /// `CANCELLED`; any other is returned as it is, still running.
     pub async fn cancel(&self, id: &str) -> Result<Operation, Status> {
-        let op = self.get(id).await?;
+        self.cancel_read(self.get(id).await?).await
+    }
+
+    /// [`cancel`](Self::cancel) of an operation already read.
+    async fn cancel_read(&self, op: Operation) -> Result<Operation, Status> {
+        let id = op.id.as_str();
         if op.done {
             return Ok(op);
         }
