@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Server, channel, write_iam, write_layout};
+use support::{Server, channel, seed_compute_image, seed_registry, start_seeded, write_iam};
 use tonic::Code;
 use tonic::transport::Channel;
 use yc_proto_types::yandex::cloud::compute::v1 as compute;
@@ -116,32 +116,10 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         (TEAM, TEAM_REGISTRY, TEAM_IMAGE),
         (OTHER, OTHER_REGISTRY, OTHER_IMAGE),
     ] {
-        let registry = seed.join("container-registry").join(registry);
-        std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            registry.join("registry.json"),
-            json!({"folderId": folder, "name": folder}).to_string(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        write_layout(&registry.join("app"), folder, "v1");
-        let images = seed.join("compute");
-        std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            images.join(format!("{image}.json")),
-            json!({
-                "id": image, "folderId": folder, "name": format!("{folder}-base"),
-                "family": "base", "status": "READY", "storageSize": "4194304",
-                "minDiskSize": "4194304", "os": {"type": "LINUX"},
-                "createdAt": "2026-01-02T03:04:05Z",
-            })
-            .to_string(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        seed_registry(&seed, registry, folder, folder);
+        seed_compute_image(&seed, image, folder, &format!("{folder}-base"));
     }
-    let (iam, seed) = (iam.to_string_lossy(), seed.to_string_lossy());
-    let mut args = vec!["--iam", &iam, "--seed", &seed];
-    args.extend_from_slice(extra);
-    Server::start_with(&dir.join("data"), &args)
+    start_seeded(dir, &iam, &seed, extra)
 }
 
 // ---------------------------------------------------------------------------------------

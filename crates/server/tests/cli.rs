@@ -6,8 +6,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::{Value, json};
-use support::{Server, write_iam, write_layout};
+use serde_json::Value;
+use support::{Server, seed_compute_image, seed_registry, start_seeded, write_iam};
 
 const FOLDER: &str = "b1gteam";
 const IMAGE: &str = "fd8cliimage000000000";
@@ -24,29 +24,9 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         ],
     );
     let seed = dir.join("seed");
-    let registry = seed.join("container-registry").join(REGISTRY);
-    std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        registry.join("registry.json"),
-        json!({"folderId": FOLDER, "name": "cli"}).to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    write_layout(&registry.join("app"), "cli", "v1");
-    std::fs::create_dir_all(seed.join("compute")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        seed.join("compute/image.json"),
-        json!({
-            "id": IMAGE, "folderId": FOLDER, "name": "base", "family": "base",
-            "status": "READY", "storageSize": "4194304", "minDiskSize": "4194304",
-            "os": {"type": "LINUX"}, "createdAt": "2026-01-02T03:04:05Z",
-        })
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let (iam, seed) = (iam.to_string_lossy(), seed.to_string_lossy());
-    let mut args = vec!["--iam", &iam, "--seed", &seed];
-    args.extend_from_slice(extra);
-    Server::start_with(&dir.join("data"), &args)
+    seed_registry(&seed, REGISTRY, FOLDER, "cli");
+    seed_compute_image(&seed, IMAGE, FOLDER, "base");
+    start_seeded(dir, &iam, &seed, extra)
 }
 
 /// `yc-images <args>` against `server` with `token`.

@@ -404,12 +404,7 @@ fn serve_help_explains_every_option() {
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut server = Server::start(dir.path());
-    let pid = server.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(sent.success());
+    server.terminate();
     let mut exited = None;
     for _ in 0..100 {
         if let Some(status) = server.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
@@ -857,12 +852,7 @@ async fn every_call_is_logged_with_its_request_id() {
         .map(|e| e.grpc_code());
     assert_eq!(missing, Some(tonic::Code::NotFound));
 
-    let pid = server.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(sent.success());
+    server.terminate();
     let mut server = server;
     for _ in 0..100 {
         if server.child.try_wait().ok().flatten().is_some() {

@@ -91,6 +91,15 @@ impl Server {
         format!("http://{}", self.address)
     }
 
+    /// Sends SIGTERM, as a service manager stops a server.
+    pub(crate) fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sent.success());
+    }
+
     /// `kill -9`: no shutdown at all.
     pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
@@ -215,4 +224,43 @@ pub(crate) async fn run_sdk_script(
         "the SDK run failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains(said), "{stdout}");
+}
+
+/// Writes into the seed directory `seed` a registry `id` of `folder` holding one image layout
+/// (repository `app`, tag `v1`, made from `layer`).
+pub(crate) fn seed_registry(seed: &Path, id: &str, folder: &str, layer: &str) {
+    let registry = seed.join("container-registry").join(id);
+    std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        registry.join("registry.json"),
+        serde_json::json!({"folderId": folder, "name": layer}).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write_layout(&registry.join("app"), layer, "v1");
+}
+
+/// Writes into the seed directory `seed` a READY compute image `id` of family `base` in
+/// `folder`, named `name`.
+pub(crate) fn seed_compute_image(seed: &Path, id: &str, folder: &str, name: &str) {
+    let images = seed.join("compute");
+    std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        images.join(format!("{id}.json")),
+        serde_json::json!({
+            "id": id, "folderId": folder, "name": name, "family": "base",
+            "status": "READY", "storageSize": "4194304", "minDiskSize": "4194304",
+            "os": {"type": "LINUX"}, "createdAt": "2026-01-02T03:04:05Z",
+        })
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A server with the IAM file `iam`, seeded from `seed`, its data in `dir/data`, and `extra`
+/// options.
+pub(crate) fn start_seeded(dir: &Path, iam: &Path, seed: &Path, extra: &[&str]) -> Server {
+    let (iam, seed) = (iam.to_string_lossy(), seed.to_string_lossy());
+    let mut args = vec!["--iam", &iam, "--seed", &seed];
+    args.extend_from_slice(extra);
+    Server::start_with(&dir.join("data"), &args)
 }
