@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use prost::Message;
 use yc_operations::db::{Db, Query, query};
-use yc_operations::query::sql::{KeysetSelect, cursor_values, nanos, purge_deleted, sort_keys};
+use yc_operations::query::sql::{
+    KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
+};
 use yc_operations::query::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
@@ -230,15 +232,9 @@ impl SqlComputeImageStore {
     async fn delete_row(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
         let now = nanos(at);
         let mut tx = self.db.begin().await.map_err(unavailable)?;
-        let deleted = tx
-            .execute(
-                &query("UPDATE ci_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-                    .bind(now)
-                    .bind(id),
-            )
+        let deleted = mark_deleted(&mut tx, "ci_images", id, now)
             .await
-            .map_err(unavailable)?
-            > 0;
+            .map_err(unavailable)?;
         purge_deleted(&mut tx, "ci_images", now)
             .await
             .map_err(unavailable)?;

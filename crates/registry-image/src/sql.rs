@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use prost::Message;
 use yc_operations::db::{Db, Query, Tx, query};
 use yc_operations::query::FilterOp;
-use yc_operations::query::sql::{KeysetSelect, cursor_values, nanos, purge_deleted, sort_keys};
+use yc_operations::query::sql::{
+    KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
+};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 
@@ -358,15 +360,9 @@ impl ImageStore for SqlImageStore {
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
         let now = nanos(at);
         let mut tx = self.db.begin().await.map_err(unavailable)?;
-        let deleted = tx
-            .execute(
-                &query("UPDATE cr_images SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-                    .bind(now)
-                    .bind(id),
-            )
+        let deleted = mark_deleted(&mut tx, "cr_images", id, now)
             .await
-            .map_err(unavailable)?
-            > 0;
+            .map_err(unavailable)?;
         if deleted {
             tx.execute(&query("DELETE FROM cr_tags WHERE image_id = ?").bind(id))
                 .await

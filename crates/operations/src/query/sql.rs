@@ -183,6 +183,26 @@ pub fn nanos(t: yc_proto_types::google::protobuf::Timestamp) -> i64 {
 /// How long a deleted row keeps its sort keys, so that page tokens stopping at it continue.
 pub const KEEP_DELETED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// Marks the row `id` of `table` deleted at `now` (nanoseconds), keeping its sort keys for
+/// page tokens; false when there is no such row or it was deleted already.
+pub async fn mark_deleted(
+    tx: &mut Tx,
+    table: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, crate::db::DbError> {
+    let changed = tx
+        .execute(
+            &query(format!(
+                "UPDATE {table} SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
+            ))
+            .bind(now)
+            .bind(id),
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
 /// Removes the rows of `table` deleted (soft, with `deleted_at`) longer ago than
 /// [`KEEP_DELETED`] before `now` (nanoseconds).
 pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), crate::db::DbError> {
