@@ -49,6 +49,17 @@ pub(crate) fn run() -> Result<()> {
              (set YC_POSTGRES_URL to use another server)"
         ),
     }
+    if has_skopeo() {
+        println!(
+            "ci: skopeo found: the registry interoperability test runs and may not be skipped"
+        );
+        test_env.push(("YC_REQUIRE_SKOPEO", "1"));
+    } else {
+        println!(
+            "ci: SKIPPING the skopeo interoperability test: skopeo is not installed \
+             (apt-get install skopeo; .ci/run installs it)"
+        );
+    }
     let test_env = test_env.as_slice();
     step("doc tests", || {
         cargo(&["test", "--workspace", "--doc", "--locked"], test_env)
@@ -104,6 +115,13 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 fn has_nextest() -> bool {
     Command::new(env!("CARGO"))
         .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn has_skopeo() -> bool {
+    Command::new("skopeo")
+        .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
 }

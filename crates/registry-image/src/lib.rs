@@ -5,10 +5,15 @@
 //!   and List as one indexed query; [`sql`] implements it on SQLite and PostgreSQL.
 //! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
 //!   [`grpc`] and [`rest`] put it on the wire.
+//! - [`distribution`]: the OCI distribution API (`/v2/`) that pushes and pulls images, over
+//!   [`blobs`], their content in SQL; [`push`] is its client, pushing OCI image layouts.
 
+pub mod blobs;
 pub mod client;
+pub mod distribution;
 pub mod grpc;
 pub mod oci;
+pub mod push;
 pub mod rest;
 pub mod service;
 pub mod sql;

@@ -133,7 +133,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -250,7 +250,7 @@ fn read(path: &Path) -> Result<Vec<u8>, OciError> {
     })
 }
 
-fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+pub(crate) fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     dir.join("blobs").join("sha256").join(hex)
 }

@@ -183,6 +183,41 @@ impl RegistryImages {
         Ok(image)
     }
 
+    /// The registry `id`, if the caller holds `role` in its folder: for pushes and pulls
+    /// through the distribution API. `NOT_FOUND` when there is no such registry and the caller
+    /// may see any, `PERMISSION_DENIED` otherwise.
+    pub async fn registry_for(
+        &self,
+        id: &str,
+        caller: &Caller,
+        role: Role,
+    ) -> Result<Registry, Status> {
+        match self.store.registry(id).await.map_err(store_status)? {
+            Some(registry) => {
+                caller.require(&registry.folder_id, role)?;
+                Ok(registry)
+            }
+            None if caller.access.is_unrestricted() => Err(Status::new(
+                tonic::Code::NotFound,
+                format!("Registry {id} not found"),
+            )),
+            None => Err(yc_operations::permission_denied()),
+        }
+    }
+
+    /// The image of `repository` a tag or manifest digest names, for a caller that may read
+    /// the repository's registry (checked by [`RegistryImages::registry_for`]).
+    pub async fn resolve(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Image>, Status> {
+        self.store
+            .resolve(repository, reference)
+            .await
+            .map_err(store_status)
+    }
+
     /// Nothing if the caller holds `role` in the folder of the registry `id` (or may do
     /// anything); `PERMISSION_DENIED` otherwise, also when there is no such registry.
     async fn require_in_registry(

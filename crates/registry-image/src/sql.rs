@@ -357,6 +357,25 @@ impl ImageStore for SqlImageStore {
         body.map(|b| decode(&b)).transpose()
     }
 
+    async fn resolve(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Image>, ImageStoreError> {
+        let sql = if reference.starts_with("sha256:") {
+            "SELECT body FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL"
+        } else {
+            "SELECT i.body FROM cr_tags t JOIN cr_images i ON i.id = t.image_id \
+             WHERE t.name = ? AND t.tag = ? AND i.deleted_at IS NULL"
+        };
+        let body: Option<Vec<u8>> = self
+            .db
+            .fetch_scalar(&query(sql).bind(repository).bind(reference))
+            .await
+            .map_err(unavailable)?;
+        body.map(|b| decode(&b)).transpose()
+    }
+
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
         let now = nanos(at);
         let mut tx = self.db.begin().await.map_err(unavailable)?;

@@ -115,6 +115,14 @@ pub trait ImageStore: Send + Sync + 'static {
     /// The image with this id, with its tags; deleted images are gone.
     async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError>;
 
+    /// The image of `repository` that `reference` names: a manifest digest (`sha256:…`) or a
+    /// tag; deleted images are gone.
+    async fn resolve(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Image>, ImageStoreError>;
+
     /// Deletes the image and its tags. Returns whether it existed. Its sort keys are kept
     /// for a while, so that a page token that stops at it still continues.
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;

@@ -21,6 +21,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::operation::Operation;
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
 use yc_registry_image::client::RegistryImageClient;
+use yc_registry_image::push::Pushed;
 
 /// Where the server is and how to talk to it; every command takes these.
 #[derive(Debug, clap::Args)]
@@ -70,6 +71,15 @@ enum RegistryCommand {
     /// Container Registry images.
     #[command(subcommand)]
     Image(RegistryImageCommand),
+    /// Pushes the image of an OCI image layout (what `skopeo copy … oci:DIR:TAG` writes) into
+    /// a repository, through the server's registry API, and shows the image. Blobs the
+    /// registry has are not sent again.
+    Import {
+        /// The OCI image layout's directory.
+        layout: PathBuf,
+        /// `<registry id>/<repository>:<tag>`; without `:<tag>`, the layout's tag.
+        target: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -285,7 +295,14 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
     let out = Output(args.connection.format);
     let images = RegistryImageClient::grpc_with_token(channel.clone(), token.clone());
     let source = operations(&channel, &token);
-    let RegistryCommand::Image(command) = args.command;
+    let command = match args.command {
+        RegistryCommand::Image(command) => command,
+        RegistryCommand::Import { layout, target } => {
+            let pushed =
+                import(&channel, args.connection.token.as_deref(), &layout, &target).await?;
+            return out.one(&images.get(&pushed.image_id).await.map_err(failed)?);
+        }
+    };
     match command {
         RegistryImageCommand::List {
             repository_name,
@@ -332,6 +349,40 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
             out.one(&done)
         }
     }
+}
+
+/// `yc-images registry import`: pushes the layout with a progress bar of the bytes.
+async fn import(
+    channel: &Channel,
+    token: Option<&str>,
+    dir: &std::path::Path,
+    target: &str,
+) -> Result<Pushed> {
+    use yc_registry_image::push::{Layout, LayoutPusher};
+    // A tag has no `/`; a repository has no `:`.
+    let (repository, tag) = match target.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
+        _ => (target, None),
+    };
+    if !repository.contains('/') {
+        bail!("{target:?} is not <registry id>/<repository>[:<tag>]");
+    }
+    let layout = Layout::open(dir, tag).map_err(failed)?;
+    let pusher = LayoutPusher::new(channel.clone(), token).map_err(failed)?;
+    let bar = indicatif::ProgressBar::new(layout.size());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("pushing {}", layout.digest()));
+    let pushed = pusher
+        .push_layout(&layout, repository, tag, &|bytes| bar.inc(bytes))
+        .await;
+    bar.finish_and_clear();
+    pushed.map_err(failed)
 }
 
 /// Runs `yc-images compute …`.

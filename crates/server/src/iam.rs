@@ -16,7 +16,8 @@
 //! }
 //! ```
 //!
-//! A call carries `authorization: Bearer <token>`; the layer finds the token's subject and puts
+//! A call carries `authorization: Bearer <token>` (registry clients may send the token as the
+//! password of `Basic` credentials, as `docker login --username iam` does); the layer finds the token's subject and puts
 //! its [`Principal`] into the request, where the services read it (see
 //! `yc_operations::access`). Endpoint discovery, health, reflection and `/healthz` need no
 //! token.
@@ -131,22 +132,38 @@ impl Iam {
         })
     }
 
-    /// The principal of a call with this `authorization` header value.
+    /// The principal of a call with this `authorization` header value: `Bearer <token>`, or
+    /// `Basic` with the token as the password (any user name, `iam` by convention), which is
+    /// how `docker login` and skopeo send credentials to a registry.
     fn principal(&self, authorization: Option<&str>) -> Result<&Principal, Status> {
         let Some(value) = authorization else {
             return Err(unauthenticated(
                 "Authentication required: send an IAM token as `authorization: Bearer <token>`",
             ));
         };
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                unauthenticated("The authorization header must be `Bearer <IAM token>`")
-            })?;
+        let malformed = || {
+            unauthenticated(
+                "The authorization header must be `Bearer <IAM token>` (or, for the registry's \
+                 /v2/ API, `Basic` with user `iam` and the IAM token as the password)",
+            )
+        };
+        let (scheme, credentials) = value.split_once(' ').ok_or_else(malformed)?;
+        let token = if scheme.eq_ignore_ascii_case("bearer") {
+            credentials.trim().to_owned()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(credentials.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(malformed)?;
+            let (_user, password) = decoded.split_once(':').ok_or_else(malformed)?;
+            password.to_owned()
+        } else {
+            return Err(malformed());
+        };
         self.by_token
-            .get(token)
+            .get(&token)
             .ok_or_else(|| unauthenticated("The IAM token is invalid"))
     }
 }
@@ -194,6 +211,9 @@ pub(crate) async fn authenticate(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
+        Err(status) if yc_registry_image::distribution::is_registry_path(request.uri().path()) => {
+            yc_registry_image::distribution::unauthorized(status.message).into_response()
+        }
         Err(status) => {
             let grpc = request
                 .headers()
@@ -234,12 +254,17 @@ mod tests {
         assert!(alice.access.allows("b1gteam", Role::Editor));
         assert!(!alice.access.allows("b1gother", Role::Viewer));
         let bob = iam.principal(Some("bearer bob")).expect("known");
+        // `iam:bob`, as `docker login --username iam --password bob` sends it.
+        let basic = iam.principal(Some("Basic aWFtOmJvYg==")).expect("known");
+        assert_eq!(basic.subject, "ajebob");
         assert!(bob.access.allows("b1gteam", Role::Viewer));
         assert!(!bob.access.allows("b1gteam", Role::Editor));
         for (header, message) in [
             (None, "Authentication required"),
             (Some("Bearer nobody"), "The IAM token is invalid"),
             (Some("Basic YWxpY2U="), "must be `Bearer <IAM token>`"),
+            (Some("Basic aWFtOm5vYm9keQ=="), "The IAM token is invalid"),
+            (Some("Basic !!"), "must be `Bearer <IAM token>`"),
             (Some("alice-1"), "must be `Bearer <IAM token>`"),
         ] {
             let error = iam.principal(header).expect_err("refused");

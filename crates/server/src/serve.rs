@@ -18,6 +18,7 @@ use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
 use yc_operations::db::{Db, connect_postgres};
 use yc_operations::{OperationGrpc, OperationRunner, OperationStore, Resumers, SqlOperationStore};
+use yc_registry_image::blobs::SqlBlobStore;
 use yc_registry_image::store::ImageStore;
 use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
 
@@ -196,6 +197,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
 
     let mut app = grpc
+        .merge(yc_registry_image::distribution::router(
+            registry.clone(),
+            stores.blobs.clone(),
+        ))
         .merge(yc_registry_image::rest::router(registry))
         .merge(yc_compute_image::rest::router(compute))
         .merge(yc_operations::rest::router(runner.clone()))
@@ -244,10 +249,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The three stores on one database.
+/// The stores on one database.
 struct Stores {
     operations: Arc<dyn OperationStore>,
     registry: Arc<dyn ImageStore>,
+    blobs: SqlBlobStore,
     compute: Arc<dyn ComputeImageStore>,
     db: Db,
     /// Where the data is, for the log.
@@ -306,6 +312,9 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     let registry = SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
+    let blobs = SqlBlobStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut compute = SqlComputeImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -315,6 +324,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     Ok(Stores {
         operations: Arc::new(operations),
         registry: Arc::new(registry),
+        blobs,
         compute: Arc::new(compute),
         db,
         description,

@@ -1,0 +1,471 @@
+//! Blob content for the OCI distribution API ([`crate::distribution`]): uploads in progress and
+//! the blobs they became, in SQL (SQLite or PostgreSQL, through [`yc_operations::db`]) so that
+//! every replica sharing a database sees the same blobs.
+//!
+//! Content is kept in pieces of at most [`PIECE`] bytes (`cr_blob_data`, keyed by a storage id
+//! and a sequence number): an upload appends pieces as its bytes arrive, so nothing holds a
+//! whole layer in memory, and finishing it checks the digest by reading the pieces back and
+//! then only renames: the blob's storage is the upload's. A blob is stored once per digest and
+//! linked to every registry it was pushed to (`cr_blob_links`); a registry sees only the blobs
+//! linked to it.
+
+use bytes::Bytes;
+use futures_util::Stream;
+use sha2::{Digest, Sha256};
+use yc_operations::db::{Db, DbError, query};
+use yc_operations::query::sql::nanos;
+use yc_proto_types::google::protobuf::Timestamp;
+
+const COMPONENT: &str = "registry-blobs";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS cr_blob_data (
+        storage TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (storage, seq)
+    )",
+    "CREATE TABLE IF NOT EXISTS cr_uploads (
+        id TEXT PRIMARY KEY,
+        registry_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        pieces INTEGER NOT NULL,
+        started_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS cr_uploads_started ON cr_uploads (started_at)",
+    "CREATE TABLE IF NOT EXISTS cr_blobs (
+        digest TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        storage TEXT NOT NULL,
+        pieces INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS cr_blob_links (
+        registry_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (registry_id, digest)
+    )",
+];
+
+/// The largest piece of content stored in one row.
+pub const PIECE: usize = 1 << 20;
+
+/// Uploads not finished within this long are removed when a server starts.
+const UPLOAD_LIFETIME_SECS: i64 = 24 * 3600;
+
+/// Makes a blob visible in a registry.
+const LINK: &str =
+    "INSERT INTO cr_blob_links (registry_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING";
+
+/// The blob `digest` from a row of its size, storage and pieces.
+fn blob_info(digest: &str, row: &yc_operations::db::Row) -> Result<BlobInfo, BlobError> {
+    Ok(BlobInfo {
+        digest: digest.to_owned(),
+        size: row.get(0)?,
+        storage: row.get(1)?,
+        pieces: row.get(2)?,
+    })
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: i64,
+    storage: String,
+    pieces: i64,
+}
+
+/// An upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Its id, in its URL.
+    pub id: String,
+    /// The registry it is for.
+    pub registry_id: String,
+    /// The bytes received so far.
+    pub size: i64,
+    pieces: i64,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobError {
+    /// No such upload (never started, finished, cancelled or expired).
+    UploadUnknown(String),
+    /// The bytes arrived out of order: the upload has `size` bytes, the request continued
+    /// elsewhere, or another request is appending to it at the same time.
+    OutOfOrder {
+        /// The bytes the upload holds.
+        size: i64,
+    },
+    /// The content's digest is not the one claimed.
+    DigestMismatch {
+        /// Claimed.
+        expected: String,
+        /// Computed from the bytes.
+        actual: String,
+    },
+    /// Reading the request's body failed.
+    Body(String),
+    /// The database failed.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for BlobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobError::UploadUnknown(id) => write!(f, "upload {id} is not known"),
+            BlobError::OutOfOrder { size } => write!(
+                f,
+                "the upload holds {size} bytes; continue at byte {size}, one request at a time"
+            ),
+            BlobError::DigestMismatch { expected, actual } => {
+                write!(f, "the content's digest is {actual}, not {expected}")
+            }
+            BlobError::Body(why) => write!(f, "reading the request body: {why}"),
+            BlobError::Unavailable(why) => write!(f, "blob store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BlobError {}
+
+impl From<DbError> for BlobError {
+    fn from(e: DbError) -> Self {
+        BlobError::Unavailable(e.to_string())
+    }
+}
+
+/// Blobs and uploads in SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlBlobStore {
+    db: Db,
+}
+
+impl SqlBlobStore {
+    /// The store in `db`, its schema created or checked; uploads abandoned for a day are
+    /// removed.
+    pub async fn open(db: impl Into<Db>) -> Result<Self, BlobError> {
+        let db = db.into();
+        let schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
+            .await
+            .map_err(BlobError::Unavailable)?;
+        let store = Self { db };
+        store
+            .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
+            .await?;
+        Ok(store)
+    }
+
+    /// A store in a fresh in-memory SQLite database.
+    pub async fn in_memory() -> Result<Self, BlobError> {
+        Self::open(Db::sqlite_memory().await?).await
+    }
+
+    async fn expire_uploads(&self, before: i64) -> Result<(), BlobError> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            &query(
+                "DELETE FROM cr_blob_data WHERE storage IN \
+                 (SELECT id FROM cr_uploads WHERE started_at < ?)",
+            )
+            .bind(before),
+        )
+        .await?;
+        tx.execute(&query("DELETE FROM cr_uploads WHERE started_at < ?").bind(before))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The blob `digest` if it is linked to the registry.
+    pub async fn blob(
+        &self,
+        registry_id: &str,
+        digest: &str,
+    ) -> Result<Option<BlobInfo>, BlobError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &query(
+                    "SELECT b.size, b.storage, b.pieces FROM cr_blob_links l \
+                     JOIN cr_blobs b ON b.digest = l.digest \
+                     WHERE l.registry_id = ? AND l.digest = ?",
+                )
+                .bind(registry_id)
+                .bind(digest),
+            )
+            .await?;
+        row.map(|row| blob_info(digest, &row)).transpose()
+    }
+
+    /// Links the blob `digest`, if it is stored, to `registry_id` as well (a cross-repository
+    /// mount). Returns the blob, or `None` when it is not stored.
+    pub async fn link(
+        &self,
+        registry_id: &str,
+        digest: &str,
+    ) -> Result<Option<BlobInfo>, BlobError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &query("SELECT size, storage, pieces FROM cr_blobs WHERE digest = ?").bind(digest),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        self.db
+            .execute(&query(LINK).bind(registry_id).bind(digest))
+            .await?;
+        blob_info(digest, &row).map(Some)
+    }
+
+    /// Stores small content (a manifest) whole, linked to the registry; returns its digest.
+    pub async fn put(&self, registry_id: &str, content: &[u8]) -> Result<BlobInfo, BlobError> {
+        let upload = self.start(registry_id).await?;
+        let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+            Bytes::copy_from_slice(content),
+        )]);
+        let upload = self.append(&upload.id, None, stream).await?;
+        let digest = crate::oci::sha256_digest(content);
+        self.finish(&upload.id, &digest).await
+    }
+
+    /// Starts an upload into `registry_id`.
+    pub async fn start(&self, registry_id: &str) -> Result<Upload, BlobError> {
+        let id = yc_operations::ids::new_id("upl");
+        self.db
+            .execute(
+                &query(
+                    "INSERT INTO cr_uploads (id, registry_id, size, pieces, started_at) \
+                     VALUES (?, ?, 0, 0, ?)",
+                )
+                .bind(&id)
+                .bind(registry_id)
+                .bind(nanos(Timestamp::now())),
+            )
+            .await?;
+        Ok(Upload {
+            id,
+            registry_id: registry_id.to_owned(),
+            size: 0,
+            pieces: 0,
+        })
+    }
+
+    /// The upload `id`.
+    pub async fn upload(&self, id: &str) -> Result<Upload, BlobError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &query("SELECT registry_id, size, pieces FROM cr_uploads WHERE id = ?").bind(id),
+            )
+            .await?
+            .ok_or_else(|| BlobError::UploadUnknown(id.to_owned()))?;
+        Ok(Upload {
+            id: id.to_owned(),
+            registry_id: row.get(0)?,
+            size: row.get(1)?,
+            pieces: row.get(2)?,
+        })
+    }
+
+    /// Appends the body's bytes to the upload, in pieces as they arrive. `at`, when given, is
+    /// where the client says the bytes go: it must be the upload's size. On any failure the
+    /// upload is left as it was before.
+    pub async fn append<S, E>(
+        &self,
+        id: &str,
+        at: Option<i64>,
+        body: S,
+    ) -> Result<Upload, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt as _;
+        let mut upload = self.upload(id).await?;
+        if at.is_some_and(|at| at != upload.size) {
+            return Err(BlobError::OutOfOrder { size: upload.size });
+        }
+        let (size, pieces) = (upload.size, upload.pieces);
+        // Pieces a request that failed midway left past the upload's end.
+        self.db
+            .execute(
+                &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
+                    .bind(id)
+                    .bind(pieces),
+            )
+            .await?;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut body = std::pin::pin!(body);
+        let mut received = 0i64;
+        let mut next = pieces;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => return Err(BlobError::Body(e.to_string())),
+                None => None,
+            };
+            if let Some(chunk) = &chunk {
+                received += chunk.len() as i64;
+                buffer.extend_from_slice(chunk);
+            }
+            while buffer.len() >= PIECE || (chunk.is_none() && !buffer.is_empty()) {
+                let rest = buffer.split_off(buffer.len().min(PIECE));
+                let piece = std::mem::replace(&mut buffer, rest);
+                self.db
+                    .execute(
+                        &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES (?, ?, ?)")
+                            .bind(id)
+                            .bind(next)
+                            .bind(piece),
+                    )
+                    .await
+                    .map_err(|e| {
+                        if e.is_unique_violation() {
+                            BlobError::OutOfOrder { size }
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                next += 1;
+            }
+            if chunk.is_none() {
+                break;
+            }
+        }
+        let changed = self
+            .db
+            .execute(
+                &query(
+                    "UPDATE cr_uploads SET size = ?, pieces = ? \
+                     WHERE id = ? AND size = ? AND pieces = ?",
+                )
+                .bind(size + received)
+                .bind(next)
+                .bind(id)
+                .bind(size)
+                .bind(pieces),
+            )
+            .await?;
+        if changed == 0 {
+            return Err(BlobError::OutOfOrder { size });
+        }
+        upload.size = size + received;
+        upload.pieces = next;
+        Ok(upload)
+    }
+
+    /// Finishes the upload as the blob `digest`: its bytes are read back and hashed, and on a
+    /// match it becomes the blob (or, if the blob is stored already, goes away) and the blob is
+    /// linked to the upload's registry. On a mismatch the upload is removed.
+    pub async fn finish(&self, id: &str, digest: &str) -> Result<BlobInfo, BlobError> {
+        let upload = self.upload(id).await?;
+        let mut hasher = Sha256::new();
+        for seq in 0..upload.pieces {
+            let piece: Vec<u8> = self.piece(id, seq).await?;
+            hasher.update(&piece);
+        }
+        let actual = format!("sha256:{}", crate::oci::hex(&hasher.finalize()));
+        if actual != digest {
+            self.cancel(id).await?;
+            return Err(BlobError::DigestMismatch {
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        let mut tx = self.db.begin().await?;
+        let claimed = tx
+            .execute(
+                &query("DELETE FROM cr_uploads WHERE id = ? AND size = ?")
+                    .bind(id)
+                    .bind(upload.size),
+            )
+            .await?;
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Err(BlobError::UploadUnknown(id.to_owned()));
+        }
+        let stored = tx
+            .execute(
+                &query(
+                    "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(digest)
+                .bind(upload.size)
+                .bind(id)
+                .bind(upload.pieces),
+            )
+            .await?;
+        if stored == 0 {
+            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = ?").bind(id))
+                .await?;
+        }
+        tx.execute(&query(LINK).bind(&upload.registry_id).bind(digest))
+            .await?;
+        tx.commit().await?;
+        self.blob(&upload.registry_id, digest)
+            .await?
+            .ok_or_else(|| BlobError::Unavailable(format!("blob {digest} vanished")))
+    }
+
+    /// Cancels the upload and removes what it received.
+    pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
+        let mut tx = self.db.begin().await?;
+        let removed = tx
+            .execute(&query("DELETE FROM cr_uploads WHERE id = ?").bind(id))
+            .await?;
+        tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = ?").bind(id))
+            .await?;
+        tx.commit().await?;
+        if removed == 0 {
+            return Err(BlobError::UploadUnknown(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn piece(&self, storage: &str, seq: i64) -> Result<Vec<u8>, BlobError> {
+        self.db
+            .fetch_scalar(
+                &query("SELECT data FROM cr_blob_data WHERE storage = ? AND seq = ?")
+                    .bind(storage)
+                    .bind(seq),
+            )
+            .await?
+            .ok_or_else(|| BlobError::Unavailable(format!("piece {seq} of {storage} is missing")))
+    }
+
+    /// The blob's whole content; for manifests, which are small.
+    pub async fn read_all(&self, blob: &BlobInfo) -> Result<Vec<u8>, BlobError> {
+        let mut content = Vec::with_capacity(usize::try_from(blob.size).unwrap_or_default());
+        for seq in 0..blob.pieces {
+            content.extend_from_slice(&self.piece(&blob.storage, seq).await?);
+        }
+        Ok(content)
+    }
+
+    /// The blob's content as a stream of pieces, read one at a time.
+    pub fn read(
+        &self,
+        blob: &BlobInfo,
+    ) -> impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static {
+        let store = self.clone();
+        let storage = blob.storage.clone();
+        futures_util::stream::try_unfold((0i64, blob.pieces), move |(seq, pieces)| {
+            let store = store.clone();
+            let storage = storage.clone();
+            async move {
+                if seq >= pieces {
+                    return Ok(None);
+                }
+                let piece = store.piece(&storage, seq).await?;
+                Ok(Some((Bytes::from(piece), (seq + 1, pieces))))
+            }
+        })
+    }
+}

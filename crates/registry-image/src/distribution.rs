@@ -1,0 +1,708 @@
+//! The OCI distribution API under `/v2/`: what `docker push`, `skopeo copy` and
+//! `yc-images registry import` push images through, and what pulls read.
+//!
+//! A repository is `<registry_id>/<name>` (`/v2/crp…/app/manifests/latest`), as in
+//! `cr.yandex/<registry_id>/<name>`. Pushing needs the `editor` role in the registry's folder,
+//! pulling `viewer`. Routes:
+//!
+//! - `GET /v2/`: the API version check.
+//! - `POST /v2/<repo>/blobs/uploads/` starts an upload (`?digest=` with the body: all at once;
+//!   `?mount=<digest>&from=<repo>`: link a blob the caller may read in another registry);
+//!   `PATCH …/uploads/<id>` appends (`Content-Range` optional); `PUT …/uploads/<id>?digest=`
+//!   finishes, checking the digest of every byte received; `GET` tells how much arrived;
+//!   `DELETE` cancels.
+//! - `HEAD`/`GET /v2/<repo>/blobs/<digest>`: a blob pushed to the registry.
+//! - `PUT /v2/<repo>/manifests/<tag or digest>`: stores the image; every blob it names must
+//!   have been pushed to the registry, with the size it gives. The answer's `yc-image-id`
+//!   header is the image's id in the ImageService.
+//! - `HEAD`/`GET /v2/<repo>/manifests/<tag or digest>`: a pushed manifest.
+//!
+//! Errors are the spec's `{"errors": [{"code", "message"}]}` with its codes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use yc_operations::Role;
+use yc_proto_types::google::rpc::Status;
+
+use crate::blobs::{BlobError, BlobInfo, SqlBlobStore, Upload};
+use crate::oci::{ImageManifest, OCI_MANIFEST};
+use crate::service::{Caller, RegistryImages, oci_status};
+
+/// The largest manifest taken.
+const MANIFEST_LIMIT: usize = 4 << 20;
+
+/// The header that names the pushed image's id in the ImageService.
+pub const IMAGE_ID_HEADER: &str = "yc-image-id";
+
+/// The routes, over the image service and the blob store.
+pub fn router(images: RegistryImages, blobs: SqlBlobStore) -> Router {
+    Router::new()
+        .route("/v2/", get(version))
+        .route("/v2", get(version))
+        .route("/v2/{*path}", any(dispatch))
+        .with_state(Arc::new(Distribution { images, blobs }))
+}
+
+struct Distribution {
+    images: RegistryImages,
+    blobs: SqlBlobStore,
+}
+
+/// An error as the distribution spec writes it.
+#[derive(Debug)]
+pub struct OciApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl OciApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A service's refusal, with `not_found` as the code when it is a `NOT_FOUND`.
+    fn from_status(status: Status, not_found: &'static str, invalid: &'static str) -> Self {
+        let (http, code) = match tonic::Code::from_i32(status.code) {
+            tonic::Code::NotFound => (StatusCode::NOT_FOUND, not_found),
+            tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, "DENIED"),
+            tonic::Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, invalid),
+            tonic::Code::Unimplemented => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        };
+        Self::new(http, code, status.message)
+    }
+}
+
+impl From<BlobError> for OciApiError {
+    fn from(e: BlobError) -> Self {
+        let message = e.to_string();
+        match e {
+            BlobError::UploadUnknown(_) => {
+                Self::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", message)
+            }
+            BlobError::OutOfOrder { .. } => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                message,
+            ),
+            BlobError::DigestMismatch { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
+            }
+            BlobError::Body(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", message)
+            }
+            BlobError::Unavailable(why) => {
+                tracing::error!(error = %why, "blob store");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "The blob store is unavailable; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for OciApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "errors": [{"code": self.code, "message": self.message}]
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"yc-images\""),
+            );
+        }
+        response
+    }
+}
+
+/// Whether a request path is the distribution API's.
+pub fn is_registry_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
+/// The answer to a call without valid credentials: `401` with a `Basic` challenge, which
+/// `docker login` and skopeo answer with the user `iam` and an IAM token as the password.
+pub fn unauthorized(message: impl Into<String>) -> OciApiError {
+    OciApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+}
+
+/// What a path under `/v2/` names.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Manifest { repo: &'a str, reference: &'a str },
+    Blob { repo: &'a str, digest: &'a str },
+    Uploads { repo: &'a str },
+    Upload { repo: &'a str, id: &'a str },
+}
+
+impl<'a> Target<'a> {
+    /// Parses the path after `/v2/`. The repository name may hold slashes, so the path is
+    /// read from its end.
+    fn parse(path: &'a str) -> Option<Self> {
+        let (head, last) = path.rsplit_once('/')?;
+        if last.is_empty() {
+            let repo = head.strip_suffix("/blobs/uploads")?;
+            return Some(Target::Uploads { repo });
+        }
+        let (repo, kind) = head.rsplit_once('/')?;
+        match kind {
+            "manifests" => Some(Target::Manifest {
+                repo,
+                reference: last,
+            }),
+            "blobs" if last == "uploads" => Some(Target::Uploads { repo }),
+            "blobs" => Some(Target::Blob { repo, digest: last }),
+            "uploads" => Some(Target::Upload {
+                repo: repo.strip_suffix("/blobs")?,
+                id: last,
+            }),
+            _ => None,
+        }
+    }
+}
+
+async fn version() -> Response {
+    let mut response = axum::Json(serde_json::json!({})).into_response();
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+const API_VERSION: &str = "docker-distribution-api-version";
+const CONTENT_DIGEST: &str = "docker-content-digest";
+const UPLOAD_UUID: &str = "docker-upload-uuid";
+
+struct Call {
+    method: Method,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+    caller: Caller,
+}
+
+async fn dispatch(
+    State(api): State<Arc<Distribution>>,
+    caller: Caller,
+    method: Method,
+    Path(path): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let params = match Params::of(&uri) {
+        Ok(params) => params,
+        Err(e) => return e.into_response(),
+    };
+    let call = Call {
+        method,
+        params,
+        headers,
+        body,
+        caller,
+    };
+    let answer = match Target::parse(&path) {
+        None => Err(OciApiError::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("/v2/{path} is not a manifest, blob or upload of a repository"),
+        )),
+        Some(target) => api.serve(target, call).await,
+    };
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn method_not_allowed(method: &Method) -> OciApiError {
+    OciApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        format!("{method} is not supported here"),
+    )
+}
+
+/// The query parameters of the distribution API.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Params {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+impl Params {
+    fn of(uri: &axum::http::Uri) -> Result<Self, OciApiError> {
+        axum::extract::Query::<Params>::try_from_uri(uri)
+            .map(|q| q.0)
+            .map_err(|e| OciApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", e.body_text()))
+    }
+}
+
+/// A digest this registry stores blobs under.
+fn checked_digest(digest: &str) -> Result<&str, OciApiError> {
+    let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(digest)
+    } else {
+        Err(OciApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("digest {digest:?} is not sha256:<64 lower-case hex>"),
+        ))
+    }
+}
+
+/// The registry id of a repository `<registry_id>/<name>`.
+fn registry_id(repo: &str) -> Result<&str, OciApiError> {
+    match repo.split_once('/') {
+        Some((registry, name)) if !registry.is_empty() && !name.is_empty() => Ok(registry),
+        _ => Err(OciApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+            format!("repository {repo:?} is not <registry_id>/<name>"),
+        )),
+    }
+}
+
+fn with_headers(status: StatusCode, headers: &[(&'static str, String)], body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
+    response
+}
+
+fn upload_answer(repo: &str, upload: &Upload) -> Response {
+    let end = (upload.size - 1).max(0);
+    with_headers(
+        StatusCode::ACCEPTED,
+        &[
+            (
+                "location",
+                format!("/v2/{repo}/blobs/uploads/{}", upload.id),
+            ),
+            ("range", format!("0-{end}")),
+            (UPLOAD_UUID, upload.id.clone()),
+            ("content-length", "0".to_owned()),
+        ],
+        Body::empty(),
+    )
+}
+
+fn blob_created(repo: &str, blob: &BlobInfo) -> Response {
+    with_headers(
+        StatusCode::CREATED,
+        &[
+            ("location", format!("/v2/{repo}/blobs/{}", blob.digest)),
+            (CONTENT_DIGEST, blob.digest.clone()),
+            ("content-length", "0".to_owned()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// Where a `Content-Range: <start>-<end>` header says a PATCH's bytes go.
+fn range_start(headers: &HeaderMap) -> Result<Option<i64>, OciApiError> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("bytes")
+                .trim_start_matches([' ', '='])
+        })
+        .and_then(|v| v.split('-').next())
+        .and_then(|start| start.trim().parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            OciApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                "Content-Range must be <start>-<end>",
+            )
+        })
+}
+
+impl Distribution {
+    async fn serve(&self, target: Target<'_>, call: Call) -> Result<Response, OciApiError> {
+        match target {
+            Target::Manifest { repo, reference } => match call.method {
+                Method::GET | Method::HEAD => {
+                    self.get_manifest(repo, reference, &call.method, &call.caller)
+                        .await
+                }
+                Method::PUT => self.put_manifest(repo, reference, call).await,
+                ref other => Err(method_not_allowed(other)),
+            },
+            Target::Blob { repo, digest } => match call.method {
+                Method::GET | Method::HEAD => {
+                    self.get_blob(repo, digest, &call.method, &call.caller)
+                        .await
+                }
+                ref other => Err(method_not_allowed(other)),
+            },
+            Target::Uploads { repo } => match call.method {
+                Method::POST => self.start_upload(repo, call).await,
+                ref other => Err(method_not_allowed(other)),
+            },
+            Target::Upload { repo, id } => self.upload(repo, id, call).await,
+        }
+    }
+
+    /// Checks that the caller holds `role` in the folder of the repository's registry.
+    async fn authorize<'r>(
+        &self,
+        repo: &'r str,
+        caller: &Caller,
+        role: Role,
+    ) -> Result<&'r str, OciApiError> {
+        let registry = registry_id(repo)?;
+        self.images
+            .registry_for(registry, caller, role)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
+        Ok(registry)
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        method: &Method,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, caller, Role::Viewer).await?;
+        let unknown = || {
+            OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!("{repo} has no manifest {reference}"),
+            )
+        };
+        let image = self
+            .images
+            .resolve(repo, reference)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "MANIFEST_UNKNOWN", "MANIFEST_INVALID"))?
+            .ok_or_else(unknown)?;
+        let blob = self
+            .blobs
+            .blob(registry, &image.digest)
+            .await?
+            .ok_or_else(|| {
+                OciApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!(
+                        "image {} was not pushed through this API (images loaded with --seed keep \
+                     their metadata only), so its manifest cannot be served",
+                        image.id
+                    ),
+                )
+            })?;
+        let bytes = self.blobs.read_all(&blob).await?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        let headers = [
+            ("content-type", media_type),
+            (CONTENT_DIGEST, image.digest.clone()),
+            ("content-length", bytes.len().to_string()),
+            (IMAGE_ID_HEADER, image.id.clone()),
+        ];
+        let body = if *method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(bytes)
+        };
+        Ok(with_headers(StatusCode::OK, &headers, body))
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        call: Call,
+    ) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, &call.caller, Role::Editor).await?;
+        let bytes = axum::body::to_bytes(call.body, MANIFEST_LIMIT)
+            .await
+            .map_err(|e| {
+                OciApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_INVALID",
+                    format!("the manifest could not be read (at most {MANIFEST_LIMIT} bytes): {e}"),
+                )
+            })?;
+        let manifest = ImageManifest::parse(bytes.to_vec()).map_err(|e| {
+            OciApiError::from_status(oci_status(&e), "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
+        })?;
+        let tag = if reference.starts_with("sha256:") {
+            if reference != manifest.digest {
+                return Err(OciApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    format!(
+                        "the manifest's digest is {}, not {reference}",
+                        manifest.digest
+                    ),
+                ));
+            }
+            None
+        } else {
+            Some(reference)
+        };
+        let descriptors =
+            std::iter::once(&manifest.manifest.config).chain(&manifest.manifest.layers);
+        for descriptor in descriptors {
+            let blob = self.blobs.blob(registry, &descriptor.digest).await?;
+            match blob {
+                None if descriptor.urls.is_empty() => {
+                    return Err(OciApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_BLOB_UNKNOWN",
+                        format!(
+                            "blob {} has not been pushed to {registry}; push it first",
+                            descriptor.digest
+                        ),
+                    ));
+                }
+                Some(blob) if blob.size != descriptor.size => {
+                    return Err(OciApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_INVALID",
+                        format!(
+                            "blob {} is {} bytes, the manifest says {}",
+                            descriptor.digest, blob.size, descriptor.size
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.blobs.put(registry, &manifest.bytes).await?;
+        let image = self
+            .images
+            .push(repo, &manifest, tag)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "TAG_INVALID"))?;
+        Ok(with_headers(
+            StatusCode::CREATED,
+            &[
+                (
+                    "location",
+                    format!("/v2/{repo}/manifests/{}", manifest.digest),
+                ),
+                (CONTENT_DIGEST, manifest.digest.clone()),
+                (IMAGE_ID_HEADER, image.id),
+                ("content-length", "0".to_owned()),
+            ],
+            Body::empty(),
+        ))
+    }
+
+    async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        method: &Method,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, caller, Role::Viewer).await?;
+        let digest = checked_digest(digest)?;
+        let blob = self.blobs.blob(registry, digest).await?.ok_or_else(|| {
+            OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "BLOB_UNKNOWN",
+                format!("blob {digest} has not been pushed to {registry}"),
+            )
+        })?;
+        let headers = [
+            ("content-type", "application/octet-stream".to_owned()),
+            (CONTENT_DIGEST, blob.digest.clone()),
+            ("content-length", blob.size.to_string()),
+        ];
+        let body = if *method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from_stream(self.blobs.read(&blob))
+        };
+        Ok(with_headers(StatusCode::OK, &headers, body))
+    }
+
+    async fn start_upload(&self, repo: &str, call: Call) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, &call.caller, Role::Editor).await?;
+        if let (Some(mount), Some(from)) = (&call.params.mount, &call.params.from)
+            && let Some(blob) = self.mount(registry, mount, from, &call.caller).await?
+        {
+            return Ok(blob_created(repo, &blob));
+        }
+        let upload = self.blobs.start(registry).await?;
+        match &call.params.digest {
+            None => Ok(upload_answer(repo, &upload)),
+            Some(digest) => {
+                let digest = checked_digest(digest)?;
+                let appended = self
+                    .blobs
+                    .append(&upload.id, None, call.body.into_data_stream())
+                    .await;
+                if let Err(e) = appended {
+                    let _ = self.blobs.cancel(&upload.id).await;
+                    return Err(e.into());
+                }
+                let blob = self.blobs.finish(&upload.id, digest).await?;
+                Ok(blob_created(repo, &blob))
+            }
+        }
+    }
+
+    /// Links a blob of the repository `from` into `registry`, if the caller may read it
+    /// there; `None` (an upload follows) otherwise.
+    async fn mount(
+        &self,
+        registry: &str,
+        digest: &str,
+        from: &str,
+        caller: &Caller,
+    ) -> Result<Option<BlobInfo>, OciApiError> {
+        let digest = checked_digest(digest)?;
+        let Ok(source) = registry_id(from) else {
+            return Ok(None);
+        };
+        if self
+            .images
+            .registry_for(source, caller, Role::Viewer)
+            .await
+            .is_err()
+            || self.blobs.blob(source, digest).await?.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(self.blobs.link(registry, digest).await?)
+    }
+
+    async fn upload(&self, repo: &str, id: &str, call: Call) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, &call.caller, Role::Editor).await?;
+        let upload = self.blobs.upload(id).await?;
+        if upload.registry_id != registry {
+            return Err(BlobError::UploadUnknown(id.to_owned()).into());
+        }
+        match call.method {
+            Method::GET => {
+                let mut response = upload_answer(repo, &upload);
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+            Method::PATCH => {
+                let at = range_start(&call.headers)?;
+                let upload = self
+                    .blobs
+                    .append(id, at, call.body.into_data_stream())
+                    .await?;
+                Ok(upload_answer(repo, &upload))
+            }
+            Method::PUT => {
+                let digest = call.params.digest.as_deref().ok_or_else(|| {
+                    OciApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "DIGEST_INVALID",
+                        "finishing an upload needs ?digest=<digest of the blob>",
+                    )
+                })?;
+                let digest = checked_digest(digest)?;
+                // The last bytes may come with the PUT.
+                self.blobs
+                    .append(id, None, call.body.into_data_stream())
+                    .await?;
+                let blob = self.blobs.finish(id, digest).await?;
+                Ok(blob_created(repo, &blob))
+            }
+            Method::DELETE => {
+                self.blobs.cancel(id).await?;
+                Ok(with_headers(StatusCode::NO_CONTENT, &[], Body::empty()))
+            }
+            ref other => Err(method_not_allowed(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_read_from_their_end() {
+        assert_eq!(
+            Target::parse("crp1/team/app/manifests/latest"),
+            Some(Target::Manifest {
+                repo: "crp1/team/app",
+                reference: "latest"
+            })
+        );
+        assert_eq!(
+            Target::parse("crp1/blobs/manifests/sha256:ab"),
+            Some(Target::Manifest {
+                repo: "crp1/blobs",
+                reference: "sha256:ab"
+            })
+        );
+        assert_eq!(
+            Target::parse("crp1/app/blobs/uploads/"),
+            Some(Target::Uploads { repo: "crp1/app" })
+        );
+        assert_eq!(
+            Target::parse("crp1/app/blobs/uploads/upl123"),
+            Some(Target::Upload {
+                repo: "crp1/app",
+                id: "upl123"
+            })
+        );
+        assert_eq!(
+            Target::parse("crp1/app/blobs/sha256:ab"),
+            Some(Target::Blob {
+                repo: "crp1/app",
+                digest: "sha256:ab"
+            })
+        );
+        assert_eq!(Target::parse("crp1/app/tags/list"), None);
+        assert_eq!(Target::parse("crp1"), None);
+    }
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let uri: Uri = "/v2/crp1/app/blobs/uploads/?mount=sha256%3Aab&from=crp1%2Fapp&x=1"
+            .parse()
+            .expect("valid");
+        let params = Params::of(&uri).expect("valid");
+        assert_eq!(params.mount.as_deref(), Some("sha256:ab"));
+        assert_eq!(params.from.as_deref(), Some("crp1/app"));
+        assert_eq!(params.digest, None);
+    }
+}

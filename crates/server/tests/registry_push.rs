@@ -1,0 +1,458 @@
+//! Pushing and pulling images through the registry API (`/v2/`) of a running server with an
+//! IAM file: `yc-images registry import`, the raw API over HTTP with the answers a registry
+//! client acts on, and skopeo (when installed) pushing and pulling unmodified.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Server, seed_registry, sha256, start_seeded, write_iam, write_layout};
+
+const FOLDER: &str = "b1gteam";
+const REGISTRY: &str = "crppushregistry00000";
+const OTHER_REGISTRY: &str = "crpotherregistry0000";
+
+fn start(dir: &Path) -> Server {
+    let iam = dir.join("iam.json");
+    write_iam(
+        &iam,
+        &[
+            ("ajeeditor00000000000", "editor-token", FOLDER, "editor"),
+            ("ajeviewer00000000000", "viewer-token", FOLDER, "viewer"),
+            (
+                "ajestranger000000000",
+                "stranger-token",
+                "b1gother",
+                "editor",
+            ),
+        ],
+    );
+    let seed = dir.join("seed");
+    seed_registry(&seed, REGISTRY, FOLDER, "push");
+    seed_registry(&seed, OTHER_REGISTRY, "b1gother", "other");
+    start_seeded(dir, &iam, &seed, &[])
+}
+
+/// A layout whose layer is `size` bytes, so that it goes up in several pieces.
+fn big_layout(dir: &Path, size: usize) -> (String, Vec<u8>) {
+    let digest = write_layout(dir, "big", "latest");
+    let manifest_path = dir.join("blobs/sha256").join(&digest[7..]);
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let layer: Vec<u8> = (0..size)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect();
+    let layer_digest = sha256(&layer);
+    std::fs::write(dir.join("blobs/sha256").join(&layer_digest[7..]), &layer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    manifest["layers"][0]["digest"] = layer_digest.into();
+    manifest["layers"][0]["size"] = size.into();
+    let bytes = manifest.to_string().into_bytes();
+    let digest = sha256(&bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&digest[7..]), &bytes)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+        "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "latest"},
+    }]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    (digest, layer)
+}
+
+fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(args)
+        .env("YC_IMAGES_ENDPOINT", server.url())
+        .env("YC_IMAGES_TOKEN", token)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `yc-images <args> --format json` printed; it must succeed.
+fn cli_json(server: &Server, token: &str, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--format", "json"]);
+    let output = cli(server, token, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The images of a repository, as the ImageService lists them to a viewer.
+fn listed(server: &Server, repository: &str) -> Value {
+    cli_json(
+        server,
+        "viewer-token",
+        &["registry", "image", "list", "--repository-name", repository],
+    )
+}
+
+/// The spec's error code of an answer.
+async fn error_code(response: reqwest::Response) -> String {
+    let bytes = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    body["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path());
+    let layout = dir.path().join("layout");
+    // Larger than a piece of the push (4 MiB) and of the store (1 MiB).
+    let (digest, layer) = big_layout(&layout, 9 * 1024 * 1024 + 17);
+    let layout_arg = layout.to_string_lossy().into_owned();
+    let target = format!("{REGISTRY}/team/app:v2");
+
+    let import = ["registry", "import", layout_arg.as_str(), target.as_str()];
+    let image = cli_json(&server, "editor-token", &import);
+    assert_eq!(image["digest"], digest.as_str());
+    assert_eq!(image["name"], format!("{REGISTRY}/team/app").as_str());
+    assert_eq!(image["tags"], serde_json::json!(["v2"]));
+    assert_eq!(
+        image["layers"][0]["size"],
+        (layer.len()).to_string().as_str()
+    );
+    let image_id = image["id"].as_str().unwrap_or_default().to_owned();
+
+    // The ImageService lists it.
+    let repository = format!("{REGISTRY}/team/app");
+    assert_eq!(listed(&server, &repository)[0]["id"], image_id.as_str());
+
+    // Importing again stores nothing new: the same image.
+    let again = cli_json(&server, "editor-token", &import);
+    assert_eq!(again["id"], image_id.as_str());
+
+    // A viewer pulls it back over plain HTTP, with docker's Basic credentials.
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let manifest = http
+        .get(format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"))
+        .basic_auth("iam", Some("viewer-token"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(manifest.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(
+        manifest.headers()["content-type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let manifest_bytes = manifest.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sha256(&manifest_bytes), digest);
+    let pulled = http
+        .get(format!(
+            "{base}/v2/{REGISTRY}/team/app/blobs/{}",
+            sha256(&layer)
+        ))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pulled.status(), 200);
+    let pulled = pulled.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pulled.len(), layer.len());
+    assert!(pulled.as_ref() == layer.as_slice(), "the layer changed");
+
+    // Who may not: a viewer pushing, another folder's editor, no credentials.
+    let viewer = cli(
+        &server,
+        "viewer-token",
+        &["registry", "import", &layout_arg, &target],
+    );
+    assert!(!viewer.status.success());
+    let said = String::from_utf8_lossy(&viewer.stderr);
+    assert!(said.starts_with("yc-images: PERMISSION_DENIED: "), "{said}");
+    let stranger = http
+        .get(format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"))
+        .bearer_auth("stranger-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stranger.status(), 403);
+    assert_eq!(error_code(stranger).await, "DENIED");
+    let anonymous = http
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        "Basic realm=\"yc-images\""
+    );
+    assert_eq!(error_code(anonymous).await, "UNAUTHORIZED");
+    let version = http
+        .get(format!("{base}/v2/"))
+        .basic_auth("iam", Some("viewer-token"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(version.status(), 200);
+    assert_eq!(
+        version.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+
+    // The ImageService deletes it; then it does not pull.
+    let deleted = cli(
+        &server,
+        "editor-token",
+        &["registry", "image", "delete", &image_id],
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let gone = http
+        .get(format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gone.status(), 404);
+    assert_eq!(error_code(gone).await, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let repo = format!("{base}/v2/{REGISTRY}/app");
+
+    // An upload finished with the wrong digest.
+    let started = http
+        .post(format!("{repo}/blobs/uploads/"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.status(), 202);
+    assert_eq!(started.headers()["range"], "0-0");
+    let location = started.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let patched = http
+        .patch(format!("{base}{location}"))
+        .bearer_auth("editor-token")
+        .header("content-range", "0-9")
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(patched.status(), 202);
+    assert_eq!(patched.headers()["range"], "0-9");
+    // Bytes that do not continue the upload.
+    let out_of_order = http
+        .patch(format!("{base}{location}"))
+        .bearer_auth("editor-token")
+        .header("content-range", "5-9")
+        .body("56789")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out_of_order.status(), 416);
+    let claimed = sha256(b"something else");
+    let finished = http
+        .put(format!("{base}{location}?digest={claimed}"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(finished.status(), 400);
+    assert_eq!(error_code(finished).await, "DIGEST_INVALID");
+    for digest in [claimed.as_str(), &sha256(b"0123456789")] {
+        let head = http
+            .head(format!("{repo}/blobs/{digest}"))
+            .bearer_auth("editor-token")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(head.status(), 404, "{digest}");
+    }
+
+    // A monolithic upload with the right digest lands.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = sha256(config);
+    let monolithic = http
+        .post(format!("{repo}/blobs/uploads/?digest={config_digest}"))
+        .bearer_auth("editor-token")
+        .body(config.to_vec())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(monolithic.status(), 201);
+    assert_eq!(
+        monolithic.headers()["docker-content-digest"],
+        config_digest.as_str()
+    );
+
+    // A manifest naming a layer never pushed.
+    let missing = sha256(b"never pushed");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": missing, "size": 12}],
+    })
+    .to_string();
+    let put = |body: String, reference: &str| {
+        http.put(format!("{repo}/manifests/{reference}"))
+            .bearer_auth("editor-token")
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+    };
+    let refused = put(manifest.clone(), "v9")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "MANIFEST_BLOB_UNKNOWN");
+    // The config is there but the manifest says another size.
+    let wrong_size = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"digest": config_digest, "size": 3},
+        "layers": [],
+    })
+    .to_string();
+    let refused = put(wrong_size, "v9")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "MANIFEST_INVALID");
+    let refused = put("not json".to_owned(), "v9")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error_code(refused).await, "MANIFEST_INVALID");
+    // Pushed by a digest that is not its own.
+    let good = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"digest": config_digest, "size": config.len()},
+        "layers": [],
+    })
+    .to_string();
+    let refused = put(good.clone(), &missing)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error_code(refused).await, "DIGEST_INVALID");
+    let refused = put(good.clone(), "-bad-tag")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "TAG_INVALID");
+    // No registry.
+    let refused = http
+        .put(format!("{base}/v2/crpnosuchregistry000/app/manifests/v1"))
+        .bearer_auth("editor-token")
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 403, "the editor holds no folder of it");
+
+    // Nothing of the refused pushes is an image.
+    let listed = cli_json(
+        &server,
+        "editor-token",
+        &["registry", "image", "list", "--registry-id", REGISTRY],
+    );
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "only the seeded one: {listed}"
+    );
+
+    // The good one by its digest: untagged, and it pulls by digest.
+    let digest = sha256(good.as_bytes());
+    let stored = put(good.clone(), &digest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.status(), 201);
+    assert!(stored.headers().contains_key("yc-image-id"));
+    let pulled = http
+        .get(format!("{repo}/manifests/{digest}"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pulled.status(), 200);
+    assert_eq!(pulled.bytes().await.unwrap_or_default(), good.as_bytes());
+    // A blob of the other folder's registry is not mounted for a caller who cannot read it.
+    let mounted = http
+        .post(format!(
+            "{repo}/blobs/uploads/?mount={config_digest}&from={OTHER_REGISTRY}/app"
+        ))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mounted.status(), 202, "an upload instead of a mount");
+}
+
+/// skopeo copies a layout into the server and back out, as it would with any registry.
+#[tokio::test]
+async fn skopeo_pushes_and_pulls() {
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("YC_REQUIRE_SKOPEO").is_none_or(|v| v != "1"),
+            "YC_REQUIRE_SKOPEO=1 but skopeo does not run"
+        );
+        eprintln!("SKIPPED: skopeo_pushes_and_pulls needs skopeo (apt-get install skopeo)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path());
+    let layout = dir.path().join("layout");
+    let (digest, layer) = big_layout(&layout, 3 * 1024 * 1024 + 5);
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let run = |args: &[&str]| {
+        let output = Command::new("skopeo")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            output.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let remote = format!("docker://{address}/{REGISTRY}/skopeo/app:s1");
+    // Digests preserved: skopeo would otherwise compress the test's uncompressed layer.
+    run(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "iam:editor-token",
+        &format!("oci:{}:latest", layout.display()),
+        &remote,
+    ]);
+    let back = dir.path().join("back");
+    run(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "iam:viewer-token",
+        &remote,
+        &format!("oci:{}:s1", back.display()),
+    ]);
+    let layer_back = std::fs::read(back.join("blobs/sha256").join(&sha256(&layer)[7..]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(layer_back == layer, "the layer changed on the way");
+    let listed = listed(&server, &format!("{REGISTRY}/skopeo/app"));
+    assert_eq!(listed[0]["tags"], serde_json::json!(["s1"]), "{listed}");
+    // skopeo sends the layout's manifest as it is.
+    assert_eq!(listed[0]["digest"], digest.as_str());
+}
