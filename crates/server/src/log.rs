@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ impl Shared {
     }
 }
 
+/// The buffer of the process's log, for [`info_line`].
+static BUFFER: OnceLock<Arc<Shared>> = OnceLock::new();
+
 /// The writer and the guard that flushes it; the guard must live until the program ends.
 pub(crate) fn stderr() -> (BufferedStderr, Flush) {
     let shared = Arc::new(Shared {
@@ -108,12 +111,119 @@ pub(crate) fn stderr() -> (BufferedStderr, Flush) {
             })
             .ok()
     };
+    let _ = BUFFER.set(shared.clone());
     (
         BufferedStderr {
             shared: shared.clone(),
         },
         Flush { shared, thread },
     )
+}
+
+/// One INFO line of `target`, written straight into the buffer in the layout [`Lines`] and
+/// [`Fields`] give every other line, without going through tracing's dispatch and field
+/// visitors: for the line every call writes. The caller checks that INFO is enabled for
+/// `target` (`tracing::enabled!`). Returns false, writing nothing, when the process logs
+/// elsewhere ([`stderr`] was not called), so that the caller logs through tracing.
+pub(crate) fn info_line(target: &str, message: &str, fields: impl FnOnce(&mut LineFields)) -> bool {
+    let Some(shared) = BUFFER.get() else {
+        return false;
+    };
+    thread_local! {
+        static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        format_info_line(text, target, message, fields);
+        let _ = Line { shared }.write(text.as_bytes());
+    });
+    true
+}
+
+fn format_info_line(
+    text: &mut String,
+    target: &str,
+    message: &str,
+    fields: impl FnOnce(&mut LineFields),
+) {
+    let _ = Clock.format_time(&mut Writer::new(text));
+    text.push_str("  INFO ");
+    text.push_str(target);
+    text.push_str(": ");
+    let mut line = LineFields(text);
+    let _ = line.text_value(message, true);
+    fields(&mut line);
+    text.push('\n');
+}
+
+/// Appends the decimal digits of `value`.
+fn push_digits(text: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        text.push(char::from(d));
+    }
+}
+
+/// The fields of an [`info_line`], written as [`Fields`] writes them.
+pub(crate) struct LineFields<'a>(&'a mut String);
+
+impl LineFields<'_> {
+    /// `name=value`: a plain word as it is, other text quoted and escaped.
+    pub(crate) fn str(&mut self, name: &str, value: &str) -> &mut Self {
+        self.name(name);
+        let _ = self.text_value(value, false);
+        self
+    }
+
+    /// `name=value` for a number.
+    pub(crate) fn number(&mut self, name: &str, value: u64) -> &mut Self {
+        self.name(name);
+        push_digits(self.0, value);
+        self
+    }
+
+    /// `name=<milliseconds>.<three decimals>` for a duration.
+    pub(crate) fn millis(&mut self, name: &str, value: Duration) -> &mut Self {
+        self.name(name);
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
+        push_digits(self.0, micros / 1000);
+        self.0.push('.');
+        let fraction = micros % 1000;
+        if fraction < 100 {
+            self.0.push('0');
+        }
+        if fraction < 10 {
+            self.0.push('0');
+        }
+        push_digits(self.0, fraction);
+        self
+    }
+
+    fn name(&mut self, name: &str) {
+        self.0.push(' ');
+        self.0.push_str(name);
+        self.0.push('=');
+    }
+
+    fn text_value(&mut self, value: &str, message: bool) -> fmt::Result {
+        if message {
+            EscapedTo(self.0).write_str(value)
+        } else if is_plain(value) {
+            self.0.push_str(value);
+            Ok(())
+        } else {
+            write!(self.0, "{value:?}")
+        }
+    }
 }
 
 /// The writer of one log line.
@@ -186,7 +296,15 @@ impl FormatTime for Clock {
                 text.pop(); // the `Z`
                 *second = now.seconds;
             }
-            write!(w, "{text}.{:06}Z", now.nanos / 1000)
+            // `.` and the microseconds in six digits, then `Z`.
+            let mut fraction = *b".000000Z";
+            let mut micros = now.nanos / 1000;
+            for digit in fraction[1..7].iter_mut().rev() {
+                *digit = b'0' + (micros % 10) as u8;
+                micros /= 10;
+            }
+            w.write_str(text)?;
+            w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
         })
     }
 }
@@ -236,17 +354,25 @@ impl FieldWriter<'_> {
 
 /// A word written without quotes: printable, no space, quote, `=` or backslash.
 fn is_plain(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'))
+    /// The bytes a plain word may hold.
+    const PLAIN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let byte = b as u8;
+            table[b] = byte.is_ascii_graphic() && !matches!(byte, b'"' | b'=' | b'\\');
+            b += 1;
+        }
+        table
+    };
+    !text.is_empty() && text.bytes().all(|b| PLAIN[usize::from(b)])
 }
 
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.name(field) {
             self.result = if field.name() == "message" {
-                write!(Escaped(&mut self.writer), "{value}")
+                write!(EscapedTo(&mut self.writer), "{value}")
             } else if is_plain(value) {
                 self.writer.write_str(value)
             } else {
@@ -275,15 +401,15 @@ impl Visit for FieldWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.name(field) {
-            self.result = write!(Escaped(&mut self.writer), "{value:?}");
+            self.result = write!(EscapedTo(&mut self.writer), "{value:?}");
         }
     }
 }
 
 /// Writes text with control characters escaped (`\u{1b}`).
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+struct EscapedTo<'a, W: fmt::Write + ?Sized>(&'a mut W);
 
-impl fmt::Write for Escaped<'_, '_> {
+impl<W: fmt::Write + ?Sized> fmt::Write for EscapedTo<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let mut rest = text;
         while let Some(at) = rest.find(char::is_control) {
@@ -407,5 +533,31 @@ mod tests {
             &lines[1][27..],
             "  WARN yc_images::log::tests: store\\tunavailable error=bad\\nthing"
         );
+
+        // The call line written straight into the buffer reads the same.
+        let mut direct = String::new();
+        format_info_line(&mut direct, "yc_images::log::tests", "call", |line| {
+            line.str("request_id", "abc-1")
+                .str("path", "/a b")
+                .str("agent", "evil\u{1b}[31m")
+                .str("empty", "")
+                .number("status", 200);
+        });
+        let through_tracing = &lines[0][27..lines[0].find(" delta=").expect("delta")];
+        assert_eq!(&direct[27..], format!("{through_tracing}\n"));
+        for (micros, text) in [
+            (0, " ms=0.000"),
+            (7, " ms=0.007"),
+            (42, " ms=0.042"),
+            (1_234, " ms=1.234"),
+            (90_000_100, " ms=90000.100"),
+        ] {
+            let mut line = String::new();
+            LineFields(&mut line).millis("ms", Duration::from_micros(micros));
+            assert_eq!(line, text);
+        }
+        let mut line = String::new();
+        LineFields(&mut line).number("n", u64::MAX).number("z", 0);
+        assert_eq!(line, " n=18446744073709551615 z=0");
     }
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
@@ -213,7 +212,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ));
     }
     // Outermost, so that refused calls have ids and are logged too.
-    let app = app.layer(axum::middleware::from_fn(request_ids));
+    let app = app.layer(RequestIdsLayer);
 
     tracing::info!(%address, store = %stores.description, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
@@ -376,41 +375,116 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Every answer carries `x-request-id` (the client's, or a new one) and `x-server-trace-id`;
-/// every call is logged with its id, method, path, status and latency.
-async fn request_ids(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    if crate::endpoints::is_discovery(request.uri().path())
-        && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
-    {
-        request.extensions_mut().insert(reached);
+/// The outermost layer: every answer carries `x-request-id` (the client's, or a new one) and
+/// `x-server-trace-id`; every call is logged with its id, method, path, status and latency.
+/// A layer of its own rather than `axum::middleware::from_fn`, which clones the inner service
+/// and boxes a future for every call.
+#[derive(Debug, Clone, Copy)]
+struct RequestIdsLayer;
+
+impl<S> tower_layer::Layer<S> for RequestIdsLayer {
+    type Service = RequestIds<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIds { inner }
     }
-    let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
-    let trace_id = new_id();
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(X_REQUEST_ID, request_id.clone());
-    headers.insert(X_SERVER_TRACE_ID, trace_id);
-    // The call is logged when its answer has been sent in full: a gRPC answer's status comes
-    // in its trailers, after the body.
-    let call = CallLog {
-        request_id,
-        method,
-        uri,
-        status: response.status().as_u16(),
-        grpc_status: response.headers().get(GRPC_STATUS).cloned(),
-        started,
-    };
-    let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        axum::body::Body::new(LoggedBody {
-            inner: body,
+}
+
+#[derive(Debug, Clone)]
+struct RequestIds<S> {
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for RequestIds<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdsFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        if crate::endpoints::is_discovery(request.uri().path())
+            && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
+        {
+            request.extensions_mut().insert(reached);
+        }
+        let call = Pending {
+            request_id: client_request_id(request.headers()).unwrap_or_else(new_id),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started,
+        };
+        RequestIdsFuture {
+            inner: self.inner.call(request),
             call: Some(call),
-        }),
-    )
+        }
+    }
+}
+
+/// What is known of a call before its answer.
+struct Pending {
+    request_id: HeaderValue,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    started: Instant,
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a [`RequestIds`] call: the inner answer with the ids, its body logging
+    /// the call when it ends.
+    struct RequestIdsFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Pending>,
+    }
+}
+
+impl<F, E> std::future::Future for RequestIdsFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let Some(pending) = this.call.take() else {
+            return std::task::Poll::Ready(Ok(response));
+        };
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID, pending.request_id.clone());
+        headers.insert(X_SERVER_TRACE_ID, new_id());
+        // The call is logged when its answer has been sent in full: a gRPC answer's status
+        // comes in its trailers, after the body.
+        let call = CallLog {
+            request_id: pending.request_id,
+            method: pending.method,
+            uri: pending.uri,
+            status: response.status().as_u16(),
+            grpc_status: response.headers().get(GRPC_STATUS).cloned(),
+            started: pending.started,
+        };
+        let (parts, body) = response.into_parts();
+        std::task::Poll::Ready(Ok(Response::from_parts(
+            parts,
+            axum::body::Body::new(LoggedBody {
+                inner: body,
+                call: Some(call),
+            }),
+        )))
+    }
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -441,19 +515,36 @@ struct CallLog {
 
 impl CallLog {
     fn emit(self) {
-        tracing::info!(
-            request_id = self.request_id.to_str().unwrap_or_default(),
-            method = self.method.as_str(),
-            path = self.uri.path(),
-            status = self.status,
-            grpc_status = self
-                .grpc_status
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default(),
-            latency_ms = %Millis(self.started.elapsed()),
-            "call"
-        );
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let request_id = self.request_id.to_str().unwrap_or_default();
+        let grpc_status = self
+            .grpc_status
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let elapsed = self.started.elapsed();
+        // Straight into the log's buffer, the same line tracing would write, for less.
+        let written = crate::log::info_line(module_path!(), "call", |line| {
+            line.str("request_id", request_id)
+                .str("method", self.method.as_str())
+                .str("path", self.uri.path())
+                .number("status", u64::from(self.status))
+                .str("grpc_status", grpc_status)
+                .millis("latency_ms", elapsed);
+        });
+        if !written {
+            tracing::info!(
+                request_id,
+                method = self.method.as_str(),
+                path = self.uri.path(),
+                status = self.status,
+                grpc_status,
+                latency_ms = %Millis(elapsed),
+                "call"
+            );
+        }
     }
 }
 
