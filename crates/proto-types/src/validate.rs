@@ -41,12 +41,10 @@ pub fn descriptor_pool() -> &'static DescriptorPool {
 }
 
 /// Checks `request` against the validation rules of its message type.
-pub fn validate<M: Message + Name>(request: &M) -> Result<(), Status> {
-    let pool = descriptor_pool();
-    let Some(descriptor) = pool.get_message_by_name(&M::full_name()) else {
+pub fn validate<M: Message + Name + 'static>(request: &M) -> Result<(), Status> {
+    let Some(compiled) = compiled::<M>()? else {
         return Ok(());
     };
-    let rules = rules_of(&descriptor)?;
     let mut violations = Vec::new();
     let unreadable = |e: String| {
         internal(format!(
@@ -54,11 +52,23 @@ pub fn validate<M: Message + Name>(request: &M) -> Result<(), Status> {
             M::full_name()
         ))
     };
-    if rules.flat {
-        check_wire(&rules, &request.encode_to_vec(), &mut violations).map_err(unreadable)?;
+    if compiled.rules.flat {
+        // The wire bytes go into a buffer each thread keeps, rather than a new one per call.
+        thread_local! {
+            static WIRE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        WIRE.with_borrow_mut(|wire| {
+            wire.clear();
+            request.encode_raw(wire);
+            check_wire(&compiled.rules, wire, &mut violations)
+        })
+        .map_err(unreadable)?;
     } else {
-        let message = DynamicMessage::decode(descriptor, request.encode_to_vec().as_slice())
-            .map_err(|e| unreadable(e.to_string()))?;
+        let message = DynamicMessage::decode(
+            compiled.descriptor.clone(),
+            request.encode_to_vec().as_slice(),
+        )
+        .map_err(|e| unreadable(e.to_string()))?;
         check_message(&message, "", &mut violations)?;
     }
     match violations.first() {
@@ -75,6 +85,35 @@ pub fn validate<M: Message + Name>(request: &M) -> Result<(), Status> {
             )
         }
     }
+}
+
+/// A message type's descriptor and compiled rules.
+struct Compiled {
+    descriptor: MessageDescriptor,
+    rules: Arc<MessageRules>,
+}
+
+/// The rules of `M`, looked up once per type (by its `TypeId`, without formatting its name
+/// for every call); `None` for a type the schema does not know.
+fn compiled<M: Name + 'static>() -> Result<Option<Arc<Compiled>>, Status> {
+    type ByType = HashMap<std::any::TypeId, Option<Arc<Compiled>>>;
+    static BY_TYPE: OnceLock<RwLock<ByType>> = OnceLock::new();
+    let by_type = BY_TYPE.get_or_init(Default::default);
+    let key = std::any::TypeId::of::<M>();
+    if let Some(found) = by_type.read().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(found);
+    }
+    let compiled = match descriptor_pool().get_message_by_name(&M::full_name()) {
+        None => None,
+        Some(descriptor) => Some(Arc::new(Compiled {
+            rules: rules_of(&descriptor)?,
+            descriptor,
+        })),
+    };
+    if let Ok(mut by_type) = by_type.write() {
+        by_type.insert(key, compiled.clone());
+    }
+    Ok(compiled)
 }
 
 fn internal(message: String) -> Status {
