@@ -234,6 +234,57 @@ impl SqlBlobStore {
         self.finish(&upload.id, &digest).await
     }
 
+    /// Stores the file `path` as the blob `digest` in `registry_id` (or only links it, when the
+    /// blob is stored already), reading it a piece at a time; the digest is checked.
+    pub async fn put_file(
+        &self,
+        registry_id: &str,
+        digest: &str,
+        path: &std::path::Path,
+    ) -> Result<BlobInfo, BlobError> {
+        use tokio::io::AsyncReadExt as _;
+        if let Some(blob) = self.link(registry_id, digest).await? {
+            return Ok(blob);
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| BlobError::Body(format!("{}: {e}", path.display())))?;
+        let pieces = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut piece = Vec::with_capacity(PIECE);
+            (&mut file)
+                .take(PIECE as u64)
+                .read_to_end(&mut piece)
+                .await?;
+            Ok::<_, std::io::Error>((!piece.is_empty()).then(|| (Bytes::from(piece), file)))
+        });
+        let upload = self.start(registry_id).await?;
+        if let Err(e) = self.append(&upload.id, None, pieces).await {
+            let _ = self.cancel(&upload.id).await;
+            return Err(e);
+        }
+        self.finish(&upload.id, digest).await
+    }
+
+    /// Stores the manifest and every blob of an image read from an OCI layout in `dir` (see
+    /// [`crate::oci::read_layout`]), so that it pulls like a pushed image.
+    pub async fn put_layout(
+        &self,
+        registry_id: &str,
+        dir: &std::path::Path,
+        image: &crate::oci::LayoutImage,
+    ) -> Result<(), BlobError> {
+        let manifest = &image.manifest;
+        for descriptor in
+            std::iter::once(&manifest.manifest.config).chain(&manifest.manifest.layers)
+        {
+            let path = crate::oci::blob_path(dir, &descriptor.digest);
+            self.put_file(registry_id, &descriptor.digest, &path)
+                .await?;
+        }
+        self.put(registry_id, &manifest.bytes).await?;
+        Ok(())
+    }
+
     /// Starts an upload into `registry_id`.
     pub async fn start(&self, registry_id: &str) -> Result<Upload, BlobError> {
         let id = yc_operations::ids::new_id("upl");

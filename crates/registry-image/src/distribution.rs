@@ -420,8 +420,8 @@ impl Distribution {
                     StatusCode::NOT_FOUND,
                     "MANIFEST_UNKNOWN",
                     format!(
-                        "image {} was not pushed through this API (images loaded with --seed keep \
-                     their metadata only), so its manifest cannot be served",
+                        "image {} was stored without its manifest's bytes (not pushed through \
+                     this API), so its manifest cannot be served",
                         image.id
                     ),
                 )

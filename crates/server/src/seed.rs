@@ -17,6 +17,8 @@ use anyhow::{Context, Result, bail};
 use yc_compute_image::ComputeImages;
 use yc_proto_types::yandex::cloud::compute::v1::Image;
 use yc_registry_image::RegistryImages;
+use yc_registry_image::blobs::SqlBlobStore;
+use yc_registry_image::oci::read_layout;
 use yc_registry_image::store::Registry;
 
 /// The folder of a seeded registry that names none.
@@ -32,6 +34,7 @@ pub(crate) struct Seeded {
 pub(crate) async fn load(
     dir: &Path,
     registry: &RegistryImages,
+    blobs: &SqlBlobStore,
     compute: &ComputeImages,
 ) -> Result<Seeded> {
     if !dir.is_dir() {
@@ -72,13 +75,21 @@ pub(crate) async fn load(
                 .map(|p| p.to_string_lossy().replace('\\', "/"))
                 .unwrap_or_default();
             let repository = format!("{id}/{repository}");
+            let failed = |e: &dyn std::fmt::Display| {
+                anyhow::anyhow!("seeding {repository} from {}: {e}", layout.display())
+            };
             for tag in layout_tags(&layout)? {
-                registry
-                    .import_layout(&layout, &repository, tag.as_deref())
+                // Every blob verified, then stored (so the image pulls), then the image.
+                let image = read_layout(&layout, tag.as_deref()).map_err(|e| failed(&e))?;
+                blobs
+                    .put_layout(&id, &layout, &image)
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("seeding {repository} from {}: {e}", layout.display())
-                    })?;
+                    .map_err(|e| failed(&e))?;
+                let tag = tag.or(image.tag.clone());
+                registry
+                    .push(&repository, &image.manifest, tag.as_deref())
+                    .await
+                    .map_err(|e| failed(&e))?;
                 seeded.registry_images += 1;
             }
         }

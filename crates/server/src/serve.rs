@@ -138,7 +138,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     };
     let compute = ComputeImages::new(stores.compute, runner.clone(), fetch);
     if let Some(dir) = &args.seed {
-        let seeded = crate::seed::load(dir, &registry, &compute).await?;
+        let seeded = crate::seed::load(dir, &registry, &stores.blobs, &compute).await?;
         tracing::info!(
             registry_images = seeded.registry_images,
             compute_images = seeded.compute_images,

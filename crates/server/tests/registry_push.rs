@@ -161,6 +161,33 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
     assert_eq!(pulled.len(), layer.len());
     assert!(pulled.as_ref() == layer.as_slice(), "the layer changed");
 
+    // The image the server was seeded with pulls too.
+    let seeded = listed(&server, &format!("{REGISTRY}/app"));
+    let seeded_digest = seeded[0]["digest"].as_str().unwrap_or_default().to_owned();
+    let seeded_manifest = http
+        .get(format!("{base}/v2/{REGISTRY}/app/manifests/v1"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seeded_manifest.status(), 200);
+    let seeded_manifest = seeded_manifest.bytes().await.unwrap_or_default();
+    assert_eq!(sha256(&seeded_manifest), seeded_digest);
+    let seeded_layer = seeded[0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap_or_default();
+    let layer_back = http
+        .get(format!("{base}/v2/{REGISTRY}/app/blobs/{seeded_layer}"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(layer_back.status(), 200);
+    assert_eq!(
+        sha256(&layer_back.bytes().await.unwrap_or_default()),
+        seeded_layer
+    );
+
     // Who may not: a viewer pushing, another folder's editor, no credentials.
     let viewer = cli(
         &server,
