@@ -16,6 +16,8 @@
 //!   have been pushed to the registry, with the size it gives. The answer's `yc-image-id`
 //!   header is the image's id in the ImageService.
 //! - `HEAD`/`GET /v2/<repo>/manifests/<tag or digest>`: a pushed manifest.
+//! - `GET /v2/<repo>/tags/list` (`?n=` and `?last=` page it; a `Link` header names the next
+//!   page): the repository's tags.
 //!
 //! Errors are the spec's `{"errors": [{"code", "message"}]}` with its codes.
 
@@ -150,6 +152,7 @@ enum Target<'a> {
     Blob { repo: &'a str, digest: &'a str },
     Uploads { repo: &'a str },
     Upload { repo: &'a str, id: &'a str },
+    Tags { repo: &'a str },
 }
 
 impl<'a> Target<'a> {
@@ -169,6 +172,7 @@ impl<'a> Target<'a> {
             }),
             "blobs" if last == "uploads" => Some(Target::Uploads { repo }),
             "blobs" => Some(Target::Blob { repo, digest: last }),
+            "tags" if last == "list" => Some(Target::Tags { repo }),
             "uploads" => Some(Target::Upload {
                 repo: repo.strip_suffix("/blobs")?,
                 id: last,
@@ -243,6 +247,10 @@ struct Params {
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
+    /// Tags per page.
+    n: Option<usize>,
+    /// The tag a page continues after.
+    last: Option<String>,
 }
 
 impl Params {
@@ -372,6 +380,10 @@ impl Distribution {
                 ref other => Err(method_not_allowed(other)),
             },
             Target::Upload { repo, id } => self.upload(repo, id, call).await,
+            Target::Tags { repo } => match call.method {
+                Method::GET => self.tags(repo, &call.params, &call.caller).await,
+                ref other => Err(method_not_allowed(other)),
+            },
         }
     }
 
@@ -388,6 +400,33 @@ impl Distribution {
             .await
             .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
         Ok(registry)
+    }
+
+    async fn tags(
+        &self,
+        repo: &str,
+        params: &Params,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        const MOST: usize = 1000;
+        self.authorize(repo, caller, Role::Viewer).await?;
+        let limit = params.n.unwrap_or(MOST).clamp(1, MOST);
+        let mut tags = self
+            .images
+            .tags(repo, params.last.as_deref(), limit + 1)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
+        let more = tags.len() > limit;
+        tags.truncate(limit);
+        let mut response =
+            axum::Json(serde_json::json!({"name": repo, "tags": tags})).into_response();
+        if more && let Some(last) = tags.last() {
+            let next = format!("</v2/{repo}/tags/list?n={limit}&last={last}>; rel=\"next\"");
+            if let Ok(value) = HeaderValue::from_str(&next) {
+                response.headers_mut().insert(header::LINK, value);
+            }
+        }
+        Ok(response)
     }
 
     async fn get_manifest(
@@ -691,7 +730,11 @@ mod tests {
                 digest: "sha256:ab"
             })
         );
-        assert_eq!(Target::parse("crp1/app/tags/list"), None);
+        assert_eq!(
+            Target::parse("crp1/app/tags/list"),
+            Some(Target::Tags { repo: "crp1/app" })
+        );
+        assert_eq!(Target::parse("crp1/app/tags/other"), None);
         assert_eq!(Target::parse("crp1"), None);
     }
 

@@ -218,6 +218,20 @@ impl RegistryImages {
             .map_err(store_status)
     }
 
+    /// Up to `limit` tags of `repository` after `after`, for a caller that may read the
+    /// repository's registry (checked by [`RegistryImages::registry_for`]).
+    pub async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Status> {
+        self.store
+            .tags(repository, after, limit)
+            .await
+            .map_err(store_status)
+    }
+
     /// Nothing if the caller holds `role` in the folder of the registry `id` (or may do
     /// anything); `PERMISSION_DENIED` otherwise, also when there is no such registry.
     async fn require_in_registry(

@@ -376,6 +376,29 @@ impl ImageStore for SqlImageStore {
         body.map(|b| decode(&b)).transpose()
     }
 
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, ImageStoreError> {
+        // The primary key (name, tag) serves it.
+        let rows = self
+            .db
+            .fetch_all(
+                &query("SELECT tag FROM cr_tags WHERE name = ? AND tag > ? ORDER BY tag LIMIT ?")
+                    .bind(repository)
+                    .bind(after.unwrap_or_default())
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| row.get(0))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
         let now = nanos(at);
         let mut tx = self.db.begin().await.map_err(unavailable)?;

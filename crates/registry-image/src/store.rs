@@ -123,6 +123,14 @@ pub trait ImageStore: Send + Sync + 'static {
         reference: &str,
     ) -> Result<Option<Image>, ImageStoreError>;
 
+    /// Up to `limit` tags of `repository` in lexical order, after `after` when given.
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, ImageStoreError>;
+
     /// Deletes the image and its tags. Returns whether it existed. Its sort keys are kept
     /// for a while, so that a page token that stops at it still continues.
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;

@@ -399,3 +399,71 @@ async fn every_postgres_list_shape_scans_an_index() {
     assert_eq!(checked, 3 * 3 * 4 * 2 * 2);
     pg.drop_schema().await;
 }
+
+/// A repository's tags page in code-point order and resolve to their images, by tag or by
+/// digest; other repositories' tags stay out.
+async fn tags_page_and_resolve(store: &SqlImageStore) {
+    store
+        .ensure_registry(&Registry {
+            id: "crpone".into(),
+            folder_id: "b1g".into(),
+            name: "one".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (n, tag) in ["v2", "V1", "latest", "v10"].iter().enumerate() {
+        store
+            .push(push("crpone/app", n, Some(tag)), at(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    store
+        .push(push("crpone/other", 9, Some("zzz")), at(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = |after: Option<&'static str>| async move {
+        store
+            .tags("crpone/app", after, 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(page(None).await, ["V1", "latest"]);
+    assert_eq!(page(Some("latest")).await, ["v10", "v2"]);
+    assert!(page(Some("v2")).await.is_empty());
+    let tagged = store
+        .resolve("crpone/app", "v10")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("v10 resolves"));
+    assert_eq!(tagged.tags, ["v10"]);
+    let by_digest = store
+        .resolve("crpone/app", &tagged.digest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_digest.map(|i| i.id), Some(tagged.id));
+    let elsewhere = store
+        .resolve("crpone/other", "v10")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(elsewhere, None);
+}
+
+#[tokio::test]
+async fn sqlite_tags_page_and_resolve() {
+    let store = SqlImageStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tags_page_and_resolve(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_tags_page_and_resolve() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    let store = SqlImageStore::open(pg.pool.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tags_page_and_resolve(&store).await;
+    pg.drop_schema().await;
+}

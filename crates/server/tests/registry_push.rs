@@ -161,6 +161,49 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
     assert_eq!(pulled.len(), layer.len());
     assert!(pulled.as_ref() == layer.as_slice(), "the layer changed");
 
+    // Tags list in pages, as registry clients read them.
+    for tag in ["v3", "v1"] {
+        let target = format!("{REGISTRY}/team/app:{tag}");
+        cli_json(
+            &server,
+            "editor-token",
+            &["registry", "import", layout_arg.as_str(), target.as_str()],
+        );
+    }
+    let page = http
+        .get(format!("{base}/v2/{REGISTRY}/team/app/tags/list?n=2"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status(), 200);
+    let next = page.headers()["link"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        next,
+        format!("</v2/{REGISTRY}/team/app/tags/list?n=2&last=v2>; rel=\"next\"")
+    );
+    let page: Value = serde_json::from_slice(&page.bytes().await.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page["tags"], serde_json::json!(["v1", "v2"]));
+    let next_url = next
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default();
+    let last = http
+        .get(format!("{base}{next_url}"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!last.headers().contains_key("link"));
+    let last: Value = serde_json::from_slice(&last.bytes().await.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(last["tags"], serde_json::json!(["v3"]));
+
     // The image the server was seeded with pulls too.
     let seeded = listed(&server, &format!("{REGISTRY}/app"));
     let seeded_digest = seeded[0]["digest"].as_str().unwrap_or_default().to_owned();
@@ -478,6 +521,23 @@ async fn skopeo_pushes_and_pulls() {
     let layer_back = std::fs::read(back.join("blobs/sha256").join(&sha256(&layer)[7..]))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(layer_back == layer, "the layer changed on the way");
+    let tags = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            "iam:viewer-token",
+            &format!("docker://{address}/{REGISTRY}/skopeo/app"),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        tags.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tags.stderr)
+    );
+    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tags["Tags"], serde_json::json!(["s1"]), "{tags}");
     let listed = listed(&server, &format!("{REGISTRY}/skopeo/app"));
     assert_eq!(listed[0]["tags"], serde_json::json!(["s1"]), "{listed}");
     // skopeo sends the layout's manifest as it is.
