@@ -174,7 +174,7 @@ impl RestApi {
                 .filter(|s| s.code != 0)
                 .unwrap_or_else(|| {
                     Status::new(
-                        code_of_http(http_status.as_u16()),
+                        yc_proto_types::code_of_http(http_status.as_u16()),
                         format!("{url} answered {http_status}"),
                     )
                 }))
@@ -222,23 +222,6 @@ fn transport_status(url: &Url, error: &reqwest::Error) -> Status {
         tonic::Code::Unavailable
     };
     Status::new(code, format!("cannot reach {url}: {error}"))
-}
-
-/// The gRPC code of an HTTP error that came without a `google.rpc.Status` body.
-fn code_of_http(status: u16) -> tonic::Code {
-    match status {
-        400 => tonic::Code::InvalidArgument,
-        401 => tonic::Code::Unauthenticated,
-        403 => tonic::Code::PermissionDenied,
-        404 => tonic::Code::NotFound,
-        409 => tonic::Code::Aborted,
-        429 => tonic::Code::ResourceExhausted,
-        499 => tonic::Code::Cancelled,
-        501 => tonic::Code::Unimplemented,
-        502..=503 => tonic::Code::Unavailable,
-        504 => tonic::Code::DeadlineExceeded,
-        _ => tonic::Code::Unknown,
-    }
 }
 
 /// OperationService over whichever transport a typed client uses.

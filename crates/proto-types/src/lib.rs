@@ -52,7 +52,7 @@ mod wire;
 pub mod wkt;
 
 pub use generated::{google, yandex};
-pub use rpc_status::http_status;
+pub use rpc_status::{code_of_http, http_status};
 pub use type_registry::message_type_names;
 pub use validate::{descriptor_pool, validate};
 

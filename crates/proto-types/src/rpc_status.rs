@@ -74,6 +74,25 @@ pub fn http_status(code: tonic::Code) -> u16 {
     }
 }
 
+/// The gRPC code of an HTTP error that came without a `google.rpc.Status` body (a proxy's, or
+/// an API that answers in its own error format, such as the registry's `/v2/`).
+pub fn code_of_http(status: u16) -> tonic::Code {
+    match status {
+        400 => tonic::Code::InvalidArgument,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::NotFound,
+        409 => tonic::Code::Aborted,
+        416 => tonic::Code::FailedPrecondition,
+        429 => tonic::Code::ResourceExhausted,
+        499 => tonic::Code::Cancelled,
+        501 => tonic::Code::Unimplemented,
+        502..=503 => tonic::Code::Unavailable,
+        504 => tonic::Code::DeadlineExceeded,
+        _ => tonic::Code::Unknown,
+    }
+}
+
 impl From<Status> for tonic::Status {
     fn from(status: Status) -> Self {
         let code = status.grpc_code();

@@ -75,21 +75,6 @@ impl Answer {
     }
 }
 
-/// The gRPC code of an HTTP status, as the REST API maps them.
-fn code_of(status: StatusCode) -> tonic::Code {
-    match status.as_u16() {
-        400 => tonic::Code::InvalidArgument,
-        401 => tonic::Code::Unauthenticated,
-        403 => tonic::Code::PermissionDenied,
-        404 => tonic::Code::NotFound,
-        409 => tonic::Code::Aborted,
-        416 => tonic::Code::FailedPrecondition,
-        429 => tonic::Code::ResourceExhausted,
-        500..=599 => tonic::Code::Unavailable,
-        _ => tonic::Code::Unknown,
-    }
-}
-
 /// The status of a refused call: the spec's error code and message, or the HTTP status.
 fn refused(what: &str, answer: &Answer) -> Status {
     #[derive(serde::Deserialize)]
@@ -107,7 +92,10 @@ fn refused(what: &str, answer: &Answer) -> Status {
         .and_then(|e| e.errors.into_iter().next())
         .map(|e| format!("{}: {}", e.code, e.message))
         .unwrap_or_else(|| format!("HTTP {}", answer.status));
-    Status::new(code_of(answer.status), format!("{what}: {detail}"))
+    Status::new(
+        yc_proto_types::code_of_http(answer.status.as_u16()),
+        format!("{what}: {detail}"),
+    )
 }
 
 fn io_status(what: String, error: std::io::Error) -> Status {
