@@ -421,7 +421,7 @@ impl SqlBlobStore {
             let piece: Vec<u8> = self.piece(id, seq).await?;
             hasher.update(&piece);
         }
-        let actual = format!("sha256:{}", crate::oci::hex(&hasher.finalize()));
+        let actual = crate::oci::digest_of(hasher);
         if actual != digest {
             self.cancel(id).await?;
             return Err(BlobError::DigestMismatch {

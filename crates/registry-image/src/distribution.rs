@@ -263,13 +263,7 @@ impl Params {
 
 /// A digest this registry stores blobs under.
 fn checked_digest(digest: &str) -> Result<&str, OciApiError> {
-    let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
+    if crate::oci::is_sha256_digest(digest) {
         Ok(digest)
     } else {
         Err(OciApiError::new(

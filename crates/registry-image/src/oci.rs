@@ -108,12 +108,7 @@ impl ImageManifest {
 }
 
 fn check_descriptor(descriptor: &Descriptor) -> Result<(), OciError> {
-    let hex = descriptor.digest.strip_prefix("sha256:").filter(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if hex.is_none() {
+    if !is_sha256_digest(&descriptor.digest) {
         return Err(OciError::Invalid(format!(
             "digest {:?} is not sha256:<64 lower-case hex>",
             descriptor.digest
@@ -128,13 +123,26 @@ fn check_descriptor(descriptor: &Descriptor) -> Result<(), OciError> {
     Ok(())
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+/// Whether `digest` is `sha256:` and 64 lower-case hex digits: the only digests stored.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    digest_of(Sha256::new_with_prefix(bytes))
+}
+
+/// `sha256:<hex>` of what went through `hasher`.
+pub(crate) fn digest_of(hasher: Sha256) -> String {
+    let hash = hasher.finalize();
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// Why a manifest or a layout was refused. Nothing is stored when there is one.
@@ -292,11 +300,7 @@ fn verify_blob(dir: &Path, descriptor: &Descriptor) -> Result<(), OciError> {
         size += n as u64;
         hasher.update(&buf[..n]);
     }
-    check_content(
-        descriptor,
-        size,
-        &format!("sha256:{}", hex(&hasher.finalize())),
-    )
+    check_content(descriptor, size, &digest_of(hasher))
 }
 
 fn check_content(descriptor: &Descriptor, size: u64, digest: &str) -> Result<(), OciError> {
