@@ -53,6 +53,23 @@ pub const PIECE: usize = 1 << 20;
 /// Uploads not finished within this long are removed when a server starts.
 const UPLOAD_LIFETIME_SECS: i64 = 24 * 3600;
 
+/// A file's content as a stream of pieces of `size` bytes (the last one shorter), read one at
+/// a time: for storing and for pushing blobs without holding them in memory.
+pub(crate) fn file_pieces(
+    file: tokio::fs::File,
+    size: usize,
+) -> impl Stream<Item = std::io::Result<Bytes>> {
+    use tokio::io::AsyncReadExt as _;
+    futures_util::stream::try_unfold(file, move |mut file| async move {
+        let mut piece = Vec::with_capacity(size);
+        (&mut file)
+            .take(size as u64)
+            .read_to_end(&mut piece)
+            .await?;
+        Ok((!piece.is_empty()).then(|| (Bytes::from(piece), file)))
+    })
+}
+
 /// Makes a blob visible in a registry.
 const LINK: &str =
     "INSERT INTO cr_blob_links (registry_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING";
@@ -225,13 +242,10 @@ impl SqlBlobStore {
 
     /// Stores small content (a manifest) whole, linked to the registry; returns its digest.
     pub async fn put(&self, registry_id: &str, content: &[u8]) -> Result<BlobInfo, BlobError> {
-        let upload = self.start(registry_id).await?;
-        let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
-            Bytes::copy_from_slice(content),
-        )]);
-        let upload = self.append(&upload.id, None, stream).await?;
+        let piece = Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(content));
         let digest = crate::oci::sha256_digest(content);
-        self.finish(&upload.id, &digest).await
+        self.put_stream(registry_id, &digest, futures_util::stream::iter([piece]))
+            .await
     }
 
     /// Stores the file `path` as the blob `digest` in `registry_id` (or only links it, when the
@@ -242,23 +256,31 @@ impl SqlBlobStore {
         digest: &str,
         path: &std::path::Path,
     ) -> Result<BlobInfo, BlobError> {
-        use tokio::io::AsyncReadExt as _;
-        if let Some(blob) = self.link(registry_id, digest).await? {
-            return Ok(blob);
-        }
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| BlobError::Body(format!("{}: {e}", path.display())))?;
-        let pieces = futures_util::stream::try_unfold(file, |mut file| async move {
-            let mut piece = Vec::with_capacity(PIECE);
-            (&mut file)
-                .take(PIECE as u64)
-                .read_to_end(&mut piece)
-                .await?;
-            Ok::<_, std::io::Error>((!piece.is_empty()).then(|| (Bytes::from(piece), file)))
-        });
+        self.put_stream(registry_id, digest, file_pieces(file, PIECE))
+            .await
+    }
+
+    /// Stores `content` as the blob `digest` in `registry_id` through an upload of its own
+    /// (cancelled if the content cannot be read), or only links the blob when it is stored
+    /// already.
+    async fn put_stream<S, E>(
+        &self,
+        registry_id: &str,
+        digest: &str,
+        content: S,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        if let Some(blob) = self.link(registry_id, digest).await? {
+            return Ok(blob);
+        }
         let upload = self.start(registry_id).await?;
-        if let Err(e) = self.append(&upload.id, None, pieces).await {
+        if let Err(e) = self.append(&upload.id, None, content).await {
             let _ = self.cancel(&upload.id).await;
             return Err(e);
         }

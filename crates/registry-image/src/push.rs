@@ -28,11 +28,12 @@ use std::path::{Path, PathBuf};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use bytes::Bytes;
-use tokio::io::AsyncReadExt as _;
+use futures_util::TryStreamExt as _;
 use tonic::codegen::Service as _;
 use tonic::transport::Channel;
 use yc_proto_types::google::rpc::Status;
 
+use crate::blobs::file_pieces;
 use crate::distribution::IMAGE_ID_HEADER;
 use crate::oci::{
     Descriptor, ImageManifest, LayoutImage, OCI_MANIFEST, OciError, blob_path, read_layout,
@@ -198,25 +199,11 @@ impl LayoutPusher {
             .header("location")
             .ok_or_else(|| Status::new(tonic::Code::Unavailable, format!("{what}: no Location")))?
             .to_owned();
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| io_status(format!("reading {}", path.display()), e))?;
+        let unreadable = |e| io_status(format!("reading {}", path.display()), e);
+        let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let mut pieces = std::pin::pin!(file_pieces(file, PUSH_PIECE));
         let mut sent = 0u64;
-        loop {
-            let mut piece = Vec::with_capacity(PUSH_PIECE);
-            while piece.len() < PUSH_PIECE {
-                let n = (&mut file)
-                    .take((PUSH_PIECE - piece.len()) as u64)
-                    .read_to_end(&mut piece)
-                    .await
-                    .map_err(|e| io_status(format!("reading {}", path.display()), e))?;
-                if n == 0 {
-                    break;
-                }
-            }
-            if piece.is_empty() {
-                break;
-            }
+        while let Some(piece) = pieces.try_next().await.map_err(unreadable)? {
             let len = piece.len() as u64;
             let range = format!("{sent}-{}", sent + len - 1);
             let answer = self
@@ -227,7 +214,7 @@ impl LayoutPusher {
                         (header::CONTENT_RANGE, range),
                         (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
                     ],
-                    Bytes::from(piece),
+                    piece,
                 )
                 .await?;
             if answer.status != StatusCode::ACCEPTED {
