@@ -16,6 +16,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
+use crate::blobs::{BlobError, SqlBlobStore};
 use crate::oci::{Descriptor, ImageManifest, OciError, read_layout};
 use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Registry, Scope};
 
@@ -347,17 +348,33 @@ impl RegistryImages {
 
     /// Imports the image tagged `tag` (or the only one) of the OCI image layout in `dir` into
     /// `repository`, tagging it `tag`. Every blob is verified first; on any mismatch nothing is
-    /// stored.
+    /// stored. With `blobs`, the manifest and blobs are stored there before the image, so that
+    /// it pulls through the registry API like a pushed image.
     pub async fn import_layout(
         &self,
         dir: &Path,
         repository: &str,
         tag: Option<&str>,
+        blobs: Option<&SqlBlobStore>,
     ) -> Result<Image, Status> {
         let layout = read_layout(dir, tag).map_err(|e| oci_status(&e))?;
+        if let Some(blobs) = blobs {
+            blobs
+                .put_layout(registry_of(repository), dir, &layout)
+                .await
+                .map_err(|e| blob_status(&e))?;
+        }
         let tag = tag.map(str::to_owned).or(layout.tag);
         self.push(repository, &layout.manifest, tag.as_deref())
             .await
+    }
+}
+
+/// The status of a blob that could not be stored.
+fn blob_status(error: &BlobError) -> Status {
+    match error {
+        BlobError::Unavailable(why) => store_unavailable("blob store", why),
+        other => Status::new(tonic::Code::InvalidArgument, other.to_string()),
     }
 }
 

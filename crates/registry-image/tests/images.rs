@@ -647,7 +647,7 @@ async fn a_layout_imports_only_when_every_blob_verifies() {
     let image = TestImage::new("layout", &[("etc/hostname", b"test\n")]);
     image.write_layout(dir.path(), "1.0");
     let imported = images
-        .import_layout(dir.path(), "crp1/imported", Some("1.0"))
+        .import_layout(dir.path(), "crp1/imported", Some("1.0"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(imported.digest, image.digest());
@@ -662,7 +662,7 @@ async fn a_layout_imports_only_when_every_blob_verifies() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let error = images
-        .import_layout(bad.path(), "crp1/broken", Some("t"))
+        .import_layout(bad.path(), "crp1/broken", Some("t"), None)
         .await
         .err()
         .unwrap_or_default();

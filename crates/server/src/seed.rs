@@ -18,7 +18,6 @@ use yc_compute_image::ComputeImages;
 use yc_proto_types::yandex::cloud::compute::v1::Image;
 use yc_registry_image::RegistryImages;
 use yc_registry_image::blobs::SqlBlobStore;
-use yc_registry_image::oci::read_layout;
 use yc_registry_image::store::Registry;
 
 /// The folder of a seeded registry that names none.
@@ -75,21 +74,14 @@ pub(crate) async fn load(
                 .map(|p| p.to_string_lossy().replace('\\', "/"))
                 .unwrap_or_default();
             let repository = format!("{id}/{repository}");
-            let failed = |e: &dyn std::fmt::Display| {
-                anyhow::anyhow!("seeding {repository} from {}: {e}", layout.display())
-            };
             for tag in layout_tags(&layout)? {
-                // Every blob verified, then stored (so the image pulls), then the image.
-                let image = read_layout(&layout, tag.as_deref()).map_err(|e| failed(&e))?;
-                blobs
-                    .put_layout(&id, &layout, &image)
-                    .await
-                    .map_err(|e| failed(&e))?;
-                let tag = tag.or(image.tag.clone());
+                // Blobs stored with the image, so that it pulls.
                 registry
-                    .push(&repository, &image.manifest, tag.as_deref())
+                    .import_layout(&layout, &repository, tag.as_deref(), Some(blobs))
                     .await
-                    .map_err(|e| failed(&e))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("seeding {repository} from {}: {e}", layout.display())
+                    })?;
                 seeded.registry_images += 1;
             }
         }
