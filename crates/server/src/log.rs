@@ -215,14 +215,19 @@ impl LineFields<'_> {
     }
 
     fn text_value(&mut self, value: &str, message: bool) -> fmt::Result {
-        if message {
-            EscapedTo(self.0).write_str(value)
-        } else if is_plain(value) {
-            self.0.push_str(value);
-            Ok(())
-        } else {
-            write!(self.0, "{value:?}")
-        }
+        write_text(self.0, value, message)
+    }
+}
+
+/// A text value as every line writes it: the message with control characters escaped; any
+/// other value as it is when it is one plain word, else quoted and escaped.
+fn write_text<W: fmt::Write + ?Sized>(out: &mut W, value: &str, message: bool) -> fmt::Result {
+    if message {
+        EscapedTo(out).write_str(value)
+    } else if is_plain(value) {
+        out.write_str(value)
+    } else {
+        write!(out, "{value:?}")
     }
 }
 
@@ -371,13 +376,7 @@ fn is_plain(text: &str) -> bool {
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.name(field) {
-            self.result = if field.name() == "message" {
-                write!(EscapedTo(&mut self.writer), "{value}")
-            } else if is_plain(value) {
-                self.writer.write_str(value)
-            } else {
-                write!(self.writer, "{value:?}")
-            };
+            self.result = write_text(&mut self.writer, value, field.name() == "message");
         }
     }
 
