@@ -6,13 +6,12 @@
 //! manifest goes last, and the server checks every digest.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), yc_proto_types::google::rpc::Status> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use yc_registry_image::push::{Layout, LayoutPusher};
 //!
 //! let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051")
 //!     .connect()
-//!     .await
-//!     .expect("server");
+//!     .await?;
 //! let pusher = LayoutPusher::new(channel, Some("my-iam-token"))?;
 //! let layout = Layout::open("./app-layout".as_ref(), Some("v1"))?;
 //! let pushed = pusher
