@@ -90,6 +90,15 @@ fn listed(server: &Server, repository: &str) -> Value {
     )
 }
 
+/// `GET url` with `token` as a bearer token.
+async fn get(http: &reqwest::Client, url: impl reqwest::IntoUrl, token: &str) -> reqwest::Response {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The spec's error code of an answer.
 async fn error_code(response: reqwest::Response) -> String {
     let bytes = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
@@ -170,12 +179,12 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
             &["registry", "import", layout_arg.as_str(), target.as_str()],
         );
     }
-    let page = http
-        .get(format!("{base}/v2/{REGISTRY}/team/app/tags/list?n=2"))
-        .bearer_auth("viewer-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/team/app/tags/list?n=2"),
+        "viewer-token",
+    )
+    .await;
     assert_eq!(page.status(), 200);
     let next = page.headers()["link"]
         .to_str()
@@ -193,12 +202,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         .split('>')
         .next()
         .unwrap_or_default();
-    let last = http
-        .get(format!("{base}{next_url}"))
-        .bearer_auth("viewer-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let last = get(&http, format!("{base}{next_url}"), "viewer-token").await;
     assert!(!last.headers().contains_key("link"));
     let last: Value = serde_json::from_slice(&last.bytes().await.unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -207,24 +211,24 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
     // The image the server was seeded with pulls too.
     let seeded = listed(&server, &format!("{REGISTRY}/app"));
     let seeded_digest = seeded[0]["digest"].as_str().unwrap_or_default().to_owned();
-    let seeded_manifest = http
-        .get(format!("{base}/v2/{REGISTRY}/app/manifests/v1"))
-        .bearer_auth("viewer-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let seeded_manifest = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/app/manifests/v1"),
+        "viewer-token",
+    )
+    .await;
     assert_eq!(seeded_manifest.status(), 200);
     let seeded_manifest = seeded_manifest.bytes().await.unwrap_or_default();
     assert_eq!(sha256(&seeded_manifest), seeded_digest);
     let seeded_layer = seeded[0]["layers"][0]["digest"]
         .as_str()
         .unwrap_or_default();
-    let layer_back = http
-        .get(format!("{base}/v2/{REGISTRY}/app/blobs/{seeded_layer}"))
-        .bearer_auth("viewer-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let layer_back = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/app/blobs/{seeded_layer}"),
+        "viewer-token",
+    )
+    .await;
     assert_eq!(layer_back.status(), 200);
     assert_eq!(
         sha256(&layer_back.bytes().await.unwrap_or_default()),
@@ -240,12 +244,12 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
     assert!(!viewer.status.success());
     let said = String::from_utf8_lossy(&viewer.stderr);
     assert!(said.starts_with("yc-images: PERMISSION_DENIED: "), "{said}");
-    let stranger = http
-        .get(format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"))
-        .bearer_auth("stranger-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stranger = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"),
+        "stranger-token",
+    )
+    .await;
     assert_eq!(stranger.status(), 403);
     assert_eq!(error_code(stranger).await, "DENIED");
     let anonymous = http
@@ -282,12 +286,12 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         "{}",
         String::from_utf8_lossy(&deleted.stderr)
     );
-    let gone = http
-        .get(format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"))
-        .bearer_auth("viewer-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/team/app/manifests/v2"),
+        "viewer-token",
+    )
+    .await;
     assert_eq!(gone.status(), 404);
     assert_eq!(error_code(gone).await, "MANIFEST_UNKNOWN");
 }
@@ -450,12 +454,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.status(), 201);
     assert!(stored.headers().contains_key("yc-image-id"));
-    let pulled = http
-        .get(format!("{repo}/manifests/{digest}"))
-        .bearer_auth("editor-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pulled = get(&http, format!("{repo}/manifests/{digest}"), "editor-token").await;
     assert_eq!(pulled.status(), 200);
     assert_eq!(pulled.bytes().await.unwrap_or_default(), good.as_bytes());
     // A blob of the other folder's registry is not mounted for a caller who cannot read it.
