@@ -73,16 +73,24 @@ impl OciApiError {
         }
     }
 
-    /// A service's refusal, with `not_found` as the code when it is a `NOT_FOUND`.
+    /// A service's refusal, with `not_found` as the code when it is a `NOT_FOUND`. The HTTP
+    /// status is the REST API's for the code, except that an image the registry does not take
+    /// (`UNIMPLEMENTED`) is the client's to change: 400, as the spec answers `UNSUPPORTED`.
     fn from_status(status: Status, not_found: &'static str, invalid: &'static str) -> Self {
-        let (http, code) = match tonic::Code::from_i32(status.code) {
-            tonic::Code::NotFound => (StatusCode::NOT_FOUND, not_found),
-            tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, "DENIED"),
-            tonic::Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-            tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, invalid),
-            tonic::Code::Unimplemented => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
-            tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        let grpc = status.grpc_code();
+        let code = match grpc {
+            tonic::Code::NotFound => not_found,
+            tonic::Code::PermissionDenied => "DENIED",
+            tonic::Code::Unauthenticated => "UNAUTHORIZED",
+            tonic::Code::InvalidArgument => invalid,
+            tonic::Code::Unimplemented => "UNSUPPORTED",
+            tonic::Code::Unavailable => "UNAVAILABLE",
+            _ => "UNKNOWN",
+        };
+        let http = match grpc {
+            tonic::Code::Unimplemented => StatusCode::BAD_REQUEST,
+            other => StatusCode::from_u16(yc_proto_types::http_status(other))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };
         Self::new(http, code, status.message)
     }
