@@ -123,21 +123,20 @@ pub(crate) fn stderr() -> (BufferedStderr, Flush) {
 /// One INFO line of `target`, written straight into the buffer in the layout [`Lines`] and
 /// [`Fields`] give every other line, without going through tracing's dispatch and field
 /// visitors: for the line every call writes. The caller checks that INFO is enabled for
-/// `target` (`tracing::enabled!`). Returns false, writing nothing, when the process logs
-/// elsewhere ([`stderr`] was not called), so that the caller logs through tracing.
-pub(crate) fn info_line(target: &str, message: &str, fields: impl FnOnce(&mut LineFields)) -> bool {
-    let Some(shared) = BUFFER.get() else {
-        return false;
-    };
+/// `target` (`tracing::enabled!`). Before [`stderr`] made the buffer, the line goes to
+/// standard error directly.
+pub(crate) fn info_line(target: &str, message: &str, fields: impl FnOnce(&mut LineFields)) {
     thread_local! {
         static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
     }
     TEXT.with_borrow_mut(|text| {
         text.clear();
         format_info_line(text, target, message, fields);
-        let _ = Line { shared }.write(text.as_bytes());
+        let _ = match BUFFER.get() {
+            Some(shared) => Line { shared }.write_all(text.as_bytes()),
+            None => std::io::stderr().write_all(text.as_bytes()),
+        };
     });
-    true
 }
 
 fn format_info_line(

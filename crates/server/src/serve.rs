@@ -526,7 +526,7 @@ impl CallLog {
             .unwrap_or_default();
         let elapsed = self.started.elapsed();
         // Straight into the log's buffer, the same line tracing would write, for less.
-        let written = crate::log::info_line(module_path!(), "call", |line| {
+        crate::log::info_line(module_path!(), "call", |line| {
             line.str("request_id", request_id)
                 .str("method", self.method.as_str())
                 .str("path", self.uri.path())
@@ -534,27 +534,6 @@ impl CallLog {
                 .str("grpc_status", grpc_status)
                 .millis("latency_ms", elapsed);
         });
-        if !written {
-            tracing::info!(
-                request_id,
-                method = self.method.as_str(),
-                path = self.uri.path(),
-                status = self.status,
-                grpc_status,
-                latency_ms = %Millis(elapsed),
-                "call"
-            );
-        }
-    }
-}
-
-/// A duration in milliseconds with three decimals, written without floating point.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
     }
 }
 
