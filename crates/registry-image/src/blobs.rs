@@ -296,9 +296,7 @@ impl SqlBlobStore {
         image: &crate::oci::LayoutImage,
     ) -> Result<(), BlobError> {
         let manifest = &image.manifest;
-        for descriptor in
-            std::iter::once(&manifest.manifest.config).chain(&manifest.manifest.layers)
-        {
+        for descriptor in manifest.manifest.blobs() {
             let path = crate::oci::blob_path(dir, &descriptor.digest);
             self.put_file(registry_id, &descriptor.digest, &path)
                 .await?;

@@ -520,9 +520,7 @@ impl Distribution {
         } else {
             Some(reference)
         };
-        let descriptors =
-            std::iter::once(&manifest.manifest.config).chain(&manifest.manifest.layers);
-        for descriptor in descriptors {
+        for descriptor in manifest.manifest.blobs() {
             let blob = self.blobs.blob(registry, &descriptor.digest).await?;
             match blob {
                 None if descriptor.urls.is_empty() => {

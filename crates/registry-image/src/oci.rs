@@ -54,6 +54,13 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
+impl Manifest {
+    /// The blobs it names: the config, then the layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        std::iter::once(&self.config).chain(&self.layers)
+    }
+}
+
 /// A manifest as pushed: its exact bytes, their digest, and what they say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageManifest {
@@ -91,7 +98,7 @@ impl ImageManifest {
                 )));
             }
         }
-        for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        for descriptor in manifest.blobs() {
             check_descriptor(descriptor)?;
         }
         Ok(Self {

@@ -287,7 +287,7 @@ impl LayoutPusher {
     ) -> Result<Pushed, Status> {
         let (dir, layout) = (&layout.dir, &layout.image);
         let mut uploaded = 0;
-        for descriptor in blobs_of(&layout.manifest) {
+        for descriptor in layout.manifest.manifest.blobs() {
             if self.has_blob(repository, &descriptor.digest).await? {
                 progress(u64::try_from(descriptor.size).unwrap_or_default());
                 continue;
@@ -338,7 +338,10 @@ impl Layout {
 
     /// The sum of the blob sizes: what a push reports progress against.
     pub fn size(&self) -> u64 {
-        blobs_of(&self.image.manifest)
+        self.image
+            .manifest
+            .manifest
+            .blobs()
             .map(|d| u64::try_from(d.size).unwrap_or_default())
             .sum()
     }
@@ -347,8 +350,4 @@ impl Layout {
     pub fn digest(&self) -> &str {
         &self.image.manifest.digest
     }
-}
-
-fn blobs_of(manifest: &ImageManifest) -> impl Iterator<Item = &Descriptor> {
-    std::iter::once(&manifest.manifest.config).chain(&manifest.manifest.layers)
 }
