@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
 use yc_operations::{
-    OperationCursor, OperationRunner, Resumers, Role, StartOperation, store_unavailable,
+    CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, Role, StartOperation,
+    store_unavailable,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -20,10 +21,13 @@ use yc_proto_types::yandex::cloud::compute::v1::{
 use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::domain::os_or_default;
-use crate::source::{FetchPolicy, check_uri, fetch};
-use crate::store::{ComputeImageStore, ComputeQuery, ComputeStoreError};
+use crate::source::{FetchPolicy, Inspected, check_uri, fetch};
+use crate::store::{ComputeImageStore, ComputeQuery, ComputeStoreError, ImageChange, Modified};
 
 const SERVICE: &str = "yandex.cloud.compute.v1.ImageService";
+const CREATE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Create";
+const UPDATE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Update";
+const DELETE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Delete";
 /// The fields List can filter on.
 pub const FILTER_FIELDS: &[&str] = &["name", "family", "status", "id"];
 /// The fields List can sort by.
@@ -226,7 +230,9 @@ impl ComputeImages {
     }
 
     /// `Create`: the image appears at once as CREATING; the operation finishes with it READY,
-    /// or with the error that left it ERROR.
+    /// or with the error that left it ERROR. The image is stored by the operation's work (the
+    /// call returns once it is), so that a restart at any moment resumes a Create whose image
+    /// is stored or not. Cancel stops the fetch and leaves the image ERROR.
     pub async fn create(
         &self,
         request: &CreateImageRequest,
@@ -235,14 +241,14 @@ impl ComputeImages {
         validate(request)?;
         caller.require(&request.folder_id, Role::Editor)?;
         // What the source is, checked before anything is stored.
-        let copy_of = match &request.source {
+        let source = match &request.source {
             Some(Source::ImageId(id)) => {
                 let source = self.image(id, caller, Role::Viewer).await?;
                 if source.status != image::Status::Ready as i32 {
                     return Err(Status::new(tonic::Code::FailedPrecondition, format!("Image {id} is not READY")));
                 }
                 check_min_disk(request.min_disk_size, source.size.max(source.min_disk_size))?;
-                Some(source)
+                Sourced::Image(Box::new(source))
             }
             Some(Source::DiskId(id)) => {
                 return Err(Status::new(tonic::Code::NotFound, format!("Disk {id} not found")));
@@ -250,34 +256,15 @@ impl ComputeImages {
             Some(Source::SnapshotId(id)) => {
                 return Err(Status::new(tonic::Code::NotFound, format!("Snapshot {id} not found")));
             }
-            Some(Source::Uri(uri)) => {
-                check_uri(uri, &self.fetch)?;
-                None
-            }
+            Some(Source::Uri(uri)) => Sourced::Uri(check_uri(uri, &self.fetch)?),
             None => return Err(invalid("Request validation error: source: exactly one of image_id, disk_id, snapshot_id, uri must be set".into())),
         };
 
         let id = yc_operations::ids::new_id("fd8");
-        let now = Timestamp::now();
-        let image = Image {
-            id: id.clone(),
-            folder_id: request.folder_id.clone(),
-            created_at: Some(now),
-            name: request.name.clone(),
-            description: request.description.clone(),
-            labels: request.labels.clone(),
-            family: request.family.clone(),
-            min_disk_size: request.min_disk_size,
-            product_ids: request.product_ids.clone(),
-            status: image::Status::Creating as i32,
-            os: Some(os_or_default(request.os.clone())),
-            pooled: request.pooled,
-            hardware_generation: request.hardware_generation,
-            ..Default::default()
-        };
+        let image = new_image(request, &id, Timestamp::now());
         let start = StartOperation::new(
             "fd8",
-            format!("{SERVICE}.Create"),
+            CREATE_METHOD,
             "Create image",
             &id,
             &CreateImageMetadata {
@@ -285,109 +272,116 @@ impl ComputeImages {
             },
             request,
         )
-        .caller(caller);
-        // The image is stored before the operation starts, so that it is visible at once; a
-        // repeat with the same idempotency key gets the first operation and stores nothing.
-        if let Some(first) = self.runner.find_repeat(&start).await? {
-            return Ok(first);
-        }
-        self.store.insert(&image).await.map_err(store_status)?;
+        .caller(caller)
+        .cancel_mode(CancelMode::Notify);
         let service = self.clone();
-        let uri = match &request.source {
-            Some(Source::Uri(uri)) => Some(uri.clone()),
-            _ => None,
-        };
-        let started = self
-            .runner
-            .start(start, move |_ctx| async move {
-                service.finish_create(image, copy_of, uri).await
+        self.runner
+            .start_accepted(start, move |ctx| async move {
+                service.store.insert(&image).await.map_err(store_status)?;
+                ctx.accept();
+                service.finish_create(&ctx, &image.id, source).await
             })
-            .await;
-        let created_here = started.as_ref().is_ok_and(|op| {
-            op.metadata
-                .as_ref()
-                .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
-                .is_some_and(|m| m.image_id == id)
-        });
-        if !created_here {
-            // The operation was not started here (a reused idempotency key, raced): the image
-            // stored for it goes again.
-            let _ = self.store.delete(&id, Timestamp::now()).await;
-        }
-        started
+            .await
     }
 
-    /// The background part of Create: the image becomes READY, or ERROR with the error.
+    /// The background part of Create, from a stored CREATING image: READY with what the source
+    /// gives, or ERROR with the error (a cancelled Create too).
     async fn finish_create(
         &self,
-        mut image: Image,
-        copy_of: Option<Image>,
-        uri: Option<String>,
+        ctx: &OperationContext,
+        id: &str,
+        source: Sourced,
     ) -> Result<Any, Status> {
-        match self.fill_from_source(&mut image, copy_of, uri).await {
-            Ok(()) => {
-                image.status = image::Status::Ready as i32;
-                self.store.update(&image).await.map_err(store_status)?;
-                Ok(Any::from_msg(&image))
+        let filled = tokio::select! {
+            filled = self.inspect(source) => filled,
+            () = ctx.cancelled() => Err(Status::new(
+                tonic::Code::Cancelled,
+                format!("Operation {} was cancelled; image {id} is left in ERROR", ctx.operation_id()),
+            )),
+        };
+        let finished = match &filled {
+            Ok(filled) => {
+                self.modify_retrying(id, &|image| {
+                    creating(image)?;
+                    filled.apply(image)?;
+                    image.status = image::Status::Ready as i32;
+                    Ok(())
+                })
+                .await
             }
-            Err(error) => {
+            Err(error) => Err(error.clone()),
+        };
+        let Err(error) = finished else {
+            return finished.map(|image| Any::from_msg(&image));
+        };
+        let failed = self
+            .modify_retrying(id, &|image| {
+                creating(image)?;
                 image.status = image::Status::Error as i32;
-                if let Err(e) = self.store.update(&image).await {
-                    tracing::error!(image = %image.id, error = %e, "cannot mark the image ERROR");
+                Ok(())
+            })
+            .await;
+        match failed {
+            // The store stayed unavailable: that is the operation's error, and the image
+            // stays CREATING only if the operation cannot be finished either (the same
+            // store), when the restart rule resumes it.
+            Err(e) if e.grpc_code() == tonic::Code::Unavailable => Err(e),
+            _ => Err(error),
+        }
+    }
+
+    /// [`modify`](Self::modify), tried again for a few seconds while the store is
+    /// unavailable: for the last step of an operation, which must not leave an image in a
+    /// transitional status because the store failed once.
+    async fn modify_retrying(&self, id: &str, change: &ImageChange<'_>) -> Result<Image, Status> {
+        let mut delay = std::time::Duration::from_millis(50);
+        for _ in 0..6 {
+            match self.modify(id, change).await {
+                Err(e) if e.grpc_code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
-                Err(error)
+                done => return done,
             }
+        }
+        self.modify(id, change).await
+    }
+
+    /// What the source gives the new image: a source image as it is, a URI fetched and
+    /// inspected.
+    async fn inspect(&self, source: Sourced) -> Result<Filled, Status> {
+        match source {
+            Sourced::Image(source) => Ok(Filled::Image(source)),
+            Sourced::Uri(url) => Ok(Filled::Fetched(fetch(&url, &self.fetch).await?)),
         }
     }
 
-    /// Sizes (and, from an image, OS and licenses) from the source.
-    async fn fill_from_source(
-        &self,
-        image: &mut Image,
-        copy_of: Option<Image>,
-        uri: Option<String>,
-    ) -> Result<(), Status> {
-        if let Some(source) = copy_of {
-            image.size = source.size;
-            image.storage_size = source.storage_size;
-            image.min_disk_size = image
-                .min_disk_size
-                .max(source.min_disk_size)
-                .max(needed_disk(source.size));
-            if image.product_ids.is_empty() {
-                image.product_ids = source.product_ids;
-            }
-            if source.os.is_some() {
-                image.os = source.os;
-            }
-            return Ok(());
+    /// Changes the stored image `id` in one transaction (see [`ComputeImageStore::modify`]):
+    /// the image as it then is, or the refusal; `NOT_FOUND` when there is none.
+    async fn modify(&self, id: &str, change: &ImageChange<'_>) -> Result<Image, Status> {
+        match self.store.modify(id, change).await.map_err(store_status)? {
+            Modified::Changed(image) => Ok(*image),
+            Modified::Refused(status) => Err(status),
+            Modified::Missing => Err(not_found(id)),
         }
-        if let Some(uri) = uri {
-            let url = check_uri(&uri, &self.fetch)?;
-            let inspected = fetch(&url, &self.fetch).await?;
-            let need = needed_disk(inspected.size);
-            check_min_disk(image.min_disk_size, need)?;
-            image.size = inspected.size;
-            image.storage_size = inspected.storage_size;
-            if image.min_disk_size == 0 {
-                image.min_disk_size = need;
-            }
-        }
-        Ok(())
     }
 
-    /// `Update`: the fields the mask names (or, without a mask, the fields set) change.
+    /// `Update`: the fields the mask names (or, without a mask, the fields set) change, applied
+    /// to the image as it is when the operation applies them. An image being created or
+    /// deleted is refused with `FAILED_PRECONDITION`.
     pub async fn update(
         &self,
         request: &UpdateImageRequest,
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
-        let image = self.updated(request, caller).await?;
-        let id = image.id.clone();
+        let paths = update_paths(request)?;
+        let now = self.image(&request.image_id, caller, Role::Editor).await?;
+        settled(&now, "updated")?;
+        let id = now.id.clone();
         let start = StartOperation::new(
             "fd8",
-            format!("{SERVICE}.Update"),
+            UPDATE_METHOD,
             "Update image",
             &id,
             &UpdateImageMetadata {
@@ -396,71 +390,40 @@ impl ComputeImages {
             request,
         )
         .caller(caller);
-        let store = self.store.clone();
+        let service = self.clone();
+        let request = request.clone();
         self.runner
             .start(start, move |_ctx| async move {
-                if !store.update(&image).await.map_err(store_status)? {
-                    return Err(not_found(&image.id));
-                }
-                Ok(Any::from_msg(&image))
+                service.apply_update(&request, &paths).await
             })
             .await
     }
 
-    /// The image as `request` would leave it: the fields its mask names (or, without a mask,
-    /// the fields it sets) changed.
-    async fn updated(
+    /// The work of an Update, done again as it is after a restart.
+    async fn apply_update(
         &self,
         request: &UpdateImageRequest,
-        caller: &Caller,
-    ) -> Result<Image, Status> {
-        let paths: Vec<String> = match &request.update_mask {
-            Some(mask) => mask.paths.clone(),
-            None => [
-                ("name", !request.name.is_empty()),
-                ("description", !request.description.is_empty()),
-                ("min_disk_size", request.min_disk_size != 0),
-                ("labels", !request.labels.is_empty()),
-            ]
-            .into_iter()
-            .filter(|(_, set)| *set)
-            .map(|(path, _)| path.to_owned())
-            .collect(),
-        };
-        if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
-            return Err(invalid(format!(
-                "Request validation error: update_mask: {unknown:?} is not a field that can be updated; the fields are {}",
-                UPDATE_FIELDS.join(", ")
-            )));
-        }
-        let mut image = self.image(&request.image_id, caller, Role::Editor).await?;
-        for path in &paths {
-            match path.as_str() {
-                "name" => image.name = request.name.clone(),
-                "description" => image.description = request.description.clone(),
-                "labels" => image.labels = request.labels.clone(),
-                _ => {
-                    check_min_disk(request.min_disk_size, needed_disk(image.size))?;
-                    image.min_disk_size = if request.min_disk_size == 0 {
-                        needed_disk(image.size)
-                    } else {
-                        request.min_disk_size
-                    };
-                }
-            }
-        }
-        Ok(image)
+        paths: &[String],
+    ) -> Result<Any, Status> {
+        let image = self
+            .modify(&request.image_id, &|image| {
+                settled(image, "updated")?;
+                apply_mask(image, request, paths)
+            })
+            .await?;
+        Ok(Any::from_msg(&image))
     }
 
     /// How interrupted Creates, Updates and Deletes continue after a restart: each is done
-    /// again from its stored request (a Create fetches its source again).
+    /// again from its stored request (a Create stores its image if it had not, and fetches
+    /// its source again).
     pub fn resumers(&self, resumers: Resumers) -> Resumers {
         let (create, update, delete) = (self.clone(), self.clone(), self.clone());
         // The caller's access was checked when the operation started; the rest of its work is
         // the server's.
         let server = Caller::default;
         resumers
-            .add(format!("{SERVICE}.Create"), false, move |record, _ctx| {
+            .add(CREATE_METHOD, CancelMode::Notify, move |record, ctx| {
                 let service = create.clone();
                 async move {
                     let request: CreateImageRequest = decode_request(&record.request)?;
@@ -471,55 +434,84 @@ impl ComputeImages {
                         .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
                         .map(|m| m.image_id)
                         .unwrap_or_default();
-                    let image = service.image(&id, &server(), Role::Editor).await?;
-                    let (copy_of, uri) = match &request.source {
-                        Some(Source::ImageId(source)) => (
-                            Some(service.image(source, &server(), Role::Viewer).await?),
-                            None,
-                        ),
-                        Some(Source::Uri(uri)) => (None, Some(uri.clone())),
-                        _ => (None, None),
+                    let stored = service.store.get(&id).await.map_err(store_status)?;
+                    match stored
+                        .as_ref()
+                        .and_then(|i| image::Status::try_from(i.status).ok())
+                    {
+                        // Finished before the operation was: its outcome again.
+                        Some(image::Status::Ready) => {
+                            return Ok(Any::from_msg(&stored.unwrap_or_default()));
+                        }
+                        Some(image::Status::Error) => {
+                            return Err(Status::new(
+                                tonic::Code::Aborted,
+                                format!("Image {id} could not be created; it is in ERROR"),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            let at = record.operation.created_at.unwrap_or_else(Timestamp::now);
+                            service
+                                .store
+                                .insert(&new_image(&request, &id, at))
+                                .await
+                                .map_err(store_status)?;
+                        }
+                    }
+                    let source = match &request.source {
+                        Some(Source::ImageId(source)) => Sourced::Image(Box::new(
+                            service.image(source, &server(), Role::Viewer).await?,
+                        )),
+                        Some(Source::Uri(uri)) => Sourced::Uri(check_uri(uri, &service.fetch)?),
+                        _ => return Err(invalid("a stored Create has no source".into())),
                     };
-                    service.finish_create(image, copy_of, uri).await
+                    service.finish_create(&ctx, &id, source).await
                 }
             })
-            .add(format!("{SERVICE}.Update"), false, move |record, _ctx| {
+            .add(UPDATE_METHOD, false, move |record, _ctx| {
                 let service = update.clone();
                 async move {
                     let request: UpdateImageRequest = decode_request(&record.request)?;
-                    let image = service.updated(&request, &server()).await?;
-                    if !service.store.update(&image).await.map_err(store_status)? {
-                        return Err(not_found(&image.id));
-                    }
-                    Ok(Any::from_msg(&image))
+                    service
+                        .apply_update(&request, &update_paths(&request)?)
+                        .await
                 }
             })
-            .add(format!("{SERVICE}.Delete"), false, move |record, _ctx| {
+            .add(DELETE_METHOD, false, move |record, _ctx| {
                 let service = delete.clone();
                 async move {
                     let request: DeleteImageRequest = decode_request(&record.request)?;
-                    service
-                        .store
-                        .delete(&request.image_id, Timestamp::now())
+                    // Marked DELETING before the restart, or not yet; gone already is done.
+                    match service
+                        .mark_deleting(&request.image_id, DeletingBy::Resumed)
                         .await
-                        .map_err(store_status)?;
-                    Ok(Any::from_msg(&Empty {}))
+                    {
+                        Err(e) if e.grpc_code() == tonic::Code::NotFound => {
+                            Ok(Any::from_msg(&Empty {}))
+                        }
+                        Err(e) => Err(e),
+                        Ok(_) => service.remove(&request.image_id).await,
+                    }
                 }
             })
     }
 
-    /// `Delete`: the image is DELETING while the operation runs, then gone.
+    /// `Delete`: the image is DELETING while the operation runs, then gone. The operation's
+    /// work marks it (the call returns once it has), so that a restart at any moment resumes
+    /// the Delete. An image being created or deleted is refused with `FAILED_PRECONDITION`.
     pub async fn delete(
         &self,
         request: &DeleteImageRequest,
         caller: &Caller,
     ) -> Result<Operation, Status> {
         validate(request)?;
-        let mut image = self.image(&request.image_id, caller, Role::Editor).await?;
-        let id = image.id.clone();
+        let now = self.image(&request.image_id, caller, Role::Editor).await?;
+        settled(&now, "deleted")?;
+        let id = now.id;
         let start = StartOperation::new(
             "fd8",
-            format!("{SERVICE}.Delete"),
+            DELETE_METHOD,
             "Delete image",
             &id,
             &DeleteImageMetadata {
@@ -528,35 +520,191 @@ impl ComputeImages {
             request,
         )
         .caller(caller);
-        // A repeat with its idempotency key changes nothing; it gets the first operation.
-        if let Some(first) = self.runner.find_repeat(&start).await? {
-            return Ok(first);
-        }
-        let before = image.status;
-        image.status = image::Status::Deleting as i32;
-        self.store.update(&image).await.map_err(store_status)?;
-        let store = self.store.clone();
-        let started = self
-            .runner
-            .start(start, move |_ctx| async move {
-                if store
-                    .delete(&id, Timestamp::now())
-                    .await
-                    .map_err(store_status)?
-                {
-                    Ok(Any::from_msg(&Empty {}))
-                } else {
-                    Err(not_found(&id))
-                }
+        let service = self.clone();
+        self.runner
+            .start_accepted(start, move |ctx| async move {
+                service.mark_deleting(&id, DeletingBy::New).await?;
+                ctx.accept();
+                service.remove(&id).await
             })
-            .await;
-        if started.is_err() {
-            // No operation will delete it: the image is as it was.
-            image.status = before;
-            let _ = self.store.update(&image).await;
-        }
-        started
+            .await
     }
+
+    /// Marks the image DELETING: a new Delete only from READY or ERROR, a resumed one from
+    /// DELETING too (its own mark, from before the restart).
+    async fn mark_deleting(&self, id: &str, by: DeletingBy) -> Result<Image, Status> {
+        self.modify(id, &|image| {
+            if !(by == DeletingBy::Resumed && image.status == image::Status::Deleting as i32) {
+                settled(image, "deleted")?;
+            }
+            image.status = image::Status::Deleting as i32;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The end of a Delete: the DELETING image is gone.
+    async fn remove(&self, id: &str) -> Result<Any, Status> {
+        self.store
+            .delete(id, Timestamp::now())
+            .await
+            .map_err(store_status)?;
+        Ok(Any::from_msg(&Empty {}))
+    }
+}
+
+/// Who marks an image DELETING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeletingBy {
+    /// A Delete as it is called.
+    New,
+    /// A Delete resumed after a restart, which may have marked the image before it.
+    Resumed,
+}
+
+/// A Create's source, checked when it is called.
+enum Sourced {
+    /// A READY image, as it was read.
+    Image(Box<Image>),
+    /// A URI the policy allows.
+    Uri(reqwest::Url),
+}
+
+/// What a Create's source gave.
+enum Filled {
+    /// A copy of this image.
+    Image(Box<Image>),
+    /// An image fetched and inspected.
+    Fetched(Inspected),
+}
+
+impl Filled {
+    /// Sizes (and, from an image, OS, hardware generation and licenses when the request did
+    /// not give them) on the new image.
+    fn apply(&self, image: &mut Image) -> Result<(), Status> {
+        match self {
+            Filled::Image(source) => {
+                image.size = source.size;
+                image.storage_size = source.storage_size;
+                image.min_disk_size = image
+                    .min_disk_size
+                    .max(source.min_disk_size)
+                    .max(needed_disk(source.size));
+                if image.product_ids.is_empty() {
+                    image.product_ids = source.product_ids.clone();
+                }
+                if source.os.is_some() {
+                    image.os = source.os.clone();
+                }
+            }
+            Filled::Fetched(inspected) => {
+                let need = needed_disk(inspected.size);
+                check_min_disk(image.min_disk_size, need)?;
+                image.size = inspected.size;
+                image.storage_size = inspected.storage_size;
+                if image.min_disk_size == 0 {
+                    image.min_disk_size = need;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The image a Create stores at first: CREATING, with what the request gives.
+fn new_image(request: &CreateImageRequest, id: &str, at: Timestamp) -> Image {
+    Image {
+        id: id.to_owned(),
+        folder_id: request.folder_id.clone(),
+        created_at: Some(at),
+        name: request.name.clone(),
+        description: request.description.clone(),
+        labels: request.labels.clone(),
+        family: request.family.clone(),
+        min_disk_size: request.min_disk_size,
+        product_ids: request.product_ids.clone(),
+        status: image::Status::Creating as i32,
+        os: Some(os_or_default(request.os.clone())),
+        pooled: request.pooled,
+        hardware_generation: request.hardware_generation,
+        ..Default::default()
+    }
+}
+
+/// Refuses an image that is not CREATING (a Create finishing).
+fn creating(image: &Image) -> Result<(), Status> {
+    if image.status == image::Status::Creating as i32 {
+        Ok(())
+    } else {
+        Err(Status::new(
+            tonic::Code::FailedPrecondition,
+            format!("Image {} is no longer being created", image.id),
+        ))
+    }
+}
+
+/// Refuses an image in a transitional status: Update and Delete wait for READY or ERROR.
+fn settled(image: &Image, action: &str) -> Result<(), Status> {
+    let doing = match image::Status::try_from(image.status) {
+        Ok(image::Status::Creating) => "being created",
+        Ok(image::Status::Deleting) => "being deleted",
+        _ => return Ok(()),
+    };
+    Err(Status::new(
+        tonic::Code::FailedPrecondition,
+        format!(
+            "Image {} is {doing}; it can be {action} once it is READY or ERROR",
+            image.id
+        ),
+    ))
+}
+
+/// The fields an Update changes: its mask's paths, or without a mask the fields it sets.
+fn update_paths(request: &UpdateImageRequest) -> Result<Vec<String>, Status> {
+    let paths: Vec<String> = match &request.update_mask {
+        Some(mask) => mask.paths.clone(),
+        None => [
+            ("name", !request.name.is_empty()),
+            ("description", !request.description.is_empty()),
+            ("min_disk_size", request.min_disk_size != 0),
+            ("labels", !request.labels.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(path, _)| path.to_owned())
+        .collect(),
+    };
+    if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
+        return Err(invalid(format!(
+            "Request validation error: update_mask: {unknown:?} is not a field that can be updated; the fields are {}",
+            UPDATE_FIELDS.join(", ")
+        )));
+    }
+    Ok(paths)
+}
+
+/// The fields `paths` names, from `request`, on `image`.
+fn apply_mask(
+    image: &mut Image,
+    request: &UpdateImageRequest,
+    paths: &[String],
+) -> Result<(), Status> {
+    for path in paths {
+        match path.as_str() {
+            "name" => image.name = request.name.clone(),
+            "description" => image.description = request.description.clone(),
+            "labels" => image.labels = request.labels.clone(),
+            _ => {
+                check_min_disk(request.min_disk_size, needed_disk(image.size))?;
+                image.min_disk_size = if request.min_disk_size == 0 {
+                    needed_disk(image.size)
+                } else {
+                    request.min_disk_size
+                };
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode_request<Q: prost::Message + Default>(bytes: &[u8]) -> Result<Q, Status> {

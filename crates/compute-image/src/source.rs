@@ -22,15 +22,19 @@ pub struct FetchPolicy {
     pub max_bytes: u64,
     /// How long one fetch may take.
     pub timeout: Duration,
+    /// How long a fetch may go without receiving a byte (or, at first, the answer's
+    /// headers) before it fails.
+    pub stall_timeout: Duration,
 }
 
 impl Default for FetchPolicy {
-    /// Loopback only, at most 64 GiB, within an hour.
+    /// Loopback only, at most 64 GiB, within an hour, with no minute without progress.
     fn default() -> Self {
         Self {
             allowed_hosts: vec!["127.0.0.1".into(), "localhost".into(), "[::1]".into()],
             max_bytes: 64 << 30,
             timeout: Duration::from_secs(3600),
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -77,7 +81,13 @@ pub fn check_uri(uri: &str, policy: &FetchPolicy) -> Result<Url, Status> {
     Ok(url)
 }
 
-/// Fetches the image at `url`, counting and inspecting it as it streams.
+/// The largest disk there is, and so the largest image: 4 TiB.
+pub const MAX_DISK_SIZE: u64 = 4 << 40;
+
+/// Fetches the image at `url`, counting and inspecting it as it streams. A source that sends
+/// nothing for [`FetchPolicy::stall_timeout`] fails with `DEADLINE_EXCEEDED`; one whose
+/// content cannot be a disk image (empty, or a qcow2 header with an impossible size) with
+/// `INVALID_ARGUMENT`.
 pub async fn fetch(url: &Url, policy: &FetchPolicy) -> Result<Inspected, Status> {
     let client = reqwest::Client::builder()
         .timeout(policy.timeout)
@@ -85,12 +95,24 @@ pub async fn fetch(url: &Url, policy: &FetchPolicy) -> Result<Inspected, Status>
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Status::new(tonic::Code::Internal, e.to_string()))?;
-    let response = client.get(url.clone()).send().await.map_err(|e| {
+    let stalled = |waiting: &str| {
         Status::new(
-            tonic::Code::FailedPrecondition,
-            format!("cannot fetch {url}: {e}"),
+            tonic::Code::DeadlineExceeded,
+            format!(
+                "fetching {url}: no progress for {} s while waiting for {waiting}",
+                policy.stall_timeout.as_secs_f64()
+            ),
         )
-    })?;
+    };
+    let response = tokio::time::timeout(policy.stall_timeout, client.get(url.clone()).send())
+        .await
+        .map_err(|_| stalled("the answer"))?
+        .map_err(|e| {
+            Status::new(
+                tonic::Code::FailedPrecondition,
+                format!("cannot fetch {url}: {e}"),
+            )
+        })?;
     if !response.status().is_success() {
         return Err(Status::new(
             tonic::Code::FailedPrecondition,
@@ -100,37 +122,78 @@ pub async fn fetch(url: &Url, policy: &FetchPolicy) -> Result<Inspected, Status>
     if let Some(length) = response.content_length().filter(|l| *l > policy.max_bytes) {
         return Err(too_large(url, length, policy));
     }
-    let mut head = Vec::with_capacity(32);
+    let mut head = Vec::with_capacity(QCOW2_HEADER);
     let mut total: u64 = 0;
     let mut response = response;
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        Status::new(
-            tonic::Code::FailedPrecondition,
-            format!("fetching {url}: {e}"),
-        )
-    })? {
+    loop {
+        let chunk = tokio::time::timeout(policy.stall_timeout, response.chunk())
+            .await
+            .map_err(|_| stalled("more bytes"))?
+            .map_err(|e| {
+                Status::new(
+                    tonic::Code::FailedPrecondition,
+                    format!("fetching {url}: {e}"),
+                )
+            })?;
+        let Some(chunk) = chunk else { break };
         total += chunk.len() as u64;
         if total > policy.max_bytes {
             return Err(too_large(url, total, policy));
         }
-        if head.len() < 32 {
-            let take = (32 - head.len()).min(chunk.len());
+        if head.len() < QCOW2_HEADER {
+            let take = (QCOW2_HEADER - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
     }
+    inspect(&head, total).map_err(|why| {
+        Status::new(
+            tonic::Code::InvalidArgument,
+            format!("the image at {url} {why}"),
+        )
+    })
+}
+
+/// The bytes of a qcow2 header that say what it is: the magic and the virtual size.
+const QCOW2_HEADER: usize = 32;
+
+/// What an image of `total` bytes that starts with `head` (its first 32 bytes, or all of
+/// them) is; or why it cannot be a disk image, as the end of a sentence about it.
+pub fn inspect(head: &[u8], total: u64) -> Result<Inspected, String> {
     let storage_size = i64::try_from(total).unwrap_or(i64::MAX);
-    match qcow2_virtual_size(&head) {
-        Some(size) => Ok(Inspected {
-            size,
+    if total == 0 {
+        return Err("is empty: a disk image has at least one byte".into());
+    }
+    if head.starts_with(&QCOW2_MAGIC) {
+        let size = qcow2_virtual_size(head).ok_or_else(|| {
+            format!(
+                "starts as a qcow2 image, but its header is cut short ({} bytes)",
+                head.len()
+            )
+        })?;
+        if size == 0 {
+            return Err("is a qcow2 image of virtual size 0".into());
+        }
+        return Ok(Inspected {
+            size: disk_size(size, "a qcow2 image of virtual size")?,
             storage_size,
             qcow2: true,
-        }),
-        None => Ok(Inspected {
-            size: storage_size,
-            storage_size,
-            qcow2: false,
-        }),
+        });
     }
+    Ok(Inspected {
+        size: disk_size(total, "a raw image of")?,
+        storage_size,
+        qcow2: false,
+    })
+}
+
+/// `size` as a disk size, if there is a disk that large.
+fn disk_size(size: u64, what: &str) -> Result<i64, String> {
+    if size > MAX_DISK_SIZE {
+        return Err(format!(
+            "is {what} {size} bytes, larger than the largest disk, {MAX_DISK_SIZE} bytes"
+        ));
+    }
+    i64::try_from(size).map_err(|_| format!("is {what} {size} bytes"))
 }
 
 fn too_large(url: &Url, bytes: u64, policy: &FetchPolicy) -> Status {
@@ -144,10 +207,10 @@ fn too_large(url: &Url, bytes: u64, policy: &FetchPolicy) -> Status {
 }
 
 /// The virtual size in a qcow2 header (big-endian u64 at offset 24), if `head` starts one.
-pub fn qcow2_virtual_size(head: &[u8]) -> Option<i64> {
+pub fn qcow2_virtual_size(head: &[u8]) -> Option<u64> {
     if head.get(..4)? != QCOW2_MAGIC {
         return None;
     }
     let bytes: [u8; 8] = head.get(24..32)?.try_into().ok()?;
-    i64::try_from(u64::from_be_bytes(bytes)).ok()
+    Some(u64::from_be_bytes(bytes))
 }

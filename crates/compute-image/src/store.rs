@@ -18,6 +18,7 @@ use yc_operations::query::sql::{
 };
 use yc_operations::query::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
 
 const COMPONENT: &str = "compute-image";
@@ -39,6 +40,21 @@ pub struct ComputeQuery {
     pub after: Option<String>,
     /// The page size.
     pub limit: usize,
+}
+
+/// A change of a stored image for [`ComputeImageStore::modify`]: it edits the image as stored
+/// now, or refuses it with the status a caller sees.
+pub type ImageChange<'a> = dyn Fn(&mut Image) -> Result<(), Status> + Send + Sync + 'a;
+
+/// What [`ComputeImageStore::modify`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modified {
+    /// The image as stored now.
+    Changed(Box<Image>),
+    /// The change refused the image as it was; nothing was stored.
+    Refused(Status),
+    /// There is no such image.
+    Missing,
 }
 
 /// A store failed.
@@ -71,8 +87,15 @@ pub trait ComputeImageStore: Send + Sync + 'static {
     async fn insert(&self, image: &Image) -> Result<(), ComputeStoreError>;
     /// The image with this id.
     async fn get(&self, id: &str) -> Result<Option<Image>, ComputeStoreError>;
-    /// Replaces a stored image; returns whether it existed. Its name must be free.
-    async fn update(&self, image: &Image) -> Result<bool, ComputeStoreError>;
+    /// Changes the stored image in one transaction: `change` gets the image as it is stored
+    /// now and edits it, or refuses with the status a caller sees. Concurrent changes of one
+    /// image apply one after the other, each to the result of the one before, on every
+    /// replica of a shared database.
+    async fn modify(
+        &self,
+        id: &str,
+        change: &ImageChange<'_>,
+    ) -> Result<Modified, ComputeStoreError>;
     /// Deletes an image; returns whether it existed.
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError>;
     /// One page of a List, served by an index.
@@ -228,6 +251,48 @@ impl SqlComputeImageStore {
         }
     }
 
+    /// Reads the image in a write transaction (its row locked on PostgreSQL), changes it and
+    /// writes it back.
+    async fn modify_row(
+        &self,
+        id: &str,
+        change: &ImageChange<'_>,
+    ) -> Result<Modified, ComputeStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let sql = format!(
+            "SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL{}",
+            tx.dialect().for_update()
+        );
+        let body: Option<Vec<u8>> = tx
+            .fetch_scalar(&query(sql).bind(id))
+            .await
+            .map_err(unavailable)?;
+        let Some(body) = body else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(Modified::Missing);
+        };
+        let mut image = decode(&body)?;
+        if let Err(refused) = change(&mut image) {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(Modified::Refused(refused));
+        }
+        tx.execute(
+            &query(
+                "UPDATE ci_images SET name = ?, family = ?, status = ?, body = ? \
+                 WHERE id = ? AND deleted_at IS NULL",
+            )
+            .bind(&image.name)
+            .bind(&image.family)
+            .bind(status_name(&image))
+            .bind(image.encode_to_vec())
+            .bind(&image.id),
+        )
+        .await
+        .map_err(|e| name_conflict(e, &image))?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Modified::Changed(Box::new(image)))
+    }
+
     /// Marks an image deleted, and purges images deleted long ago.
     async fn delete_row(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {
         let now = nanos(at);
@@ -324,23 +389,14 @@ impl ComputeImageStore for SqlComputeImageStore {
         Ok(image)
     }
 
-    async fn update(&self, image: &Image) -> Result<bool, ComputeStoreError> {
-        let changed = self
-            .db
-            .execute(
-                &query(
-                    "UPDATE ci_images SET name = ?, family = ?, status = ?, body = ? \
-                     WHERE id = ? AND deleted_at IS NULL",
-                )
-                .bind(&image.name)
-                .bind(&image.family)
-                .bind(status_name(image))
-                .bind(image.encode_to_vec())
-                .bind(&image.id),
-            )
-            .await;
-        self.written(&image.id);
-        Ok(changed.map_err(|e| name_conflict(e, image))? > 0)
+    async fn modify(
+        &self,
+        id: &str,
+        change: &ImageChange<'_>,
+    ) -> Result<Modified, ComputeStoreError> {
+        let modified = self.modify_row(id, change).await;
+        self.written(id);
+        modified
     }
 
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError> {

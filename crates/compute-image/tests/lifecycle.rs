@@ -2,9 +2,7 @@
 //! from another image, Get, GetLatestByFamily, List, Update, Delete, ListOperations.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get as route_get;
@@ -12,123 +10,15 @@ use yc_compute_image::source::{FetchPolicy, qcow2_virtual_size};
 use yc_compute_image::{Caller, ComputeImages, SqlComputeImageStore};
 use yc_operations::{MemoryOperationStore, OperationRunner};
 use yc_proto_types::google::protobuf::{Any, FieldMask};
-use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
 use yc_proto_types::yandex::cloud::compute::v1::{
-    CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, GetImageRequest, Image,
+    CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, Image,
     ListImageOperationsRequest, ListImagesRequest, Os, UpdateImageRequest, image, os,
 };
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
-const GIB: i64 = 1 << 30;
-const FOLDER: &str = "b1gfolder";
-
-/// A qcow2 header for a disk of `virtual_size` bytes: magic, version 3, cluster bits 16.
-fn qcow2(virtual_size: u64) -> Vec<u8> {
-    let mut header = vec![0u8; 512];
-    header[..4].copy_from_slice(b"QFI\xfb");
-    header[4..8].copy_from_slice(&3u32.to_be_bytes());
-    header[20..24].copy_from_slice(&16u32.to_be_bytes());
-    header[24..32].copy_from_slice(&virtual_size.to_be_bytes());
-    header
-}
-
-/// A local HTTP server with the test images, answering after a short pause so that the
-/// CREATING state can be seen.
-async fn files() -> SocketAddr {
-    let router = Router::new()
-        .route(
-            "/disk.qcow2",
-            route_get(|| async {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                qcow2(GIB as u64)
-            }),
-        )
-        .route("/disk.raw", route_get(|| async { vec![7u8; 3 << 20] }))
-        .route("/big.raw", route_get(|| async { vec![0u8; 2 << 20] }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
-}
-
-async fn service(max_bytes: u64) -> ComputeImages {
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
-    let policy = FetchPolicy {
-        max_bytes,
-        ..FetchPolicy::default()
-    };
-    ComputeImages::new(Arc::new(store), runner, policy)
-}
-
-fn create(name: &str, source: Source) -> CreateImageRequest {
-    CreateImageRequest {
-        folder_id: FOLDER.into(),
-        name: name.into(),
-        source: Some(source),
-        ..Default::default()
-    }
-}
-
-async fn done(images: &ComputeImages, op: &Operation) -> Operation {
-    for _ in 0..500 {
-        let current = images
-            .runner()
-            .get(&op.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        if current.done {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("operation {} did not finish", op.id);
-}
-
-fn response(op: &Operation) -> Result<Image, Status> {
-    match &op.result {
-        Some(operation::Result::Response(any)) => Ok(any.to_msg::<Image>().unwrap_or_default()),
-        Some(operation::Result::Error(status)) => Err(status.clone()),
-        None => panic!("not done"),
-    }
-}
-
-fn image_id(op: &Operation) -> String {
-    op.metadata
-        .as_ref()
-        .and_then(|m| {
-            m.to_msg::<yc_proto_types::yandex::cloud::compute::v1::CreateImageMetadata>()
-                .ok()
-        })
-        .map(|m| m.image_id)
-        .unwrap_or_default()
-}
-
-async fn get(images: &ComputeImages, id: &str) -> Result<Image, Status> {
-    images
-        .get(
-            &GetImageRequest {
-                image_id: id.into(),
-            },
-            &Caller::default(),
-        )
-        .await
-}
-
-async fn created(images: &ComputeImages, request: CreateImageRequest) -> Image {
-    let op = images
-        .create(&request, &Caller::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    response(&done(images, &op).await).unwrap_or_else(|e| panic!("{e}"))
-}
+mod support;
+use support::*;
 
 #[test]
 fn a_qcow2_header_gives_the_virtual_size() {

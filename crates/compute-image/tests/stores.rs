@@ -2,13 +2,15 @@
 //! one oracle: every List shape, paged three at a time, returns exactly the folder's images
 //! that pass the filter in the order asked (text by code point, the id breaking ties); names
 //! are unique in a folder, also between two replicas inserting at once; GetLatestByFamily
-//! picks the newest READY image. The PostgreSQL plans are index scans.
+//! picks the newest READY image; concurrent changes of one image through `modify`, also from
+//! two replicas, all apply. The PostgreSQL plans are index scans.
 
 use yc_compute_image::SqlComputeImageStore;
-use yc_compute_image::store::{ComputeImageStore, ComputeQuery, ComputeStoreError};
+use yc_compute_image::store::{ComputeImageStore, ComputeQuery, ComputeStoreError, Modified};
 use yc_operations::db::TestPostgres;
 use yc_operations::query::{FilterExpr, FilterOp, FilterSpec, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
 
 const SPEC: FilterSpec<'static> = FilterSpec {
@@ -129,12 +131,17 @@ async fn behaves_like_the_oracle(store: &SqlComputeImageStore) {
     );
     taken.folder_id = "b1gthird".into();
     assert_eq!(store.insert(&taken).await, Ok(()));
-    let mut renamed = all[1].clone();
-    renamed.name = all[0].name.clone();
+    let taken_name = all[0].name.clone();
     assert_eq!(
-        store.update(&renamed).await,
+        store
+            .modify(&all[1].id, &|i| {
+                i.name = taken_name.clone();
+                Ok(())
+            })
+            .await,
         Err(ComputeStoreError::NameTaken(all[0].name.clone()))
     );
+    assert_eq!(store.get(&all[1].id).await, Ok(Some(all[1].clone())));
 
     let filters = [
         "",
@@ -317,13 +324,100 @@ async fn the_get_cache_never_serves_an_older_image() {
         assert_eq!(store.get(&image.id).await, Ok(Some(image.clone())));
     }
     one.status = image::Status::Ready as i32;
-    assert_eq!(store.update(&one).await, Ok(true));
+    let ready = |i: &mut Image| {
+        i.status = image::Status::Ready as i32;
+        Ok(())
+    };
+    assert_eq!(
+        store.modify(&one.id, &ready).await,
+        Ok(Modified::Changed(Box::new(one.clone())))
+    );
     assert_eq!(store.get(&one.id).await, Ok(Some(one.clone())));
-    let mut renamed = one.clone();
-    renamed.name = "two".into();
-    assert!(store.update(&renamed).await.is_err());
+    let rename = |i: &mut Image| {
+        i.name = "two".into();
+        Ok(())
+    };
+    assert!(store.modify(&one.id, &rename).await.is_err());
+    assert_eq!(store.get(&one.id).await, Ok(Some(one.clone())));
+    // A refused change stores nothing either.
+    let refuse = |i: &mut Image| {
+        i.description = "not stored".into();
+        Err(Status::new(tonic::Code::FailedPrecondition, "no"))
+    };
+    assert!(matches!(
+        store.modify(&one.id, &refuse).await,
+        Ok(Modified::Refused(_))
+    ));
     assert_eq!(store.get(&one.id).await, Ok(Some(one.clone())));
     assert_eq!(store.delete(&one.id, Timestamp::now()).await, Ok(true));
     assert_eq!(store.get(&one.id).await, Ok(None));
     assert_eq!(store.get(&two.id).await, Ok(Some(two)));
+}
+
+/// Many writers change one image at once, each adding its own label to the image as it is:
+/// every label is there at the end (a change applied to a copy read earlier would drop some).
+async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
+    let target = image(200, "b1grace", "raced", "f", image::Status::Ready);
+    stores[0]
+        .insert(&target)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut writers = Vec::new();
+    for n in 0..32 {
+        let store = stores[n % 2].clone();
+        let id = target.id.clone();
+        writers.push(tokio::spawn(async move {
+            let key = format!("w{n}");
+            store
+                .modify(&id, &|i| {
+                    i.labels.insert(key.clone(), n.to_string());
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    for writer in writers {
+        let done = writer.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(done, Ok(Modified::Changed(_))), "{done:?}");
+    }
+    let now = stores[1]
+        .get(&target.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_default();
+    assert_eq!(now.labels.len(), 32, "{:?}", now.labels);
+    assert_eq!(
+        stores[0].modify("fd8nosuchimage000000", &|_| Ok(())).await,
+        Ok(Modified::Missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_changes_all_apply() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = yc_operations::db::Db::sqlite_file(&dir.path().join("images.db"), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::open(db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    concurrent_changes_all_apply([store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_changing_one_image_at_once_lose_nothing() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    // Each on a pool of its own, as two servers are.
+    let open = || async {
+        let pool = yc_operations::db::connect_postgres(&pg.url, 4)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        SqlComputeImageStore::open(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    concurrent_changes_all_apply([open().await, open().await]).await;
+    pg.drop_schema().await;
 }

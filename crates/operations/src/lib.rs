@@ -56,8 +56,8 @@ pub use access::{Access, Principal, Role, permission_denied};
 pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
 pub use runner::{
-    DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers, StartOperation,
-    WorkResult, idempotency_key,
+    CANCEL_WAIT, CancelMode, DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers,
+    StartOperation, WorkResult, idempotency_key,
 };
 pub use service::OperationGrpc;
 pub use sql_store::SqlOperationStore;

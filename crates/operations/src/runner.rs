@@ -28,6 +28,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use prost::Name;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -52,8 +53,38 @@ pub struct StartOperation {
     request: Vec<u8>,
     created_by: String,
     idempotency_key: Option<String>,
-    cancellable: bool,
+    cancel: CancelMode,
 }
+
+/// What `Cancel` does to an operation's work while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CancelMode {
+    /// Nothing: the work runs to its end, and Cancel returns the operation still running.
+    #[default]
+    Never,
+    /// The work is dropped at its next await point and the operation is finished with
+    /// `CANCELLED` at once. For work that leaves nothing half-done at any await point.
+    Drop,
+    /// The work is told ([`OperationContext::cancelled`]) and ends itself, tidying up what it
+    /// began (an image it was creating ends in ERROR, say), with the result it chooses,
+    /// normally `CANCELLED`. Cancel waits for that, up to [`CANCEL_WAIT`], and returns the
+    /// operation as it then stands.
+    Notify,
+}
+
+impl From<bool> for CancelMode {
+    /// `true` is [`CancelMode::Drop`], `false` [`CancelMode::Never`].
+    fn from(cancellable: bool) -> Self {
+        if cancellable {
+            CancelMode::Drop
+        } else {
+            CancelMode::Never
+        }
+    }
+}
+
+/// How long Cancel waits for work in [`CancelMode::Notify`] to end.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 impl StartOperation {
     /// An operation of `method` (the full RPC name) on `resource_id`, with an id of the given
@@ -92,7 +123,7 @@ impl StartOperation {
             request: request.encode_to_vec(),
             created_by: String::new(),
             idempotency_key: None,
-            cancellable: false,
+            cancel: CancelMode::Never,
         }
     }
 
@@ -116,13 +147,22 @@ impl StartOperation {
             .idempotency_key(caller.idempotency_key.clone())
     }
 
-    /// Whether Cancel may stop the work. Work that allows it must leave nothing half-done at
-    /// any of its await points, where it can be dropped. Off by default.
-    pub fn cancellable(mut self, cancellable: bool) -> Self {
-        self.cancellable = cancellable;
+    /// Whether Cancel may stop the work by dropping it ([`CancelMode::Drop`]). Work that
+    /// allows it must leave nothing half-done at any of its await points. Off by default.
+    pub fn cancellable(self, cancellable: bool) -> Self {
+        self.cancel_mode(cancellable.into())
+    }
+
+    /// What Cancel does to the work (see [`CancelMode`]); [`CancelMode::Never`] by default.
+    pub fn cancel_mode(mut self, mode: CancelMode) -> Self {
+        self.cancel = mode;
         self
     }
 }
+
+/// Where the work of an operation started by [`OperationRunner::start_accepted`] says that the
+/// call may return.
+type Acceptance = Arc<Mutex<Option<oneshot::Sender<Result<(), Status>>>>>;
 
 /// What the work of one operation can do while it runs.
 #[derive(Clone)]
@@ -130,6 +170,7 @@ pub struct OperationContext {
     id: String,
     store: Arc<dyn OperationStore>,
     cancel: CancellationToken,
+    accept: Acceptance,
 }
 
 impl OperationContext {
@@ -156,6 +197,16 @@ impl OperationContext {
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }
+
+    /// Lets the call that started the operation return (see
+    /// [`OperationRunner::start_accepted`]): the work has done the part the caller must see
+    /// done when the operation comes back. Does nothing for operations started otherwise, or
+    /// resumed after a restart.
+    pub fn accept(&self) {
+        if let Some(sender) = self.accept.lock().ok().and_then(|mut a| a.take()) {
+            let _ = sender.send(Ok(()));
+        }
+    }
 }
 
 type Resume =
@@ -164,7 +215,7 @@ type Resume =
 /// The work that can continue an interrupted operation, by method.
 #[derive(Default, Clone)]
 pub struct Resumers {
-    by_method: HashMap<String, (Resume, bool)>,
+    by_method: HashMap<String, (Resume, CancelMode)>,
 }
 
 impl Resumers {
@@ -174,14 +225,21 @@ impl Resumers {
     }
 
     /// Resumes interrupted operations of `method` with `work`, which gets the stored record
-    /// (its `request` is the encoded request that started it).
-    pub fn add<F, Fut>(mut self, method: impl Into<String>, cancellable: bool, work: F) -> Self
+    /// (its `request` is the encoded request that started it); `cancel` is what Cancel does to
+    /// that work (`false` and `true` are [`CancelMode::Never`] and [`CancelMode::Drop`]).
+    pub fn add<F, Fut>(
+        mut self,
+        method: impl Into<String>,
+        cancel: impl Into<CancelMode>,
+        work: F,
+    ) -> Self
     where
         F: Fn(OperationRecord, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = WorkResult> + Send + 'static,
     {
         let resume: Resume = Arc::new(move |record, ctx| work(record, ctx).boxed());
-        self.by_method.insert(method.into(), (resume, cancellable));
+        self.by_method
+            .insert(method.into(), (resume, cancel.into()));
         self
     }
 }
@@ -217,7 +275,9 @@ struct Inner {
 
 struct Running {
     cancel: CancellationToken,
-    cancellable: bool,
+    mode: CancelMode,
+    /// Cancelled when the work has ended and the operation is finished.
+    ended: CancellationToken,
 }
 
 impl OperationRunner {
@@ -259,6 +319,43 @@ impl OperationRunner {
         F: FnOnce(OperationContext) -> Fut + Send + 'static,
         Fut: Future<Output = WorkResult> + Send + 'static,
     {
+        self.start_with(start, None, work).await
+    }
+
+    /// [`start`](Self::start), returning only once the work has accepted the operation
+    /// ([`OperationContext::accept`]) or ended: for a first step the caller must see done
+    /// when the call returns (the image it creates is there, say), done by the work so that
+    /// a restart resumes it. If the work ends with an error before accepting, the call
+    /// answers that error (the operation is finished with it too). A repeat with an
+    /// idempotency key returns the first operation without waiting.
+    pub async fn start_accepted<F, Fut>(
+        &self,
+        start: StartOperation,
+        work: F,
+    ) -> Result<Operation, Status>
+    where
+        F: FnOnce(OperationContext) -> Fut + Send + 'static,
+        Fut: Future<Output = WorkResult> + Send + 'static,
+    {
+        let (sender, accepted) = oneshot::channel();
+        let op = self.start_with(start, Some(sender), work).await?;
+        match accepted.await {
+            Ok(Err(refused)) => Err(refused),
+            // Accepted, or never spawned (a repeat), or the task was dropped with the runtime.
+            Ok(Ok(())) | Err(_) => Ok(op),
+        }
+    }
+
+    async fn start_with<F, Fut>(
+        &self,
+        start: StartOperation,
+        accept: Option<oneshot::Sender<Result<(), Status>>>,
+        work: F,
+    ) -> Result<Operation, Status>
+    where
+        F: FnOnce(OperationContext) -> Fut + Send + 'static,
+        Fut: Future<Output = WorkResult> + Send + 'static,
+    {
         if let Some(key) = &start.idempotency_key
             && uuid::Uuid::parse_str(key).is_err()
         {
@@ -293,7 +390,7 @@ impl OperationRunner {
             .map_err(|e| store_status(&e))?
         {
             Created::New(op) => {
-                self.spawn(op.id.clone(), start.cancellable, work);
+                self.spawn(op.id.clone(), start.cancel, accept, work);
                 Ok(op)
             }
             Created::Existing(record) if record.request == start.request => Ok(record.operation),
@@ -330,40 +427,55 @@ impl OperationRunner {
         }
     }
 
-    fn spawn<F, Fut>(&self, id: String, cancellable: bool, work: F)
-    where
+    fn spawn<F, Fut>(
+        &self,
+        id: String,
+        mode: CancelMode,
+        accept: Option<oneshot::Sender<Result<(), Status>>>,
+        work: F,
+    ) where
         F: FnOnce(OperationContext) -> Fut + Send + 'static,
         Fut: Future<Output = WorkResult> + Send + 'static,
     {
         let cancel = CancellationToken::new();
+        let ended = CancellationToken::new();
         if let Ok(mut running) = self.inner.running.lock() {
             running.insert(
                 id.clone(),
                 Running {
                     cancel: cancel.clone(),
-                    cancellable,
+                    mode,
+                    ended: ended.clone(),
                 },
             );
         }
+        let accept: Acceptance = Arc::new(Mutex::new(accept));
         let ctx = OperationContext {
             id: id.clone(),
             store: self.inner.store.clone(),
             cancel: cancel.clone(),
+            accept: accept.clone(),
         };
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let work = AssertUnwindSafe(work(ctx)).catch_unwind();
             let outcome = tokio::select! {
                 biased;
-                () = cancel.cancelled(), if cancellable => Err(cancelled_status(&id)),
+                () = cancel.cancelled(), if mode == CancelMode::Drop => Err(cancelled_status(&id)),
                 result = work => result.unwrap_or_else(|_| {
                     tracing::error!(operation = %id, "the work of the operation panicked");
                     Err(Status::new(tonic::Code::Internal, format!("Operation {id} failed with an internal error")))
                 }),
             };
+            let refused = outcome.as_ref().err().cloned();
             inner.finish(&id, outcome).await;
             if let Ok(mut running) = inner.running.lock() {
                 running.remove(&id);
+            }
+            ended.cancel();
+            // Work that ended without accepting: the call that waits for it answers now.
+            if let Some(sender) = accept.lock().ok().and_then(|mut a| a.take()) {
+                let _ = sender.send(refused.map_or(Ok(()), Err));
             }
         });
     }
@@ -409,16 +521,21 @@ impl OperationRunner {
         if op.done {
             return Ok(op);
         }
-        let token = self.inner.running.lock().ok().and_then(|running| {
+        let running = self.inner.running.lock().ok().and_then(|running| {
             running
                 .get(id)
-                .filter(|r| r.cancellable)
-                .map(|r| r.cancel.clone())
+                .filter(|r| r.mode != CancelMode::Never)
+                .map(|r| (r.cancel.clone(), r.mode, r.ended.clone()))
         });
-        let Some(token) = token else {
+        let Some((token, mode, ended)) = running else {
             return Ok(op);
         };
         token.cancel();
+        if mode == CancelMode::Notify {
+            // The work ends itself, and its result is the operation's.
+            let _ = tokio::time::timeout(CANCEL_WAIT, ended.cancelled()).await;
+            return self.get(id).await;
+        }
         // Finish it here rather than wait for the task: the caller sees the outcome at once,
         // and whichever finish comes first is the one that counts.
         match self.inner.finish(id, Err(cancelled_status(id))).await {
@@ -520,10 +637,10 @@ impl OperationRunner {
                 continue;
             }
             match resumers.by_method.get(&record.method) {
-                Some((resume, cancellable)) => {
+                Some((resume, mode)) => {
                     let resume = resume.clone();
                     tracing::info!(operation = %id, method = %record.method, "resuming an interrupted operation");
-                    self.spawn(id.clone(), *cancellable, move |ctx| resume(record, ctx));
+                    self.spawn(id.clone(), *mode, None, move |ctx| resume(record, ctx));
                     recovery.resumed.push(id);
                 }
                 None => {

@@ -47,6 +47,11 @@ pub(crate) struct ServeArgs {
     )]
     fetch_allow: Vec<String>,
 
+    /// Seconds an image fetch may go without receiving a byte before the Create fails
+    /// (its image ends in ERROR).
+    #[arg(long, env = "YC_IMAGES_FETCH_STALL_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    fetch_stall_timeout: u64,
+
     /// Serve TLS with this certificate chain (PEM), for gRPC and REST alike; needs
     /// --tls-key.
     #[arg(long, env = "YC_IMAGES_TLS_CERT", requires = "tls_key")]
@@ -134,6 +139,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let registry = RegistryImages::new(stores.registry, runner.clone());
     let fetch = FetchPolicy {
         allowed_hosts: args.fetch_allow.clone(),
+        stall_timeout: Duration::from_secs(args.fetch_stall_timeout),
         ..FetchPolicy::default()
     };
     let compute = ComputeImages::new(stores.compute, runner.clone(), fetch);
