@@ -8,8 +8,8 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::oneshot;
 use yc_operations::{
-    Created, MemoryOperationStore, NewOperation, OperationCursor, OperationRunner, OperationStore,
-    Resumers, StartOperation, TypedOperation,
+    CancelMode, Created, MemoryOperationStore, NewOperation, OperationCursor, OperationRunner,
+    OperationStore, Resumers, StartOperation, TypedOperation,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::{BadRequest, Status, bad_request::FieldViolation};
@@ -192,6 +192,95 @@ async fn cancel_stops_cancellable_work_and_finishes_once() {
             .unwrap_or_else(|e| panic!("{e}")),
         cancelled
     );
+}
+
+#[tokio::test]
+async fn start_accepted_returns_once_the_work_accepts_or_with_its_refusal() {
+    let runner = runner();
+    let (release, released) = oneshot::channel::<()>();
+    let first_step = Arc::new(AtomicUsize::new(0));
+    let step = first_step.clone();
+    let op = runner
+        .start_accepted(create_start("a"), move |ctx| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            step.fetch_add(1, Ordering::SeqCst);
+            ctx.accept();
+            let _ = released.await;
+            Ok(Any::from_msg(&Empty {}))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The first step is done when the call returns, the rest is not.
+    assert_eq!(first_step.load(Ordering::SeqCst), 1);
+    assert!(!op.done);
+    let _ = release.send(());
+    assert!(done(&runner, &op.id).await.result.is_some());
+
+    // Work that fails before accepting: the call answers its error, and the operation is
+    // finished with it.
+    let refused = runner
+        .start_accepted(create_start("b"), |_ctx| async move {
+            Err(Status::new(tonic::Code::AlreadyExists, "taken"))
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the refusal was not answered"));
+    assert_eq!(refused.grpc_code(), tonic::Code::AlreadyExists);
+
+    // A repeat with the idempotency key of an accepted operation gets it without waiting.
+    let key = uuid_key();
+    let start = || create_start("c").idempotency_key(Some(key.clone()));
+    let first = runner
+        .start_accepted(start(), |ctx| async move {
+            ctx.accept();
+            std::future::pending::<()>().await;
+            Ok(Any::from_msg(&Empty {}))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = runner
+        .start_accepted(start(), |_ctx| async move {
+            panic!("a repeat ran its work");
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.id, first.id);
+}
+
+fn uuid_key() -> String {
+    "9a0a8b7e-7d3c-4a57-9a43-6c1e3f1d2b10".to_owned()
+}
+
+#[tokio::test]
+async fn cancel_tells_notified_work_and_takes_the_result_it_ends_with() {
+    let runner = runner();
+    let tidied = Arc::new(AtomicUsize::new(0));
+    let tidy = tidied.clone();
+    let op = runner
+        .start(
+            create_start("n").cancel_mode(CancelMode::Notify),
+            move |ctx| async move {
+                ctx.cancelled().await;
+                // Tidying up takes a while; Cancel waits for it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tidy.fetch_add(1, Ordering::SeqCst);
+                Err(Status::new(
+                    tonic::Code::Cancelled,
+                    "stopped, image left in ERROR",
+                ))
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cancelled = runner
+        .cancel(&op.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tidied.load(Ordering::SeqCst), 1);
+    assert!(cancelled.done);
+    let error = error_of(&cancelled);
+    assert_eq!(error.grpc_code(), tonic::Code::Cancelled);
+    assert_eq!(error.message, "stopped, image left in ERROR");
 }
 
 #[tokio::test]

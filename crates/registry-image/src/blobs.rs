@@ -8,6 +8,16 @@
 //! then only renames: the blob's storage is the upload's. A blob is stored once per digest and
 //! linked to every registry it was pushed to (`cr_blob_links`); a registry sees only the blobs
 //! linked to it.
+//!
+//! # One writer at a time
+//!
+//! A request that writes to an upload (appending, or finishing it) first claims it
+//! (`cr_upload_writers`): while one request holds the claim, another is refused
+//! ([`BlobError::Busy`]) without changing the upload, so bytes a request was answered for are
+//! never overwritten or removed by another. The claim is renewed while the bytes come, and
+//! runs out [`WRITER_LEASE`] after the last renewal, so that an upload whose writer died (a
+//! killed server) can be continued. Bytes are counted in the upload only when the request
+//! that brought them ends well; a failed request leaves the upload as it was.
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -17,7 +27,7 @@ use yc_operations::query::sql::nanos;
 use yc_proto_types::google::protobuf::Timestamp;
 
 const COMPONENT: &str = "registry-blobs";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cr_blob_data (
@@ -45,10 +55,20 @@ const SCHEMA: &[&str] = &[
         digest TEXT NOT NULL,
         PRIMARY KEY (registry_id, digest)
     )",
+    // The one request writing to an upload, until its claim runs out.
+    "CREATE TABLE IF NOT EXISTS cr_upload_writers (
+        upload_id TEXT PRIMARY KEY,
+        writer TEXT NOT NULL,
+        until_at INTEGER NOT NULL
+    )",
 ];
 
 /// The largest piece of content stored in one row.
 pub const PIECE: usize = 1 << 20;
+
+/// How long a request's claim on an upload lasts without being renewed; it is renewed while
+/// its bytes arrive.
+pub const WRITER_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Uploads not finished within this long are removed when a server starts.
 const UPLOAD_LIFETIME_SECS: i64 = 24 * 3600;
@@ -112,11 +132,23 @@ pub struct Upload {
 pub enum BlobError {
     /// No such upload (never started, finished, cancelled or expired).
     UploadUnknown(String),
-    /// The bytes arrived out of order: the upload has `size` bytes, the request continued
-    /// elsewhere, or another request is appending to it at the same time.
+    /// The bytes arrived out of order: the upload has `size` bytes and the request continued
+    /// elsewhere.
     OutOfOrder {
         /// The bytes the upload holds.
         size: i64,
+    },
+    /// Another request is writing to the upload.
+    Busy {
+        /// The bytes the upload holds.
+        size: i64,
+    },
+    /// The request's body is not as long as its `Content-Range` says.
+    LengthMismatch {
+        /// What the range says.
+        expected: i64,
+        /// What came.
+        received: i64,
     },
     /// The content's digest is not the one claimed.
     DigestMismatch {
@@ -138,6 +170,15 @@ impl std::fmt::Display for BlobError {
             BlobError::OutOfOrder { size } => write!(
                 f,
                 "the upload holds {size} bytes; continue at byte {size}, one request at a time"
+            ),
+            BlobError::Busy { size } => write!(
+                f,
+                "another request is writing to the upload (it holds {size} bytes); send one \
+                 request at a time"
+            ),
+            BlobError::LengthMismatch { expected, received } => write!(
+                f,
+                "Content-Range says {expected} bytes, the body has {received}"
             ),
             BlobError::DigestMismatch { expected, actual } => {
                 write!(f, "the content's digest is {actual}, not {expected}")
@@ -188,6 +229,14 @@ impl SqlBlobStore {
         tx.execute(
             &query(
                 "DELETE FROM cr_blob_data WHERE storage IN \
+                 (SELECT id FROM cr_uploads WHERE started_at < ?)",
+            )
+            .bind(before),
+        )
+        .await?;
+        tx.execute(
+            &query(
+                "DELETE FROM cr_upload_writers WHERE upload_id IN \
                  (SELECT id FROM cr_uploads WHERE started_at < ?)",
             )
             .bind(before),
@@ -280,11 +329,11 @@ impl SqlBlobStore {
             return Ok(blob);
         }
         let upload = self.start(registry_id).await?;
-        if let Err(e) = self.append(&upload.id, None, content).await {
+        let finished = self.finish_with(&upload.id, content, digest).await;
+        if finished.is_err() {
             let _ = self.cancel(&upload.id).await;
-            return Err(e);
         }
-        self.finish(&upload.id, digest).await
+        finished
     }
 
     /// Stores the manifest and every blob of an image read from an OCI layout in `dir` (see
@@ -345,104 +394,75 @@ impl SqlBlobStore {
     }
 
     /// Appends the body's bytes to the upload, in pieces as they arrive. `at`, when given, is
-    /// where the client says the bytes go: it must be the upload's size. On any failure the
-    /// upload is left as it was before.
+    /// where the client says the bytes go: it must be the upload's size; `length`, when given,
+    /// is how many bytes the client says it sends. While another request writes to the
+    /// upload this one is refused ([`BlobError::Busy`]). On any failure the upload is left as
+    /// it was before.
     pub async fn append<S, E>(
         &self,
         id: &str,
         at: Option<i64>,
+        length: Option<i64>,
         body: S,
     ) -> Result<Upload, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        use futures_util::StreamExt as _;
-        let mut upload = self.upload(id).await?;
-        if at.is_some_and(|at| at != upload.size) {
-            return Err(BlobError::OutOfOrder { size: upload.size });
-        }
-        let (size, pieces) = (upload.size, upload.pieces);
-        // Pieces a request that failed midway left past the upload's end.
-        self.db
-            .execute(
-                &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
-                    .bind(id)
-                    .bind(pieces),
-            )
-            .await?;
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut body = std::pin::pin!(body);
-        let mut received = 0i64;
-        let mut next = pieces;
-        loop {
-            let chunk = match body.next().await {
-                Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => return Err(BlobError::Body(e.to_string())),
-                None => None,
-            };
-            if let Some(chunk) = &chunk {
-                received += chunk.len() as i64;
-                buffer.extend_from_slice(chunk);
-            }
-            while buffer.len() >= PIECE || (chunk.is_none() && !buffer.is_empty()) {
-                let rest = buffer.split_off(buffer.len().min(PIECE));
-                let piece = std::mem::replace(&mut buffer, rest);
-                self.db
-                    .execute(
-                        &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES (?, ?, ?)")
-                            .bind(id)
-                            .bind(next)
-                            .bind(piece),
-                    )
-                    .await
-                    .map_err(|e| {
-                        if e.is_unique_violation() {
-                            BlobError::OutOfOrder { size }
-                        } else {
-                            e.into()
-                        }
-                    })?;
-                next += 1;
-            }
-            if chunk.is_none() {
-                break;
-            }
-        }
-        let changed = self
-            .db
-            .execute(
-                &query(
-                    "UPDATE cr_uploads SET size = ?, pieces = ? \
-                     WHERE id = ? AND size = ? AND pieces = ?",
-                )
-                .bind(size + received)
-                .bind(next)
-                .bind(id)
-                .bind(size)
-                .bind(pieces),
-            )
-            .await?;
-        if changed == 0 {
+        let mut claim = self.claim(id).await?;
+        if at.is_some_and(|at| at != claim.upload.size) {
+            let size = claim.upload.size;
+            claim.release().await;
             return Err(BlobError::OutOfOrder { size });
         }
-        upload.size = size + received;
-        upload.pieces = next;
-        Ok(upload)
+        match claim.write(body, length).await {
+            Ok(()) => claim.commit().await,
+            Err(e) => {
+                claim.release().await;
+                Err(e)
+            }
+        }
     }
 
     /// Finishes the upload as the blob `digest`: its bytes are read back and hashed, and on a
     /// match it becomes the blob (or, if the blob is stored already, goes away) and the blob is
     /// linked to the upload's registry. On a mismatch the upload is removed.
     pub async fn finish(&self, id: &str, digest: &str) -> Result<BlobInfo, BlobError> {
-        let upload = self.upload(id).await?;
+        let nothing = futures_util::stream::empty::<Result<Bytes, std::convert::Infallible>>();
+        self.finish_with(id, nothing, digest).await
+    }
+
+    /// [`finish`](Self::finish) after appending `last`, the bytes that came with the request
+    /// that finishes the upload; one request, holding the upload throughout.
+    pub async fn finish_with<S, E>(
+        &self,
+        id: &str,
+        last: S,
+        digest: &str,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut claim = self.claim(id).await?;
+        if let Err(e) = claim.write(last, None).await {
+            claim.release().await;
+            return Err(e);
+        }
+        let upload = claim.upload.clone();
         let mut hasher = Sha256::new();
         for seq in 0..upload.pieces {
-            let piece: Vec<u8> = self.piece(id, seq).await?;
-            hasher.update(&piece);
+            match self.piece(id, seq).await {
+                Ok(piece) => hasher.update(&piece),
+                Err(e) => {
+                    claim.release().await;
+                    return Err(e);
+                }
+            }
         }
         let actual = crate::oci::digest_of(hasher);
         if actual != digest {
+            claim.released = true;
             self.cancel(id).await?;
             return Err(BlobError::DigestMismatch {
                 expected: digest.to_owned(),
@@ -450,17 +470,15 @@ impl SqlBlobStore {
             });
         }
         let mut tx = self.db.begin().await?;
-        let claimed = tx
-            .execute(
-                &query("DELETE FROM cr_uploads WHERE id = ? AND size = ?")
-                    .bind(id)
-                    .bind(upload.size),
-            )
-            .await?;
-        if claimed == 0 {
+        if !claim.still_held(&mut tx).await? {
             tx.rollback().await?;
-            return Err(BlobError::UploadUnknown(id.to_owned()));
+            claim.released = true;
+            return Err(self.lost(id).await);
         }
+        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(id))
+            .await?;
+        tx.execute(&query("DELETE FROM cr_uploads WHERE id = ?").bind(id))
+            .await?;
         let stored = tx
             .execute(
                 &query(
@@ -480,14 +498,19 @@ impl SqlBlobStore {
         tx.execute(&query(LINK).bind(&upload.registry_id).bind(digest))
             .await?;
         tx.commit().await?;
+        claim.released = true;
         self.blob(&upload.registry_id, digest)
             .await?
             .ok_or_else(|| BlobError::Unavailable(format!("blob {digest} vanished")))
     }
 
-    /// Cancels the upload and removes what it received.
+    /// Cancels the upload and removes what it received. A request writing to it meanwhile
+    /// fails.
     pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
         let mut tx = self.db.begin().await?;
+        // The writer's row first: a writer storing a piece holds it until the piece is in.
+        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(id))
+            .await?;
         let removed = tx
             .execute(&query("DELETE FROM cr_uploads WHERE id = ?").bind(id))
             .await?;
@@ -498,6 +521,71 @@ impl SqlBlobStore {
             return Err(BlobError::UploadUnknown(id.to_owned()));
         }
         Ok(())
+    }
+
+    /// Claims the upload for one request: refused while another request holds it.
+    async fn claim(&self, id: &str) -> Result<Claim, BlobError> {
+        let now = nanos(Timestamp::now());
+        let writer = yc_operations::ids::new_id("wrt");
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "SELECT registry_id, size, pieces FROM cr_uploads WHERE id = ?{}",
+            tx.dialect().for_update()
+        );
+        let Some(row) = tx.fetch_optional(&query(sql).bind(id)).await? else {
+            tx.rollback().await?;
+            return Err(BlobError::UploadUnknown(id.to_owned()));
+        };
+        let upload = Upload {
+            id: id.to_owned(),
+            registry_id: row.get(0)?,
+            size: row.get(1)?,
+            pieces: row.get(2)?,
+        };
+        let held: Option<i64> = tx
+            .fetch_scalar(
+                &query("SELECT until_at FROM cr_upload_writers WHERE upload_id = ?").bind(id),
+            )
+            .await?;
+        if held.is_some_and(|until| until >= now) {
+            tx.rollback().await?;
+            return Err(BlobError::Busy { size: upload.size });
+        }
+        tx.execute(
+            &query(
+                "INSERT INTO cr_upload_writers (upload_id, writer, until_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (upload_id) DO UPDATE SET writer = excluded.writer, \
+                 until_at = excluded.until_at",
+            )
+            .bind(id)
+            .bind(&writer)
+            .bind(now + lease_nanos()),
+        )
+        .await?;
+        // Pieces a writer that died left past the upload's end.
+        tx.execute(
+            &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
+                .bind(id)
+                .bind(upload.pieces),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Claim {
+            store: self.clone(),
+            upload,
+            writer,
+            renewed: std::time::Instant::now(),
+            released: false,
+        })
+    }
+
+    /// Why a request lost its claim: the upload is gone (cancelled, finished, expired), or
+    /// another request took it over after the claim ran out.
+    async fn lost(&self, id: &str) -> BlobError {
+        match self.upload(id).await {
+            Ok(upload) => BlobError::Busy { size: upload.size },
+            Err(e) => e,
+        }
     }
 
     async fn piece(&self, storage: &str, seq: i64) -> Result<Vec<u8>, BlobError> {
@@ -538,5 +626,213 @@ impl SqlBlobStore {
                 Ok(Some((Bytes::from(piece), (seq + 1, pieces))))
             }
         })
+    }
+}
+
+fn lease_nanos() -> i64 {
+    i64::try_from(WRITER_LEASE.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// One request's hold on an upload (see the module docs). Dropped without
+/// [`commit`](Claim::commit) or [`release`](Claim::release) (a client that went away), it is
+/// released in the background.
+struct Claim {
+    store: SqlBlobStore,
+    /// The upload as claimed, advanced by what this request wrote.
+    upload: Upload,
+    writer: String,
+    renewed: std::time::Instant,
+    released: bool,
+}
+
+impl Claim {
+    /// Whether this request still holds the upload; in `tx`, whose rows it then locks in the
+    /// same order as claiming does (the upload, then its writer).
+    async fn still_held(&self, tx: &mut yc_operations::db::Tx) -> Result<bool, BlobError> {
+        let sql = format!(
+            "SELECT size FROM cr_uploads WHERE id = ?{}",
+            tx.dialect().for_update()
+        );
+        let size: Option<i64> = tx.fetch_scalar(&query(sql).bind(&self.upload.id)).await?;
+        if size.is_none() {
+            return Ok(false);
+        }
+        let writer: Option<String> = tx
+            .fetch_scalar(
+                &query("SELECT writer FROM cr_upload_writers WHERE upload_id = ?")
+                    .bind(&self.upload.id),
+            )
+            .await?;
+        Ok(writer.as_deref() == Some(self.writer.as_str()))
+    }
+
+    /// Writes the body's bytes after the upload's end, a piece at a time, each only while the
+    /// claim holds; nothing is counted in the upload until [`commit`](Claim::commit).
+    async fn write<S, E>(&mut self, body: S, length: Option<i64>) -> Result<(), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt as _;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut body = std::pin::pin!(body);
+        let mut received = 0i64;
+        let mut next = self.upload.pieces;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => return Err(BlobError::Body(e.to_string())),
+                None => None,
+            };
+            if let Some(chunk) = &chunk {
+                received += chunk.len() as i64;
+                if let Some(expected) = length.filter(|expected| received > *expected) {
+                    return Err(BlobError::LengthMismatch { expected, received });
+                }
+                buffer.extend_from_slice(chunk);
+            }
+            while buffer.len() >= PIECE || (chunk.is_none() && !buffer.is_empty()) {
+                let rest = buffer.split_off(buffer.len().min(PIECE));
+                let piece = std::mem::replace(&mut buffer, rest);
+                self.store_piece(next, piece).await?;
+                next += 1;
+            }
+            if chunk.is_none() {
+                break;
+            }
+            if self.renewed.elapsed() > WRITER_LEASE / 3 {
+                self.renew().await?;
+            }
+        }
+        if let Some(expected) = length.filter(|expected| received != *expected) {
+            return Err(BlobError::LengthMismatch { expected, received });
+        }
+        self.upload.size += received;
+        self.upload.pieces = next;
+        Ok(())
+    }
+
+    /// Stores one piece, renewing the claim in the same transaction; refused once the claim
+    /// is lost.
+    async fn store_piece(&mut self, seq: i64, piece: Vec<u8>) -> Result<(), BlobError> {
+        let mut tx = self.store.db.begin().await?;
+        if !self.renew_in(&mut tx).await? {
+            tx.rollback().await?;
+            return Err(self.store.lost(&self.upload.id).await);
+        }
+        tx.execute(
+            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES (?, ?, ?)")
+                .bind(&self.upload.id)
+                .bind(seq)
+                .bind(piece),
+        )
+        .await?;
+        tx.commit().await?;
+        self.renewed = std::time::Instant::now();
+        Ok(())
+    }
+
+    async fn renew(&mut self) -> Result<(), BlobError> {
+        let mut tx = self.store.db.begin().await?;
+        if !self.renew_in(&mut tx).await? {
+            tx.rollback().await?;
+            return Err(self.store.lost(&self.upload.id).await);
+        }
+        tx.commit().await?;
+        self.renewed = std::time::Instant::now();
+        Ok(())
+    }
+
+    async fn renew_in(&self, tx: &mut yc_operations::db::Tx) -> Result<bool, BlobError> {
+        let renewed = tx
+            .execute(
+                &query(
+                    "UPDATE cr_upload_writers SET until_at = ? WHERE upload_id = ? AND writer = ?",
+                )
+                .bind(nanos(Timestamp::now()) + lease_nanos())
+                .bind(&self.upload.id)
+                .bind(&self.writer),
+            )
+            .await?;
+        Ok(renewed > 0)
+    }
+
+    /// Counts what this request wrote in the upload and lets the upload go.
+    async fn commit(mut self) -> Result<Upload, BlobError> {
+        let mut tx = self.store.db.begin().await?;
+        if !self.still_held(&mut tx).await? {
+            tx.rollback().await?;
+            self.released = true;
+            return Err(self.store.lost(&self.upload.id).await);
+        }
+        tx.execute(
+            &query("UPDATE cr_uploads SET size = ?, pieces = ? WHERE id = ?")
+                .bind(self.upload.size)
+                .bind(self.upload.pieces)
+                .bind(&self.upload.id),
+        )
+        .await?;
+        tx.execute(
+            &query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(&self.upload.id),
+        )
+        .await?;
+        tx.commit().await?;
+        self.released = true;
+        Ok(self.upload.clone())
+    }
+
+    /// Lets the upload go as it was before this request, removing the pieces it wrote.
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = release(&self.store, &self.upload.id, &self.writer).await {
+            tracing::warn!(upload = %self.upload.id, error = %e, "cannot release an upload; its claim runs out");
+        }
+    }
+}
+
+/// Ends `writer`'s claim on the upload `id` without counting what it wrote.
+async fn release(store: &SqlBlobStore, id: &str, writer: &str) -> Result<(), BlobError> {
+    let mut tx = store.db.begin().await?;
+    let sql = format!(
+        "SELECT pieces FROM cr_uploads WHERE id = ?{}",
+        tx.dialect().for_update()
+    );
+    let pieces: Option<i64> = tx.fetch_scalar(&query(sql).bind(id)).await?;
+    let released = tx
+        .execute(
+            &query("DELETE FROM cr_upload_writers WHERE upload_id = ? AND writer = ?")
+                .bind(id)
+                .bind(writer),
+        )
+        .await?;
+    if let (Some(pieces), true) = (pieces, released > 0) {
+        tx.execute(
+            &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
+                .bind(id)
+                .bind(pieces),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (store, id, writer) = (
+            self.store.clone(),
+            self.upload.id.clone(),
+            std::mem::take(&mut self.writer),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = release(&store, &id, &writer).await {
+                    tracing::warn!(upload = %id, error = %e, "cannot release an upload; its claim runs out");
+                }
+            });
+        }
     }
 }

@@ -8,9 +8,11 @@
 //! - `GET /v2/`: the API version check.
 //! - `POST /v2/<repo>/blobs/uploads/` starts an upload (`?digest=` with the body: all at once;
 //!   `?mount=<digest>&from=<repo>`: link a blob the caller may read in another registry);
-//!   `PATCH …/uploads/<id>` appends (`Content-Range` optional); `PUT …/uploads/<id>?digest=`
+//!   `PATCH …/uploads/<id>` appends (`Content-Range: <start>-<end>` optional; when given, it
+//!   must start where the upload ends and its length be the body's); `PUT …/uploads/<id>?digest=`
 //!   finishes, checking the digest of every byte received; `GET` tells how much arrived;
-//!   `DELETE` cancels.
+//!   `DELETE` cancels. One request writes to an upload at a time: another is refused with 416
+//!   `BLOB_UPLOAD_INVALID` and changes nothing, so bytes answered `202` are never lost.
 //! - `HEAD`/`GET /v2/<repo>/blobs/<digest>`: a blob pushed to the registry.
 //! - `PUT /v2/<repo>/manifests/<tag or digest>`: stores the image; every blob it names must
 //!   have been pushed to the registry, with the size it gives. The answer's `yc-image-id`
@@ -103,7 +105,9 @@ impl From<BlobError> for OciApiError {
             BlobError::UploadUnknown(_) => {
                 Self::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", message)
             }
-            BlobError::OutOfOrder { .. } => Self::new(
+            BlobError::OutOfOrder { .. }
+            | BlobError::Busy { .. }
+            | BlobError::LengthMismatch { .. } => Self::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "BLOB_UPLOAD_INVALID",
                 message,
@@ -334,29 +338,29 @@ fn blob_created(repo: &str, blob: &BlobInfo) -> Response {
     )
 }
 
-/// Where a `Content-Range: <start>-<end>` header says a PATCH's bytes go.
-fn range_start(headers: &HeaderMap) -> Result<Option<i64>, OciApiError> {
+/// Where a `Content-Range: <start>-<end>` header says a PATCH's bytes go, and how many there
+/// are: `(start, end - start + 1)`.
+fn content_range(headers: &HeaderMap) -> Result<Option<(i64, i64)>, OciApiError> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .ok()
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("bytes")
-                .trim_start_matches([' ', '='])
-        })
-        .and_then(|v| v.split('-').next())
-        .and_then(|start| start.trim().parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            OciApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
-                "Content-Range must be <start>-<end>",
-            )
-        })
+    let range = value.to_str().ok().and_then(|v| {
+        let v = v
+            .trim()
+            .trim_start_matches("bytes")
+            .trim_start_matches([' ', '=']);
+        let (start, end) = v.split_once('-')?;
+        let start = start.trim().parse::<i64>().ok()?;
+        let end = end.trim().parse::<i64>().ok()?;
+        (start >= 0 && end >= start).then(|| (start, end - start + 1))
+    });
+    range.map(Some).ok_or_else(|| {
+        OciApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            "Content-Range must be <start>-<end>, with end at or after start",
+        )
+    })
 }
 
 impl Distribution {
@@ -608,16 +612,14 @@ impl Distribution {
             None => Ok(upload_answer(repo, &upload)),
             Some(digest) => {
                 let digest = checked_digest(digest)?;
-                let appended = self
+                let finished = self
                     .blobs
-                    .append(&upload.id, None, call.body.into_data_stream())
+                    .finish_with(&upload.id, call.body.into_data_stream(), digest)
                     .await;
-                if let Err(e) = appended {
+                if finished.is_err() {
                     let _ = self.blobs.cancel(&upload.id).await;
-                    return Err(e.into());
                 }
-                let blob = self.blobs.finish(&upload.id, digest).await?;
-                Ok(blob_created(repo, &blob))
+                Ok(blob_created(repo, &finished?))
             }
         }
     }
@@ -660,10 +662,15 @@ impl Distribution {
                 Ok(response)
             }
             Method::PATCH => {
-                let at = range_start(&call.headers)?;
+                let range = content_range(&call.headers)?;
                 let upload = self
                     .blobs
-                    .append(id, at, call.body.into_data_stream())
+                    .append(
+                        id,
+                        range.map(|(start, _)| start),
+                        range.map(|(_, length)| length),
+                        call.body.into_data_stream(),
+                    )
                     .await?;
                 Ok(upload_answer(repo, &upload))
             }
@@ -677,10 +684,10 @@ impl Distribution {
                 })?;
                 let digest = checked_digest(digest)?;
                 // The last bytes may come with the PUT.
-                self.blobs
-                    .append(id, None, call.body.into_data_stream())
+                let blob = self
+                    .blobs
+                    .finish_with(id, call.body.into_data_stream(), digest)
                     .await?;
-                let blob = self.blobs.finish(id, digest).await?;
                 Ok(blob_created(repo, &blob))
             }
             Method::DELETE => {

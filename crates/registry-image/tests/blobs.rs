@@ -1,6 +1,7 @@
 //! The blob store behind the distribution API, on SQLite and on PostgreSQL: uploads in several
 //! requests, pieces larger than one row, digests checked, out-of-order bytes refused without
-//! changing the upload, blobs visible only in the registries they were pushed to.
+//! changing the upload, blobs visible only in the registries they were pushed to; one writer
+//! at a time, so that concurrent requests never lose bytes another was answered for.
 
 use bytes::Bytes;
 use yc_operations::db::TestPostgres;
@@ -53,14 +54,14 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
     let (first, second) = data.split_at(PIECE + 10);
     let chunks: Vec<&[u8]> = first.chunks(100_000).collect();
     let after_first = store
-        .append(&upload.id, Some(0), body(&chunks))
+        .append(&upload.id, Some(0), None, body(&chunks))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after_first.size, first.len() as i64);
 
     // Bytes that do not continue where the upload is are refused, and change nothing.
     let refused = store
-        .append(&upload.id, Some(5), body(&[b"elsewhere"]))
+        .append(&upload.id, Some(5), None, body(&[b"elsewhere"]))
         .await
         .expect_err("out of order");
     assert_eq!(
@@ -76,7 +77,7 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
     assert_eq!(upload_now.size, first.len() as i64);
 
     store
-        .append(&upload.id, Some(first.len() as i64), body(&[second]))
+        .append(&upload.id, Some(first.len() as i64), None, body(&[second]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let blob = store
@@ -104,7 +105,7 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .append(&again.id, None, body(&[&data]))
+        .append(&again.id, None, None, body(&[&data]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
@@ -141,7 +142,7 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .append(&wrong.id, None, body(&[b"some bytes"]))
+        .append(&wrong.id, None, None, body(&[b"some bytes"]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let claimed = sha256_digest(b"other bytes");
@@ -191,6 +192,203 @@ async fn sqlite_uploads_keep_every_byte_and_check_it() {
     uploads_keep_every_byte_and_check_it(&store).await;
 }
 
+/// A body whose bytes come when the test sends them.
+fn held_body() -> (
+    tokio::sync::mpsc::UnboundedSender<Bytes>,
+    impl futures_util::Stream<Item = Result<Bytes, std::io::Error>>,
+) {
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let stream = futures_util::stream::unfold(receive, |mut receive| async move {
+        receive.recv().await.map(|b| (Ok(b), receive))
+    });
+    (send, stream)
+}
+
+/// While one request streams into an upload, others are refused and change nothing; the
+/// first one's bytes then finish with their digest. `stores` are two handles on one database
+/// (two replicas, on PostgreSQL).
+async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
+    let data = content(PIECE + 4_000);
+    let digest = sha256_digest(&data);
+    let upload = stores[0]
+        .start("crpone")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (send, slow) = held_body();
+    let first = {
+        let store = stores[0].clone();
+        let id = upload.id.clone();
+        let length = data.len() as i64;
+        tokio::spawn(async move { store.append(&id, Some(0), Some(length), slow).await })
+    };
+    // The first piece is stored while the request still streams.
+    let _ = send.send(Bytes::copy_from_slice(&data[..PIECE + 10]));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Eight more requests at once, starting at 0 as a retrying client would: all refused.
+    let mut others = Vec::new();
+    for n in 0..8 {
+        let store = stores[n % 2].clone();
+        let id = upload.id.clone();
+        others.push(tokio::spawn(async move {
+            store.append(&id, Some(0), None, body(&[b"intruder"])).await
+        }));
+    }
+    for other in others {
+        let refused = other.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refused, Err(BlobError::Busy { size: 0 }));
+    }
+    // Finishing is writing too.
+    assert_eq!(
+        stores[1].finish(&upload.id, &digest).await,
+        Err(BlobError::Busy { size: 0 })
+    );
+    let _ = send.send(Bytes::copy_from_slice(&data[PIECE + 10..]));
+    drop(send);
+    let appended = first
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(appended.size, data.len() as i64);
+    stores[1]
+        .finish(&upload.id, &digest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(&stores[0], "crpone", &digest).await, data);
+
+    // Eight at once on a fresh upload: exactly one is taken, and its bytes finish.
+    let upload = stores[0]
+        .start("crpone")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut racers = Vec::new();
+    for n in 0..8u8 {
+        let store = stores[usize::from(n) % 2].clone();
+        let id = upload.id.clone();
+        racers.push(tokio::spawn(async move {
+            let mine = content(PIECE + usize::from(n) * 1000);
+            let appended = store.append(&id, Some(0), None, body(&[&mine])).await;
+            (mine, appended)
+        }));
+    }
+    let mut taken = Vec::new();
+    for racer in racers {
+        let (mine, appended) = racer.await.unwrap_or_else(|e| panic!("{e}"));
+        match appended {
+            Ok(upload) => taken.push((mine, upload)),
+            Err(BlobError::Busy { .. } | BlobError::OutOfOrder { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!taken.is_empty());
+    // Several may be taken one after the other only if each continued where the upload was,
+    // which none did after the first; so one.
+    assert_eq!(taken.len(), 1);
+    let (mine, upload_now) = &taken[0];
+    assert_eq!(upload_now.size, mine.len() as i64);
+    let digest = sha256_digest(mine);
+    stores[0]
+        .finish(&upload.id, &digest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&read(&stores[1], "crpone", &digest).await, mine);
+
+    // A body shorter or longer than its Content-Range says is refused; nothing changes.
+    let upload = stores[0]
+        .start("crpone")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (length, sent) in [(10, &b"short"[..]), (3, &b"too long"[..])] {
+        let refused = stores[0]
+            .append(&upload.id, Some(0), Some(length), body(&[sent]))
+            .await;
+        assert!(
+            matches!(refused, Err(BlobError::LengthMismatch { .. })),
+            "{refused:?}"
+        );
+    }
+    let now = stores[1]
+        .append(&upload.id, Some(0), Some(4), body(&[b"good"]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(now.size, 4);
+    stores[1]
+        .finish(&upload.id, &sha256_digest(b"good"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A request that goes away mid-body lets the upload go at once, as it was.
+    let upload = stores[0]
+        .start("crpone")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (send, slow) = held_body();
+    let gone = {
+        let store = stores[0].clone();
+        let id = upload.id.clone();
+        tokio::spawn(async move { store.append(&id, None, None, slow).await })
+    };
+    let _ = send.send(Bytes::from(content(PIECE + 1)));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    gone.abort();
+    let _ = gone.await;
+    let mut continued = None;
+    for _ in 0..100 {
+        match stores[1]
+            .append(&upload.id, Some(0), None, body(&[b"after"]))
+            .await
+        {
+            Err(BlobError::Busy { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => {
+                continued = Some(other);
+                break;
+            }
+        }
+    }
+    let continued = continued
+        .unwrap_or_else(|| panic!("the upload stayed held"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(continued.size, 5);
+    stores[0]
+        .finish(&upload.id, &sha256_digest(b"after"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        read(&stores[0], "crpone", &sha256_digest(b"after")).await,
+        b"after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = yc_operations::db::Db::sqlite_file(dir.path().join("blobs.db"), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlBlobStore::open(db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    one_writer_at_a_time([store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_writer_at_a_time_across_replicas() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    let open = || async {
+        let pool = yc_operations::db::connect_postgres(&pg.url, 4)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        SqlBlobStore::open(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    one_writer_at_a_time([open().await, open().await]).await;
+    pg.drop_schema().await;
+}
+
 #[tokio::test]
 async fn postgres_uploads_keep_every_byte_and_check_it() {
     let Some(pg) = TestPostgres::fresh().await else {
@@ -209,11 +407,11 @@ async fn postgres_uploads_keep_every_byte_and_check_it() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .append(&upload.id, Some(0), body(&[b"first half, "]))
+        .append(&upload.id, Some(0), None, body(&[b"first half, "]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     other
-        .append(&upload.id, Some(12), body(&[b"second half"]))
+        .append(&upload.id, Some(12), None, body(&[b"second half"]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let digest = sha256_digest(b"first half, second half");

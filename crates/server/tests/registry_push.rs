@@ -470,6 +470,199 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
 }
 
 /// skopeo copies a layout into the server and back out, as it would with any registry.
+/// Starts an upload in the test registry; its `Location`.
+async fn start_upload(http: &reqwest::Client, base: &str) -> String {
+    let started = http
+        .post(format!("{base}/v2/{REGISTRY}/app/blobs/uploads/"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.status(), 202);
+    started.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A `PATCH` of `body` at `range` (`<start>-<end>`); its status and error code, if any.
+async fn patch(http: &reqwest::Client, url: String, range: String, body: Vec<u8>) -> (u16, String) {
+    let answer = http
+        .patch(url)
+        .bearer_auth("editor-token")
+        .header("content-range", range.as_str())
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = answer.status().as_u16();
+    let code = if status >= 400 {
+        error_code(answer).await
+    } else {
+        String::new()
+    };
+    (status, code)
+}
+
+/// A slow client's `PATCH` over a raw socket: the headers and `first` bytes now, the rest when
+/// `finish` is called; it returns the status line.
+struct SlowPatch {
+    socket: tokio::net::TcpStream,
+}
+
+impl SlowPatch {
+    async fn start(address: &str, location: &str, whole: usize, first: &[u8]) -> SlowPatch {
+        use tokio::io::AsyncWriteExt as _;
+        let mut socket = tokio::net::TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let head = format!(
+            "PATCH {location} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer editor-token\r\n\
+             Content-Type: application/octet-stream\r\nContent-Range: 0-{}\r\n\
+             Content-Length: {whole}\r\n\r\n",
+            whole - 1
+        );
+        socket
+            .write_all(head.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        socket
+            .write_all(first)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        SlowPatch { socket }
+    }
+
+    async fn finish(mut self, rest: &[u8]) -> String {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        self.socket
+            .write_all(rest)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut reader = tokio::io::BufReader::new(self.socket);
+        let mut status = String::new();
+        reader
+            .read_line(&mut status)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        status.trim().to_owned()
+    }
+}
+
+/// Concurrent requests on one upload never lose bytes another was answered for: while a slow
+/// client streams, other PATCHes (and a PUT) are refused with 416 and change nothing; of eight
+/// PATCHes at once exactly one is taken and its digest finishes; a body whose length is not
+/// its Content-Range's is refused.
+#[tokio::test]
+async fn an_upload_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let repo = format!("{base}/v2/{REGISTRY}/app");
+    let data: Vec<u8> = (0..(1 << 20) + 5000).map(|i| (i % 253) as u8).collect();
+    let digest = sha256(&data);
+
+    let location = start_upload(&http, &base).await;
+    let slow = SlowPatch::start(
+        &server.address,
+        &location,
+        data.len(),
+        &data[..(1 << 20) + 7],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let intruders: Vec<_> = (0..8)
+        .map(|_| {
+            patch(
+                &http,
+                format!("{base}{location}"),
+                "0-7".into(),
+                b"intruder".to_vec(),
+            )
+        })
+        .collect();
+    for (status, code) in futures_util::future::join_all(intruders).await {
+        assert_eq!((status, code.as_str()), (416, "BLOB_UPLOAD_INVALID"));
+    }
+    let early_put = http
+        .put(format!("{base}{location}?digest={digest}"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(early_put.status(), 416);
+    let status = slow.finish(&data[(1 << 20) + 7..]).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    let finished = http
+        .put(format!("{base}{location}?digest={digest}"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(finished.status(), 201);
+    let pulled = http
+        .get(format!("{repo}/blobs/{digest}"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(pulled[..] == data[..]);
+
+    // Eight PATCHes at once from 0: exactly one is taken, and its content finishes.
+    let location = start_upload(&http, &base).await;
+    let url = format!("{base}{location}");
+    let bodies: Vec<Vec<u8>> = (0..8u8)
+        .map(|n| vec![n; 300_000 + usize::from(n)])
+        .collect();
+    let racers: Vec<_> = bodies
+        .iter()
+        .map(|b| patch(&http, url.clone(), format!("0-{}", b.len() - 1), b.clone()))
+        .collect();
+    let answers = futures_util::future::join_all(racers).await;
+    let taken: Vec<&Vec<u8>> = answers
+        .iter()
+        .zip(&bodies)
+        .filter(|((status, _), _)| *status == 202)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(taken.len(), 1, "{answers:?}");
+    for (status, code) in &answers {
+        assert!(
+            *status == 202 || (*status == 416 && code == "BLOB_UPLOAD_INVALID"),
+            "{status} {code}"
+        );
+    }
+    let finished = http
+        .put(format!("{url}?digest={}", sha256(taken[0])))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(finished.status(), 201);
+
+    // A Content-Range whose length is not the body's: refused, the upload unchanged.
+    let location = start_upload(&http, &base).await;
+    let url = format!("{base}{location}");
+    assert_eq!(
+        patch(&http, url.clone(), "0-9".into(), b"short".to_vec()).await,
+        (416, "BLOB_UPLOAD_INVALID".to_owned())
+    );
+    assert_eq!(
+        patch(&http, url.clone(), "0-1".into(), b"too long".to_vec()).await,
+        (416, "BLOB_UPLOAD_INVALID".to_owned())
+    );
+    assert_eq!(
+        patch(&http, url.clone(), "0-4".into(), b"right".to_vec())
+            .await
+            .0,
+        202
+    );
+}
+
 #[tokio::test]
 async fn skopeo_pushes_and_pulls() {
     if Command::new("skopeo").arg("--version").output().is_err() {
