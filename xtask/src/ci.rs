@@ -28,6 +28,9 @@ pub(crate) fn run() -> Result<()> {
     })?;
     let python = step("SDK environment", sdk::ensure_env)?;
     let python = python.to_string_lossy().into_owned();
+    // Under CI (`CI=true`, as `.ci/run` sets), a suite that cannot run fails instead of
+    // being skipped.
+    let strict = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let postgres = postgres_url();
     let mut test_env = vec![
         ("YC_SDK_PYTHON", python.as_str()),
@@ -44,16 +47,33 @@ pub(crate) fn run() -> Result<()> {
                 ("YC_REQUIRE_POSTGRES", "1"),
             ]);
         }
+        None if strict => bail!(
+            "CI=true and no PostgreSQL listens on {DEFAULT_POSTGRES_ADDR} (set YC_POSTGRES_URL \
+             to use another server): its tests cannot run"
+        ),
         None => println!(
             "ci: SKIPPING the PostgreSQL tests: nothing listens on {DEFAULT_POSTGRES_ADDR} \
              (set YC_POSTGRES_URL to use another server)"
         ),
     }
-    if has_skopeo() {
+    if has_tool("qemu-img") {
+        println!("ci: qemu-img found: the tests of real qcow2 images run and may not be skipped");
+        test_env.push(("YC_REQUIRE_QEMU_IMG", "1"));
+    } else if strict {
+        bail!("CI=true and qemu-img is not installed (apt-get install qemu-utils)");
+    } else {
+        println!(
+            "ci: SKIPPING the tests of qcow2 images made by qemu-img: it is not installed \
+             (apt-get install qemu-utils)"
+        );
+    }
+    if has_tool("skopeo") {
         println!(
             "ci: skopeo found: the registry interoperability test runs and may not be skipped"
         );
         test_env.push(("YC_REQUIRE_SKOPEO", "1"));
+    } else if strict {
+        bail!("CI=true and skopeo is not installed (apt-get install skopeo; .ci/run installs it)");
     } else {
         println!(
             "ci: SKIPPING the skopeo interoperability test: skopeo is not installed \
@@ -119,8 +139,8 @@ fn has_nextest() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn has_skopeo() -> bool {
-    Command::new("skopeo")
+fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
