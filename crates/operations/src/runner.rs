@@ -269,6 +269,9 @@ struct Inner {
     lease: Duration,
     /// Operations whose work runs in this process.
     running: Mutex<HashMap<String, Running>>,
+    /// Operations being stored by `start`, whose work is about to run here: a sweep that
+    /// claims them meanwhile must not run them as well.
+    starting: Mutex<std::collections::HashSet<String>>,
     resumers: Mutex<Resumers>,
     renewing: std::sync::atomic::AtomicBool,
 }
@@ -294,6 +297,7 @@ impl OperationRunner {
                 owner: new_id("run"),
                 lease,
                 running: Mutex::new(HashMap::new()),
+                starting: Mutex::new(std::collections::HashSet::new()),
                 resumers: Mutex::new(Resumers::new()),
                 renewing: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -374,6 +378,10 @@ impl OperationRunner {
             metadata: Some(start.metadata),
             result: None,
         };
+        let id = operation.id.clone();
+        if let Ok(mut starting) = self.inner.starting.lock() {
+            starting.insert(id.clone());
+        }
         let new = NewOperation {
             operation,
             method: start.method.clone(),
@@ -382,17 +390,15 @@ impl OperationRunner {
             idempotency_key: start.idempotency_key.clone(),
             owner: self.inner.owner.clone(),
         };
-        match self
-            .inner
-            .store
-            .create(new)
-            .await
-            .map_err(|e| store_status(&e))?
-        {
-            Created::New(op) => {
-                self.spawn(op.id.clone(), start.cancel, accept, work);
-                Ok(op)
-            }
+        let created = self.inner.store.create(new).await;
+        if let Ok(Created::New(op)) = &created {
+            self.spawn(op.id.clone(), start.cancel, accept, work);
+        }
+        if let Ok(mut starting) = self.inner.starting.lock() {
+            starting.remove(&id);
+        }
+        match created.map_err(|e| store_status(&e))? {
+            Created::New(op) => Ok(op),
             Created::Existing(record) if record.request == start.request => Ok(record.operation),
             Created::Existing(record) => Err(invalid_argument(format!(
                 "idempotency-key {} was already used for a different request (operation {}); \
@@ -632,7 +638,12 @@ impl OperationRunner {
                 .inner
                 .running
                 .lock()
-                .is_ok_and(|running| running.contains_key(&id));
+                .is_ok_and(|running| running.contains_key(&id))
+                || self
+                    .inner
+                    .starting
+                    .lock()
+                    .is_ok_and(|starting| starting.contains(&id));
             if running_here {
                 continue;
             }

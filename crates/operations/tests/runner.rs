@@ -283,6 +283,116 @@ async fn cancel_tells_notified_work_and_takes_the_result_it_ends_with() {
     assert_eq!(error.message, "stopped, image left in ERROR");
 }
 
+/// The memory store, slow to answer `create` after storing the operation: a sweep can run in
+/// between, as it can on a busy server.
+struct SlowCreate(MemoryOperationStore);
+
+#[async_trait::async_trait]
+impl OperationStore for SlowCreate {
+    async fn create(&self, new: NewOperation) -> Result<Created, yc_operations::StoreError> {
+        let created = self.0.create(new).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        created
+    }
+    async fn get(&self, id: &str) -> Result<Option<Operation>, yc_operations::StoreError> {
+        self.0.get(id).await
+    }
+    async fn find_by_idempotency_key(
+        &self,
+        created_by: &str,
+        method: &str,
+        key: &str,
+    ) -> Result<Option<yc_operations::OperationRecord>, yc_operations::StoreError> {
+        self.0
+            .find_by_idempotency_key(created_by, method, key)
+            .await
+    }
+    async fn update_metadata(
+        &self,
+        id: &str,
+        metadata: Any,
+        at: Timestamp,
+    ) -> Result<Operation, yc_operations::StoreError> {
+        self.0.update_metadata(id, metadata, at).await
+    }
+    async fn finish(
+        &self,
+        id: &str,
+        result: operation::Result,
+        at: Timestamp,
+    ) -> Result<yc_operations::Finished, yc_operations::StoreError> {
+        self.0.finish(id, result, at).await
+    }
+    async fn list_by_resource(
+        &self,
+        resource_id: &str,
+        limit: usize,
+        after: Option<&OperationCursor>,
+    ) -> Result<Vec<Operation>, yc_operations::StoreError> {
+        self.0.list_by_resource(resource_id, limit, after).await
+    }
+    async fn unfinished(
+        &self,
+    ) -> Result<Vec<yc_operations::OperationRecord>, yc_operations::StoreError> {
+        self.0.unfinished().await
+    }
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), yc_operations::StoreError> {
+        self.0.heartbeat(owner, expires_at).await
+    }
+    async fn release(&self, owner: &str) -> Result<(), yc_operations::StoreError> {
+        self.0.release(owner).await
+    }
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<Vec<yc_operations::OperationRecord>, yc_operations::StoreError> {
+        self.0.claim_abandoned(owner, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_while_an_operation_is_being_started_does_not_run_it_twice() {
+    let runner = OperationRunner::new(Arc::new(SlowCreate(MemoryOperationStore::new())));
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let counter = resumed.clone();
+    runner
+        .recover(Resumers::new().add(CREATE, false, move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Any::from_msg(&Empty {})) }
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let work = ran.clone();
+    let sweeper = runner.clone();
+    let sweep = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sweeper.sweep().await
+    });
+    let op = runner
+        .start(create_start("twice"), move |_| async move {
+            work.fetch_add(1, Ordering::SeqCst);
+            Ok(Any::from_msg(&Empty {}))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let swept = sweep
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    done(&runner, &op.id).await;
+    assert!(swept.resumed.is_empty(), "{swept:?}");
+    assert_eq!(
+        (ran.load(Ordering::SeqCst), resumed.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+}
+
 #[tokio::test]
 async fn cancel_leaves_work_that_cannot_stop_running() {
     let runner = runner();
