@@ -557,7 +557,12 @@ impl SlowPatch {
 async fn an_upload_has_one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = start(dir.path());
-    let http = reqwest::Client::new();
+    // A refusal answered before the body is read closes its HTTP/1.1 connection; a pooled
+    // connection could be taken just as it closes. Each request here has its own.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let base = server.url();
     let repo = format!("{base}/v2/{REGISTRY}/app");
     let data: Vec<u8> = (0..(1 << 20) + 5000).map(|i| (i % 253) as u8).collect();
