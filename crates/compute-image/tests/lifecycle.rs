@@ -103,20 +103,8 @@ async fn sources_that_fail_leave_an_image_in_error() {
         ("missing", "nothing-here", tonic::Code::FailedPrecondition),
         ("oversized", "big.raw", tonic::Code::InvalidArgument),
     ] {
-        let op = images
-            .create(
-                &create(name, Source::Uri(format!("http://{addr}/{path}"))),
-                &Caller::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let error = response(&done(&images, &op).await)
-            .err()
-            .unwrap_or_default();
+        let (error, left) = failed_create(&images, name, format!("http://{addr}/{path}")).await;
         assert_eq!(error.grpc_code(), code, "{name}: {}", error.message);
-        let left = get(&images, &image_id(&op))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(left.status, image::Status::Error as i32, "{name}");
     }
 }
@@ -657,13 +645,7 @@ async fn create_from_a_qcow2_made_by_qemu_img() {
         "/real.qcow2",
         route_get(move || async move { bytes.clone() }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let addr = serve(router).await;
     let images = service(64 << 20).await;
     let image = created(
         &images,

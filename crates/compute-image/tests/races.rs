@@ -261,23 +261,12 @@ async fn error_of_create(
     path: &str,
 ) -> (yc_proto_types::google::rpc::Status, Image) {
     let addr = files().await;
-    let op = images
-        .create(
-            &create(
-                &path.replace('.', "-"),
-                Source::Uri(format!("http://{addr}/{path}")),
-            ),
-            &Caller::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let error = response(&done(images, &op).await)
-        .err()
-        .unwrap_or_else(|| panic!("{path} became READY"));
-    let left = get(images, &image_id(&op))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (error, left)
+    failed_create(
+        images,
+        &path.replace('.', "-"),
+        format!("http://{addr}/{path}"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -346,37 +335,17 @@ async fn qcow2_images_made_by_qemu_img_with_impossible_sizes_end_in_error() {
             "/edited.qcow2",
             axum::routing::get(move || async move { unsigned.clone() }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let addr = serve(router).await;
     let images = service(64 << 20).await;
     for path in ["zero.qcow2", "big.qcow2", "edited.qcow2"] {
-        let op = images
-            .create(
-                &create(
-                    &path.replace('.', "-"),
-                    Source::Uri(format!("http://{addr}/{path}")),
-                ),
-                &Caller::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let error = response(&done(&images, &op).await)
-            .err()
-            .unwrap_or_else(|| panic!("{path} became READY"));
+        let uri = format!("http://{addr}/{path}");
+        let (error, left) = failed_create(&images, &path.replace('.', "-"), uri).await;
         assert_eq!(
             error.grpc_code(),
             tonic::Code::InvalidArgument,
             "{path}: {}",
             error.message
         );
-        let left = get(&images, &image_id(&op))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(left.status, image::Status::Error as i32, "{path}");
     }
 }

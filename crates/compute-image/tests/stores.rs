@@ -411,9 +411,7 @@ async fn postgres_replicas_changing_one_image_at_once_lose_nothing() {
     };
     // Each on a pool of its own, as two servers are.
     let open = || async {
-        let pool = yc_operations::db::connect_postgres(&pg.url, 4)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let pool = pg.replica_pool().await;
         SqlComputeImageStore::open(pool)
             .await
             .unwrap_or_else(|e| panic!("{e}"))

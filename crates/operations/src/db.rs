@@ -892,6 +892,15 @@ impl TestPostgres {
         })
     }
 
+    /// Another pool on the same schema, with connections of its own: what a second server
+    /// sharing the database has.
+    pub async fn replica_pool(&self) -> PgPool {
+        match connect_postgres(&self.url, 4).await {
+            Ok(pool) => pool,
+            Err(e) => panic!("connecting to {}: {e}", self.url),
+        }
+    }
+
     /// The collation of every text column of `table` in the schema, by column name.
     pub async fn text_collations(&self, table: &str) -> Vec<(String, Option<String>)> {
         let collations = sqlx::query_as(

@@ -226,22 +226,19 @@ impl SqlBlobStore {
 
     async fn expire_uploads(&self, before: i64) -> Result<(), BlobError> {
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            &query(
-                "DELETE FROM cr_blob_data WHERE storage IN \
-                 (SELECT id FROM cr_uploads WHERE started_at < ?)",
+        for (table, column) in [
+            ("cr_blob_data", "storage"),
+            ("cr_upload_writers", "upload_id"),
+        ] {
+            tx.execute(
+                &query(format!(
+                    "DELETE FROM {table} WHERE {column} IN \
+                     (SELECT id FROM cr_uploads WHERE started_at < ?)"
+                ))
+                .bind(before),
             )
-            .bind(before),
-        )
-        .await?;
-        tx.execute(
-            &query(
-                "DELETE FROM cr_upload_writers WHERE upload_id IN \
-                 (SELECT id FROM cr_uploads WHERE started_at < ?)",
-            )
-            .bind(before),
-        )
-        .await?;
+            .await?;
+        }
         tx.execute(&query("DELETE FROM cr_uploads WHERE started_at < ?").bind(before))
             .await?;
         tx.commit().await?;

@@ -378,9 +378,7 @@ async fn postgres_one_writer_at_a_time_across_replicas() {
         return;
     };
     let open = || async {
-        let pool = yc_operations::db::connect_postgres(&pg.url, 4)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let pool = pg.replica_pool().await;
         SqlBlobStore::open(pool)
             .await
             .unwrap_or_else(|e| panic!("{e}"))

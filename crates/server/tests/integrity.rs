@@ -120,6 +120,21 @@ struct Model {
     refused: usize,
 }
 
+impl Model {
+    /// What a call that starts an operation did: `None` when the server refused it (nothing
+    /// was done).
+    fn call(&mut self, answer: Result<tonic::Response<Operation>, tonic::Status>) -> Option<Call> {
+        match answer {
+            Ok(op) => Some(Call::Op(op.into_inner().id)),
+            Err(e) if answered(&e) => {
+                self.refused += 1;
+                None
+            }
+            Err(_) => Some(Call::Maybe),
+        }
+    }
+}
+
 /// The servers the clients talk to, as they come and go.
 #[derive(Clone, Default)]
 struct Servers {
@@ -201,14 +216,7 @@ async fn file_server() -> String {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}")
+    support::serve_router(router).await
 }
 
 /// Layers the pushes share, one of them over a piece of the blob store.
@@ -360,13 +368,8 @@ async fn client(
                 };
                 let answer = images.update(request).await;
                 let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
-                let call = match answer {
-                    Ok(op) => Call::Op(op.into_inner().id),
-                    Err(e) if answered(&e) => {
-                        model.refused += 1;
-                        continue;
-                    }
-                    Err(_) => Call::Maybe,
+                let Some(call) = model.call(answer) else {
+                    continue;
                 };
                 if let Some(log) = model.images.get_mut(&id) {
                     log.updates.push((field, value, call));
@@ -382,13 +385,8 @@ async fn client(
                     })
                     .await;
                 let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
-                let call = match answer {
-                    Ok(op) => Call::Op(op.into_inner().id),
-                    Err(e) if answered(&e) => {
-                        model.refused += 1;
-                        continue;
-                    }
-                    Err(_) => Call::Maybe,
+                let Some(call) = model.call(answer) else {
+                    continue;
                 };
                 if let Some(log) = model.images.get_mut(&id) {
                     log.deletes.push(call);
@@ -436,13 +434,8 @@ async fn client(
                     })
                     .await;
                 let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
-                let call = match answer {
-                    Ok(op) => Call::Op(op.into_inner().id),
-                    Err(e) if answered(&e) => {
-                        model.refused += 1;
-                        continue;
-                    }
-                    Err(_) => Call::Maybe,
+                let Some(call) = model.call(answer) else {
+                    continue;
                 };
                 model.registry_deletes.entry(id).or_default().push(call);
             }
@@ -775,34 +768,37 @@ async fn embedded_store_killed_and_restarted_under_load() {
     scenario(Setup::Embedded, true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_killed_and_restarted_under_load() {
+/// [`scenario`] on a fresh PostgreSQL schema, one server or two.
+async fn on_postgres(replicas: bool, kill: bool) {
     let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
         return;
     };
-    scenario(Setup::Postgres(pg.url.clone()), true).await;
+    let url = pg.url.clone();
+    let setup = if replicas {
+        Setup::Replicas(url)
+    } else {
+        Setup::Postgres(url)
+    };
+    scenario(setup, kill).await;
     pg.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_killed_and_restarted_under_load() {
+    on_postgres(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_postgres_under_load() {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
-        return;
-    };
-    scenario(Setup::Replicas(pg.url.clone()), false).await;
-    pg.drop_schema().await;
+    on_postgres(true, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_of_two_replicas_killed_under_load() {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
-        return;
-    };
-    scenario(Setup::Replicas(pg.url.clone()), true).await;
-    pg.drop_schema().await;
+    on_postgres(true, true).await;
 }
 
-/// The rule for statuses in `allowed_values`, on its own.
+/// The rule of `allowed_values`, on its own.
 #[test]
 fn a_value_superseded_by_a_later_update_is_not_allowed() {
     let op = |id: &str, start: i64, end: i64| Operation {

@@ -22,14 +22,7 @@ async fn file_server() -> String {
         "/disk.raw",
         axum::routing::get(|| async { vec![9u8; 6 << 20] }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}/disk.raw")
+    format!("{}/disk.raw", support::serve_router(router).await)
 }
 
 fn fast() -> WaitPolicy {
@@ -442,14 +435,7 @@ async fn stalling_file_server() -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}/disk.raw")
+    format!("{}/disk.raw", support::serve_router(router).await)
 }
 
 /// Two `yc-images serve` on one PostgreSQL database: what one creates the other reads, lists

@@ -78,6 +78,11 @@ pub(crate) async fn files() -> SocketAddr {
                 Vec::<u8>::new()
             }),
         );
+    serve(router).await
+}
+
+/// Serves `router` on a loopback port of its own; its address.
+pub(crate) async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -86,6 +91,26 @@ pub(crate) async fn files() -> SocketAddr {
         let _ = axum::serve(listener, router).await;
     });
     addr
+}
+
+/// Creates an image from `uri` expecting the operation to fail: its error, and the image it
+/// left.
+pub(crate) async fn failed_create(
+    images: &ComputeImages,
+    name: &str,
+    uri: String,
+) -> (Status, Image) {
+    let op = images
+        .create(&create(name, Source::Uri(uri)), &Caller::default())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let error = response(&done(images, &op).await)
+        .err()
+        .unwrap_or_else(|| panic!("{name} became READY"));
+    let left = get(images, &image_id(&op))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (error, left)
 }
 
 pub(crate) async fn service(max_bytes: u64) -> ComputeImages {

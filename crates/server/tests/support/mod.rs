@@ -114,6 +114,18 @@ impl Drop for Server {
     }
 }
 
+/// Serves `router` on a loopback port of its own; its base URL, `http://<address>`.
+pub(crate) async fn serve_router(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
 /// A gRPC channel to `server`.
 pub(crate) async fn channel(server: &Server) -> Channel {
     Channel::from_shared(server.url())
