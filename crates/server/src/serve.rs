@@ -11,7 +11,6 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
@@ -46,6 +45,32 @@ pub(crate) struct ServeArgs {
         default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned(), "[::1]".to_owned()]
     )]
     fetch_allow: Vec<String>,
+
+    /// The most connections open at once; a new one beyond it closes the one idle longest.
+    /// Keep it below the open-files limit (`ulimit -n`).
+    #[arg(long, env = "YC_IMAGES_MAX_CONNECTIONS", default_value_t = 768, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    #[arg(long, env = "YC_IMAGES_HEADER_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+
+    /// Seconds a request body may go without a byte before the call fails.
+    #[arg(long, env = "YC_IMAGES_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
+
+    /// Seconds a connection may stay open with no call in flight.
+    #[arg(long, env = "YC_IMAGES_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    idle_timeout: u64,
+
+    /// Seconds a client has to finish its TLS handshake.
+    #[arg(long, env = "YC_IMAGES_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    tls_handshake_timeout: u64,
+
+    /// Seconds calls in flight may take to finish after SIGTERM or SIGINT; what is left then
+    /// is closed.
+    #[arg(long, env = "YC_IMAGES_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace: u64,
 
     /// Seconds an image fetch may go without receiving a byte before the Create fails
     /// (its image ends in ERROR).
@@ -226,27 +251,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     println!("yc-images listening on {address}");
     std::io::stdout().flush()?;
 
-    match tls {
-        Some(acceptor) => {
-            axum::serve(crate::tls::TlsListener::new(listener, acceptor), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            // Small gRPC and REST answers go out at once rather than waiting on the peer's
-            // ACK.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
-    .context("serving")?;
-    tracing::info!("shutting down: in-flight calls are done");
+    let limits = crate::conn::Limits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    crate::conn::serve(listener, tls, app, limits, shutdown).await;
+    tracing::info!("shut down: calls in flight are done or past the grace period");
     if let Err(e) = runner.release().await {
         tracing::warn!(error = %e, "cannot release the operation runner's lease");
     }

@@ -1,0 +1,383 @@
+//! Serving connections: the accept loop and the limits every connection lives under, so that
+//! no client, however slow or silent, can hold the server.
+//!
+//! - **How many**: at most `max_connections` at once. A new connection beyond that makes
+//!   room by closing the connection that has been idle longest (no call in flight: a client
+//!   still sending its first request's headers is idle too); when every connection has a call
+//!   in flight, the new one is closed at once.
+//! - **How long**: a TLS handshake must finish within `handshake_timeout`; an HTTP/1 request's
+//!   headers must arrive within `header_timeout`; a request body may go `body_timeout` without
+//!   a byte before the call fails; a connection with no call in flight is closed after
+//!   `idle_timeout`.
+//! - **Stopping**: [`serve`] stops accepting when its shutdown future completes, lets calls in
+//!   flight finish for up to `shutdown_grace` (idle connections are closed at once), then
+//!   closes whatever is left and returns.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutBody;
+use tower_service::Service;
+
+/// The limits of every connection (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// How long an idle connection is given to close by itself once the server stops.
+const IDLE_AT_SHUTDOWN: Duration = Duration::from_millis(300);
+
+/// Serves `app` on `listener` (through `tls` when given) under `limits` until `shutdown`
+/// completes; then stops as the module docs say.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let tracker = Arc::new(Tracker::new());
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of file descriptors, say: go on once some are back.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(conn) = tracker.open(limits.max_connections) else {
+                    tracing::debug!("every connection has a call in flight; a new one is closed");
+                    continue;
+                };
+                // Small gRPC and REST answers go out at once rather than waiting on the
+                // peer's ACK.
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+                let served = connection(tcp, tls.clone(), app.clone(), limits, conn, stopping.clone());
+                let tracker = tracker.clone();
+                connections.spawn(async move {
+                    let id = served.await;
+                    tracker.close(id);
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "closing connections still busy after the grace period"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// One connection, from its TLS handshake to its end; returns its id.
+async fn connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    conn: Arc<Conn>,
+    stopping: watch::Receiver<bool>,
+) -> u64 {
+    match tls {
+        None => serve_io(tcp, app, limits, &conn, stopping).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        None
+                    }
+                },
+                () = conn.close.cancelled() => None,
+            };
+            if let Some(stream) = stream {
+                serve_io(stream, app, limits, &conn, stopping).await;
+            }
+        }
+    }
+    conn.id
+}
+
+/// HTTP/1.1 or HTTP/2 (gRPC) on `io` until the client is done, the connection is closed for
+/// the server's sake (idle, room for another, stopping), or the server stops.
+async fn serve_io<I>(
+    io: I,
+    app: Router,
+    limits: Limits,
+    conn: &Arc<Conn>,
+    mut stopping: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(Calls {
+        app,
+        conn: conn.clone(),
+        body_timeout: limits.body_timeout,
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let mut serving = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let mut stopped = *stopping.borrow();
+    if stopped {
+        serving.as_mut().graceful_shutdown();
+    }
+    loop {
+        let idle_limit = if stopped {
+            IDLE_AT_SHUTDOWN
+        } else {
+            limits.idle_timeout
+        };
+        tokio::select! {
+            _ = serving.as_mut() => return,
+            () = conn.close.cancelled() => return,
+            () = conn.idle_for(idle_limit) => return,
+            changed = stopping.changed(), if !stopped => {
+                if changed.is_err() || *stopping.borrow() {
+                    stopped = true;
+                    serving.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The open connections, for the cap and the choice of which to close.
+struct Tracker {
+    epoch: Instant,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+impl Tracker {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new connection, if there is room for it (made by closing the longest idle one when
+    /// there are `max` already).
+    fn open(&self, max: usize) -> Option<Arc<Conn>> {
+        let mut open = self.open.lock().ok()?;
+        if open.len() >= max {
+            let longest_idle = open
+                .values()
+                .filter(|c| c.in_flight.load(Ordering::SeqCst) == 0)
+                .min_by_key(|c| c.last_active.load(Ordering::SeqCst))
+                .map(|c| c.id)?;
+            if let Some(closed) = open.remove(&longest_idle) {
+                closed.close.cancel();
+            }
+        }
+        let conn = Arc::new(Conn {
+            id: self.next.fetch_add(1, Ordering::SeqCst),
+            epoch: self.epoch,
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(millis_since(self.epoch)),
+            close: CancellationToken::new(),
+        });
+        open.insert(conn.id, conn.clone());
+        Some(conn)
+    }
+
+    fn close(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
+        }
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One open connection.
+struct Conn {
+    id: u64,
+    epoch: Instant,
+    /// Calls whose answer is not yet sent in full.
+    in_flight: AtomicUsize,
+    /// When the connection opened or a call on it last ended, in milliseconds since `epoch`.
+    last_active: AtomicU64,
+    /// Cancelled to close the connection at once.
+    close: CancellationToken,
+}
+
+impl Conn {
+    /// Completes once the connection has had no call in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let wait = if self.in_flight.load(Ordering::SeqCst) > 0 {
+                limit
+            } else {
+                let since = millis_since(self.epoch)
+                    .saturating_sub(self.last_active.load(Ordering::SeqCst));
+                let since = Duration::from_millis(since);
+                if since >= limit {
+                    return;
+                }
+                limit - since
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+/// A call in flight on its connection, until its answer has been sent (or dropped).
+struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let conn = &self.0;
+        conn.last_active
+            .store(millis_since(conn.epoch), Ordering::SeqCst);
+        conn.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The app as one connection's service: request bodies that stall fail, and the call counts
+/// as in flight until its answer's body is sent.
+#[derive(Clone)]
+struct Calls {
+    app: Router,
+    conn: Arc<Conn>,
+    body_timeout: Duration,
+}
+
+impl Service<Request<Incoming>> for Calls {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let in_flight = self.conn.begin();
+        let body_timeout = self.body_timeout;
+        let request = request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+        CallFuture {
+            inner: self.app.call(request),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The app's answer, its body carrying the call's [`InFlight`].
+    struct CallFuture {
+        #[pin]
+        inner: axum::routing::future::RouteFuture<Infallible>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for CallFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| {
+            Body::new(Answer {
+                body,
+                _in_flight: in_flight,
+            })
+        })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, holding its call in flight until it is sent or dropped.
+    struct Answer {
+        #[pin]
+        body: Body,
+        _in_flight: Option<InFlight>,
+    }
+}
+
+impl http_body::Body for Answer {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
