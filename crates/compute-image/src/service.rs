@@ -178,6 +178,7 @@ impl ComputeImages {
         )?;
         let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("id", false)]);
         let key = QueryKey::new(
+            self.runner.token_keys(),
             &format!("{SERVICE}.List"),
             &[&request.folder_id, &request.filter, &request.order_by],
         );
@@ -205,7 +206,11 @@ impl ComputeImages {
     ) -> Result<ListImageOperationsResponse, Status> {
         validate(request)?;
         self.image(&request.image_id, caller, Role::Viewer).await?;
-        let key = QueryKey::new(&format!("{SERVICE}.ListOperations"), &[&request.image_id]);
+        let key = QueryKey::new(
+            self.runner.token_keys(),
+            &format!("{SERVICE}.ListOperations"),
+            &[&request.image_id],
+        );
         let cursor = match key.resume_after(&request.page_token)? {
             None => None,
             Some(id) => Some(OperationCursor::after(

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
+use crate::query::page_token::TokenKey;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
     set_metadata, set_result,
@@ -28,6 +29,8 @@ struct State {
     idempotency: HashMap<(String, String, String), String>,
     /// Runner → end of its lease.
     leases: HashMap<String, Timestamp>,
+    /// Page token keys.
+    token_keys: Vec<TokenKey>,
 }
 
 impl MemoryOperationStore {
@@ -216,4 +219,30 @@ impl OperationStore for MemoryOperationStore {
         claimed.sort_by(|a, b| a.operation.id.cmp(&b.operation.id));
         Ok(claimed)
     }
+
+    async fn token_keys(&self, now: Timestamp) -> Result<Vec<TokenKey>, StoreError> {
+        let mut state = self.lock()?;
+        let now = crate::query::sql::nanos(now);
+        let (rotate, lifetime) = key_ages(now);
+        let newest = state.token_keys.iter().map(|k| (k.created_at, k.id)).max();
+        if newest.is_none_or(|(created_at, _)| created_at < rotate) {
+            let id = newest.map_or(1, |(_, id)| id + 1);
+            state.token_keys.push(TokenKey::generate(id, now));
+        }
+        let newest = state.token_keys.iter().map(|k| k.id).max();
+        state
+            .token_keys
+            .retain(|k| k.created_at >= lifetime || Some(k.id) == newest);
+        Ok(state.token_keys.clone())
+    }
+}
+
+/// Before which time (nanoseconds) the newest key is due for rotation, and before which keys
+/// are dropped, at `now`.
+pub(crate) fn key_ages(now: i64) -> (i64, i64) {
+    let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    (
+        now.saturating_sub(nanos(crate::query::page_token::KEY_ROTATION)),
+        now.saturating_sub(nanos(crate::query::page_token::KEY_LIFETIME)),
+    )
 }

@@ -274,6 +274,9 @@ struct Inner {
     starting: Mutex<std::collections::HashSet<String>>,
     resumers: Mutex<Resumers>,
     renewing: std::sync::atomic::AtomicBool,
+    /// What page tokens are signed with: the store's keys once [`OperationRunner::recover`]
+    /// has read them, one of this process's own until then.
+    token_keys: crate::query::TokenKeys,
 }
 
 struct Running {
@@ -300,6 +303,7 @@ impl OperationRunner {
                 starting: Mutex::new(std::collections::HashSet::new()),
                 resumers: Mutex::new(Resumers::new()),
                 renewing: std::sync::atomic::AtomicBool::new(false),
+                token_keys: crate::query::TokenKeys::ephemeral(),
             }),
         }
     }
@@ -312,6 +316,26 @@ impl OperationRunner {
     /// The store behind the runner.
     pub fn store(&self) -> &Arc<dyn OperationStore> {
         &self.inner.store
+    }
+
+    /// The keys page tokens are signed with, shared by every replica on the store once
+    /// [`recover`](Self::recover) has run (and read again with every renewal of the lease).
+    pub fn token_keys(&self) -> &crate::query::TokenKeys {
+        &self.inner.token_keys
+    }
+
+    async fn refresh_token_keys(&self) -> Result<(), Status> {
+        let now = Timestamp::now();
+        let keys = self
+            .inner
+            .store
+            .token_keys(now)
+            .await
+            .map_err(|e| store_status(&e))?;
+        self.inner
+            .token_keys
+            .set(keys, crate::query::sql::nanos(now));
+        Ok(())
     }
 
     /// Starts an operation: stores it, runs `work` in the background, and returns the
@@ -572,6 +596,7 @@ impl OperationRunner {
             *current = resumers;
         }
         self.renew().await?;
+        self.refresh_token_keys().await?;
         let recovery = self.sweep().await?;
         if !self
             .inner
@@ -588,6 +613,9 @@ impl OperationRunner {
                     if let Err(e) = runner.renew().await {
                         tracing::warn!(error = %e, "cannot renew the operation runner's lease");
                         continue;
+                    }
+                    if let Err(e) = runner.refresh_token_keys().await {
+                        tracing::warn!(error = %e, "cannot read the page token keys");
                     }
                     if let Err(e) = runner.sweep().await {
                         tracing::warn!(error = %e, "cannot sweep abandoned operations");

@@ -14,6 +14,7 @@ use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
 use crate::db::{Db, Row, query};
+use crate::query::page_token::TokenKey;
 use crate::query::sql::nanos;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
@@ -21,7 +22,7 @@ use crate::store::{
 };
 
 const COMPONENT: &str = "operations";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS op_operations (
@@ -44,6 +45,11 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (created_by, method, key)
     )",
     "CREATE TABLE IF NOT EXISTS op_leases (owner TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS op_token_keys (
+        id INTEGER PRIMARY KEY,
+        secret BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
 ];
 
 /// The columns [`record`] reads, in its order.
@@ -318,5 +324,67 @@ impl OperationStore for SqlOperationStore {
         let mut records = Self::records(&rows)?;
         records.sort_by(|a, b| a.operation.id.cmp(&b.operation.id));
         Ok(records)
+    }
+
+    async fn token_keys(&self, now: Timestamp) -> Result<Vec<TokenKey>, StoreError> {
+        let now = nanos(now);
+        let (rotate, lifetime) = crate::memory::key_ages(now);
+        let newest = self
+            .db
+            .fetch_optional(&query(
+                "SELECT id, created_at FROM op_token_keys ORDER BY id DESC LIMIT 1",
+            ))
+            .await
+            .map_err(unavailable)?;
+        let newest: Option<(i64, i64)> = newest
+            .map(|row| {
+                Ok::<_, StoreError>((
+                    row.get(0).map_err(unavailable)?,
+                    row.get(1).map_err(unavailable)?,
+                ))
+            })
+            .transpose()?;
+        if newest.is_none_or(|(_, created_at)| created_at < rotate) {
+            // Of replicas doing this at once, one inserts the key and the rest find it.
+            let key = TokenKey::generate(newest.map_or(1, |(id, _)| id + 1), now);
+            self.db
+                .execute(
+                    &query(
+                        "INSERT INTO op_token_keys (id, secret, created_at) VALUES (?, ?, ?) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(key.id)
+                    .bind(key.secret)
+                    .bind(key.created_at),
+                )
+                .await
+                .map_err(unavailable)?;
+            self.db
+                .execute(
+                    &query(
+                        "DELETE FROM op_token_keys WHERE created_at < ? AND id < \
+                         (SELECT MAX(id) FROM op_token_keys)",
+                    )
+                    .bind(lifetime),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        let rows = self
+            .db
+            .fetch_all(&query(
+                "SELECT id, secret, created_at FROM op_token_keys ORDER BY id",
+            ))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenKey {
+                    id: row.get(0).map_err(unavailable)?,
+                    secret: row.get(1).map_err(unavailable)?,
+                    created_at: row.get(2).map_err(unavailable)?,
+                })
+            })
+            .collect()
     }
 }

@@ -1,6 +1,8 @@
 //! The List query plumbing every service shares: filters, sort orders, page tokens.
 
-use yc_operations::query::{Condition, FilterExpr, FilterOp, FilterSpec, OrderBy, QueryKey};
+use yc_operations::query::{
+    Condition, FilterExpr, FilterOp, FilterSpec, OrderBy, QueryKey, TokenKeys,
+};
 
 const SPEC: FilterSpec<'static> = FilterSpec {
     fields: &["name", "family", "status", "id"],
@@ -187,7 +189,8 @@ fn sort_orders() {
 
 #[test]
 fn page_tokens_are_bound_to_their_query_and_detect_tampering() {
-    let query = QueryKey::new("list", &["crp1", "", "", "", "name"]);
+    let keys = TokenKeys::ephemeral();
+    let query = QueryKey::new(&keys, "list", &["crp1", "", "", "", "name"]);
     let token = query.token("crpd50616s9a2t7gr8mi");
     assert!(token.len() <= 100, "{token}");
     assert_eq!(
@@ -201,11 +204,11 @@ fn page_tokens_are_bound_to_their_query_and_detect_tampering() {
         ["crp1", "", "", "", "name desc"],
         ["crp", "1", "", "", "name"],
     ] {
-        let other = QueryKey::new("list", &parts);
+        let other = QueryKey::new(&keys, "list", &parts);
         let error = other.resume_after(&token).err().unwrap_or_default();
         assert_eq!(
             error.message,
-            "Request validation error: page_token: belongs to another query; a token only continues the listing that made it"
+            "Request validation error: page_token: was not made by this server for this query; a token only continues the listing that made it"
         );
     }
     // An altered token, or none of ours.
@@ -213,11 +216,90 @@ fn page_tokens_are_bound_to_their_query_and_detect_tampering() {
     let last = altered.len() - 1;
     altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
     let altered = String::from_utf8(altered).unwrap_or_default();
-    for bad in [altered.as_str(), "not a token!", "AQ"] {
+    for bad in [altered.as_str(), "not a token!", "AQ", "Ag"] {
         assert_eq!(
             query.resume_after(bad).err().map(|e| e.grpc_code()),
             Some(tonic::Code::InvalidArgument),
             "{bad}"
         );
     }
+}
+
+/// What an attacker can compute without the server's key: the token format with a check of
+/// their own making, for an id the query never returned. Refused, whatever the check.
+#[test]
+fn page_tokens_cannot_be_forged_without_the_key() {
+    use base64::Engine as _;
+    let keys = TokenKeys::ephemeral();
+    let query = QueryKey::new(&keys, "list", &["b1gmine", "", ""]);
+    for key_byte in [0u8, 1, 2, 255] {
+        for check in [[0u8; 12], [0xff; 12], [7; 12]] {
+            let mut bytes = vec![2u8, key_byte];
+            bytes.extend_from_slice(&check);
+            bytes.extend_from_slice(b"fd8imageofanotherfld");
+            let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            assert_eq!(
+                query.resume_after(&forged).err().map(|e| e.grpc_code()),
+                Some(tonic::Code::InvalidArgument)
+            );
+        }
+    }
+    // Version 1 tokens (a plain hash of the query, which anyone could compute) are no more.
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&[0u8; 8]);
+    bytes.extend_from_slice(b"fd8imageofanotherfld");
+    let old = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    assert!(query.resume_after(&old).is_err());
+}
+
+/// Keys from the store: replicas reading the same keys accept each other's tokens; after a
+/// rotation, tokens signed with the old key still continue, and the new key signs only once it
+/// is old enough for every replica to have read it.
+#[tokio::test]
+async fn page_token_keys_are_shared_and_rotate_without_breaking_tokens() {
+    use yc_operations::OperationStore as _;
+    use yc_operations::query::TokenKey;
+    let store = yc_operations::SqlOperationStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = yc_proto_types::google::protobuf::Timestamp::now();
+    let stored = store
+        .token_keys(now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.len(), 1);
+    // Asked again, the same key.
+    assert_eq!(
+        store
+            .token_keys(now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        stored
+    );
+    let nanos = yc_operations::query::sql::nanos(now);
+    let (one, two) = (TokenKeys::ephemeral(), TokenKeys::ephemeral());
+    one.set(stored.clone(), nanos);
+    two.set(stored.clone(), nanos);
+    let parts = ["b1gfolder", "", "name"];
+    let token = QueryKey::new(&one, "list", &parts).token("fd8lastofthepage0000");
+    assert!(
+        QueryKey::new(&two, "list", &parts)
+            .resume_after(&token)
+            .is_ok()
+    );
+
+    // A newer key, just made: the old one still signs; both check.
+    let newer = TokenKey::generate(stored[0].id + 1, nanos);
+    let both = vec![stored[0].clone(), newer.clone()];
+    two.set(both.clone(), nanos + 1);
+    let from_two = QueryKey::new(&two, "list", &parts).token("fd8lastofthepage0000");
+    assert_eq!(from_two, token);
+    // Once the new key is old enough, it signs; tokens of the old one still continue.
+    let later = nanos + 3600 * 1_000_000_000;
+    two.set(both, later);
+    let rotated = QueryKey::new(&two, "list", &parts).token("fd8lastofthepage0000");
+    assert_ne!(rotated, token);
+    let query = QueryKey::new(&two, "list", &parts);
+    assert!(query.resume_after(&rotated).is_ok());
+    assert!(query.resume_after(&token).is_ok());
 }

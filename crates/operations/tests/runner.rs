@@ -353,6 +353,12 @@ impl OperationStore for SlowCreate {
     ) -> Result<Vec<yc_operations::OperationRecord>, yc_operations::StoreError> {
         self.0.claim_abandoned(owner, now).await
     }
+    async fn token_keys(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<yc_operations::query::TokenKey>, yc_operations::StoreError> {
+        self.0.token_keys(now).await
+    }
 }
 
 #[tokio::test]

@@ -173,6 +173,41 @@ async fn contract(store: Arc<dyn OperationStore>) {
     );
     let unfinished = store.unfinished().await.unwrap_or_default();
     assert_eq!(unfinished.len(), 5);
+
+    // Page token keys: one made at first, kept until it is due, then a second beside it;
+    // keys past their lifetime go, but never the newest.
+    let day = 24 * 3600;
+    let start = at(1_800_000_000);
+    let first = store
+        .token_keys(start)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].secret.len(), 32);
+    assert_eq!(
+        store.token_keys(at(1_800_000_000 + day)).await.ok(),
+        Some(first.clone())
+    );
+    let rotated = store
+        .token_keys(at(1_800_000_000 + 8 * day))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rotated.len(), 2);
+    assert_eq!(rotated[0], first[0]);
+    assert!(rotated[1].id > first[0].id && rotated[1].secret != first[0].secret);
+    let much_later = store
+        .token_keys(at(1_800_000_000 + 40 * day))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Both past their lifetime, and a new key made: it alone is left.
+    assert_eq!(much_later.len(), 1, "{much_later:?}");
+    assert!(much_later[0].id > rotated[1].id);
+    // Never none: the newest stays however old.
+    let kept = store
+        .token_keys(at(1_800_000_000 + 41 * day))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept, much_later);
 }
 
 #[tokio::test]
@@ -246,5 +281,15 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
         Finished::Before(_) => None,
     });
     assert_eq!(stored, winner);
+
+    // Replicas asking for the page token keys at once agree on one.
+    let now = Timestamp::now();
+    let (a, b) = tokio::join!(one.token_keys(now), two.token_keys(now));
+    let (a, b) = (
+        a.unwrap_or_else(|e| panic!("{e}")),
+        b.unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, b);
     pg.drop_schema().await;
 }

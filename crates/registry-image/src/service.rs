@@ -139,6 +139,7 @@ impl RegistryImages {
         )?;
         let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("name", false)]);
         let key = QueryKey::new(
+            self.runner.token_keys(),
             LIST_KIND,
             &[
                 &request.repository_name,

@@ -445,9 +445,9 @@ async fn page_tokens_and_sizes_are_checked() {
         .err()
         .unwrap_or_default();
     assert!(
-        error
-            .message
-            .starts_with("Request validation error: page_token: belongs to another query"),
+        error.message.starts_with(
+            "Request validation error: page_token: was not made by this server for this query"
+        ),
         "{}",
         error.message
     );

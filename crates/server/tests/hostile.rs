@@ -339,3 +339,41 @@ async fn sigterm_waits_for_calls_in_flight_only_for_the_grace_period() {
         holder.abort();
     }
 }
+
+/// A page token made without the server's key (the token format, a check of the caller's
+/// making, and the id of an image to locate) is refused, never answered with a page.
+#[tokio::test]
+async fn forged_page_tokens_are_refused() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), 1024, &[]);
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut images = ImageServiceClient::new(channel);
+    for version in [1u8, 2] {
+        let mut bytes = vec![version, 1];
+        bytes.extend_from_slice(&[0x5a; 12]);
+        bytes.extend_from_slice(IMAGE.as_bytes());
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let refused = images
+            .list(
+                yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest {
+                    folder_id: FOLDER.into(),
+                    page_token: forged,
+                    ..Default::default()
+                },
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a forged token got a page"));
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().contains("page_token"),
+            "{}",
+            refused.message()
+        );
+    }
+}

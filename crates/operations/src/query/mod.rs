@@ -3,12 +3,12 @@
 
 mod filter;
 mod order;
-mod page_token;
+pub mod page_token;
 pub mod sql;
 
 pub use filter::{Condition, FilterExpr, FilterOp, FilterSpec};
 pub use order::{OrderBy, OrderItem};
-pub use page_token::{QueryKey, token_too_old};
+pub use page_token::{QueryKey, TokenKey, TokenKeys, token_too_old};
 
 /// The page size of a request: 0 means the default, 100; the validation rules cap it.
 pub fn page_size(requested: i64) -> usize {
