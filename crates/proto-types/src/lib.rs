@@ -52,7 +52,9 @@ mod wire;
 pub mod wkt;
 
 pub use generated::{google, yandex};
-pub use rpc_status::{code_of_http, http_status};
+pub use rpc_status::{
+    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote,
+};
 pub use type_registry::message_type_names;
 pub use validate::{descriptor_pool, validate};
 

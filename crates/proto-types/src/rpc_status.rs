@@ -44,6 +44,25 @@ impl Status {
         self.details.iter().find(|d| d.is::<M>())?.to_msg().ok()
     }
 
+    /// The status as a caller is sent it: the message cut to [`MAX_MESSAGE`] characters and
+    /// the details to those that fit in [`MAX_DETAILS`] encoded bytes, so that an answer (a
+    /// gRPC trailer, a REST body) stays small whatever the request held.
+    pub fn bounded(mut self) -> Self {
+        if self.message.len() > MAX_MESSAGE {
+            self.message = bounded(&self.message, MAX_MESSAGE).into_owned();
+        }
+        let mut room = MAX_DETAILS;
+        self.details.retain(|detail| {
+            let size = detail.encoded_len();
+            let keep = size <= room;
+            if keep {
+                room -= size;
+            }
+            keep
+        });
+        self
+    }
+
     /// The gRPC code; a number outside the known codes reads as `Unknown`.
     pub fn grpc_code(&self) -> tonic::Code {
         tonic::Code::from(self.code)
@@ -53,6 +72,41 @@ impl Status {
     pub fn http_status(&self) -> u16 {
         http_status(self.grpc_code())
     }
+}
+
+/// The longest error message a caller is sent, in bytes.
+pub const MAX_MESSAGE: usize = 1024;
+/// The most bytes of encoded details a caller is sent with an error.
+pub const MAX_DETAILS: usize = 4096;
+/// The most characters of a caller's input an error message quotes.
+pub const MAX_QUOTE: usize = 128;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…` when cut.
+///
+/// ```
+/// assert_eq!(yc_proto_types::bounded("short", 128), "short");
+/// assert_eq!(yc_proto_types::bounded("abcdefgh", 4), "abcd…");
+/// ```
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// A caller's input as an error message quotes it: in double quotes, escaped, and at most
+/// [`MAX_QUOTE`] characters of it.
+///
+/// ```
+/// assert_eq!(yc_proto_types::quote("name"), "\"name\"");
+/// assert!(yc_proto_types::quote(&"x".repeat(10_000)).len() < 140);
+/// ```
+pub fn quote(input: &str) -> String {
+    format!("{:?}", bounded(input, MAX_QUOTE))
 }
 
 /// The HTTP status of a gRPC code, as the Yandex Cloud REST API maps them.
@@ -82,6 +136,9 @@ pub fn code_of_http(status: u16) -> tonic::Code {
         401 => tonic::Code::Unauthenticated,
         403 => tonic::Code::PermissionDenied,
         404 => tonic::Code::NotFound,
+        405 => tonic::Code::Unimplemented,
+        413 => tonic::Code::ResourceExhausted,
+        415 => tonic::Code::InvalidArgument,
         409 => tonic::Code::Aborted,
         416 => tonic::Code::FailedPrecondition,
         429 => tonic::Code::ResourceExhausted,
@@ -95,6 +152,7 @@ pub fn code_of_http(status: u16) -> tonic::Code {
 
 impl From<Status> for tonic::Status {
     fn from(status: Status) -> Self {
+        let status = status.bounded();
         let code = status.grpc_code();
         let message = status.message.clone();
         let details = Bytes::from(status.encode_to_vec());

@@ -341,10 +341,17 @@ fn compile(descriptor: &MessageDescriptor) -> Result<MessageRules, String> {
     Ok(rules)
 }
 
+/// The most violations one error lists (the first is in its message).
+pub(crate) const MAX_VIOLATIONS: usize = 16;
+
 fn violation(out: &mut Vec<FieldViolation>, field: String, description: String) {
+    if out.len() >= MAX_VIOLATIONS {
+        return;
+    }
+    // Paths and descriptions quote the request (map keys, values): bounded.
     out.push(FieldViolation {
-        field,
-        description,
+        field: crate::bounded(&field, crate::MAX_QUOTE * 2).into_owned(),
+        description: crate::bounded(&description, crate::MAX_QUOTE * 2).into_owned(),
         ..Default::default()
     });
 }
@@ -621,7 +628,7 @@ fn read_scalar<'a>(
 
 fn map_key_text(key: &MapKey) -> String {
     match key {
-        MapKey::String(s) => s.clone(),
+        MapKey::String(s) => crate::bounded(s, crate::MAX_QUOTE).into_owned(),
         MapKey::Bool(b) => b.to_string(),
         MapKey::I32(n) => n.to_string(),
         MapKey::I64(n) => n.to_string(),

@@ -9,6 +9,9 @@
 //!   headers must arrive within `header_timeout`; a request body may go `body_timeout` without
 //!   a byte before the call fails; a connection with no call in flight is closed after
 //!   `idle_timeout`.
+//! - **How large**: an API call's request body (the registry's `/v2/` uploads aside) may be
+//!   `max_request_bytes`; a larger one fails with gRPC's `RESOURCE_EXHAUSTED`, or over REST
+//!   with 413 and the API's JSON error.
 //! - **Stopping**: [`serve`] stops accepting when its shutdown future completes, lets calls in
 //!   flight finish for up to `shutdown_grace` (idle connections are closed at once), then
 //!   closes whatever is left and returns.
@@ -48,6 +51,8 @@ pub(crate) struct Limits {
     pub(crate) body_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// The largest request body of an API call (the registry's `/v2/` uploads aside).
+    pub(crate) max_request_bytes: usize,
 }
 
 /// How long an idle connection is given to close by itself once the server stops.
@@ -162,7 +167,7 @@ async fn serve_io<I>(
     let service = TowerToHyperService::new(Calls {
         app,
         conn: conn.clone(),
-        body_timeout: limits.body_timeout,
+        limits,
     });
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -302,7 +307,7 @@ impl Drop for InFlight {
 struct Calls {
     app: Router,
     conn: Arc<Conn>,
-    body_timeout: Duration,
+    limits: Limits,
 }
 
 impl Service<Request<Incoming>> for Calls {
@@ -316,8 +321,26 @@ impl Service<Request<Incoming>> for Calls {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let in_flight = self.conn.begin();
-        let body_timeout = self.body_timeout;
-        let request = request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+        let limits = self.limits;
+        let grpc = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let upload = request.uri().path().starts_with("/v2/");
+        let request = request.map(|body| {
+            let body = TimeoutBody::new(limits.body_timeout, body);
+            if upload {
+                Body::new(body)
+            } else if grpc {
+                Body::new(GrpcBody {
+                    body,
+                    frames: Frames::default(),
+                    limits,
+                })
+            } else {
+                Body::new(http_body_util::Limited::new(body, limits.max_request_bytes))
+            }
+        });
         CallFuture {
             inner: self.app.call(request),
             in_flight: Some(in_flight),
@@ -379,5 +402,139 @@ impl http_body::Body for Answer {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A gRPC call's request body: no message larger than `max_request_bytes` (refused from
+    /// its length prefix, before it is read), and every failure a `tonic::Status` the call
+    /// ends with (`RESOURCE_EXHAUSTED` for a message too large, `DEADLINE_EXCEEDED` for a body
+    /// that stopped).
+    struct GrpcBody {
+        #[pin]
+        body: TimeoutBody<Incoming>,
+        frames: Frames,
+        limits: Limits,
+    }
+}
+
+/// Where a gRPC body is in its length-prefixed messages: 1 byte of flags and 4 of length,
+/// then the message.
+#[derive(Debug, Default)]
+struct Frames {
+    prefix: [u8; 5],
+    prefix_read: usize,
+    message_left: usize,
+}
+
+impl Frames {
+    /// Follows `data`; the declared length of the first message larger than `max`, if any.
+    fn scan(&mut self, mut data: &[u8], max: usize) -> Result<(), u64> {
+        while !data.is_empty() {
+            if self.message_left > 0 {
+                let take = self.message_left.min(data.len());
+                self.message_left -= take;
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.prefix_read).min(data.len());
+            self.prefix[self.prefix_read..self.prefix_read + take].copy_from_slice(&data[..take]);
+            self.prefix_read += take;
+            data = &data[take..];
+            if self.prefix_read == 5 {
+                self.prefix_read = 0;
+                let length = u32::from_be_bytes([
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ]);
+                let length = usize::try_from(length).unwrap_or(usize::MAX);
+                if length > max {
+                    return Err(length as u64);
+                }
+                self.message_left = length;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = match std::task::ready!(this.body.poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                let status = if e.is::<tower_http::timeout::TimeoutError>() {
+                    tonic::Status::deadline_exceeded(format!(
+                        "the request body stopped: no byte for {} s",
+                        this.limits.body_timeout.as_secs_f64()
+                    ))
+                } else {
+                    tonic::Status::cancelled(format!("the request body could not be read: {e}"))
+                };
+                return Poll::Ready(Some(Err(status)));
+            }
+        };
+        if let Some(data) = frame.data_ref()
+            && let Err(length) = this.frames.scan(data, this.limits.max_request_bytes)
+        {
+            return Poll::Ready(Some(Err(tonic::Status::resource_exhausted(format!(
+                "The request message is {length} bytes; at most {} are taken",
+                this.limits.max_request_bytes
+            )))));
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Frames;
+
+    /// Length prefixes are found however the body is split, and a message over the limit is
+    /// refused from its prefix.
+    #[test]
+    fn grpc_frames_are_followed_across_chunks() {
+        let mut body = Vec::new();
+        for length in [3u32, 0, 10] {
+            body.push(0);
+            body.extend_from_slice(&length.to_be_bytes());
+            body.extend(std::iter::repeat_n(7u8, length as usize));
+        }
+        for split in 1..body.len() {
+            let mut frames = Frames::default();
+            for chunk in body.chunks(split) {
+                assert_eq!(frames.scan(chunk, 10), Ok(()), "split {split}");
+            }
+            let mut frames = Frames::default();
+            let refused = body
+                .chunks(split)
+                .map(|c| frames.scan(c, 9))
+                .find(Result::is_err);
+            assert_eq!(refused, Some(Err(10)), "split {split}");
+        }
+        let mut huge = vec![0u8];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            Frames::default().scan(&huge, 4 << 20),
+            Err(u64::from(u32::MAX))
+        );
     }
 }

@@ -72,6 +72,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "YC_IMAGES_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     shutdown_grace: u64,
 
+    /// The largest request body of an API call, in bytes (registry uploads under `/v2/` are
+    /// not limited); a larger one is `RESOURCE_EXHAUSTED` over gRPC, 413 over REST.
+    #[arg(long, env = "YC_IMAGES_MAX_REQUEST_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    max_request_bytes: u64,
+
     /// Seconds an image fetch may go without receiving a byte before the Create fails
     /// (its image ends in ERROR).
     #[arg(long, env = "YC_IMAGES_FETCH_STALL_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
@@ -206,15 +211,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    let grpc = tonic::service::Routes::new(RegistryImageGrpc::server(registry.clone()))
-        .add_service(ComputeImageGrpc::server(compute.clone()))
-        .add_service(OperationGrpc::server(runner.clone()))
-        .add_service(Endpoints::server(address.to_string()))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .prepare()
-        .into_axum_router();
+    // `conn` refuses a message over the limit from its length prefix, with
+    // RESOURCE_EXHAUSTED; tonic's own check (OUT_OF_RANGE) is never reached first.
+    let max = usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX);
+    let grpc = tonic::service::Routes::new(
+        RegistryImageGrpc::server(registry.clone()).max_decoding_message_size(max),
+    )
+    .add_service(ComputeImageGrpc::server(compute.clone()).max_decoding_message_size(max))
+    .add_service(OperationGrpc::server(runner.clone()).max_decoding_message_size(max))
+    .add_service(Endpoints::server(address.to_string()).max_decoding_message_size(max))
+    .add_service(health_service.max_decoding_message_size(max))
+    .add_service(reflection.max_decoding_message_size(max))
+    .add_service(reflection_alpha.max_decoding_message_size(max))
+    .prepare()
+    .into_axum_router();
     for service in [
         "yandex.cloud.containerregistry.v1.ImageService",
         "yandex.cloud.compute.v1.ImageService",
@@ -226,15 +236,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             .await;
     }
 
-    let mut app = grpc
-        .merge(yc_registry_image::distribution::router(
-            registry.clone(),
-            stores.blobs.clone(),
-        ))
-        .merge(yc_registry_image::rest::router(registry))
+    // The REST API answers every error in its JSON, its extractors' rejections included.
+    let rest = yc_registry_image::rest::router(registry.clone())
         .merge(yc_compute_image::rest::router(compute))
         .merge(yc_operations::rest::router(runner.clone()))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .layer(axum::middleware::map_response(
+            yc_operations::rest::json_errors,
+        ));
+    let mut app = grpc
+        .merge(yc_registry_image::distribution::router(
+            registry,
+            stores.blobs.clone(),
+        ))
+        .merge(rest)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(yc_operations::rest::no_route)
+        .method_not_allowed_fallback(yc_operations::rest::method_not_allowed)
+        // `conn` limits request bodies (flag `--max-request-bytes`).
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let authenticated = iam.is_some();
     if authenticated {
         app = app.layer(axum::middleware::from_fn_with_state(
@@ -258,6 +277,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         body_timeout: Duration::from_secs(args.body_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
     };
     crate::conn::serve(listener, tls, app, limits, shutdown).await;
     tracing::info!("shut down: calls in flight are done or past the grace period");

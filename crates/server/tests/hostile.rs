@@ -377,3 +377,174 @@ async fn forged_page_tokens_are_refused() {
         );
     }
 }
+
+/// A raw HTTP/1.1 exchange: the request as bytes, the answer's status, headers and body.
+async fn raw(server: &Server, request: &[u8]) -> (u16, String, String) {
+    let mut socket = TcpStream::connect(&server.address)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .write_all(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Every REST answer that is not a success is the API's JSON error with the right HTTP
+/// status and a request id: unknown paths (404, never 200), wrong methods (405), bodies over
+/// the limit (413), paths that do not decode, and query parameters that do not read, named.
+#[tokio::test]
+async fn every_rest_error_is_the_api_json_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), 1024, &["--max-request-bytes", "65536"]);
+    let big = format!(
+        r#"{{"folderId": "{FOLDER}", "description": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let cases: Vec<(String, u16, i64)> = vec![
+        (
+            "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            404,
+            5,
+        ),
+        (
+            "GET /compute/v2/images HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            404,
+            5,
+        ),
+        (
+            "GET /endpoints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            404,
+            5,
+        ),
+        (
+            "DELETE /compute/v1/images HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            405,
+            12,
+        ),
+        (
+            format!(
+                "POST /compute/v1/images HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{big}",
+                big.len()
+            ),
+            413,
+            8,
+        ),
+        (
+            "GET /compute/v1/images/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            400,
+            3,
+        ),
+        (
+            format!(
+                "GET /compute/v1/images?folderId={FOLDER}&pageSize=abc HTTP/1.1\r\nHost: x\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+            400,
+            3,
+        ),
+    ];
+    for (request, http, code) in cases {
+        let (status, head, body) = raw(&server, request.as_bytes()).await;
+        let line = request.lines().next().unwrap_or_default().to_owned();
+        assert_eq!(status, http, "{line}: {head}\n{body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{line}: {head}"
+        );
+        assert!(head.contains("x-request-id: "), "{line}: {head}");
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {body}"));
+        assert_eq!(json["code"], code, "{line}: {json}");
+        assert!(
+            json["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty() && m.len() < 1100),
+            "{line}: {json}"
+        );
+        if line.contains("pageSize=abc") {
+            assert!(
+                json["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("page_size")),
+                "{json}"
+            );
+        }
+    }
+}
+
+/// gRPC errors stay small whatever the request: a request full of invalid labels gets its
+/// real error, bounded, and a message over the size limit is RESOURCE_EXHAUSTED.
+#[tokio::test]
+async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
+    use yc_proto_types::google::protobuf::FieldMask;
+    use yc_proto_types::yandex::cloud::compute::v1::UpdateImageRequest;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), 1024, &[]);
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut images = ImageServiceClient::new(channel).max_encoding_message_size(64 << 20);
+    let labels = (0..10_000)
+        .map(|n| (format!("BAD KEY {n} {}", "k".repeat(40)), "v".repeat(40)))
+        .collect();
+    let refused = images
+        .update(UpdateImageRequest {
+            image_id: IMAGE.into(),
+            update_mask: Some(FieldMask {
+                paths: vec!["labels".into(), "x".repeat(10_000)],
+            }),
+            labels,
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("invalid labels were taken"));
+    assert_eq!(
+        refused.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().len() <= 1100,
+        "{}",
+        refused.message().len()
+    );
+    assert!(
+        refused.details().len() <= 4200,
+        "{} bytes of details",
+        refused.details().len()
+    );
+
+    let huge = images
+        .update(UpdateImageRequest {
+            image_id: IMAGE.into(),
+            description: "d".repeat(10 << 20),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a 10 MB request was taken"));
+    assert_eq!(
+        huge.code(),
+        tonic::Code::ResourceExhausted,
+        "{}",
+        huge.message()
+    );
+    // The server is still there.
+    let (rest, grpc) = fresh_calls(&server).await;
+    assert!(rest < Duration::from_secs(1) && grpc < Duration::from_secs(1));
+}
