@@ -29,6 +29,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -327,10 +328,24 @@ impl Service<Request<Incoming>> for Calls {
             .get(axum::http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let upload = request.uri().path().starts_with("/v2/");
+        // An HTTP/1.1 body the app may leave unread (a refusal answered at once): shared, so
+        // that it can be read to its end before the answer goes out.
+        let shared = (request.version() < axum::http::Version::HTTP_2
+            && !http_body::Body::is_end_stream(request.body()))
+        .then(|| Arc::new(Mutex::new(None)));
         let request = request.map(|body| {
             let body = TimeoutBody::new(limits.body_timeout, body);
+            let body = match &shared {
+                Some(shared) => {
+                    if let Ok(mut slot) = shared.lock() {
+                        *slot = Some(Box::pin(body));
+                    }
+                    Body::new(SharedBody(shared.clone()))
+                }
+                None => Body::new(body),
+            };
             if upload {
-                Body::new(body)
+                body
             } else if grpc {
                 Body::new(GrpcBody {
                     body,
@@ -344,16 +359,54 @@ impl Service<Request<Incoming>> for Calls {
         CallFuture {
             inner: self.app.call(request),
             in_flight: Some(in_flight),
+            unread: shared,
+            draining: None,
+        }
+    }
+}
+
+/// A request body as it came, timed.
+type Timed = Pin<Box<TimeoutBody<Incoming>>>;
+
+/// A request body the app reads and the connection can take back (see [`CallFuture`]).
+type Shared = Arc<Mutex<Option<Timed>>>;
+
+/// How much of an unread request body is read (and dropped) before a refusal is sent, so
+/// that the client, still sending, sees the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 8 << 20;
+
+/// The app's side of a [`Shared`] body.
+struct SharedBody(Shared);
+
+impl http_body::Body for SharedBody {
+    type Data = bytes::Bytes;
+    type Error = tower_http::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let Ok(mut slot) = self.0.lock() else {
+            return Poll::Ready(None);
+        };
+        match slot.as_mut() {
+            Some(body) => body.as_mut().poll_frame(cx),
+            None => Poll::Ready(None),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The app's answer, its body carrying the call's [`InFlight`].
+    /// The app's answer, its body carrying the call's [`InFlight`]. An error answered over
+    /// HTTP/1.1 before the request body was read waits until the body is read (up to
+    /// [`DRAIN_LIMIT`]; past that the connection is closed after the answer): a client that
+    /// sends its whole body before reading, as most do, then always gets the answer.
     struct CallFuture {
         #[pin]
         inner: axum::routing::future::RouteFuture<Infallible>,
         in_flight: Option<InFlight>,
+        unread: Option<Shared>,
+        draining: Option<(Response, Timed, usize)>,
     }
 }
 
@@ -361,19 +414,59 @@ impl Future for CallFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = match std::task::ready!(this.inner.poll(cx)) {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let in_flight = this.in_flight.take();
-        Poll::Ready(Ok(response.map(|body| {
-            Body::new(Answer {
-                body,
-                _in_flight: in_flight,
-            })
-        })))
+        let mut this = self.project();
+        loop {
+            if let Some((_, body, read)) = this.draining.as_mut() {
+                let done = match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        *read += frame.data_ref().map_or(0, bytes::Bytes::len);
+                        *read > DRAIN_LIMIT
+                    }
+                    None => true,
+                    Some(Err(_)) => true,
+                };
+                if !done {
+                    continue;
+                }
+                let Some((mut response, body, read)) = this.draining.take() else {
+                    continue;
+                };
+                if read > DRAIN_LIMIT || !body.is_end_stream() {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                return Poll::Ready(Ok(answer(response, this.in_flight.take())));
+            }
+            let response = match std::task::ready!(this.inner.as_mut().poll(cx)) {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let unread = this
+                .unread
+                .take()
+                .filter(|_| {
+                    response.status().is_client_error() || response.status().is_server_error()
+                })
+                .and_then(|shared| shared.lock().ok().and_then(|mut slot| slot.take()))
+                .filter(|body| !body.is_end_stream());
+            match unread {
+                Some(body) => *this.draining = Some((response, body, 0)),
+                None => return Poll::Ready(Ok(answer(response, this.in_flight.take()))),
+            }
+        }
     }
+}
+
+/// `response` with its body holding the call in flight until it is sent.
+fn answer(response: Response, in_flight: Option<InFlight>) -> Response {
+    response.map(|body| {
+        Body::new(Answer {
+            body,
+            _in_flight: in_flight,
+        })
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -412,7 +505,7 @@ pin_project_lite::pin_project! {
     /// that stopped).
     struct GrpcBody {
         #[pin]
-        body: TimeoutBody<Incoming>,
+        body: Body,
         frames: Frames,
         limits: Limits,
     }
@@ -473,7 +566,9 @@ impl http_body::Body for GrpcBody {
             None => return Poll::Ready(None),
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
-                let status = if e.is::<tower_http::timeout::TimeoutError>() {
+                let timed_out = std::error::Error::source(&e)
+                    .is_some_and(|inner| inner.is::<tower_http::timeout::TimeoutError>());
+                let status = if timed_out {
                     tonic::Status::deadline_exceeded(format!(
                         "the request body stopped: no byte for {} s",
                         this.limits.body_timeout.as_secs_f64()

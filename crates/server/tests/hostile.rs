@@ -548,3 +548,35 @@ async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
     let (rest, grpc) = fresh_calls(&server).await;
     assert!(rest < Duration::from_secs(1) && grpc < Duration::from_secs(1));
 }
+
+/// Uploads without credentials over TLS and HTTP/1.1, refused before their bodies are read,
+/// as oras-py sends them first: Python's `requests` gets every 401 with its challenge (20 kB
+/// and 300 kB bodies 20 times each, 4 MB bodies 5 times), never a broken connection.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_reaches_the_client_over_tls() {
+    let Some(python) = support::sdk_python("a_refusal_before_the_body_is_read") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let iam = dir.path().join("iam.json");
+    support::write_iam(
+        &iam,
+        &[("ajeeditor00000000000", "editor-token", FOLDER, "editor")],
+    );
+    let seed = dir.path().join("seed");
+    support::seed_registry(&seed, "crphostile0000000000", FOLDER, "hostile");
+    let server = support::start_seeded(dir.path(), &iam, &seed, &["--tls"]);
+    let ca = dir.path().join("data/tls/ca.pem");
+    let base = format!("https://{}", server.address);
+    support::run_sdk_script(
+        python,
+        "tls_early_refusal.py",
+        &[
+            std::ffi::OsStr::new(&base),
+            ca.as_os_str(),
+            std::ffi::OsStr::new("crphostile0000000000/app"),
+        ],
+        "early refusals answered: 135",
+    )
+    .await;
+}
