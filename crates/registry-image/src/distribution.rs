@@ -365,6 +365,15 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(i64, i64)>, OciApiError>
 
 impl Distribution {
     async fn serve(&self, target: Target<'_>, call: Call) -> Result<Response, OciApiError> {
+        let repo = match &target {
+            Target::Manifest { repo, .. }
+            | Target::Blob { repo, .. }
+            | Target::Uploads { repo }
+            | Target::Upload { repo, .. }
+            | Target::Tags { repo } => repo,
+        };
+        crate::service::check_repository(repo)
+            .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", s.message))?;
         match target {
             Target::Manifest { repo, reference } => match call.method {
                 Method::GET | Method::HEAD => {
@@ -422,6 +431,20 @@ impl Distribution {
             .tags(repo, params.last.as_deref(), limit + 1)
             .await
             .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
+        if tags.is_empty()
+            && params.last.is_none()
+            && !self
+                .images
+                .repository_exists(repo)
+                .await
+                .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?
+        {
+            return Err(OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                format!("repository {} has no images", yc_proto_types::quote(repo)),
+            ));
+        }
         let more = tags.len() > limit;
         tags.truncate(limit);
         let mut response =
@@ -509,6 +532,7 @@ impl Distribution {
         let manifest = ImageManifest::parse(bytes.to_vec()).map_err(|e| {
             OciApiError::from_status(oci_status(&e), "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
         })?;
+        // Everything is checked before anything is stored: a refused push leaves nothing.
         let tag = if reference.starts_with("sha256:") {
             if reference != manifest.digest {
                 return Err(OciApiError::new(
@@ -522,6 +546,8 @@ impl Distribution {
             }
             None
         } else {
+            crate::service::check_tag(reference)
+                .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", s.message))?;
             Some(reference)
         };
         for descriptor in manifest.manifest.blobs() {

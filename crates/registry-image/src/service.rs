@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_operations::query::{
+    FilterExpr, FilterSpec, OrderBy, OrderItem, QueryKey, page_size, token_too_old,
+};
 use yc_operations::{OperationRunner, Resumers, Role, StartOperation, store_unavailable};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -186,8 +188,8 @@ impl RegistryImages {
     }
 
     /// The registry `id`, if the caller holds `role` in its folder: for pushes and pulls
-    /// through the distribution API. `NOT_FOUND` when there is no such registry and the caller
-    /// may see any, `PERMISSION_DENIED` otherwise.
+    /// through the distribution API. `NOT_FOUND` when there is no such registry (for anyone
+    /// signed in, as for every other id), `PERMISSION_DENIED` when the caller may not.
     pub async fn registry_for(
         &self,
         id: &str,
@@ -199,11 +201,10 @@ impl RegistryImages {
                 caller.require(&registry.folder_id, role)?;
                 Ok(registry)
             }
-            None if caller.access.is_unrestricted() => Err(Status::new(
+            None => Err(Status::new(
                 tonic::Code::NotFound,
-                format!("Registry {id} not found"),
+                format!("Registry {} not found", yc_proto_types::bounded(id, 64)),
             )),
-            None => Err(yc_operations::permission_denied()),
         }
     }
 
@@ -234,21 +235,36 @@ impl RegistryImages {
             .map_err(store_status)
     }
 
-    /// Nothing if the caller holds `role` in the folder of the registry `id` (or may do
-    /// anything); `PERMISSION_DENIED` otherwise, also when there is no such registry.
+    /// Nothing if the registry `id` exists and the caller holds `role` in its folder;
+    /// `NOT_FOUND` when there is no such registry, `PERMISSION_DENIED` when the caller may not
+    /// (see [`RegistryImages::registry_for`]).
     async fn require_in_registry(
         &self,
         id: &str,
         caller: &Caller,
         role: Role,
     ) -> Result<(), Status> {
-        if caller.access.is_unrestricted() {
-            return Ok(());
-        }
-        match self.store.registry(id).await.map_err(store_status)? {
-            Some(registry) => caller.require(&registry.folder_id, role),
-            None => Err(yc_operations::permission_denied()),
-        }
+        self.registry_for(id, caller, role).await.map(drop)
+    }
+
+    /// Whether `repository` holds an image, for a caller that may read its registry.
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, Status> {
+        let query = ImageQuery {
+            scope: Scope::Repository(repository.to_owned()),
+            filter: FilterExpr::default(),
+            order: vec![OrderItem {
+                field: "name".into(),
+                descending: false,
+            }],
+            after: None,
+            limit: 1,
+        };
+        Ok(!self
+            .store
+            .list(&query)
+            .await
+            .map_err(store_status)?
+            .is_empty())
     }
 
     /// `Delete`: an operation whose metadata is `DeleteImageMetadata` and whose response is
@@ -305,24 +321,9 @@ impl RegistryImages {
         manifest: &ImageManifest,
         tag: Option<&str>,
     ) -> Result<Image, Status> {
-        let (registry_id, name) = repository.split_once('/').unwrap_or((repository, ""));
-        let checked = ListImagesRequest {
-            repository_name: repository.to_owned(),
-            ..Default::default()
-        };
-        if name.is_empty() || validate(&checked).is_err() {
-            return Err(Status::new(
-                tonic::Code::InvalidArgument,
-                format!("repository {repository:?} is not <registry_id>/<name> with a valid name"),
-            ));
-        }
-        if let Some(tag) = tag
-            && !valid_tag(tag)
-        {
-            return Err(Status::new(
-                tonic::Code::InvalidArgument,
-                format!("tag {tag:?} is not [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"),
-            ));
+        let registry_id = check_repository(repository)?;
+        if let Some(tag) = tag {
+            check_tag(tag)?;
         }
         let blob = |d: &Descriptor| Blob {
             id: blob_id(registry_id, &d.digest),
@@ -389,15 +390,45 @@ pub fn oci_status(error: &OciError) -> Status {
     Status::new(code, error.to_string())
 }
 
-/// A tag as the distribution spec allows it.
-fn valid_tag(tag: &str) -> bool {
+/// A repository name, `<registry_id>/<name>` with the name the API's rule allows (the
+/// pattern of `ListImagesRequest.repository_name`); its registry id.
+pub fn check_repository(repository: &str) -> Result<&str, Status> {
+    let (registry_id, name) = repository.split_once('/').unwrap_or((repository, ""));
+    let checked = ListImagesRequest {
+        repository_name: repository.to_owned(),
+        ..Default::default()
+    };
+    if registry_id.is_empty() || name.is_empty() || validate(&checked).is_err() {
+        return Err(Status::new(
+            tonic::Code::InvalidArgument,
+            format!(
+                "repository {} is not <registry_id>/<name> with a valid name",
+                yc_proto_types::quote(repository)
+            ),
+        ));
+    }
+    Ok(registry_id)
+}
+
+/// A tag as the distribution spec allows it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), Status> {
     let mut chars = tag.chars();
     let first_ok = chars
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    first_ok
+    let valid = first_ok
         && tag.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        return Ok(());
+    }
+    Err(Status::new(
+        tonic::Code::InvalidArgument,
+        format!(
+            "tag {} is not [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
+            yc_proto_types::quote(tag)
+        ),
+    ))
 }
 
 /// The registry id of a repository or image name, `<registry_id>/<repository>`.

@@ -539,7 +539,11 @@ async fn validation_rules_hold_at_their_boundaries() {
                 .map(|e| e.message)
         }
     };
-    assert_eq!(message(list(("registry", &"r".repeat(50)))).await, None);
+    // 50 characters are taken (then the registry is looked for), 51 are not.
+    assert_eq!(
+        message(list(("registry", &"r".repeat(50)))).await,
+        Some(format!("Registry {} not found", "r".repeat(50)))
+    );
     assert_eq!(
         message(list(("registry", &"r".repeat(51))))
             .await

@@ -433,7 +433,12 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(refused.status(), 403, "the editor holds no folder of it");
+    assert_eq!(
+        refused.status(),
+        404,
+        "no such registry, for anyone signed in"
+    );
+    assert_eq!(error_code(refused).await, "NAME_UNKNOWN");
 
     // Nothing of the refused pushes is an image.
     let listed = cli_json(
@@ -470,6 +475,98 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
 }
 
 /// skopeo copies a layout into the server and back out, as it would with any registry.
+/// The distribution spec's names and refusals: a repository name it does not allow (`..`
+/// among them) is `NAME_INVALID`, the tags of a repository that does not exist
+/// `NAME_UNKNOWN`, and a refused manifest leaves nothing behind, not even its bytes.
+#[tokio::test]
+async fn names_and_refusals_follow_the_distribution_spec() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.url();
+
+    let refused = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/App/tags/list"),
+        "editor-token",
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "NAME_INVALID");
+    let (status, _, body) = raw_request(
+        &server,
+        &format!(
+            "POST /v2/{REGISTRY}/../x/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer editor-token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("NAME_INVALID"), "{body}");
+
+    let unknown = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/never-pushed/tags/list"),
+        "editor-token",
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(error_code(unknown).await, "NAME_UNKNOWN");
+    let known = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/app/tags/list"),
+        "editor-token",
+    )
+    .await;
+    assert_eq!(known.status(), 200);
+
+    // A manifest refused for its tag: its bytes are not a blob of the registry afterwards.
+    let manifest = serde_json::json!({"schemaVersion": 2, "config": {"digest": sha256(b"{}"), "size": 2}, "layers": []})
+        .to_string();
+    let refused = http
+        .put(format!("{base}/v2/{REGISTRY}/app/manifests/-bad-tag"))
+        .bearer_auth("editor-token")
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "TAG_INVALID");
+    let blob = get(
+        &http,
+        format!(
+            "{base}/v2/{REGISTRY}/app/blobs/{}",
+            sha256(manifest.as_bytes())
+        ),
+        "editor-token",
+    )
+    .await;
+    assert_eq!(blob.status(), 404);
+}
+
+/// A raw HTTP/1.1 exchange (for paths a client library would normalize): status, head, body.
+async fn raw_request(server: &Server, request: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = tokio::net::TcpStream::connect(&server.address)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    (status, head.to_owned(), body.to_owned())
+}
+
 /// Starts an upload in the test registry; its `Location`.
 async fn start_upload(http: &reqwest::Client, base: &str) -> String {
     let started = http
