@@ -35,10 +35,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `status` as the JSON body of an answer with the HTTP status `http`, bounded (see
-/// [`Status::bounded`]).
+/// `status` as the JSON body of an answer with the HTTP status `http`, as a caller is sent it
+/// (see [`Status::for_caller`]).
 pub fn error_response(http: StatusCode, status: Status) -> Response {
-    let status = status.bounded();
+    let status = status.for_caller();
     // A Status whose details cannot be written is still an error the client must see.
     let body = serde_json::to_vec(&status).unwrap_or_else(|_| {
         serde_json::to_vec(&Status {

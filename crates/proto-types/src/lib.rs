@@ -53,7 +53,7 @@ pub mod wkt;
 
 pub use generated::{google, yandex};
 pub use rpc_status::{
-    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote,
+    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote, with_request_id,
 };
 pub use type_registry::message_type_names;
 pub use validate::{descriptor_pool, validate};

@@ -457,8 +457,16 @@ where
         {
             request.extensions_mut().insert(reached);
         }
+        let (request_id, id_bytes) = match client_request_id(request.headers()) {
+            Some(id) => {
+                let bytes = bytes::Bytes::copy_from_slice(id.as_bytes());
+                (id, bytes)
+            }
+            None => new_id(),
+        };
         let call = Pending {
-            request_id: client_request_id(request.headers()).unwrap_or_else(new_id),
+            request_id,
+            id_bytes,
             method: request.method().clone(),
             uri: request.uri().clone(),
             started,
@@ -473,6 +481,8 @@ where
 /// What is known of a call before its answer.
 struct Pending {
     request_id: HeaderValue,
+    /// The same id, for the errors the call makes (`with_request_id`).
+    id_bytes: bytes::Bytes,
     method: axum::http::Method,
     uri: axum::http::Uri,
     started: Instant,
@@ -499,13 +509,18 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let inner = this.inner;
+        let polled = match this.call.as_ref() {
+            Some(call) => yc_proto_types::with_request_id(&call.id_bytes, || inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        let mut response = std::task::ready!(polled)?;
         let Some(pending) = this.call.take() else {
             return std::task::Poll::Ready(Ok(response));
         };
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID, pending.request_id.clone());
-        headers.insert(X_SERVER_TRACE_ID, new_id());
+        headers.insert(X_SERVER_TRACE_ID, new_id().0);
         // The call is logged when its answer has been sent in full: a gRPC answer's status
         // comes in its trailers, after the body.
         let call = CallLog {
@@ -532,15 +547,18 @@ const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-reques
 const X_SERVER_TRACE_ID: HeaderName = HeaderName::from_static("x-server-trace-id");
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table: every
-/// answer has its own, and indexing them would only push out the headers that do repeat.
-fn new_id() -> HeaderValue {
+/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table (every
+/// answer has its own, and indexing them would only push out the headers that do repeat), and
+/// as the bytes the value shares.
+fn new_id() -> (HeaderValue, bytes::Bytes) {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    let bytes = bytes::Bytes::copy_from_slice(text.as_bytes());
     // A UUID is always a valid header value; the fallback only keeps this free of panics.
-    let mut value = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
+    let mut value =
+        HeaderValue::from_maybe_shared(bytes.clone()).unwrap_or(HeaderValue::from_static("-"));
     value.set_sensitive(true);
-    value
+    (value, bytes)
 }
 
 /// What is logged of one call.

@@ -528,6 +528,16 @@ async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
         "{} bytes of details",
         refused.details().len()
     );
+    let status = yc_proto_types::google::rpc::Status::from(&refused);
+    let info: yc_proto_types::google::rpc::RequestInfo = status
+        .detail()
+        .unwrap_or_else(|| panic!("no RequestInfo in {status:?}"));
+    let request_id = refused
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(info.request_id, request_id);
 
     let huge = images
         .update(UpdateImageRequest {
