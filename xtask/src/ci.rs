@@ -109,6 +109,25 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask fuzz`: the property tests of every parser of outside input (their names start
+/// with `fuzz_`), `cases` cases each instead of the 256 of a normal run.
+pub(crate) fn fuzz(cases: u64) -> Result<()> {
+    let cases = cases.to_string();
+    step("fuzz", || {
+        cargo(
+            &[
+                "test",
+                "--workspace",
+                "--locked",
+                "--release",
+                "--",
+                "fuzz_",
+            ],
+            &[("PROPTEST_CASES", cases.as_str())],
+        )
+    })
+}
+
 fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("ci: {name}");
     let started = Instant::now();

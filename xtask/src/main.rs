@@ -4,6 +4,7 @@
 //! - `snapshots`: re-run the wire-format snapshot tests and accept every changed snapshot.
 //! - `sdk-env`: set up the Python environment with the official SDK and print its interpreter.
 //! - `bench`: run the benchmarks and write their figures to `docs/benchmarks.md`.
+//! - `fuzz [--cases N]`: the property tests of every parser of outside input, with many cases.
 //! - `ci`: every check CI runs, in order.
 
 mod bench;
@@ -31,6 +32,8 @@ tasks:
                      --server runs only the server under load, --report runs nothing
                      (both reuse the last figures of what they do not run)
                      (--report: only rewrite the report from the last run's figures)
+  fuzz [--cases N]   the property tests of every parser of outside input (tests named
+                     fuzz_*) with N cases each (default 100000); CI runs them with 256
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
 ";
 
@@ -49,6 +52,12 @@ fn main() -> Result<()> {
         ["bench"] => bench::run(bench::Run::All),
         ["bench", "--server"] => bench::run(bench::Run::Server),
         ["bench", "--report"] => bench::run(bench::Run::Report),
+        ["fuzz"] => ci::fuzz(100_000),
+        ["fuzz", "--cases", cases] => ci::fuzz(
+            cases
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--cases {cases:?}: {e}"))?,
+        ),
         ["ci"] => ci::run(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");

@@ -417,3 +417,34 @@ async fn cancel_stops_a_fetch_and_leaves_the_image_in_error() {
         .unwrap_or_else(|e| panic!("{e}"));
     response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::qcow2;
+
+    proptest! {
+        /// Whatever the first bytes and the length of a source, `inspect` says what it is or
+        /// why it cannot be a disk; what it takes is a disk that exists (1 byte to 4 TiB).
+        #[test]
+        fn fuzz_image_sources_are_inspected(
+            head in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..40),
+                (0usize..40, any::<u64>()).prop_map(|(cut, size)| {
+                    let mut h = qcow2(size);
+                    h.truncate(cut.max(4));
+                    h
+                }),
+            ],
+            total in any::<u64>(),
+        ) {
+            match yc_compute_image::source::inspect(&head, total) {
+                Ok(inspected) => {
+                    prop_assert!(inspected.size >= 1);
+                    prop_assert!(inspected.size as u64 <= yc_compute_image::source::MAX_DISK_SIZE);
+                }
+                Err(why) => prop_assert!(!why.is_empty()),
+            }
+        }
+    }
+}

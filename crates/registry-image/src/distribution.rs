@@ -781,4 +781,40 @@ mod tests {
         assert_eq!(params.from.as_deref(), Some("crp1/app"));
         assert_eq!(params.digest, None);
     }
+
+    proptest::proptest! {
+        /// Any path under `/v2/` parses to a target whose repository is a part of it, or to
+        /// nothing; never a panic.
+        #[test]
+        fn fuzz_paths_parse_from_their_end(path in "(([a-z0-9._-]{0,6}|\\.\\.|blobs|uploads|manifests|tags|list)/?){0,8}|[\\PC]{0,40}") {
+            if let Some(target) = Target::parse(&path) {
+                let repo = match target {
+                    Target::Manifest { repo, .. }
+                    | Target::Blob { repo, .. }
+                    | Target::Uploads { repo }
+                    | Target::Upload { repo, .. }
+                    | Target::Tags { repo } => repo,
+                };
+                proptest::prop_assert!(path.starts_with(repo));
+            }
+        }
+
+        /// `Content-Range` values: `<start>-<end>` with end ≥ start gives where and how many;
+        /// anything else is refused with 416.
+        #[test]
+        fn fuzz_content_ranges(value in "(bytes[ =]?)?[0-9 -]{0,24}|[\\PC]{0,24}", start in 0i64..1 << 40, length in 1i64..1 << 30) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(header::CONTENT_RANGE, v);
+                match content_range(&headers) {
+                    Ok(Some((s, n))) => proptest::prop_assert!(s >= 0 && n >= 1),
+                    Ok(None) => proptest::prop_assert!(false, "a header was there"),
+                    Err(e) => proptest::prop_assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE),
+                }
+            }
+            let exact = format!("{start}-{}", start + length - 1);
+            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&exact).unwrap_or(HeaderValue::from_static("0-0")));
+            proptest::prop_assert_eq!(content_range(&headers).ok().flatten(), Some((start, length)));
+        }
+    }
 }

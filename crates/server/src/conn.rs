@@ -632,4 +632,25 @@ mod tests {
             Err(u64::from(u32::MAX))
         );
     }
+    proptest::proptest! {
+        /// Messages of any lengths, split anywhere: the first one over the limit is found, or
+        /// none is.
+        #[test]
+        fn fuzz_grpc_frames(
+            lengths in proptest::collection::vec(0u32..200, 0..6),
+            split in 1usize..64,
+            max in 0usize..200,
+        ) {
+            let mut body = Vec::new();
+            for length in &lengths {
+                body.push(0);
+                body.extend_from_slice(&length.to_be_bytes());
+                body.extend(std::iter::repeat_n(1u8, *length as usize));
+            }
+            let mut frames = Frames::default();
+            let found = body.chunks(split).map(|c| frames.scan(c, max)).find(Result::is_err);
+            let expected = lengths.iter().find(|l| **l as usize > max).map(|l| Err(u64::from(*l)));
+            proptest::prop_assert_eq!(found, expected);
+        }
+    }
 }

@@ -1,0 +1,170 @@
+//! Property tests of every parser here that reads a caller's input: filters, orders, page
+//! tokens, and request messages from query strings and JSON bodies. Whatever comes in, the
+//! answer is a value or an `INVALID_ARGUMENT` with a bounded message, never a panic.
+//!
+//! `cargo xtask fuzz` runs these with many more cases (`PROPTEST_CASES`).
+
+use proptest::prelude::*;
+use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, TokenKeys};
+use yc_operations::rest::{body_message, query_message};
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::compute::v1::{
+    CreateImageRequest, ListImagesRequest, UpdateImageRequest,
+};
+
+const SPEC: FilterSpec<'static> = FilterSpec {
+    fields: &["name", "family", "status", "id"],
+    max_value_length: 256,
+};
+
+/// A refusal as a caller must see it.
+fn refused(status: &Status) {
+    assert_eq!(
+        status.grpc_code(),
+        tonic::Code::InvalidArgument,
+        "{status:?}"
+    );
+    assert!(
+        status.message.starts_with("Request validation error: "),
+        "{}",
+        status.message
+    );
+}
+
+/// Text made of the filter language's own pieces, to get past the first token.
+fn filter_like() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("name".to_owned()),
+        Just("family".to_owned()),
+        Just("status".to_owned()),
+        Just("nope".to_owned()),
+        Just("=".to_owned()),
+        Just("!=".to_owned()),
+        Just("IN".to_owned()),
+        Just("not".to_owned()),
+        Just("AND".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just(",".to_owned()),
+        Just(" ".to_owned()),
+        "\"[^\"]{0,8}\"",
+        "'[^']{0,8}'",
+        "\"\\\\[xu0-9a-z\"']{0,6}\"",
+        "\"[a-z]{300}\"",
+        "[\\PC]{0,3}",
+    ];
+    prop::collection::vec(token, 0..24).prop_map(|tokens| tokens.concat())
+}
+
+/// JSON objects whose keys are mostly the request's own fields, with values of every type.
+fn json_like(fields: &'static [&'static str]) -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number)),
+        "[\\PC]{0,12}".prop_map(serde_json::Value::from),
+        Just(serde_json::Value::from("9223372036854775808")),
+        Just(serde_json::Value::from("READY")),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    prop::sample::select(fields).prop_map(str::to_owned),
+                    "[a-zA-Z_]{1,8}"
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
+    prop::collection::btree_map(prop::sample::select(fields), value, 0..6).prop_map(|m| {
+        serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            .to_string()
+    })
+}
+
+const CREATE_FIELDS: &[&str] = &[
+    "folderId",
+    "name",
+    "description",
+    "labels",
+    "family",
+    "minDiskSize",
+    "productIds",
+    "imageId",
+    "diskId",
+    "snapshotId",
+    "uri",
+    "os",
+    "pooled",
+    "hardwareGeneration",
+    "folder_id",
+    "min_disk_size",
+    "@type",
+];
+
+proptest! {
+    #[test]
+    fn fuzz_filters_parse_or_say_why(text in prop_oneof![filter_like(), "[\\PC]{0,64}", any::<String>()]) {
+        if let Err(status) = FilterExpr::parse(&text, SPEC) {
+            refused(&status);
+            prop_assert!(status.message.len() <= 1024 + 64, "{}", status.message.len());
+        }
+    }
+
+    #[test]
+    fn fuzz_orders_parse_or_say_why(text in prop_oneof![
+        "((name|id|family|created_at|createdAt|x)( (asc|desc|up))?[, ]{0,2}){0,4}",
+        any::<String>(),
+    ]) {
+        if let Err(status) = OrderBy::parse(&text, &["id", "name", "family", "created_at"]) {
+            refused(&status);
+        }
+    }
+
+    #[test]
+    fn fuzz_page_tokens_not_made_here_are_refused(text in any::<String>(), id in "[a-z0-9]{0,40}") {
+        let keys = TokenKeys::ephemeral();
+        let query = QueryKey::new(&keys, "fuzz", &["b1gfolder"]);
+        match query.resume_after(&text) {
+            Ok(None) => prop_assert!(text.is_empty()),
+            Ok(Some(found)) => prop_assert!(false, "{text:?} was taken for {found:?}"),
+            Err(status) => refused(&status),
+        }
+        // What this server made is taken, for any id.
+        let token = query.token(&id);
+        prop_assert!(token.len() <= 100);
+        prop_assert_eq!(query.resume_after(&token).ok().flatten(), Some(id));
+    }
+
+    #[test]
+    fn fuzz_query_strings_read_or_name_what_is_wrong(text in prop_oneof![
+        "((folderId|folder_id|pageSize|page_size|pageToken|filter|orderBy|x)=[\\PC%&=]{0,12}&?){0,6}",
+        any::<String>(),
+    ]) {
+        if let Err(status) = query_message::<ListImagesRequest>(Some(&text)) {
+            refused(&status);
+            prop_assert!(status.message.len() <= 1024, "{}", status.message.len());
+        }
+    }
+
+    #[test]
+    fn fuzz_json_bodies_read_or_name_what_is_wrong(
+        body in prop_oneof![json_like(CREATE_FIELDS), any::<String>()],
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        for input in [body.as_bytes(), bytes.as_slice()] {
+            if let Err(status) = body_message::<CreateImageRequest>(input) {
+                refused(&status);
+            }
+            if let Err(status) = body_message::<UpdateImageRequest>(input) {
+                refused(&status);
+            }
+        }
+    }
+}
