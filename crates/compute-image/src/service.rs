@@ -51,7 +51,10 @@ fn store_status(error: ComputeStoreError) -> Status {
     match error {
         ComputeStoreError::NameTaken(name) => Status::new(
             tonic::Code::AlreadyExists,
-            format!("An image named {name:?} already exists in the folder"),
+            format!(
+                "An image named {} already exists in the folder",
+                yc_proto_types::quote(&name)
+            ),
         ),
         ComputeStoreError::CursorGone(_) => token_too_old(),
         ComputeStoreError::Unavailable(why) => store_unavailable("image store", &why),
@@ -681,7 +684,8 @@ fn update_paths(request: &UpdateImageRequest) -> Result<Vec<String>, Status> {
     };
     if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
         return Err(invalid(format!(
-            "Request validation error: update_mask: {unknown:?} is not a field that can be updated; the fields are {}",
+            "Request validation error: update_mask: {} is not a field that can be updated; the fields are {}",
+            yc_proto_types::quote(unknown),
             UPDATE_FIELDS.join(", ")
         )));
     }

@@ -73,7 +73,8 @@ pub fn check_uri(uri: &str, policy: &FetchPolicy) -> Result<Url, Status> {
         return Err(Status::new(
             tonic::Code::PermissionDenied,
             format!(
-                "the server may not fetch images from {host:?}; allowed hosts are {}",
+                "the server may not fetch images from {}; allowed hosts are {}",
+                yc_proto_types::quote(host),
                 policy.allowed_hosts.join(", ")
             ),
         ));

@@ -388,7 +388,8 @@ impl OperationRunner {
             && uuid::Uuid::parse_str(key).is_err()
         {
             return Err(invalid_argument(format!(
-                "Request validation error: idempotency-key: must be a UUID, not {key:?}"
+                "Request validation error: idempotency-key: must be a UUID, not {}",
+                yc_proto_types::quote(key)
             )));
         }
         let now = Timestamp::now();

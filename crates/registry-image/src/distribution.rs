@@ -281,7 +281,10 @@ fn checked_digest(digest: &str) -> Result<&str, OciApiError> {
         Err(OciApiError::new(
             StatusCode::BAD_REQUEST,
             "DIGEST_INVALID",
-            format!("digest {digest:?} is not sha256:<64 lower-case hex>"),
+            format!(
+                "digest {} is not sha256:<64 lower-case hex>",
+                yc_proto_types::quote(digest)
+            ),
         ))
     }
 }
@@ -293,7 +296,10 @@ fn registry_id(repo: &str) -> Result<&str, OciApiError> {
         _ => Err(OciApiError::new(
             StatusCode::BAD_REQUEST,
             "NAME_INVALID",
-            format!("repository {repo:?} is not <registry_id>/<name>"),
+            format!(
+                "repository {} is not <registry_id>/<name>",
+                yc_proto_types::quote(repo)
+            ),
         )),
     }
 }

@@ -539,6 +539,25 @@ async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
         .unwrap_or_default();
     assert_eq!(info.request_id, request_id);
 
+    // An error quotes at most 128 characters of any input.
+    let long_path = images
+        .update(UpdateImageRequest {
+            image_id: IMAGE.into(),
+            update_mask: Some(FieldMask {
+                paths: vec!["ü".repeat(10_000)],
+            }),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a 10 kB mask path was taken"));
+    assert_eq!(long_path.code(), tonic::Code::InvalidArgument);
+    assert!(
+        long_path.message().chars().count() < 400,
+        "{}",
+        long_path.message()
+    );
+
     let huge = images
         .update(UpdateImageRequest {
             image_id: IMAGE.into(),

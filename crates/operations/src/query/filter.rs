@@ -128,8 +128,8 @@ enum Token {
 impl Token {
     fn describe(&self) -> String {
         match self {
-            Token::Word(w) => format!("{w:?}"),
-            Token::Str(s) => format!("the string {s:?}"),
+            Token::Word(w) => yc_proto_types::quote(w),
+            Token::Str(s) => format!("the string {}", yc_proto_types::quote(s)),
             Token::Eq => "\"=\"".into(),
             Token::Ne => "\"!=\"".into(),
             Token::Open => "\"(\"".into(),
@@ -322,7 +322,8 @@ impl<'a> Parser<'a> {
             return self.error(
                 column,
                 format!(
-                    "cannot filter on {field:?}; the fields are {}",
+                    "cannot filter on {}; the fields are {}",
+                    yc_proto_types::quote(&field),
                     self.spec.fields.join(", ")
                 ),
             );

@@ -50,23 +50,32 @@ impl OrderBy {
                 [name] => (*name, false),
                 [name, dir] if dir.eq_ignore_ascii_case("asc") => (*name, false),
                 [name, dir] if dir.eq_ignore_ascii_case("desc") => (*name, true),
-                [] => return Err(error(format!("empty sort key in {text:?}"))),
+                [] => {
+                    return Err(error(format!(
+                        "empty sort key in {}",
+                        yc_proto_types::quote(text)
+                    )));
+                }
                 _ => {
                     return Err(error(format!(
-                        "{:?} is not `field`, `field asc` or `field desc`",
-                        part.trim()
+                        "{} is not `field`, `field asc` or `field desc`",
+                        yc_proto_types::quote(part.trim())
                     )));
                 }
             };
             let field = camel_to_snake(name);
             if !fields.contains(&field.as_str()) {
                 return Err(error(format!(
-                    "cannot sort by {name:?}; the fields are {}",
+                    "cannot sort by {}; the fields are {}",
+                    yc_proto_types::quote(name),
                     fields.join(", ")
                 )));
             }
             if order.items.iter().any(|i| i.field == field) {
-                return Err(error(format!("{name:?} appears twice")));
+                return Err(error(format!(
+                    "{} appears twice",
+                    yc_proto_types::quote(name)
+                )));
             }
             order.items.push(OrderItem { field, descending });
         }
