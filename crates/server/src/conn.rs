@@ -176,6 +176,7 @@ async fn serve_io<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new());
+    let io = crate::request_line::RequestLine::new(io);
     let mut serving = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let mut stopped = *stopping.borrow();
     if stopped {

@@ -483,6 +483,28 @@ async fn every_rest_error_is_the_api_json_error() {
     }
 }
 
+/// curl passes quotes in a query unencoded (`?filter=name="x"`): the call is served as if
+/// they were encoded, with its request id, rather than refused by the HTTP parser.
+#[tokio::test]
+async fn unencoded_quotes_in_a_query_are_served() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), 1024, &[]);
+    let (status, head, body) = raw(
+        &server,
+        format!(
+            "GET /compute/v1/images?folderId={FOLDER}&filter=name=\"base\" HTTP/1.1\r\nHost: x\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(head.contains("x-request-id: "), "{head}");
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(json["images"][0]["id"], IMAGE, "{json}");
+}
+
 /// gRPC errors stay small whatever the request: a request full of invalid labels gets its
 /// real error, bounded, and a message over the size limit is RESOURCE_EXHAUSTED.
 #[tokio::test]
