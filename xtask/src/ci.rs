@@ -37,6 +37,8 @@ pub(crate) fn run() -> Result<()> {
         ("YC_REQUIRE_SDK", "1"),
         // Snapshot mismatches fail and nothing is written beside them.
         ("INSTA_UPDATE", "no"),
+        // The fuzz_* property tests: a bounded run; `cargo xtask fuzz` runs them long.
+        ("PROPTEST_CASES", "4096"),
         ("CI", "true"),
     ];
     match &postgres {

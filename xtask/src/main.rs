@@ -33,7 +33,7 @@ tasks:
                      (both reuse the last figures of what they do not run)
                      (--report: only rewrite the report from the last run's figures)
   fuzz [--cases N]   the property tests of every parser of outside input (tests named
-                     fuzz_*) with N cases each (default 100000); CI runs them with 256
+                     fuzz_*) with N cases each (default 100000); CI runs them with 4096
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
 ";
 
