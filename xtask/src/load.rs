@@ -255,6 +255,17 @@ fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> 
 
 /// Builds both servers, seeds the real one, and measures every scenario against both.
 pub(crate) fn run() -> Result<LoadResults> {
+    run_shapes(true)
+}
+
+/// Only the paired gRPC Get runs, for a quick look at the target while working: their shares
+/// of the ceiling.
+pub(crate) fn paired() -> Result<Vec<f64>> {
+    Ok(run_shapes(false)?.paired_get)
+}
+
+/// The load runs: the paired gRPC Get, and with `every_call` every call in turn.
+fn run_shapes(every_call: bool) -> Result<LoadResults> {
     if Command::new("h2load").arg("--version").output().is_err() {
         bail!("the server benchmarks need h2load: apt-get install nghttp2-client");
     }
@@ -401,6 +412,7 @@ pub(crate) fn run() -> Result<LoadResults> {
     }
 
     let mut results = Vec::new();
+    let scenarios = if every_call { scenarios } else { Vec::new() };
     for (i, (call, transport, args, path)) in scenarios.into_iter().enumerate() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         println!("bench: {transport} {call}");

@@ -27,11 +27,12 @@ tasks:
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
   sdk-env            set up the Python venv with the official SDK, print its python
-  bench [--server | --report]
+  bench [--server | --report | --paired]
                      run the benchmarks, write docs/benchmarks.md, check their bounds;
                      --server runs only the server under load, --report runs nothing
                      (both reuse the last figures of what they do not run)
-                     (--report: only rewrite the report from the last run's figures)
+                     (--report: only rewrite the report from the last run's figures);
+                     --paired runs only the paired gRPC Get and prints its shares
   fuzz [--cases N]   the property tests of every parser of outside input (tests named
                      fuzz_*) with N cases each (default 100000); CI runs them with 4096
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
@@ -52,6 +53,18 @@ fn main() -> Result<()> {
         ["bench"] => bench::run(bench::Run::All),
         ["bench", "--server"] => bench::run(bench::Run::Server),
         ["bench", "--report"] => bench::run(bench::Run::Report),
+        ["bench", "--paired"] => {
+            let shares = load::paired()?;
+            let text: Vec<String> = shares
+                .iter()
+                .map(|s| format!("{:.1} %", s * 100.0))
+                .collect();
+            println!(
+                "bench: paired gRPC Get, share of the ceiling: {}",
+                text.join(", ")
+            );
+            Ok(())
+        }
         ["fuzz"] => ci::fuzz(100_000),
         ["fuzz", "--cases", cases] => ci::fuzz(
             cases

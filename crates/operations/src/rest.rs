@@ -35,10 +35,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `status` as the JSON body of an answer with the HTTP status `http`, as a caller is sent it
-/// (see [`Status::for_caller`]).
+/// `status` as the JSON body of an answer with the HTTP status `http`, bounded (see
+/// [`Status::bounded`]).
 pub fn error_response(http: StatusCode, status: Status) -> Response {
-    let status = status.for_caller();
+    let status = status.bounded();
     // A Status whose details cannot be written is still an error the client must see.
     let body = serde_json::to_vec(&status).unwrap_or_else(|_| {
         serde_json::to_vec(&Status {
@@ -173,7 +173,7 @@ fn unreadable<E: std::fmt::Display>(whole: &str, e: &serde_path_to_error::Error<
     let field = if path.is_empty() || path == "." {
         whole.to_owned()
     } else {
-        snake_case(&path)
+        yc_proto_types::snake_case(&path)
     };
     Status::new(
         tonic::Code::InvalidArgument,
@@ -183,20 +183,6 @@ fn unreadable<E: std::fmt::Display>(whole: &str, e: &serde_path_to_error::Error<
             yc_proto_types::bounded(&e.inner().to_string(), 2 * yc_proto_types::MAX_QUOTE)
         ),
     )
-}
-
-/// `pageSize` as `page_size`; a path of several names converts each.
-fn snake_case(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 4);
-    for c in path.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Reads a request message from a JSON body.

@@ -53,10 +53,11 @@ pub mod wkt;
 
 pub use generated::{google, yandex};
 pub use rpc_status::{
-    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote, with_request_id,
+    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote,
 };
 pub use type_registry::message_type_names;
 pub use validate::{descriptor_pool, validate};
+pub use wkt::snake_case;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/`, imports
 /// included: for gRPC server reflection and for reading the request validation options.

@@ -63,30 +63,6 @@ impl Status {
         self
     }
 
-    /// The status as a caller is sent it: [`bounded`](Self::bounded), and carrying a
-    /// `google.rpc.RequestInfo` with the id of the request it answers when it is made within
-    /// [`with_request_id`] (as the server runs every call), as the cloud's errors do.
-    pub fn for_caller(self) -> Self {
-        let mut status = self.bounded();
-        if status
-            .details
-            .iter()
-            .any(|d| d.is::<crate::google::rpc::RequestInfo>())
-        {
-            return status;
-        }
-        let id = REQUEST_ID.with(|current| current.borrow().clone());
-        if let Some(id) = id {
-            status
-                .details
-                .push(Any::from_msg(&crate::google::rpc::RequestInfo {
-                    request_id: String::from_utf8_lossy(&id).into_owned(),
-                    serving_data: String::new(),
-                }));
-        }
-        status
-    }
-
     /// The gRPC code; a number outside the known codes reads as `Unknown`.
     pub fn grpc_code(&self) -> tonic::Code {
         tonic::Code::from(self.code)
@@ -96,24 +72,6 @@ impl Status {
     pub fn http_status(&self) -> u16 {
         http_status(self.grpc_code())
     }
-}
-
-std::thread_local! {
-    static REQUEST_ID: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `f` (one poll of a call's future, say) with `id` as the id of the request that errors
-/// made within it answer (see [`Status::for_caller`]).
-pub fn with_request_id<R>(id: &Bytes, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Bytes>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            REQUEST_ID.with(|current| *current.borrow_mut() = previous);
-        }
-    }
-    let _restore = Restore(REQUEST_ID.with(|current| current.replace(Some(id.clone()))));
-    f()
 }
 
 /// The longest error message a caller is sent, in bytes.
@@ -194,7 +152,7 @@ pub fn code_of_http(status: u16) -> tonic::Code {
 
 impl From<Status> for tonic::Status {
     fn from(status: Status) -> Self {
-        let status = status.for_caller();
+        let status = status.bounded();
         let code = status.grpc_code();
         let message = status.message.clone();
         let details = Bytes::from(status.encode_to_vec());

@@ -40,7 +40,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutBody;
 use tower_service::Service;
 
 /// The limits of every connection (see the module docs).
@@ -313,7 +312,7 @@ struct Calls {
 }
 
 impl Service<Request<Incoming>> for Calls {
-    type Response = Response;
+    type Response = axum::http::Response<Answer>;
     type Error = Infallible;
     type Future = CallFuture;
 
@@ -335,7 +334,15 @@ impl Service<Request<Incoming>> for Calls {
             && !http_body::Body::is_end_stream(request.body()))
         .then(|| Arc::new(Mutex::new(None)));
         let request = request.map(|body| {
-            let body = TimeoutBody::new(limits.body_timeout, body);
+            let body = TimeoutBody::new(body, limits.body_timeout);
+            // gRPC is HTTP/2: its body is never shared, and is wrapped once.
+            if grpc && shared.is_none() {
+                return Body::new(GrpcBody {
+                    body,
+                    frames: Frames::default(),
+                    limits,
+                });
+            }
             let body = match &shared {
                 Some(shared) => {
                     if let Ok(mut slot) = shared.lock() {
@@ -347,12 +354,6 @@ impl Service<Request<Incoming>> for Calls {
             };
             if upload {
                 body
-            } else if grpc {
-                Body::new(GrpcBody {
-                    body,
-                    frames: Frames::default(),
-                    limits,
-                })
             } else {
                 Body::new(http_body_util::Limited::new(body, limits.max_request_bytes))
             }
@@ -381,7 +382,7 @@ struct SharedBody(Shared);
 
 impl http_body::Body for SharedBody {
     type Data = bytes::Bytes;
-    type Error = tower_http::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -407,17 +408,17 @@ pin_project_lite::pin_project! {
         inner: axum::routing::future::RouteFuture<Infallible>,
         in_flight: Option<InFlight>,
         unread: Option<Shared>,
-        draining: Option<(Response, Timed, usize)>,
+        draining: Option<Box<(Response, Timed, usize)>>,
     }
 }
 
 impl Future for CallFuture {
-    type Output = Result<Response, Infallible>;
+    type Output = Result<axum::http::Response<Answer>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            if let Some((_, body, read)) = this.draining.as_mut() {
+            if let Some((_, body, read)) = this.draining.as_deref_mut() {
                 let done = match std::task::ready!(body.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => {
                         *read += frame.data_ref().map_or(0, bytes::Bytes::len);
@@ -429,7 +430,7 @@ impl Future for CallFuture {
                 if !done {
                     continue;
                 }
-                let Some((mut response, body, read)) = this.draining.take() else {
+                let Some((mut response, body, read)) = this.draining.take().map(|d| *d) else {
                     continue;
                 };
                 if read > DRAIN_LIMIT || !body.is_end_stream() {
@@ -453,26 +454,25 @@ impl Future for CallFuture {
                 .and_then(|shared| shared.lock().ok().and_then(|mut slot| slot.take()))
                 .filter(|body| !body.is_end_stream());
             match unread {
-                Some(body) => *this.draining = Some((response, body, 0)),
+                Some(body) => *this.draining = Some(Box::new((response, body, 0))),
                 None => return Poll::Ready(Ok(answer(response, this.in_flight.take()))),
             }
         }
     }
 }
 
-/// `response` with its body holding the call in flight until it is sent.
-fn answer(response: Response, in_flight: Option<InFlight>) -> Response {
-    response.map(|body| {
-        Body::new(Answer {
-            body,
-            _in_flight: in_flight,
-        })
+/// `response` with its body holding the call in flight until it is sent (a body type of its
+/// own, not boxed again).
+fn answer(response: Response, in_flight: Option<InFlight>) -> axum::http::Response<Answer> {
+    response.map(|body| Answer {
+        body,
+        _in_flight: in_flight,
     })
 }
 
 pin_project_lite::pin_project! {
     /// An answer's body, holding its call in flight until it is sent or dropped.
-    struct Answer {
+    pub(crate) struct Answer {
         #[pin]
         body: Body,
         _in_flight: Option<InFlight>,
@@ -506,7 +506,7 @@ pin_project_lite::pin_project! {
     /// that stopped).
     struct GrpcBody {
         #[pin]
-        body: Body,
+        body: TimeoutBody<Incoming>,
         frames: Frames,
         limits: Limits,
     }
@@ -567,9 +567,7 @@ impl http_body::Body for GrpcBody {
             None => return Poll::Ready(None),
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
-                let timed_out = std::error::Error::source(&e)
-                    .is_some_and(|inner| inner.is::<tower_http::timeout::TimeoutError>());
-                let status = if timed_out {
+                let status = if e.is::<BodyStalled>() {
                     tonic::Status::deadline_exceeded(format!(
                         "the request body stopped: no byte for {} s",
                         this.limits.body_timeout.as_secs_f64()
@@ -653,5 +651,83 @@ mod tests {
             let expected = lengths.iter().find(|l| **l as usize > max).map(|l| Err(u64::from(*l)));
             proptest::prop_assert_eq!(found, expected);
         }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body that went `body_timeout` without a byte.
+#[derive(Debug)]
+struct BodyStalled(Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body stopped: no byte for {} s",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails with [`BodyStalled`] when it makes no progress for
+    /// `timeout`. The timer runs only while the body is waited for: a body whose bytes are
+    /// there when asked for (a small call's, mostly) costs no timer at all.
+    struct TimeoutBody<B> {
+        #[pin]
+        body: B,
+        timeout: Duration,
+        #[pin]
+        waiting: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<B> TimeoutBody<B> {
+    fn new(body: B, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            waiting: None,
+        }
+    }
+}
+
+impl<B> http_body::Body for TimeoutBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            this.waiting.set(None);
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.waiting.is_none() {
+            this.waiting.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        if let Some(waiting) = this.waiting.as_pin_mut()
+            && waiting.poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyStalled(*this.timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

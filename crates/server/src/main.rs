@@ -6,6 +6,7 @@ mod conn;
 mod endpoints;
 mod iam;
 mod log;
+mod request_info;
 mod request_line;
 mod seed;
 mod serve;

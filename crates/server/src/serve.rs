@@ -457,16 +457,8 @@ where
         {
             request.extensions_mut().insert(reached);
         }
-        let (request_id, id_bytes) = match client_request_id(request.headers()) {
-            Some(id) => {
-                let bytes = bytes::Bytes::copy_from_slice(id.as_bytes());
-                (id, bytes)
-            }
-            None => new_id(),
-        };
         let call = Pending {
-            request_id,
-            id_bytes,
+            request_id: client_request_id(request.headers()).unwrap_or_else(new_id),
             method: request.method().clone(),
             uri: request.uri().clone(),
             started,
@@ -481,8 +473,6 @@ where
 /// What is known of a call before its answer.
 struct Pending {
     request_id: HeaderValue,
-    /// The same id, for the errors the call makes (`with_request_id`).
-    id_bytes: bytes::Bytes,
     method: axum::http::Method,
     uri: axum::http::Uri,
     started: Instant,
@@ -510,17 +500,24 @@ where
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
         let inner = this.inner;
-        let polled = match this.call.as_ref() {
-            Some(call) => yc_proto_types::with_request_id(&call.id_bytes, || inner.poll(cx)),
-            None => inner.poll(cx),
-        };
-        let mut response = std::task::ready!(polled)?;
+        let mut response = std::task::ready!(inner.poll(cx))?;
         let Some(pending) = this.call.take() else {
             return std::task::Poll::Ready(Ok(response));
         };
+        // An error carries the request id in its details, as the cloud's do; only errors pay.
+        let failed = response.status().is_client_error() || response.status().is_server_error();
+        let grpc_failed = response
+            .headers()
+            .get(GRPC_STATUS)
+            .is_some_and(|code| code.as_bytes() != b"0");
+        if grpc_failed {
+            crate::request_info::add_to_grpc_error(response.headers_mut(), &pending.request_id);
+        } else if failed && !pending.uri.path().starts_with("/v2/") {
+            response = crate::request_info::add_to_json_error(response, &pending.request_id);
+        }
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID, pending.request_id.clone());
-        headers.insert(X_SERVER_TRACE_ID, new_id().0);
+        headers.insert(X_SERVER_TRACE_ID, new_id());
         // The call is logged when its answer has been sent in full: a gRPC answer's status
         // comes in its trailers, after the body.
         let call = CallLog {
@@ -547,18 +544,15 @@ const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-reques
 const X_SERVER_TRACE_ID: HeaderName = HeaderName::from_static("x-server-trace-id");
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table (every
-/// answer has its own, and indexing them would only push out the headers that do repeat), and
-/// as the bytes the value shares.
-fn new_id() -> (HeaderValue, bytes::Bytes) {
+/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table: every
+/// answer has its own, and indexing them would only push out the headers that do repeat.
+fn new_id() -> HeaderValue {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    let bytes = bytes::Bytes::copy_from_slice(text.as_bytes());
     // A UUID is always a valid header value; the fallback only keeps this free of panics.
-    let mut value =
-        HeaderValue::from_maybe_shared(bytes.clone()).unwrap_or(HeaderValue::from_static("-"));
+    let mut value = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
     value.set_sensitive(true);
-    (value, bytes)
+    value
 }
 
 /// What is logged of one call.

@@ -347,12 +347,7 @@ async fn forged_page_tokens_are_refused() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = start(dir.path(), 1024, &[]);
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut images = ImageServiceClient::new(channel);
+    let mut images = ImageServiceClient::new(support::channel(&server).await);
     for version in [1u8, 2] {
         let mut bytes = vec![version, 1];
         bytes.extend_from_slice(&[0x5a; 12]);
@@ -513,12 +508,8 @@ async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
     use yc_proto_types::yandex::cloud::compute::v1::UpdateImageRequest;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = start(dir.path(), 1024, &[]);
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut images = ImageServiceClient::new(channel).max_encoding_message_size(64 << 20);
+    let mut images = ImageServiceClient::new(support::channel(&server).await)
+        .max_encoding_message_size(64 << 20);
     let labels = (0..10_000)
         .map(|n| (format!("BAD KEY {n} {}", "k".repeat(40)), "v".repeat(40)))
         .collect();

@@ -63,7 +63,7 @@ impl OrderBy {
                     )));
                 }
             };
-            let field = camel_to_snake(name);
+            let field = yc_proto_types::snake_case(name);
             if !fields.contains(&field.as_str()) {
                 return Err(error(format!(
                     "cannot sort by {}; the fields are {}",
@@ -97,17 +97,4 @@ impl OrderBy {
                 .collect(),
         }
     }
-}
-
-fn camel_to_snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -90,8 +90,19 @@ fn camel_to_snake(path: &str) -> Result<String, String> {
             "field mask path {path:?} must be lowerCamelCase, without '_'"
         ));
     }
-    let mut out = String::with_capacity(path.len() + 4);
-    for c in path.chars() {
+    Ok(snake_case(path))
+}
+
+/// A lowerCamelCase name (`pageSize`, `createdAt`) as the proto field name (`page_size`,
+/// `created_at`); a name already in snake_case is unchanged.
+///
+/// ```
+/// assert_eq!(yc_proto_types::snake_case("minDiskSize"), "min_disk_size");
+/// assert_eq!(yc_proto_types::snake_case("folder_id"), "folder_id");
+/// ```
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
         if c.is_ascii_uppercase() {
             out.push('_');
             out.push(c.to_ascii_lowercase());
@@ -99,7 +110,7 @@ fn camel_to_snake(path: &str) -> Result<String, String> {
             out.push(c);
         }
     }
-    Ok(out)
+    out
 }
 
 impl Serialize for FieldMask {

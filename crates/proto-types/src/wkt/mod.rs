@@ -13,7 +13,7 @@ mod timestamp;
 
 pub use any::{Any, AnyError};
 pub use empty::Empty;
-pub use field_mask::FieldMask;
+pub use field_mask::{FieldMask, snake_case};
 pub use timestamp::{Timestamp, TimestampError};
 
 /// Implements [`prost::Name`] for a `google.protobuf` message.
