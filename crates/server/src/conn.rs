@@ -23,7 +23,7 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -160,7 +160,7 @@ async fn serve_io<I>(
     app: Router,
     limits: Limits,
     conn: &Arc<Conn>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -177,33 +177,67 @@ async fn serve_io<I>(
     builder.http2().timer(TokioTimer::new());
     let io = crate::request_line::RequestLine::new(io);
     let mut serving = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-    let mut stopped = *stopping.borrow();
-    if stopped {
-        serving.as_mut().graceful_shutdown();
-    }
+    // The timers and signals that may end the connection are watched by a task of their own,
+    // so that serving, woken for every frame, polls one token besides the connection.
+    let watchdog = tokio::spawn(watch(conn.clone(), limits.idle_timeout, stopping));
+    let _watchdog = AbortOnDrop(watchdog);
+    let mut graceful = false;
     loop {
-        let idle_limit = if stopped {
-            IDLE_AT_SHUTDOWN
-        } else {
-            limits.idle_timeout
-        };
         tokio::select! {
+            biased;
             _ = serving.as_mut() => return,
-            () = conn.close.cancelled() => return,
-            () = conn.idle_for(idle_limit) => return,
-            changed = stopping.changed(), if !stopped => {
-                if changed.is_err() || *stopping.borrow() {
-                    stopped = true;
-                    serving.as_mut().graceful_shutdown();
+            () = conn.attention.cancelled(), if !graceful => {
+                if !conn.stopping.load(Ordering::SeqCst) {
+                    return;
                 }
+                graceful = true;
+                serving.as_mut().graceful_shutdown();
             }
+            () = conn.close.cancelled(), if graceful => return,
         }
     }
 }
 
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Watches one connection for what ends it: idle past `idle` (or, once the server stops,
+/// past [`IDLE_AT_SHUTDOWN`]), closed to make room, the server stopping. Closing is
+/// `close` (and `attention`); stopping is `stopping` set and `attention`, for a graceful end.
+async fn watch(conn: Arc<Conn>, idle: Duration, mut stopping: watch::Receiver<bool>) {
+    let mut stopped = false;
+    loop {
+        if !stopped && *stopping.borrow() {
+            stopped = true;
+            conn.stopping.store(true, Ordering::SeqCst);
+            conn.attention.cancel();
+        }
+        let limit = if stopped { IDLE_AT_SHUTDOWN } else { idle };
+        tokio::select! {
+            () = conn.idle_for(limit) => break,
+            () = conn.close.cancelled() => break,
+            changed = stopping.changed(), if !stopped => {
+                if changed.is_err() {
+                    // The server is gone: as stopping.
+                    stopped = true;
+                    conn.stopping.store(true, Ordering::SeqCst);
+                    conn.attention.cancel();
+                }
+            }
+        }
+    }
+    conn.close.cancel();
+    conn.attention.cancel();
+}
+
 /// The open connections, for the cap and the choice of which to close.
 struct Tracker {
-    epoch: Instant,
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
 }
@@ -211,7 +245,6 @@ struct Tracker {
 impl Tracker {
     fn new() -> Self {
         Self {
-            epoch: Instant::now(),
             next: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         }
@@ -233,10 +266,11 @@ impl Tracker {
         }
         let conn = Arc::new(Conn {
             id: self.next.fetch_add(1, Ordering::SeqCst),
-            epoch: self.epoch,
             in_flight: AtomicUsize::new(0),
-            last_active: AtomicU64::new(millis_since(self.epoch)),
+            last_active: AtomicU64::new(activity()),
             close: CancellationToken::new(),
+            attention: CancellationToken::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         open.insert(conn.id, conn.clone());
         Some(conn)
@@ -249,38 +283,44 @@ impl Tracker {
     }
 }
 
-fn millis_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// A number that grows with every connection opened and every call ended: the order of
+/// activity across connections, without reading a clock for every call.
+fn activity() -> u64 {
+    static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+    ACTIVITY.fetch_add(1, Ordering::Relaxed)
 }
 
 /// One open connection.
 struct Conn {
     id: u64,
-    epoch: Instant,
     /// Calls whose answer is not yet sent in full.
     in_flight: AtomicUsize,
-    /// When the connection opened or a call on it last ended, in milliseconds since `epoch`.
+    /// The [`activity`] of the connection's opening or of the last call on it to end.
     last_active: AtomicU64,
     /// Cancelled to close the connection at once.
     close: CancellationToken,
+    /// Cancelled when the connection must end (`close`) or, with `stopping`, end gracefully:
+    /// the one signal serving polls.
+    attention: CancellationToken,
+    /// Set when the server stops.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
-    /// Completes once the connection has had no call in flight for `limit`.
+    /// Completes once the connection has had no call in flight, and none ended, for `limit`
+    /// (found within half of `limit` more: it looks every half).
     async fn idle_for(&self, limit: Duration) {
-        loop {
-            let wait = if self.in_flight.load(Ordering::SeqCst) > 0 {
-                limit
+        let mut seen = self.last_active.load(Ordering::SeqCst);
+        let mut quiet = 0;
+        while quiet < 2 {
+            tokio::time::sleep(limit / 2).await;
+            let now = self.last_active.load(Ordering::SeqCst);
+            if self.in_flight.load(Ordering::SeqCst) == 0 && now == seen {
+                quiet += 1;
             } else {
-                let since = millis_since(self.epoch)
-                    .saturating_sub(self.last_active.load(Ordering::SeqCst));
-                let since = Duration::from_millis(since);
-                if since >= limit {
-                    return;
-                }
-                limit - since
-            };
-            tokio::time::sleep(wait).await;
+                quiet = 0;
+            }
+            seen = now;
         }
     }
 
@@ -296,8 +336,7 @@ struct InFlight(Arc<Conn>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let conn = &self.0;
-        conn.last_active
-            .store(millis_since(conn.epoch), Ordering::SeqCst);
+        conn.last_active.store(activity(), Ordering::SeqCst);
         conn.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
