@@ -6,6 +6,7 @@
 
 mod pbjson_fixups;
 mod registry;
+mod rpc;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -140,7 +141,22 @@ fn generate(proto_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         out.insert(name, with_preamble(&text));
     }
 
-    out.insert("mod.rs".into(), with_preamble(&module_tree()));
+    // Typed methods and REST dispatch, one file per package with services.
+    let mut rpc_files: BTreeMap<String, String> = BTreeMap::new();
+    for file in &rust_files {
+        if let Some(text) = rpc::generate(file, RUST_PACKAGES) {
+            rpc_files
+                .entry(file.package().to_owned())
+                .or_default()
+                .push_str(&text);
+        }
+    }
+    let with_rpc: Vec<String> = rpc_files.keys().cloned().collect();
+    for (package, text) in rpc_files {
+        out.insert(format!("{package}.rpc.rs"), with_preamble(&text));
+    }
+
+    out.insert("mod.rs".into(), with_preamble(&module_tree(&with_rpc)));
     out.insert(
         "type_registry.rs".into(),
         with_preamble(&registry::generate(&rust_files)),
@@ -219,12 +235,13 @@ fn with_preamble(text: &str) -> Vec<u8> {
 }
 
 /// `mod.rs`: nested modules mirroring the proto packages, each including its prost file and,
-/// beside it, its serde file; `google::protobuf` re-exports the hand-written well-known types.
-fn module_tree() -> String {
+/// beside it, its serde file and its rpc file; `google::protobuf` re-exports the hand-written well-known types.
+fn module_tree(with_rpc: &[String]) -> String {
     #[derive(Default)]
     struct Node {
         children: BTreeMap<String, Node>,
         package: Option<String>,
+        rpc: bool,
         reexport: Option<&'static str>,
     }
     fn render(node: &Node, depth: usize, out: &mut String) {
@@ -232,6 +249,9 @@ fn module_tree() -> String {
         if let Some(package) = &node.package {
             out.push_str(&format!("{indent}include!(\"{package}.rs\");\n"));
             out.push_str(&format!("{indent}include!(\"{package}.serde.rs\");\n"));
+            if node.rpc {
+                out.push_str(&format!("{indent}include!(\"{package}.rpc.rs\");\n"));
+            }
         }
         if let Some(path) = node.reexport {
             out.push_str(&format!("{indent}pub use {path}::*;\n"));
@@ -249,6 +269,7 @@ fn module_tree() -> String {
             node = node.children.entry(part.to_owned()).or_default();
         }
         node.package = Some((*package).to_owned());
+        node.rpc = with_rpc.iter().any(|p| p == package);
     }
     let wkt = root.children.entry("google".into()).or_default();
     wkt.children.entry("protobuf".into()).or_default().reexport = Some(WKT_PATH);

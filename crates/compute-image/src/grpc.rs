@@ -7,7 +7,7 @@ use yc_proto_types::yandex::cloud::compute::v1::image_service_server::{
 use yc_proto_types::yandex::cloud::compute::v1::{
     CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, GetImageRequest, Image,
     ListImageOperationsRequest, ListImageOperationsResponse, ListImagesRequest, ListImagesResponse,
-    UpdateImageRequest,
+    UpdateImageRequest, image_service_rpc,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
@@ -23,6 +23,11 @@ impl ComputeImageGrpc {
     /// The service, ready to add to a tonic server.
     pub fn server(images: ComputeImages) -> ImageServiceServer<Self> {
         ImageServiceServer::new(Self { images })
+    }
+
+    /// The service's REST methods, for the REST transcoder.
+    pub fn rest(images: ComputeImages) -> yc_proto_types::rpc::RestService {
+        image_service_rpc::rest(std::sync::Arc::new(Self { images }))
     }
 }
 

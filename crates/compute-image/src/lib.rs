@@ -5,17 +5,18 @@
 //!   implementation; List through the shared keyset query builder.
 //! - [`source`]: fetching and inspecting images from URIs (qcow2 or raw), loopback only by
 //!   default.
-//! - [`service`]: [`ComputeImages`], all seven RPCs; [`grpc`] and [`rest`] put it on the
+//! - [`service`]: [`ComputeImages`], all seven RPCs; [`grpc`] puts it on the
 //!   wire; [`client`] is the typed client over either.
 
 pub mod client;
 pub mod domain;
 pub mod grpc;
-pub mod rest;
 pub mod service;
 pub mod source;
 pub mod store;
 
+pub use client::ComputeImageClient;
 pub use grpc::ComputeImageGrpc;
 pub use service::{Caller, ComputeImages};
 pub use store::SqlComputeImageStore;
+pub use yc_operations::client::ApiClient;

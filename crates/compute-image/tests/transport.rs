@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Server, server::TcpIncoming};
 use yc_compute_image::client::ComputeImageClient;
 use yc_compute_image::source::FetchPolicy;
-use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore, rest};
+use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
 use yc_operations::{MemoryOperationStore, OperationGrpc, OperationRunner, WaitPolicy};
 use yc_proto_types::google::protobuf::FieldMask;
 use yc_proto_types::google::rpc::Status;
@@ -63,7 +63,8 @@ async fn serve() -> Fixture {
             .await;
     });
     let (rest_listener, rest_addr) = bind().await;
-    let router = rest::router(images).merge(yc_operations::rest::router(runner));
+    let router =
+        yc_operations::rest::router([ComputeImageGrpc::rest(images), OperationGrpc::rest(runner)]);
     tokio::spawn(async move {
         let _ = axum::serve(rest_listener, router).await;
     });
@@ -93,13 +94,17 @@ async fn the_typed_client_runs_the_lifecycle_over_both_transports() {
     let clients = [
         (
             "grpc",
-            ComputeImageClient::grpc(f.channel.clone()).with_wait_policy(fast()),
+            ComputeImageClient::new(
+                yc_operations::ApiClient::grpc(f.channel.clone()).with_wait_policy(fast()),
+            ),
         ),
         (
             "rest",
-            ComputeImageClient::rest(&f.base)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .with_wait_policy(fast()),
+            ComputeImageClient::new(
+                yc_operations::ApiClient::rest(&f.base)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .with_wait_policy(fast()),
+            ),
         ),
     ];
     for (name, client) in &clients {
@@ -216,7 +221,9 @@ async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 #[tokio::test]
 async fn rest_answers_are_the_canonical_json_of_the_grpc_answers() {
     let f = serve().await;
-    let client = ComputeImageClient::grpc(f.channel.clone()).with_wait_policy(fast());
+    let client = ComputeImageClient::new(
+        yc_operations::ApiClient::grpc(f.channel.clone()).with_wait_policy(fast()),
+    );
     let request = CreateImageRequest {
         folder_id: "b1gparity".into(),
         name: "parity".into(),

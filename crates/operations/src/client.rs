@@ -1,12 +1,34 @@
-//! Where a waiter reads operations from: OperationService over gRPC or over REST.
+//! The client shell every typed client is built on: [`ApiClient`], one connection to the API
+//! over gRPC or REST, with its token and its wait policy, that calls any [`Rpc`] (over REST
+//! by the method's `google.api.http` rule) and waits for operations; and where a waiter reads
+//! operations from ([`OperationSource`]).
+//!
+//! ```no_run
+//! use yc_operations::client::ApiClient;
+//! use yc_proto_types::yandex::cloud::compute::v1::{GetImageRequest, image_service_rpc};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = ApiClient::rest("http://127.0.0.1:50051")?.with_token("t1.secret")?;
+//! // or: ApiClient::connect_grpc("http://127.0.0.1:50051").await?
+//! let request = GetImageRequest { image_id: "fd8abcdefghijklmnopq".into() };
+//! let image = api.call(image_service_rpc::GET, request).await?;
+//! # Ok(()) }
+//! ```
 
 use async_trait::async_trait;
-use reqwest::{Method, Url};
+use prost::{Message, Name};
+use reqwest::Url;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use yc_proto_types::google::rpc::Status;
+use yc_proto_types::rpc::{RestCall, Rpc};
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
-use yc_proto_types::yandex::cloud::operation::{GetOperationRequest, Operation};
+use yc_proto_types::yandex::cloud::operation::{
+    GetOperationRequest, Operation, operation_service_rpc,
+};
+
+use crate::{OperationWaiter, WaitError, WaitPolicy};
 
 /// Reads an operation by id.
 #[async_trait]
@@ -125,29 +147,35 @@ impl RestApi {
         self
     }
 
-    /// Calls `method` on the path made of `segments` (each percent-encoded), with `query`
-    /// parameters (empty values left out) and an optional JSON `body`, and reads the answer.
-    pub async fn call<T: DeserializeOwned>(
+    /// Calls `rpc` by its first `google.api.http` rule and reads the answer;
+    /// `UNIMPLEMENTED` for a method without one.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        method: Method,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-    ) -> Result<T, Status> {
+        rpc: Rpc<Req, Resp>,
+        request: &Req,
+    ) -> Result<Resp, Status> {
+        let rule = rpc.http_rules().first().ok_or_else(|| {
+            Status::new(
+                tonic::Code::Unimplemented,
+                format!("{} has no REST route", rpc.grpc_path()),
+            )
+        })?;
+        self.send(rule.request(request)?).await
+    }
+
+    /// Sends one REST call and reads the answer as `T`, or the API's error.
+    pub async fn send<T: DeserializeOwned>(&self, call: RestCall) -> Result<T, Status> {
         let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| Status::new(tonic::Code::InvalidArgument, "the base URL has no path"))?
-            .pop_if_empty()
-            .extend(segments);
-        let query: Vec<&(&str, &str)> = query.iter().filter(|(_, v)| !v.is_empty()).collect();
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base_path}{}", call.path));
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&call.query);
         }
-        let mut request = self.http.request(method, url.clone());
+        let mut request = self.http.request(call.method, url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
+        if let Some(body) = call.body {
             request = request
                 .header("content-type", "application/json")
                 .body(body);
@@ -209,9 +237,10 @@ impl RestOperationSource {
 #[async_trait]
 impl OperationSource for RestOperationSource {
     async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
-        self.api
-            .call(Method::GET, &["operations", id], &[], None)
-            .await
+        let request = GetOperationRequest {
+            operation_id: id.to_owned(),
+        };
+        self.api.call(operation_service_rpc::GET, &request).await
     }
 }
 
@@ -224,36 +253,125 @@ fn transport_status(url: &Url, error: &reqwest::Error) -> Status {
     Status::new(code, format!("cannot reach {url}: {error}"))
 }
 
-/// OperationService over whichever transport a typed client uses.
 #[derive(Debug, Clone)]
-pub enum Operations {
-    /// gRPC.
-    Grpc(OperationServiceClient<AuthChannel>),
-    /// REST.
-    Rest(RestOperationSource),
+enum Transport {
+    Grpc(Channel, BearerToken),
+    Rest(RestApi),
 }
 
-#[async_trait]
-impl OperationSource for Operations {
-    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
-        match self {
-            Operations::Grpc(client) => client.get_operation(id).await,
-            Operations::Rest(source) => source.get_operation(id).await,
+/// One connection to the API, over gRPC or REST, shared by the typed clients of every
+/// service: it calls any [`Rpc`] and waits for operations by its [`WaitPolicy`].
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    transport: Transport,
+    wait: WaitPolicy,
+}
+
+impl ApiClient {
+    /// Over a gRPC channel.
+    pub fn grpc(channel: Channel) -> Self {
+        Self::grpc_with_token(channel, BearerToken::none())
+    }
+
+    /// Over a gRPC channel, every call carrying `token`.
+    pub fn grpc_with_token(channel: Channel, token: BearerToken) -> Self {
+        Self {
+            transport: Transport::Grpc(channel, token),
+            wait: WaitPolicy::default(),
         }
+    }
+
+    /// Connects over gRPC to `endpoint`, e.g. `http://127.0.0.1:50051`.
+    pub async fn connect_grpc(endpoint: &str) -> Result<Self, Status> {
+        let channel = Channel::from_shared(endpoint.to_owned())
+            .map_err(|e| Status::new(tonic::Code::InvalidArgument, e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| Status::new(tonic::Code::Unavailable, e.to_string()))?;
+        Ok(Self::grpc(channel))
+    }
+
+    /// Over the REST API at `base_url`, e.g. `http://127.0.0.1:50051`.
+    pub fn rest(base_url: &str) -> Result<Self, Status> {
+        Ok(Self::rest_api(RestApi::new(base_url)?))
+    }
+
+    /// Over the REST API behind `api` (with its token, HTTP client, …).
+    pub fn rest_api(api: RestApi) -> Self {
+        Self {
+            transport: Transport::Rest(api),
+            wait: WaitPolicy::default(),
+        }
+    }
+
+    /// Every call carries `authorization: Bearer <token>`.
+    pub fn with_token(self, token: &str) -> Result<Self, Status> {
+        let transport = match self.transport {
+            Transport::Rest(api) => Transport::Rest(api.with_token(token)),
+            Transport::Grpc(channel, _) => Transport::Grpc(channel, BearerToken::new(token)?),
+        };
+        Ok(Self { transport, ..self })
+    }
+
+    /// How waiting for an operation polls.
+    pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Self {
+        self.wait = policy;
+        self
+    }
+
+    /// Calls `rpc`: over gRPC at its path, over REST by its `google.api.http` rule.
+    pub async fn call<Req, Resp>(&self, rpc: Rpc<Req, Resp>, request: Req) -> Result<Resp, Status>
+    where
+        Req: Message + Serialize + Send + Sync + 'static,
+        Resp: Message + Default + DeserializeOwned + Send + Sync + 'static,
+    {
+        match &self.transport {
+            Transport::Grpc(channel, token) => {
+                let mut grpc = tonic::client::Grpc::new(token.clone().channel(channel.clone()));
+                grpc.ready()
+                    .await
+                    .map_err(|e| Status::new(tonic::Code::Unavailable, e.to_string()))?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(rpc.grpc_path());
+                let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+                grpc.unary(tonic::Request::new(request), path, codec)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(Status::from)
+            }
+            Transport::Rest(api) => api.call(rpc, &request).await,
+        }
+    }
+
+    /// Waits for `op` by the client's policy and returns its response as `R`.
+    pub async fn wait<R: Name + Default>(&self, op: Operation) -> Result<R, WaitError> {
+        OperationWaiter::new(self.clone())
+            .with_policy(self.wait.clone())
+            .wait::<R>(op)
+            .await
+    }
+
+    /// Calls `rpc`, which starts an operation, and waits for its response `R`.
+    pub async fn call_and_wait<Req, R>(
+        &self,
+        rpc: Rpc<Req, Operation>,
+        request: Req,
+    ) -> Result<R, WaitError>
+    where
+        Req: Message + Serialize + Send + Sync + 'static,
+        R: Name + Default,
+    {
+        let op = self.call(rpc, request).await.map_err(WaitError::Poll)?;
+        self.wait(op).await
     }
 }
 
-impl Operations {
-    /// Waits for `op` under `policy` and returns its response as `R`.
-    pub async fn wait<R: prost::Name + Default>(
-        &self,
-        policy: &crate::WaitPolicy,
-        op: Operation,
-    ) -> Result<R, crate::WaitError> {
-        crate::OperationWaiter::new(self.clone())
-            .with_policy(policy.clone())
-            .wait::<R>(op)
-            .await
+#[async_trait]
+impl OperationSource for ApiClient {
+    async fn get_operation(&self, id: &str) -> Result<Operation, Status> {
+        let request = GetOperationRequest {
+            operation_id: id.to_owned(),
+        };
+        self.call(operation_service_rpc::GET, request).await
     }
 }
 

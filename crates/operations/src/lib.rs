@@ -7,7 +7,7 @@
 //! - **typed operations**: [`TypedOperation`] unpacks metadata and response by type;
 //! - **the server side**: the [`OperationStore`] trait (with [`MemoryOperationStore`]), the
 //!   [`OperationRunner`] that services start their work through, and `OperationService` over
-//!   gRPC ([`OperationGrpc`]) and REST ([`rest::router`]);
+//!   gRPC ([`OperationGrpc`]) and REST ([`OperationGrpc::rest`], served by [`rest::transcode`]);
 //! - **the client side**: [`OperationWaiter`], which polls until an operation is done, over
 //!   gRPC or REST ([`OperationSource`]).
 //!
@@ -53,7 +53,7 @@ mod typed;
 mod waiter;
 
 pub use access::{Access, Principal, Role, permission_denied};
-pub use client::{OperationSource, Operations, RestApi, RestOperationSource, paged};
+pub use client::{ApiClient, OperationSource, RestApi, RestOperationSource, paged};
 pub use memory::MemoryOperationStore;
 pub use runner::{
     CANCEL_WAIT, CancelMode, DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers,

@@ -5,17 +5,13 @@
 //! with the HTTP status of its code. Every REST router of the server answers through
 //! [`json_response`] and [`ApiError`].
 
-use axum::Router;
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use yc_proto_types::google::rpc::Status;
-use yc_proto_types::validate;
-use yc_proto_types::yandex::cloud::operation::{CancelOperationRequest, GetOperationRequest};
-
-use crate::OperationRunner;
+use yc_proto_types::rpc::{RestRequest, RestRouter, RestService, Route};
 
 /// An error answer: the `google.rpc.Status` as the JSON body, with the HTTP status of its code.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,104 +134,73 @@ fn with_json(code: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// Reads a request message from a URL query string, as the REST API passes List requests:
-/// names in lowerCamelCase or snake_case, every value a string (int64 fields take strings,
-/// enums their names). Unknown parameters are skipped, as unknown JSON fields are.
-///
-/// ```
-/// use yc_operations::rest::query_message;
-/// use yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest;
-///
-/// let request: ListImagesRequest =
-///     query_message(Some("folderId=b1g&page_size=10&filter=name%3D%22a%22")).unwrap();
-/// assert_eq!((request.folder_id.as_str(), request.page_size), ("b1g", 10));
-/// assert_eq!(request.filter, r#"name="a""#);
-///
-/// let error = query_message::<ListImagesRequest>(Some("folderId=b1g&pageSize=abc")).unwrap_err();
-/// assert!(error.message.starts_with("Request validation error: page_size: "), "{}", error.message);
-/// ```
-pub fn query_message<M: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<M, Status> {
-    let mut object = serde_json::Map::new();
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        object.insert(
-            name.into_owned(),
-            serde_json::Value::String(value.into_owned()),
-        );
-    }
-    serde_path_to_error::deserialize(serde_json::Value::Object(object))
-        .map_err(|e| unreadable("query parameters", &e))
+/// A router serving the REST methods of `services` (and nothing else), through [`transcode`].
+pub fn router(services: impl IntoIterator<Item = RestService>) -> axum::Router {
+    let rest = Arc::new(RestRouter::new(services));
+    axum::Router::new().fallback(move |request| transcode(rest.clone(), request))
 }
 
-/// `INVALID_ARGUMENT` for a request that does not read as its message: naming the field (in
-/// the API's snake_case) where reading stopped, or `whole` when it stopped outside any.
-fn unreadable<E: std::fmt::Display>(whole: &str, e: &serde_path_to_error::Error<E>) -> Status {
-    let path = e.path().to_string();
-    let field = if path.is_empty() || path == "." {
-        whole.to_owned()
-    } else {
-        yc_proto_types::snake_case(&path)
+/// Serves a REST request by the schema's `google.api.http` rules: finds its method in
+/// `router` (404 `NOT_FOUND` when no rule has the path, 405 with `Allow` when the path is
+/// another method's), reads the request message from the path, the query and the body
+/// (`INVALID_ARGUMENT` naming the field when it does not read), calls the service as gRPC
+/// would, with the request's headers as metadata and its extensions, and answers the response
+/// as JSON or the error as the API's JSON error.
+pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, rule, values) = match router.route(&parts.method, parts.uri.path()) {
+        Route::Method(method, rule, values) => (method, rule, values),
+        Route::NotFound => return no_route(parts.method, parts.uri, parts.headers).await,
+        Route::MethodNotAllowed(allowed) => {
+            let mut response = method_not_allowed(parts.method, parts.uri).await;
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
     };
-    Status::new(
-        tonic::Code::InvalidArgument,
-        format!(
-            "Request validation error: {}: {}",
-            yc_proto_types::bounded(&field, yc_proto_types::MAX_QUOTE),
-            yc_proto_types::bounded(&e.inner().to_string(), 2 * yc_proto_types::MAX_QUOTE)
-        ),
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(e) => return body_error(&e),
+    };
+    let fields = match RestRequest::read(rule, values, parts.uri.query(), &body) {
+        Ok(fields) => fields,
+        Err(status) => return ApiError(status).into_response(),
+    };
+    let request = RestRequest {
+        fields,
+        metadata: tonic::metadata::MetadataMap::from_headers(parts.headers),
+        extensions: parts.extensions,
+    };
+    match method.call(request).await {
+        Ok(json) => with_json(StatusCode::OK, json),
+        Err(status) => ApiError(status).into_response(),
+    }
+}
+
+/// The answer for a body that could not be read: 413 `RESOURCE_EXHAUSTED` when it was over the
+/// server's limit, else 400.
+fn body_error(e: &axum::Error) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Status::new(
+                    tonic::Code::ResourceExhausted,
+                    "The request is too large: length limit exceeded",
+                ),
+            );
+        }
+        source = error.source();
+    }
+    error_response(
+        StatusCode::BAD_REQUEST,
+        yc_proto_types::validation_error("body", &e.to_string()),
     )
-}
-
-/// Reads a request message from a JSON body.
-pub fn body_message<M: serde::de::DeserializeOwned>(body: &[u8]) -> Result<M, Status> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    let mut reader = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut reader).map_err(|e| unreadable("body", &e))
-}
-
-/// `GET /operations/{operationId}`, and `/operations/{operationId}:cancel` by GET and POST.
-pub fn router(runner: OperationRunner) -> Router {
-    Router::new()
-        .route(
-            "/operations/{operation}",
-            get(operation_route).post(operation_route),
-        )
-        .with_state(runner)
-}
-
-async fn operation_route(
-    State(runner): State<OperationRunner>,
-    caller: crate::Caller,
-    method: Method,
-    Path(operation): Path<String>,
-) -> Result<Response, ApiError> {
-    match operation.strip_suffix(":cancel") {
-        Some(id) => {
-            let request = CancelOperationRequest {
-                operation_id: id.to_owned(),
-            };
-            validate(&request)?;
-            Ok(json_response(
-                &runner.cancel_as(&request.operation_id, &caller).await?,
-            ))
-        }
-        None if method == Method::GET => {
-            let request = GetOperationRequest {
-                operation_id: operation,
-            };
-            validate(&request)?;
-            Ok(json_response(
-                &runner.get_as(&request.operation_id, &caller).await?,
-            ))
-        }
-        None => Err(ApiError(Status::new(
-            tonic::Code::NotFound,
-            format!(
-                "No route {method} /operations/{operation}; POST is for /operations/{{operationId}}:cancel"
-            ),
-        ))),
-    }
 }

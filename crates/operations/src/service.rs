@@ -6,7 +6,7 @@ use yc_proto_types::yandex::cloud::operation::operation_service_server::{
     OperationService, OperationServiceServer,
 };
 use yc_proto_types::yandex::cloud::operation::{
-    CancelOperationRequest, GetOperationRequest, Operation,
+    CancelOperationRequest, GetOperationRequest, Operation, operation_service_rpc,
 };
 
 use crate::{Caller, OperationRunner};
@@ -29,6 +29,11 @@ impl OperationGrpc {
     /// ```
     pub fn server(runner: OperationRunner) -> OperationServiceServer<Self> {
         OperationServiceServer::new(Self { runner })
+    }
+
+    /// The service's REST methods, for the REST transcoder.
+    pub fn rest(runner: OperationRunner) -> yc_proto_types::rpc::RestService {
+        operation_service_rpc::rest(std::sync::Arc::new(Self { runner }))
     }
 }
 

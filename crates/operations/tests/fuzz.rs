@@ -6,11 +6,24 @@
 
 use proptest::prelude::*;
 use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, TokenKeys};
-use yc_operations::rest::{body_message, query_message};
 use yc_proto_types::google::rpc::Status;
-use yc_proto_types::yandex::cloud::compute::v1::{
-    CreateImageRequest, ListImagesRequest, UpdateImageRequest,
-};
+use yc_proto_types::rpc::{RestRequest, Rpc};
+use yc_proto_types::yandex::cloud::compute::v1::image_service_rpc;
+
+/// Reads a request by `rpc`'s first REST rule, as the server's transcoder does.
+fn read<Req: serde::de::DeserializeOwned, Resp>(
+    rpc: Rpc<Req, Resp>,
+    path: Vec<(&str, &str)>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Req, Status> {
+    let fields = RestRequest::read(&rpc.http_rules()[0], path, query, body)?;
+    RestRequest {
+        fields,
+        ..RestRequest::default()
+    }
+    .message()
+}
 
 const SPEC: FilterSpec<'static> = FilterSpec {
     fields: &["name", "family", "status", "id"],
@@ -147,7 +160,7 @@ proptest! {
         "((folderId|folder_id|pageSize|page_size|pageToken|filter|orderBy|x)=[\\PC%&=]{0,12}&?){0,6}",
         any::<String>(),
     ]) {
-        if let Err(status) = query_message::<ListImagesRequest>(Some(&text)) {
+        if let Err(status) = read(image_service_rpc::LIST, vec![], Some(&text), b"") {
             refused(&status);
             prop_assert!(status.message.len() <= 1024, "{}", status.message.len());
         }
@@ -159,10 +172,11 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         for input in [body.as_bytes(), bytes.as_slice()] {
-            if let Err(status) = body_message::<CreateImageRequest>(input) {
+            if let Err(status) = read(image_service_rpc::CREATE, vec![], None, input) {
                 refused(&status);
             }
-            if let Err(status) = body_message::<UpdateImageRequest>(input) {
+            let path = vec![("image_id", "fd8abc")];
+            if let Err(status) = read(image_service_rpc::UPDATE, path, None, input) {
                 refused(&status);
             }
         }

@@ -46,7 +46,7 @@ async fn serve() -> Servers {
 
     let listener = bind().await;
     let rest_addr = local_addr(&listener);
-    let router = rest::router(runner.clone());
+    let router = rest::router([OperationGrpc::rest(runner.clone())]);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -346,9 +346,10 @@ async fn rest_cancel_answers_get_and_post_and_errors_are_statuses() {
         "Request validation error: operation_id: is required"
     );
 
+    // The path is Get's, which takes GET only.
     let (status, json) = http("POST", &format!("{base}/operations/{}", op.id)).await;
-    assert_eq!(status, 404);
-    assert_eq!(json["code"], 5);
+    assert_eq!(status, 405);
+    assert_eq!(json["code"], 12);
 
     // gRPC validates the same way, from the same rules.
     let mut client = servers.grpc.clone();

@@ -45,6 +45,7 @@
 #[rustfmt::skip]
 mod generated;
 mod json;
+pub mod rpc;
 mod rpc_status;
 mod type_registry;
 mod validate;
@@ -52,6 +53,7 @@ mod wire;
 pub mod wkt;
 
 pub use generated::{google, yandex};
+pub use rpc::validation_error;
 pub use rpc_status::{
     MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote,
 };

@@ -73,17 +73,11 @@ pub fn validate<M: Message + Name + 'static>(request: &M) -> Result<(), Status> 
     }
     match violations.first() {
         None => Ok(()),
-        Some(first) => {
-            let text = format!(
-                "Request validation error: {}: {}",
-                first.field, first.description
-            );
-            Err(
-                Status::new(tonic::Code::InvalidArgument, text).with_detail(&BadRequest {
-                    field_violations: violations,
-                }),
-            )
-        }
+        Some(first) => Err(
+            crate::validation_error(&first.field, &first.description).with_detail(&BadRequest {
+                field_violations: violations,
+            }),
+        ),
     }
 }
 

@@ -6,6 +6,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_server::
 };
 use yc_proto_types::yandex::cloud::containerregistry::v1::{
     DeleteImageRequest, GetImageRequest, Image, ListImagesRequest, ListImagesResponse,
+    image_service_rpc,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
@@ -21,6 +22,11 @@ impl RegistryImageGrpc {
     /// The service, ready to add to a tonic server.
     pub fn server(images: RegistryImages) -> ImageServiceServer<Self> {
         ImageServiceServer::new(Self { images })
+    }
+
+    /// The service's REST methods, for the REST transcoder.
+    pub fn rest(images: RegistryImages) -> yc_proto_types::rpc::RestService {
+        image_service_rpc::rest(std::sync::Arc::new(Self { images }))
     }
 }
 

@@ -4,7 +4,7 @@
 //! - [`store`]: the [`ImageStore`](store::ImageStore) trait: registries, pushes, Get, Delete
 //!   and List as one indexed query; [`sql`] implements it on SQLite and PostgreSQL.
 //! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
-//!   [`grpc`] and [`rest`] put it on the wire.
+//!   [`grpc`] puts it on the wire (REST through the server's transcoder).
 //! - [`distribution`]: the OCI distribution API (`/v2/`) that pushes and pulls images, over
 //!   [`blobs`], their content in SQL; [`push`] is its client, pushing OCI image layouts.
 
@@ -14,11 +14,12 @@ pub mod distribution;
 pub mod grpc;
 pub mod oci;
 pub mod push;
-pub mod rest;
 pub mod service;
 pub mod sql;
 pub mod store;
 
+pub use client::RegistryImageClient;
 pub use grpc::RegistryImageGrpc;
 pub use service::{Caller, RegistryImages};
 pub use sql::SqlImageStore;
+pub use yc_operations::client::ApiClient;

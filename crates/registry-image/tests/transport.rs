@@ -18,7 +18,7 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{GetImageRequest, List
 use yc_registry_image::client::RegistryImageClient;
 use yc_registry_image::oci::ImageManifest;
 use yc_registry_image::store::Registry;
-use yc_registry_image::{Caller, RegistryImageGrpc, RegistryImages, SqlImageStore, rest};
+use yc_registry_image::{ApiClient, Caller, RegistryImageGrpc, RegistryImages, SqlImageStore};
 
 struct Fixture {
     images: RegistryImages,
@@ -79,7 +79,10 @@ async fn serve() -> Fixture {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rest_addr = rest_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let router = rest::router(images.clone()).merge(yc_operations::rest::router(runner));
+    let router = yc_operations::rest::router([
+        RegistryImageGrpc::rest(images.clone()),
+        yc_operations::OperationGrpc::rest(runner),
+    ]);
     tokio::spawn(async move {
         let _ = axum::serve(rest_listener, router).await;
     });
@@ -304,13 +307,17 @@ async fn the_typed_client_works_the_same_over_both_transports() {
     let clients = [
         (
             "grpc",
-            RegistryImageClient::grpc(f.channel.clone()).with_wait_policy(fast.clone()),
+            RegistryImageClient::new(
+                ApiClient::grpc(f.channel.clone()).with_wait_policy(fast.clone()),
+            ),
         ),
         (
             "rest",
-            RegistryImageClient::rest(&f.base)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .with_wait_policy(fast),
+            RegistryImageClient::new(
+                ApiClient::rest(&f.base)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .with_wait_policy(fast),
+            ),
         ),
     ];
     let request = ListImagesRequest {

@@ -12,7 +12,7 @@ use futures_util::TryStreamExt as _;
 use serde::Serialize;
 use tonic::transport::Channel;
 use yc_compute_image::client::ComputeImageClient;
-use yc_operations::client::{AuthChannel, BearerToken};
+use yc_operations::client::{ApiClient, AuthChannel, BearerToken};
 use yc_operations::{OperationSource as _, OperationWaiter, WaitError, WaitPolicy};
 use yc_proto_types::google::protobuf::FieldMask;
 use yc_proto_types::google::rpc::Status;
@@ -293,7 +293,8 @@ fn operations(channel: &Channel, token: &BearerToken) -> OperationServiceClient<
 pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
     let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
-    let images = RegistryImageClient::grpc_with_token(channel.clone(), token.clone());
+    let images =
+        RegistryImageClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
     let source = operations(&channel, &token);
     let command = match args.command {
         RegistryCommand::Image(command) => command,
@@ -389,7 +390,8 @@ async fn import(
 pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
     let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
-    let images = ComputeImageClient::grpc_with_token(channel.clone(), token.clone());
+    let images =
+        ComputeImageClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
     let source = operations(&channel, &token);
     let ComputeCommand::Image(command) = args.command;
     let columns = ["ID", "NAME", "FAMILY", "STATUS", "SIZE", "CREATED"];

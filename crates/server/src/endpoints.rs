@@ -59,6 +59,12 @@ impl Endpoints {
         ApiEndpointServiceServer::new(Self { address })
     }
 
+    pub(crate) fn rest(address: String) -> yc_proto_types::rpc::RestService {
+        yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_rpc::rest(
+            std::sync::Arc::new(Self { address }),
+        )
+    }
+
     fn endpoint<T>(&self, id: &str, request: &Request<T>) -> ApiEndpoint {
         let address = match request.extensions().get::<ReachedAt>() {
             Some(ReachedAt(address)) => address.clone(),

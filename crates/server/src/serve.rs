@@ -16,6 +16,7 @@ use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
 use yc_operations::db::{Db, connect_postgres};
 use yc_operations::{OperationGrpc, OperationRunner, OperationStore, Resumers, SqlOperationStore};
+use yc_proto_types::rpc::RestRouter;
 use yc_registry_image::blobs::SqlBlobStore;
 use yc_registry_image::store::ImageStore;
 use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
@@ -236,21 +237,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             .await;
     }
 
-    // The REST API answers every error in its JSON, its extractors' rejections included.
-    let rest = yc_registry_image::rest::router(registry.clone())
-        .merge(yc_compute_image::rest::router(compute))
-        .merge(yc_operations::rest::router(runner.clone()))
-        .layer(axum::middleware::map_response(
-            yc_operations::rest::json_errors,
-        ));
+    // The REST API: every `google.api.http` rule of the schema, served by the transcoder.
+    let rest = Arc::new(RestRouter::new([
+        RegistryImageGrpc::rest(registry.clone()),
+        ComputeImageGrpc::rest(compute.clone()),
+        OperationGrpc::rest(runner.clone()),
+        Endpoints::rest(address.to_string()),
+    ]));
     let mut app = grpc
         .merge(yc_registry_image::distribution::router(
             registry,
             stores.blobs.clone(),
         ))
-        .merge(rest)
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(yc_operations::rest::no_route)
+        .fallback(move |request| yc_operations::rest::transcode(rest.clone(), request))
         .method_not_allowed_fallback(yc_operations::rest::method_not_allowed)
         // `conn` limits request bodies (flag `--max-request-bytes`).
         .layer(axum::extract::DefaultBodyLimit::disable());

@@ -417,7 +417,7 @@ async fn every_rest_error_is_the_api_json_error() {
             5,
         ),
         (
-            "GET /endpoints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            "GET /no/such/route HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
             404,
             5,
         ),

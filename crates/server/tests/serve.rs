@@ -75,10 +75,14 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
 
     // The same image through both transports of the one address.
     let uri = file_server().await;
-    let grpc = ComputeImageClient::grpc(channel(&server).await).with_wait_policy(fast());
-    let rest = ComputeImageClient::rest(&server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
+    let grpc = ComputeImageClient::new(
+        yc_operations::ApiClient::grpc(channel(&server).await).with_wait_policy(fast()),
+    );
+    let rest = ComputeImageClient::new(
+        yc_operations::ApiClient::rest(&server.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
     let request = CreateImageRequest {
         folder_id: "b1gfolder".into(),
         name: "e2e".into(),
@@ -101,9 +105,11 @@ async fn confirmed_changes_survive_kill_9_and_a_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let uri = file_server().await;
     let server = Server::start(dir.path());
-    let client = ComputeImageClient::rest(&server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
+    let client = ComputeImageClient::new(
+        yc_operations::ApiClient::rest(&server.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
     let mut kept = Vec::new();
     for name in ["one", "two", "three"] {
         let request = CreateImageRequest {
@@ -126,9 +132,11 @@ async fn confirmed_changes_survive_kill_9_and_a_restart() {
     server.kill();
 
     let restarted = Server::start(dir.path());
-    let client = ComputeImageClient::rest(&restarted.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
+    let client = ComputeImageClient::new(
+        yc_operations::ApiClient::rest(&restarted.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
     assert_eq!(client.get(&kept[0].id).await.ok().as_ref(), Some(&kept[0]));
     assert_eq!(client.get(&kept[2].id).await.ok().as_ref(), Some(&kept[2]));
     let deleted = client.get(&kept[1].id).await.err().map(|e| e.grpc_code());
@@ -210,7 +218,9 @@ async fn seeding_loads_layouts_and_compute_images_once() {
         assert_eq!(images[0]["digest"], digest.as_str());
         assert_eq!(images[0]["tags"], serde_json::json!(["22.04"]));
 
-        let compute = ComputeImageClient::rest(&server.url()).unwrap_or_else(|e| panic!("{e}"));
+        let compute = ComputeImageClient::new(
+            yc_operations::ApiClient::rest(&server.url()).unwrap_or_else(|e| panic!("{e}")),
+        );
         let latest = compute
             .latest_by_family("standard-images", "ubuntu-2204-lts")
             .await
@@ -458,11 +468,17 @@ async fn two_replicas_share_one_postgres_database() {
     let uri = file_server().await;
 
     // Created through one (gRPC), waited for and read through two (gRPC and REST).
-    let through_one = ComputeImageClient::grpc(channel(&one).await).with_wait_policy(fast());
-    let through_two = ComputeImageClient::grpc(channel(&two).await).with_wait_policy(fast());
-    let rest_two = ComputeImageClient::rest(&two.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
+    let through_one = ComputeImageClient::new(
+        yc_operations::ApiClient::grpc(channel(&one).await).with_wait_policy(fast()),
+    );
+    let through_two = ComputeImageClient::new(
+        yc_operations::ApiClient::grpc(channel(&two).await).with_wait_policy(fast()),
+    );
+    let rest_two = ComputeImageClient::new(
+        yc_operations::ApiClient::rest(&two.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
     let mut created = Vec::new();
     for n in 0..5 {
         let operation = through_one
@@ -659,12 +675,16 @@ async fn every_rpc_over_rest(server: &Server) {
     use yc_proto_types::yandex::cloud::containerregistry::v1 as cr;
 
     let uri = file_server().await;
-    let compute = ComputeImageClient::rest(&server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
-    let registry = yc_registry_image::client::RegistryImageClient::rest(&server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_wait_policy(fast());
+    let compute = ComputeImageClient::new(
+        yc_operations::ApiClient::rest(&server.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
+    let registry = yc_registry_image::client::RegistryImageClient::new(
+        yc_operations::ApiClient::rest(&server.url())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_wait_policy(fast()),
+    );
     let http = reqwest::Client::new();
 
     // Compute: Create, Get, GetLatestByFamily, List, Update, ListOperations, Delete.
@@ -830,7 +850,7 @@ async fn every_call_is_logged_with_its_request_id() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(answer.status(), 404);
     }
-    let grpc = ComputeImageClient::grpc(channel(&server).await);
+    let grpc = ComputeImageClient::new(yc_operations::ApiClient::grpc(channel(&server).await));
     let missing = grpc
         .get("fd8missing0000000000")
         .await
@@ -945,4 +965,70 @@ async fn tls_with_a_certificate_made_for_this_machine() {
         "the CA is kept"
     );
     drop(again);
+}
+
+/// Every `google.api.http` rule of the schema, called over REST against the real server as a
+/// client builds the call from the rule: each reaches its service (an answer of the method,
+/// not the router's "No route" or 405), so that a method added to a proto with a rule is
+/// served with nothing else written.
+#[tokio::test]
+async fn every_http_rule_of_the_schema_is_served_over_rest() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path());
+    let http = reqwest::Client::new();
+    let rules = yc_proto_types::rpc::every_http_rule();
+    let mut called = 0;
+    for (method, rules) in &rules {
+        for rule in *rules {
+            // Path fields get a value that names nothing; everything else is left empty.
+            let mut request = serde_json::Map::new();
+            for segment in rule.template().segments() {
+                if let yc_proto_types::rpc::Segment::Field(field) = segment {
+                    request.insert(field.clone(), "fd8nosuchthing000000".into());
+                }
+            }
+            let call = rule
+                .request(&serde_json::Value::Object(request))
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+            let mut builder = http.request(
+                call.method.clone(),
+                format!("{}{}", server.url(), call.path),
+            );
+            if let Some(body) = call.body {
+                builder = builder
+                    .header("content-type", "application/json")
+                    .body(body);
+            }
+            let response = builder.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let status = response.status().as_u16();
+            let body = response
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{method}: {e}"));
+            let message = json["message"].as_str().unwrap_or_default();
+            assert!(
+                status != 405 && !message.starts_with("No route"),
+                "{method} by {} {}: {status} {json}",
+                call.method,
+                rule.template()
+            );
+            assert!(
+                (200..500).contains(&status),
+                "{method} by {} {}: {status} {json}",
+                call.method,
+                rule.template()
+            );
+            called += 1;
+        }
+    }
+    // Every RPC of the three APIs and discovery; Cancel has two rules.
+    assert_eq!(
+        rules.len(),
+        14,
+        "{:?}",
+        rules.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(called, 15);
 }

@@ -14,21 +14,25 @@ pub mod yandex {
             pub mod v1 {
                 include!("yandex.cloud.compute.v1.rs");
                 include!("yandex.cloud.compute.v1.serde.rs");
+                include!("yandex.cloud.compute.v1.rpc.rs");
             }
         }
         pub mod containerregistry {
             pub mod v1 {
                 include!("yandex.cloud.containerregistry.v1.rs");
                 include!("yandex.cloud.containerregistry.v1.serde.rs");
+                include!("yandex.cloud.containerregistry.v1.rpc.rs");
             }
         }
         pub mod endpoint {
             include!("yandex.cloud.endpoint.rs");
             include!("yandex.cloud.endpoint.serde.rs");
+            include!("yandex.cloud.endpoint.rpc.rs");
         }
         pub mod operation {
             include!("yandex.cloud.operation.rs");
             include!("yandex.cloud.operation.serde.rs");
+            include!("yandex.cloud.operation.rpc.rs");
         }
     }
 }
