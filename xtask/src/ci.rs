@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{codegen, project_root, sdk};
+use crate::{codegen, deps, project_root, sdk};
 
 pub(crate) fn run() -> Result<()> {
     let started = Instant::now();
@@ -26,6 +26,8 @@ pub(crate) fn run() -> Result<()> {
             &[],
         )
     })?;
+    step("unused dependencies", deps::unused_dependencies)?;
+    step("lean clients", deps::lean_clients)?;
     let python = step("SDK environment", sdk::ensure_env)?;
     let python = python.to_string_lossy().into_owned();
     // Under CI (`CI=true`, as `.ci/run` sets), a suite that cannot run fails instead of

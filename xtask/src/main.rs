@@ -10,6 +10,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod deps;
 mod load;
 mod sdk;
 mod snapshots;

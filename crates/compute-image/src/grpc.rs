@@ -36,7 +36,7 @@ type Answer<T> = Result<Response<T>, tonic::Status>;
 #[tonic::async_trait]
 impl ImageService for ComputeImageGrpc {
     async fn get(&self, request: Request<GetImageRequest>) -> Answer<Image> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.get(request.get_ref(), &caller).await?,
         ))
@@ -46,7 +46,7 @@ impl ImageService for ComputeImageGrpc {
         &self,
         request: Request<GetImageLatestByFamilyRequest>,
     ) -> Answer<Image> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images
                 .latest_by_family(request.get_ref(), &caller)
@@ -55,28 +55,28 @@ impl ImageService for ComputeImageGrpc {
     }
 
     async fn list(&self, request: Request<ListImagesRequest>) -> Answer<ListImagesResponse> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.list(request.get_ref(), &caller).await?,
         ))
     }
 
     async fn create(&self, request: Request<CreateImageRequest>) -> Answer<Operation> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.create(request.get_ref(), &caller).await?,
         ))
     }
 
     async fn update(&self, request: Request<UpdateImageRequest>) -> Answer<Operation> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.update(request.get_ref(), &caller).await?,
         ))
     }
 
     async fn delete(&self, request: Request<DeleteImageRequest>) -> Answer<Operation> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.delete(request.get_ref(), &caller).await?,
         ))
@@ -86,7 +86,7 @@ impl ImageService for ComputeImageGrpc {
         &self,
         request: Request<ListImageOperationsRequest>,
     ) -> Answer<ListImageOperationsResponse> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images
                 .list_operations(request.get_ref(), &caller)

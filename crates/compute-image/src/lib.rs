@@ -10,13 +10,20 @@
 
 pub mod client;
 pub mod domain;
+#[cfg(feature = "server")]
 pub mod grpc;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod source;
+#[cfg(feature = "server")]
 pub mod store;
 
 pub use client::ComputeImageClient;
+#[cfg(feature = "server")]
 pub use grpc::ComputeImageGrpc;
+#[cfg(feature = "server")]
 pub use service::{Caller, ComputeImages};
+#[cfg(feature = "server")]
 pub use store::SqlComputeImageStore;
 pub use yc_operations::client::ApiClient;

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{
-    CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, Role, StartOperation,
-    store_unavailable,
+    CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, StartOperation,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
@@ -37,7 +37,7 @@ pub const UPDATE_FIELDS: &[&str] = &["name", "description", "min_disk_size", "la
 /// The smallest disk there is: 4 MiB.
 const MIN_DISK: i64 = 4 << 20;
 
-pub use yc_operations::Caller;
+pub use yc_api_runtime::Caller;
 
 /// Compute images over a [`ComputeImageStore`].
 #[derive(Clone)]
@@ -98,7 +98,7 @@ impl ComputeImages {
             return Err(invalid("a seeded image needs its folderId".into()));
         }
         if image.id.is_empty() {
-            image.id = yc_operations::ids::new_id("fd8");
+            image.id = yc_api_runtime::ids::new_id("fd8");
         } else if self
             .store
             .get(&image.id)
@@ -268,7 +268,7 @@ impl ComputeImages {
             None => return Err(invalid("Request validation error: source: exactly one of image_id, disk_id, snapshot_id, uri must be set".into())),
         };
 
-        let id = yc_operations::ids::new_id("fd8");
+        let id = yc_api_runtime::ids::new_id("fd8");
         let image = new_image(request, &id, Timestamp::now());
         let start = StartOperation::new(
             "fd8",
@@ -429,7 +429,7 @@ impl ComputeImages {
         let (create, update, delete) = (self.clone(), self.clone(), self.clone());
         // The caller's access was checked when the operation started; the rest of its work is
         // the server's.
-        let server = Caller::default;
+        let server = Caller::system;
         resumers
             .add(CREATE_METHOD, CancelMode::Notify, move |record, ctx| {
                 let service = create.clone();

@@ -1,10 +1,10 @@
 //! Where Compute images live: the [`ComputeImageStore`] trait, and its SQL implementation on
-//! SQLite or PostgreSQL (through [`yc_operations::db`]).
+//! SQLite or PostgreSQL (through [`yc_sql`]).
 //!
 //! Images are rows of `ci_images` with the columns List filters and sorts on (`name`,
 //! `family`, `status` by name, `created_at`) and the `Image` message in `body`. Names are
 //! unique in a folder (an index enforces it); every List is one keyset query through
-//! `yc_operations::query::sql`, served by a partial index on (folder, sort column, id).
+//! `yc_api_runtime::list::sql`, served by a partial index on (folder, sort column, id).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use prost::Message;
-use yc_operations::db::{Db, Query, query};
-use yc_operations::query::sql::{
+use yc_api_runtime::list::sql::{
     KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
 };
-use yc_operations::query::{FilterExpr, OrderItem};
+use yc_api_runtime::list::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
+use yc_sql::{ColumnTypes, Db, Query, query};
 
 const COMPONENT: &str = "compute-image";
 const SCHEMA_VERSION: i64 = 1;
@@ -158,7 +158,7 @@ impl ImageCache {
     }
 }
 
-fn unavailable(e: yc_operations::db::DbError) -> ComputeStoreError {
+fn unavailable(e: yc_sql::DbError) -> ComputeStoreError {
     ComputeStoreError::Unavailable(e.to_string())
 }
 
@@ -174,7 +174,7 @@ fn decode(body: &[u8]) -> Result<Image, ComputeStoreError> {
 }
 
 /// A unique-index violation on the folder's names.
-fn name_conflict(e: yc_operations::db::DbError, image: &Image) -> ComputeStoreError {
+fn name_conflict(e: yc_sql::DbError, image: &Image) -> ComputeStoreError {
     if e.is_unique_violation() {
         ComputeStoreError::NameTaken(image.name.clone())
     } else {
@@ -202,26 +202,25 @@ impl SqlComputeImageStore {
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, ComputeStoreError> {
         let db = db.into();
-        let mut schema: Vec<String> = [
-            "CREATE TABLE IF NOT EXISTS ci_images (
-                id TEXT PRIMARY KEY,
-                folder_id TEXT NOT NULL,
-                name TEXT NOT NULL,
-                family TEXT NOT NULL,
-                status TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                body BLOB NOT NULL,
-                deleted_at INTEGER
-            )",
+        let ColumnTypes { text, int, bytes } = db.dialect().types();
+        let mut schema: Vec<String> = vec![
+            format!("CREATE TABLE IF NOT EXISTS ci_images (
+                id {text} PRIMARY KEY,
+                folder_id {text} NOT NULL,
+                name {text} NOT NULL,
+                family {text} NOT NULL,
+                status {text} NOT NULL,
+                created_at {int} NOT NULL,
+                body {bytes} NOT NULL,
+                deleted_at {int}
+            )"),
             "CREATE UNIQUE INDEX IF NOT EXISTS ci_images_folder_name_unique ON ci_images (folder_id, name) \
-             WHERE deleted_at IS NULL AND name <> ''",
-            "CREATE INDEX IF NOT EXISTS ci_images_folder_id ON ci_images (folder_id, id) WHERE deleted_at IS NULL",
+             WHERE deleted_at IS NULL AND name <> ''".to_owned(),
+            "CREATE INDEX IF NOT EXISTS ci_images_folder_id ON ci_images (folder_id, id) WHERE deleted_at IS NULL".to_owned(),
             "CREATE INDEX IF NOT EXISTS ci_images_family_latest ON ci_images (folder_id, family, status, created_at, id) \
-             WHERE deleted_at IS NULL",
-            "CREATE INDEX IF NOT EXISTS ci_images_deleted ON ci_images (deleted_at) WHERE deleted_at IS NOT NULL",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+             WHERE deleted_at IS NULL".to_owned(),
+            "CREATE INDEX IF NOT EXISTS ci_images_deleted ON ci_images (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
+        ];
         for sort in SORT_COLUMNS {
             schema.push(format!(
                 "CREATE INDEX IF NOT EXISTS ci_images_folder_{sort} ON ci_images (folder_id, {sort}, id) WHERE deleted_at IS NULL"
@@ -229,7 +228,7 @@ impl SqlComputeImageStore {
         }
         db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(ComputeStoreError::Unavailable)?;
+            .map_err(|e| ComputeStoreError::Unavailable(e.to_string()))?;
         Ok(Self { db, cache: None })
     }
 
@@ -260,7 +259,7 @@ impl SqlComputeImageStore {
     ) -> Result<Modified, ComputeStoreError> {
         let mut tx = self.db.begin().await.map_err(unavailable)?;
         let sql = format!(
-            "SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL{}",
+            "SELECT body FROM ci_images WHERE id = $1 AND deleted_at IS NULL{}",
             tx.dialect().for_update()
         );
         let body: Option<Vec<u8>> = tx
@@ -278,8 +277,8 @@ impl SqlComputeImageStore {
         }
         tx.execute(
             &query(
-                "UPDATE ci_images SET name = ?, family = ?, status = ?, body = ? \
-                 WHERE id = ? AND deleted_at IS NULL",
+                "UPDATE ci_images SET name = $1, family = $2, status = $3, body = $4 \
+                 WHERE id = $5 AND deleted_at IS NULL",
             )
             .bind(&image.name)
             .bind(&image.family)
@@ -355,7 +354,7 @@ impl ComputeImageStore for SqlComputeImageStore {
             .execute(
                 &query(
                     "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&image.id)
                 .bind(&image.folder_id)
@@ -381,7 +380,9 @@ impl ComputeImageStore for SqlComputeImageStore {
             None => 0,
         };
         let image = self
-            .body(&query("SELECT body FROM ci_images WHERE id = ? AND deleted_at IS NULL").bind(id))
+            .body(
+                &query("SELECT body FROM ci_images WHERE id = $1 AND deleted_at IS NULL").bind(id),
+            )
             .await?;
         if let (Some(cache), Some(image)) = (&self.cache, &image) {
             cache.fill(image, writes);
@@ -420,8 +421,8 @@ impl ComputeImageStore for SqlComputeImageStore {
     ) -> Result<Option<Image>, ComputeStoreError> {
         self.body(
             &query(
-                "SELECT body FROM ci_images WHERE deleted_at IS NULL AND folder_id = ? AND family = ? \
-                 AND status = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                "SELECT body FROM ci_images WHERE deleted_at IS NULL AND folder_id = $1 AND family = $2 \
+                 AND status = $3 ORDER BY created_at DESC, id DESC LIMIT 1",
             )
             .bind(folder_id)
             .bind(family)

@@ -43,7 +43,7 @@ async fn create_from_a_qcow2_uri() {
         )
     };
     let op = images
-        .create(&request, &Caller::default())
+        .create(&request, &Caller::system())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!op.done);
@@ -116,7 +116,7 @@ async fn sources_refused_before_anything_is_stored() {
         let images = images.clone();
         async move {
             images
-                .create(&request, &Caller::default())
+                .create(&request, &Caller::system())
                 .await
                 .err()
                 .map(|e| (e.grpc_code(), e.message))
@@ -147,7 +147,7 @@ async fn sources_refused_before_anything_is_stored() {
                 folder_id: FOLDER.into(),
                 ..Default::default()
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(none.map(|r| r.images.len()).ok(), Some(0));
@@ -165,7 +165,7 @@ async fn names_are_unique_in_a_folder_and_min_disk_size_fits_the_source() {
     let again = images
         .create(
             &create("taken", Source::ImageId(raw.id.clone())),
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(
@@ -176,14 +176,14 @@ async fn names_are_unique_in_a_folder_and_min_disk_size_fits_the_source() {
         folder_id: "b1gother".into(),
         ..create("taken", Source::ImageId(raw.id.clone()))
     };
-    assert!(images.create(&elsewhere, &Caller::default()).await.is_ok());
+    assert!(images.create(&elsewhere, &Caller::system()).await.is_ok());
 
     let too_small = CreateImageRequest {
         min_disk_size: 4 << 20,
         ..create("small", Source::ImageId(raw.id.clone()))
     };
     assert!(
-        images.create(&too_small, &Caller::default()).await.is_ok(),
+        images.create(&too_small, &Caller::system()).await.is_ok(),
         "4 MiB fits a 3 MiB image"
     );
     let qcow = created(
@@ -196,7 +196,7 @@ async fn names_are_unique_in_a_folder_and_min_disk_size_fits_the_source() {
         ..create("below", Source::ImageId(qcow.id))
     };
     let error = images
-        .create(&below, &Caller::default())
+        .create(&below, &Caller::system())
         .await
         .err()
         .unwrap_or_default();
@@ -236,7 +236,7 @@ async fn latest_by_family_is_the_newest_ready_image() {
                 family: "fam".into(),
                 ..create("broken", Source::Uri(format!("http://{addr}/none")))
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -249,7 +249,7 @@ async fn latest_by_family_is_the_newest_ready_image() {
         };
         async move {
             images
-                .latest_by_family(&request, &Caller::default())
+                .latest_by_family(&request, &Caller::system())
                 .await
                 .map(|i| i.id)
         }
@@ -287,7 +287,7 @@ async fn list_filters_orders_and_pages() {
         };
         async move {
             images
-                .list(&request, &Caller::default())
+                .list(&request, &Caller::system())
                 .await
                 .map(|r| r.images.into_iter().map(|i| i.name).collect::<Vec<_>>())
                 .map_err(|e| e.message)
@@ -341,13 +341,13 @@ async fn list_filters_orders_and_pages() {
         ..Default::default()
     };
     let first = images
-        .list(&request, &Caller::default())
+        .list(&request, &Caller::system())
         .await
         .unwrap_or_default();
     assert_eq!(first.images.len(), 3);
     request.page_token = first.next_page_token;
     let second = images
-        .list(&request, &Caller::default())
+        .list(&request, &Caller::system())
         .await
         .unwrap_or_default();
     assert_eq!(
@@ -377,7 +377,7 @@ async fn update_changes_the_masked_fields_only() {
     let update = |request: UpdateImageRequest| {
         let images = images.clone();
         async move {
-            let op = images.update(&request, &Caller::default()).await?;
+            let op = images.update(&request, &Caller::system()).await?;
             response(&done(&images, &op).await)
         }
     };
@@ -470,7 +470,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
         ..Default::default()
     };
     let op = images
-        .update(&update, &Caller::default())
+        .update(&update, &Caller::system())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     done(&images, &op).await;
@@ -482,7 +482,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
                 page_size: 1,
                 ..Default::default()
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -494,7 +494,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
                 page_size: 1,
                 page_token: operations.next_page_token,
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -505,7 +505,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
             &DeleteImageRequest {
                 image_id: image.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -522,7 +522,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
             &DeleteImageRequest {
                 image_id: image.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(
@@ -538,7 +538,7 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
     let caller = Caller {
         subject: "ajeuser".into(),
         idempotency_key: Some("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10".into()),
-        ..Caller::default()
+        ..Caller::system()
     };
     let request = create("once", Source::Uri(format!("http://{addr}/disk.raw")));
     let first = images
@@ -556,7 +556,7 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
                 folder_id: FOLDER.into(),
                 ..Default::default()
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_default();
@@ -670,7 +670,7 @@ async fn a_delete_that_cannot_start_leaves_the_image_as_it_was() {
     let caller = Caller {
         subject: String::new(),
         idempotency_key: Some("not-a-uuid".into()),
-        ..Caller::default()
+        ..Caller::system()
     };
     let refused = images
         .delete(

@@ -1,8 +1,8 @@
 //! Every Compute List shape is served by an index search, never a scan of the folder's images.
 
+use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderItem};
 use yc_compute_image::SqlComputeImageStore;
 use yc_compute_image::store::ComputeQuery;
-use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
 
 #[tokio::test]
 async fn every_list_shape_searches_an_index() {

@@ -60,7 +60,7 @@ async fn concurrent_updates_of_different_fields_both_apply() {
         let labels = update(&image.id, &["labels"], |r| {
             r.labels = BTreeMap::from([("round".into(), round.to_string())]);
         });
-        let caller = Caller::default();
+        let caller = Caller::system();
         let (a, b) = tokio::join!(
             images.update(&description, &caller),
             images.update(&labels, &caller)
@@ -85,7 +85,7 @@ async fn concurrent_updates_of_different_fields_both_apply() {
 async fn update_and_delete_of_an_image_being_created_are_refused() {
     let addr = files().await;
     let images = service(64 << 20).await;
-    let caller = Caller::default();
+    let caller = Caller::system();
     // disk.qcow2 answers after 150 ms: the image is CREATING meanwhile.
     let op = images
         .create(
@@ -149,7 +149,7 @@ fn outcome(op: &Operation) -> Result<(), tonic::Code> {
 async fn nothing_is_stuck_and_no_confirmed_change_is_lost_under_concurrency() {
     let addr = files().await;
     let images = service(64 << 20).await;
-    let caller = Caller::default();
+    let caller = Caller::system();
     let base = ready_image(&images, "base").await;
     // Images being created from a slow source and from an image, updated and deleted by
     // clients that do not wait.
@@ -386,7 +386,7 @@ async fn cancel_stops_a_fetch_and_leaves_the_image_in_error() {
                 "cancelled",
                 Source::Uri(format!("http://{addr}/stalls.raw")),
             ),
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -412,7 +412,7 @@ async fn cancel_stops_a_fetch_and_leaves_the_image_in_error() {
     assert_eq!(left.status, image::Status::Error as i32);
     // An image in ERROR can be deleted.
     let op = images
-        .delete(&delete(&left.id), &Caller::default())
+        .delete(&delete(&left.id), &Caller::system())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));

@@ -5,13 +5,13 @@
 //! picks the newest READY image; concurrent changes of one image through `modify`, also from
 //! two replicas, all apply. The PostgreSQL plans are index scans.
 
+use yc_api_runtime::list::{FilterExpr, FilterOp, FilterSpec, OrderItem};
 use yc_compute_image::SqlComputeImageStore;
 use yc_compute_image::store::{ComputeImageStore, ComputeQuery, ComputeStoreError, Modified};
-use yc_operations::db::TestPostgres;
-use yc_operations::query::{FilterExpr, FilterOp, FilterSpec, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
+use yc_sql::TestPostgres;
 
 const SPEC: FilterSpec<'static> = FilterSpec {
     fields: &["name", "family", "status", "id"],
@@ -395,7 +395,7 @@ async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_changes_all_apply() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let db = yc_operations::db::Db::sqlite_file(&dir.path().join("images.db"), 4)
+    let db = yc_sql::Db::sqlite_file(&dir.path().join("images.db"), 4)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let store = SqlComputeImageStore::open(db)

@@ -57,6 +57,9 @@ async fn serve() -> Fixture {
     );
     tokio::spawn(async move {
         let _ = Server::builder()
+            .layer(yc_api_runtime::PrincipalLayer::new(
+                yc_api_runtime::Principal::anonymous(),
+            ))
             .add_service(image_service)
             .add_service(operation_service)
             .serve_with_incoming(TcpIncoming::from(grpc_listener))
@@ -64,7 +67,10 @@ async fn serve() -> Fixture {
     });
     let (rest_listener, rest_addr) = bind().await;
     let router =
-        yc_operations::rest::router([ComputeImageGrpc::rest(images), OperationGrpc::rest(runner)]);
+        yc_api_runtime::rest::router([ComputeImageGrpc::rest(images), OperationGrpc::rest(runner)])
+            .layer(yc_api_runtime::PrincipalLayer::new(
+                yc_api_runtime::Principal::anonymous(),
+            ));
     tokio::spawn(async move {
         let _ = axum::serve(rest_listener, router).await;
     });

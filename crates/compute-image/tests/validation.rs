@@ -49,7 +49,7 @@ fn create() -> CreateImageRequest {
 #[tokio::test]
 async fn request_rules_at_their_boundaries() {
     let s = service().await;
-    let caller = Caller::default();
+    let caller = Caller::system();
     let labels = |n: usize| {
         (0..n)
             .map(|i| (format!("k{i}"), "v".to_owned()))
@@ -63,7 +63,7 @@ async fn request_rules_at_their_boundaries() {
                     &GetImageRequest {
                         image_id: "a".repeat(50),
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -76,7 +76,7 @@ async fn request_rules_at_their_boundaries() {
                     &GetImageRequest {
                         image_id: "a".repeat(51),
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -84,7 +84,7 @@ async fn request_rules_at_their_boundaries() {
         ),
         (
             "image_id empty",
-            verdict(s.get(&GetImageRequest::default(), &Caller::default()).await),
+            verdict(s.get(&GetImageRequest::default(), &Caller::system()).await),
             "image_id: is required",
         ),
         (
@@ -108,7 +108,7 @@ async fn request_rules_at_their_boundaries() {
                         folder_id: "b1g".into(),
                         family: format!("a{}", "b".repeat(62)),
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -122,7 +122,7 @@ async fn request_rules_at_their_boundaries() {
                         folder_id: "b1g".into(),
                         family: format!("a{}", "b".repeat(63)),
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -136,7 +136,7 @@ async fn request_rules_at_their_boundaries() {
                         folder_id: "b1g".into(),
                         family: "ab".into(),
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -150,7 +150,7 @@ async fn request_rules_at_their_boundaries() {
                         folder_id: "f".repeat(51),
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -159,7 +159,7 @@ async fn request_rules_at_their_boundaries() {
         (
             "folder missing",
             verdict(
-                s.list(&ListImagesRequest::default(), &Caller::default())
+                s.list(&ListImagesRequest::default(), &Caller::system())
                     .await,
             ),
             "folder_id: is required",
@@ -173,7 +173,7 @@ async fn request_rules_at_their_boundaries() {
                         page_size: 1000,
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -188,7 +188,7 @@ async fn request_rules_at_their_boundaries() {
                         page_size: 1001,
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -203,7 +203,7 @@ async fn request_rules_at_their_boundaries() {
                         page_token: "t".repeat(101),
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -218,7 +218,7 @@ async fn request_rules_at_their_boundaries() {
                         filter: " ".repeat(1001),
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -233,7 +233,7 @@ async fn request_rules_at_their_boundaries() {
                         order_by: " ".repeat(101),
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),
@@ -248,7 +248,7 @@ async fn request_rules_at_their_boundaries() {
                         page_size: 1001,
                         ..Default::default()
                     },
-                    &Caller::default(),
+                    &Caller::system(),
                 )
                 .await,
             ),

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
-use crate::query::page_token::TokenKey;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
     set_metadata, set_result,
 };
+use yc_api_runtime::list::page_token::TokenKey;
 
 /// Operations in memory, with the same indexes a database would have.
 #[derive(Debug, Default)]
@@ -222,7 +222,7 @@ impl OperationStore for MemoryOperationStore {
 
     async fn token_keys(&self, now: Timestamp) -> Result<Vec<TokenKey>, StoreError> {
         let mut state = self.lock()?;
-        let now = crate::query::sql::nanos(now);
+        let now = yc_api_runtime::list::sql::nanos(now);
         let (rotate, lifetime) = key_ages(now);
         let newest = state.token_keys.iter().map(|k| (k.created_at, k.id)).max();
         if newest.is_none_or(|(created_at, _)| created_at < rotate) {
@@ -242,7 +242,7 @@ impl OperationStore for MemoryOperationStore {
 pub(crate) fn key_ages(now: i64) -> (i64, i64) {
     let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     (
-        now.saturating_sub(nanos(crate::query::page_token::KEY_ROTATION)),
-        now.saturating_sub(nanos(crate::query::page_token::KEY_LIFETIME)),
+        now.saturating_sub(nanos(yc_api_runtime::list::page_token::KEY_ROTATION)),
+        now.saturating_sub(nanos(yc_api_runtime::list::page_token::KEY_LIFETIME)),
     )
 }

@@ -34,10 +34,11 @@ use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
-use crate::ids::new_id;
 use crate::store::{
     Created, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
 };
+use yc_api_runtime::Caller;
+use yc_api_runtime::ids::new_id;
 
 /// What the work of an operation ends with: the response, packed, or the error.
 pub type WorkResult = Result<Any, Status>;
@@ -142,7 +143,7 @@ impl StartOperation {
 
     /// The caller's subject and idempotency key, as [`created_by`](Self::created_by) and
     /// [`idempotency_key`](Self::idempotency_key) set them.
-    pub fn caller(self, caller: &crate::Caller) -> Self {
+    pub fn caller(self, caller: &Caller) -> Self {
         self.created_by(&caller.subject)
             .idempotency_key(caller.idempotency_key.clone())
     }
@@ -276,7 +277,7 @@ struct Inner {
     renewing: std::sync::atomic::AtomicBool,
     /// What page tokens are signed with: the store's keys once [`OperationRunner::recover`]
     /// has read them, one of this process's own until then.
-    token_keys: crate::query::TokenKeys,
+    token_keys: yc_api_runtime::list::TokenKeys,
 }
 
 struct Running {
@@ -303,7 +304,7 @@ impl OperationRunner {
                 starting: Mutex::new(std::collections::HashSet::new()),
                 resumers: Mutex::new(Resumers::new()),
                 renewing: std::sync::atomic::AtomicBool::new(false),
-                token_keys: crate::query::TokenKeys::ephemeral(),
+                token_keys: yc_api_runtime::list::TokenKeys::ephemeral(),
             }),
         }
     }
@@ -320,7 +321,7 @@ impl OperationRunner {
 
     /// The keys page tokens are signed with, shared by every replica on the store once
     /// [`recover`](Self::recover) has run (and read again with every renewal of the lease).
-    pub fn token_keys(&self) -> &crate::query::TokenKeys {
+    pub fn token_keys(&self) -> &yc_api_runtime::list::TokenKeys {
         &self.inner.token_keys
     }
 
@@ -334,7 +335,7 @@ impl OperationRunner {
             .map_err(|e| store_status(&e))?;
         self.inner
             .token_keys
-            .set(keys, crate::query::sql::nanos(now));
+            .set(keys, yc_api_runtime::list::sql::nanos(now));
         Ok(())
     }
 
@@ -522,19 +523,19 @@ impl OperationRunner {
     }
 
     /// OperationService `Get`: the operation, if `caller` may see it (see
-    /// [`Caller::may_see_operation`](crate::Caller::may_see_operation)); else
+    /// [`Caller::may_see_operation`](Caller::may_see_operation)); else
     /// `PERMISSION_DENIED`.
-    pub async fn get_as(&self, id: &str, caller: &crate::Caller) -> Result<Operation, Status> {
+    pub async fn get_as(&self, id: &str, caller: &Caller) -> Result<Operation, Status> {
         let op = self.get(id).await?;
         if caller.may_see_operation(&op.created_by) {
             Ok(op)
         } else {
-            Err(crate::permission_denied())
+            Err(yc_api_runtime::permission_denied())
         }
     }
 
     /// OperationService `Cancel`: [`cancel`](Self::cancel), if `caller` may see the operation.
-    pub async fn cancel_as(&self, id: &str, caller: &crate::Caller) -> Result<Operation, Status> {
+    pub async fn cancel_as(&self, id: &str, caller: &Caller) -> Result<Operation, Status> {
         let op = self.get_as(id, caller).await?;
         self.cancel_read(op).await
     }
@@ -759,21 +760,4 @@ pub(crate) fn store_status(error: &StoreError) -> Status {
             )
         }
     }
-}
-
-/// The `idempotency-key` a caller sent, from gRPC metadata or HTTP headers (both are HTTP
-/// headers on the wire). An empty value counts as none.
-pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Option<String> {
-    idempotency_key_of(headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()))
-}
-
-/// The header (and gRPC metadata key) that carries an idempotency key.
-pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// The key in an `idempotency-key` value: trimmed, none when empty.
-pub(crate) fn idempotency_key_of(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }

@@ -9,7 +9,9 @@ use yc_proto_types::yandex::cloud::operation::{
     CancelOperationRequest, GetOperationRequest, Operation, operation_service_rpc,
 };
 
-use crate::{Caller, OperationRunner};
+use yc_api_runtime::Caller;
+
+use crate::OperationRunner;
 
 /// The gRPC OperationService over a runner.
 #[derive(Clone)]
@@ -43,7 +45,7 @@ impl OperationService for OperationGrpc {
         &self,
         request: Request<GetOperationRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         let request = request.into_inner();
         validate(&request)?;
         Ok(Response::new(
@@ -55,7 +57,7 @@ impl OperationService for OperationGrpc {
         &self,
         request: Request<CancelOperationRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         let request = request.into_inner();
         validate(&request)?;
         Ok(Response::new(

@@ -1,5 +1,5 @@
 //! The [`OperationStore`] in SQL: on SQLite (in memory or in a file) or on PostgreSQL, shared
-//! by replicas; one implementation through [`crate::db`].
+//! by replicas; one implementation through `yc_sql`.
 //!
 //! `op_operations` holds each operation (the message in `body`) with the columns its lookups
 //! need; `op_idempotency` maps (subject, method, key) to an operation; `op_leases` holds the
@@ -13,44 +13,48 @@ use prost::Message;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
-use crate::db::{Db, Row, query};
-use crate::query::page_token::TokenKey;
-use crate::query::sql::nanos;
 use crate::store::{
     Created, Finished, NewOperation, OperationCursor, OperationRecord, OperationStore, StoreError,
     set_metadata, set_result,
 };
+use yc_api_runtime::list::page_token::TokenKey;
+use yc_api_runtime::list::sql::nanos;
+use yc_sql::{ColumnTypes, Db, Row, query};
 
 const COMPONENT: &str = "operations";
 const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS op_operations (
-        id TEXT PRIMARY KEY,
-        resource_id TEXT NOT NULL,
-        method TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
+/// The schema, in `dialect`.
+fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
+    let ColumnTypes { text, int, bytes } = dialect.types();
+    vec![
+        format!("CREATE TABLE IF NOT EXISTS op_operations (
+        id {text} PRIMARY KEY,
+        resource_id {text} NOT NULL,
+        method {text} NOT NULL,
+        created_at {int} NOT NULL,
         done BOOLEAN NOT NULL,
-        owner TEXT NOT NULL,
-        request BLOB NOT NULL,
-        body BLOB NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS op_operations_resource ON op_operations (resource_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS op_operations_unfinished ON op_operations (owner) WHERE NOT done",
-    "CREATE TABLE IF NOT EXISTS op_idempotency (
-        created_by TEXT NOT NULL,
-        method TEXT NOT NULL,
-        key TEXT NOT NULL,
-        operation_id TEXT NOT NULL,
+        owner {text} NOT NULL,
+        request {bytes} NOT NULL,
+        body {bytes} NOT NULL
+    )"),
+        "CREATE INDEX IF NOT EXISTS op_operations_resource ON op_operations (resource_id, created_at, id)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS op_operations_unfinished ON op_operations (owner) WHERE NOT done".to_owned(),
+        format!("CREATE TABLE IF NOT EXISTS op_idempotency (
+        created_by {text} NOT NULL,
+        method {text} NOT NULL,
+        key {text} NOT NULL,
+        operation_id {text} NOT NULL,
         PRIMARY KEY (created_by, method, key)
-    )",
-    "CREATE TABLE IF NOT EXISTS op_leases (owner TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS op_token_keys (
-        id INTEGER PRIMARY KEY,
-        secret BLOB NOT NULL,
-        created_at INTEGER NOT NULL
-    )",
-];
+    )"),
+        format!("CREATE TABLE IF NOT EXISTS op_leases (owner {text} PRIMARY KEY, expires_at {int} NOT NULL)"),
+        format!("CREATE TABLE IF NOT EXISTS op_token_keys (
+        id {int} PRIMARY KEY,
+        secret {bytes} NOT NULL,
+        created_at {int} NOT NULL
+    )"),
+    ]
+}
 
 /// The columns [`record`] reads, in its order.
 const RECORD_COLUMNS: &str = "body, method, resource_id, request, owner";
@@ -90,10 +94,9 @@ impl SqlOperationStore {
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, StoreError> {
         let db = db.into();
-        let schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
-        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
+        db.migrate(COMPONENT, SCHEMA_VERSION, &schema(db.dialect()))
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self { db })
     }
 
@@ -109,7 +112,7 @@ impl SqlOperationStore {
         let body: Option<Vec<u8>> = tx
             .fetch_scalar(
                 &query(format!(
-                    "SELECT body FROM op_operations WHERE id = ?{}",
+                    "SELECT body FROM op_operations WHERE id = $1{}",
                     tx.dialect().for_update()
                 ))
                 .bind(id),
@@ -122,7 +125,7 @@ impl SqlOperationStore {
         }
         change(&mut op);
         tx.execute(
-            &query("UPDATE op_operations SET body = ?, done = ? WHERE id = ?")
+            &query("UPDATE op_operations SET body = $1, done = $2 WHERE id = $3")
                 .bind(op.encode_to_vec())
                 .bind(op.done)
                 .bind(id),
@@ -148,7 +151,7 @@ impl OperationStore for SqlOperationStore {
                 .execute(
                     &query(
                         "INSERT INTO op_idempotency (created_by, method, key, operation_id) \
-                         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     )
                     .bind(&op.created_by)
                     .bind(&new.method)
@@ -173,7 +176,7 @@ impl OperationStore for SqlOperationStore {
         tx.execute(
             &query(
                 "INSERT INTO op_operations (id, resource_id, method, created_at, done, owner, request, body) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&op.id)
             .bind(&new.resource_id)
@@ -193,7 +196,7 @@ impl OperationStore for SqlOperationStore {
     async fn get(&self, id: &str) -> Result<Option<Operation>, StoreError> {
         let body: Option<Vec<u8>> = self
             .db
-            .fetch_scalar(&query("SELECT body FROM op_operations WHERE id = ?").bind(id))
+            .fetch_scalar(&query("SELECT body FROM op_operations WHERE id = $1").bind(id))
             .await
             .map_err(unavailable)?;
         body.map(|b| decode(&b)).transpose()
@@ -210,7 +213,7 @@ impl OperationStore for SqlOperationStore {
             .fetch_optional(
                 &query(format!(
                     "SELECT {RECORD_COLUMNS} FROM op_operations WHERE id = \
-                     (SELECT operation_id FROM op_idempotency WHERE created_by = ? AND method = ? AND key = ?)"
+                     (SELECT operation_id FROM op_idempotency WHERE created_by = $1 AND method = $2 AND key = $3)"
                 ))
                 .bind(created_by)
                 .bind(method)
@@ -252,7 +255,7 @@ impl OperationStore for SqlOperationStore {
         after: Option<&OperationCursor>,
     ) -> Result<Vec<Operation>, StoreError> {
         let mut sql =
-            query("SELECT body FROM op_operations WHERE resource_id = ?").bind(resource_id);
+            query("SELECT body FROM op_operations WHERE resource_id = $1").bind(resource_id);
         if let Some(cursor) = after {
             sql.push(" AND (created_at, id) < (")
                 .push_bind(nanos(cursor.created_at))
@@ -283,7 +286,7 @@ impl OperationStore for SqlOperationStore {
         self.db
             .execute(
                 &query(
-                    "INSERT INTO op_leases (owner, expires_at) VALUES (?, ?) \
+                    "INSERT INTO op_leases (owner, expires_at) VALUES ($1, $2) \
                      ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
                 )
                 .bind(owner)
@@ -296,7 +299,7 @@ impl OperationStore for SqlOperationStore {
 
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
         self.db
-            .execute(&query("DELETE FROM op_leases WHERE owner = ?").bind(owner))
+            .execute(&query("DELETE FROM op_leases WHERE owner = $1").bind(owner))
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -311,8 +314,8 @@ impl OperationStore for SqlOperationStore {
             .db
             .fetch_all(
                 &query(format!(
-                    "UPDATE op_operations SET owner = ? WHERE NOT done AND \
-                     (owner = ? OR owner NOT IN (SELECT owner FROM op_leases WHERE expires_at > ?)) \
+                    "UPDATE op_operations SET owner = $1 WHERE NOT done AND \
+                     (owner = $2 OR owner NOT IN (SELECT owner FROM op_leases WHERE expires_at > $3)) \
                      RETURNING {RECORD_COLUMNS}"
                 ))
                 .bind(owner)
@@ -350,7 +353,7 @@ impl OperationStore for SqlOperationStore {
             self.db
                 .execute(
                     &query(
-                        "INSERT INTO op_token_keys (id, secret, created_at) VALUES (?, ?, ?) \
+                        "INSERT INTO op_token_keys (id, secret, created_at) VALUES ($1, $2, $3) \
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(key.id)
@@ -362,7 +365,7 @@ impl OperationStore for SqlOperationStore {
             self.db
                 .execute(
                     &query(
-                        "DELETE FROM op_token_keys WHERE created_at < ? AND id < \
+                        "DELETE FROM op_token_keys WHERE created_at < $1 AND id < \
                          (SELECT MAX(id) FROM op_token_keys)",
                     )
                     .bind(lifetime),

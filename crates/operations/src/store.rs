@@ -5,8 +5,8 @@
 //! across replicas is the store's job and happens atomically in it: an idempotency key maps to
 //! one operation, and an operation finishes once.
 
-use crate::query::page_token::TokenKey;
 use async_trait::async_trait;
+use yc_api_runtime::list::page_token::TokenKey;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
@@ -194,10 +194,10 @@ pub trait OperationStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<OperationRecord>, StoreError>;
 
-    /// The page token keys (see [`crate::query::TokenKeys`]) at `now`: a new one is made when
-    /// the newest is older than [`KEY_ROTATION`](crate::query::page_token::KEY_ROTATION) (or
+    /// The page token keys (see [`yc_api_runtime::list::TokenKeys`]) at `now`: a new one is made when
+    /// the newest is older than [`KEY_ROTATION`](yc_api_runtime::list::page_token::KEY_ROTATION) (or
     /// there is none), and keys older than
-    /// [`KEY_LIFETIME`](crate::query::page_token::KEY_LIFETIME) go, but for the newest.
+    /// [`KEY_LIFETIME`](yc_api_runtime::list::page_token::KEY_LIFETIME) go, but for the newest.
     /// Replicas asking at once agree on one new key.
     async fn token_keys(&self, now: Timestamp) -> Result<Vec<TokenKey>, StoreError>;
 }

@@ -356,7 +356,7 @@ impl OperationStore for SlowCreate {
     async fn token_keys(
         &self,
         now: Timestamp,
-    ) -> Result<Vec<yc_operations::query::TokenKey>, yc_operations::StoreError> {
+    ) -> Result<Vec<yc_api_runtime::list::TokenKey>, yc_operations::StoreError> {
         self.0.token_keys(now).await
     }
 }
@@ -683,24 +683,4 @@ async fn operations_of_a_runner_whose_lease_runs_out_are_taken_over() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(op.done);
     assert_eq!(error_of(&op).grpc_code(), tonic::Code::Aborted);
-}
-
-#[test]
-fn the_idempotency_key_comes_from_grpc_metadata_or_http_headers() {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    metadata.insert(
-        "idempotency-key",
-        tonic::metadata::MetadataValue::from_static("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10"),
-    );
-    assert_eq!(
-        yc_operations::idempotency_key(&metadata.into_headers()).as_deref(),
-        Some("0f3c1d52-8a1b-4e0e-9d7c-2b6b8f4e5a10")
-    );
-    let mut headers = axum::http::HeaderMap::new();
-    assert_eq!(yc_operations::idempotency_key(&headers), None);
-    headers.insert(
-        "Idempotency-Key",
-        axum::http::HeaderValue::from_static("  "),
-    );
-    assert_eq!(yc_operations::idempotency_key(&headers), None);
 }

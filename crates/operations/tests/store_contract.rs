@@ -225,7 +225,7 @@ async fn the_sqlite_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn the_postgres_store_keeps_the_contract() {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
     let store = yc_operations::SqlOperationStore::open(pg.pool.clone())
@@ -239,7 +239,7 @@ async fn the_postgres_store_keeps_the_contract() {
 /// and an operation finishes once whichever replica finishes it.
 #[tokio::test]
 async fn two_postgres_replicas_share_keys_and_finish_once() {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
     let one = yc_operations::SqlOperationStore::open(pg.pool.clone())
@@ -292,4 +292,55 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
     assert_eq!(a.len(), 1);
     assert_eq!(a, b);
     pg.drop_schema().await;
+}
+
+/// Keys from the store: replicas reading the same keys accept each other's tokens; after a
+/// rotation, tokens signed with the old key still continue, and the new key signs only once it
+/// is old enough for every replica to have read it.
+#[tokio::test]
+async fn page_token_keys_are_shared_and_rotate_without_breaking_tokens() {
+    use yc_api_runtime::list::{QueryKey, TokenKey, TokenKeys};
+    let store = yc_operations::SqlOperationStore::in_memory()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = yc_proto_types::google::protobuf::Timestamp::now();
+    let stored = store
+        .token_keys(now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.len(), 1);
+    // Asked again, the same key.
+    assert_eq!(
+        store
+            .token_keys(now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        stored
+    );
+    let nanos = yc_api_runtime::list::sql::nanos(now);
+    let (one, two) = (TokenKeys::ephemeral(), TokenKeys::ephemeral());
+    one.set(stored.clone(), nanos);
+    two.set(stored.clone(), nanos);
+    let parts = ["b1gfolder", "", "name"];
+    let token = QueryKey::new(&one, "list", &parts).token("fd8lastofthepage0000");
+    assert!(
+        QueryKey::new(&two, "list", &parts)
+            .resume_after(&token)
+            .is_ok()
+    );
+
+    // A newer key, just made: the old one still signs; both check.
+    let newer = TokenKey::generate(stored[0].id + 1, nanos);
+    let both = vec![stored[0].clone(), newer.clone()];
+    two.set(both.clone(), nanos + 1);
+    let from_two = QueryKey::new(&two, "list", &parts).token("fd8lastofthepage0000");
+    assert_eq!(from_two, token);
+    // Once the new key is old enough, it signs; tokens of the old one still continue.
+    let later = nanos + 3600 * 1_000_000_000;
+    two.set(both, later);
+    let rotated = QueryKey::new(&two, "list", &parts).token("fd8lastofthepage0000");
+    assert_ne!(rotated, token);
+    let query = QueryKey::new(&two, "list", &parts);
+    assert!(query.resume_after(&rotated).is_ok());
+    assert!(query.resume_after(&token).is_ok());
 }

@@ -11,9 +11,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Server, server::TcpIncoming};
+use yc_api_runtime::rest;
 use yc_operations::{
     MemoryOperationStore, OperationGrpc, OperationRunner, OperationSource, OperationWaiter,
-    RestOperationSource, StartOperation, WaitError, WaitPolicy, rest,
+    RestOperationSource, StartOperation, WaitError, WaitPolicy,
 };
 use yc_proto_types::google::protobuf::{Any, Empty};
 use yc_proto_types::google::rpc::{BadRequest, Status, bad_request::FieldViolation};
@@ -39,6 +40,9 @@ async fn serve() -> Servers {
     tokio::spawn(async move {
         let incoming = TcpIncoming::from(listener);
         let _ = Server::builder()
+            .layer(yc_api_runtime::PrincipalLayer::new(
+                yc_api_runtime::Principal::anonymous(),
+            ))
             .add_service(service)
             .serve_with_incoming(incoming)
             .await;
@@ -46,7 +50,9 @@ async fn serve() -> Servers {
 
     let listener = bind().await;
     let rest_addr = local_addr(&listener);
-    let router = rest::router([OperationGrpc::rest(runner.clone())]);
+    let router = rest::router([OperationGrpc::rest(runner.clone())]).layer(
+        yc_api_runtime::PrincipalLayer::new(yc_api_runtime::Principal::anonymous()),
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

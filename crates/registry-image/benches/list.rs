@@ -97,7 +97,7 @@ fn list_pages(c: &mut Criterion) {
             page_size: 100,
             ..Default::default()
         };
-        let caller = Caller::default();
+        let caller = Caller::system();
         let page = runtime
             .block_on(images.list(&filtered, &caller))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -119,7 +119,7 @@ fn list_pages(c: &mut Criterion) {
         };
         for _ in 0..3 {
             later.page_token = runtime
-                .block_on(images.list(&later, &Caller::default()))
+                .block_on(images.list(&later, &Caller::system()))
                 .unwrap_or_else(|e| panic!("{e}"))
                 .next_page_token;
         }

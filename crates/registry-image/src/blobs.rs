@@ -1,5 +1,5 @@
 //! Blob content for the OCI distribution API ([`crate::distribution`]): uploads in progress and
-//! the blobs they became, in SQL (SQLite or PostgreSQL, through [`yc_operations::db`]) so that
+//! the blobs they became, in SQL (SQLite or PostgreSQL, through [`yc_sql`]) so that
 //! every replica sharing a database sees the same blobs.
 //!
 //! Content is kept in pieces of at most [`PIECE`] bytes (`cr_blob_data`, keyed by a storage id
@@ -22,46 +22,60 @@
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
-use yc_operations::db::{Db, DbError, query};
-use yc_operations::query::sql::nanos;
+use yc_api_runtime::list::sql::nanos;
 use yc_proto_types::google::protobuf::Timestamp;
+use yc_sql::{Db, DbError, query};
 
 const COMPONENT: &str = "registry-blobs";
 const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS cr_blob_data (
-        storage TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        data BLOB NOT NULL,
+/// The schema, in `dialect`.
+fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
+    let yc_sql::ColumnTypes { text, int, bytes } = dialect.types();
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_blob_data (
+        storage {text} NOT NULL,
+        seq {int} NOT NULL,
+        data {bytes} NOT NULL,
         PRIMARY KEY (storage, seq)
-    )",
-    "CREATE TABLE IF NOT EXISTS cr_uploads (
-        id TEXT PRIMARY KEY,
-        registry_id TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        pieces INTEGER NOT NULL,
-        started_at INTEGER NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS cr_uploads_started ON cr_uploads (started_at)",
-    "CREATE TABLE IF NOT EXISTS cr_blobs (
-        digest TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        storage TEXT NOT NULL,
-        pieces INTEGER NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS cr_blob_links (
-        registry_id TEXT NOT NULL,
-        digest TEXT NOT NULL,
+    )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_uploads (
+        id {text} PRIMARY KEY,
+        registry_id {text} NOT NULL,
+        size {int} NOT NULL,
+        pieces {int} NOT NULL,
+        started_at {int} NOT NULL
+    )"
+        ),
+        "CREATE INDEX IF NOT EXISTS cr_uploads_started ON cr_uploads (started_at)".to_owned(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_blobs (
+        digest {text} PRIMARY KEY,
+        size {int} NOT NULL,
+        storage {text} NOT NULL,
+        pieces {int} NOT NULL
+    )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_blob_links (
+        registry_id {text} NOT NULL,
+        digest {text} NOT NULL,
         PRIMARY KEY (registry_id, digest)
-    )",
-    // The one request writing to an upload, until its claim runs out.
-    "CREATE TABLE IF NOT EXISTS cr_upload_writers (
-        upload_id TEXT PRIMARY KEY,
-        writer TEXT NOT NULL,
-        until_at INTEGER NOT NULL
-    )",
-];
+    )"
+        ),
+        // The one request writing to an upload, until its claim runs out.
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_upload_writers (
+        upload_id {text} PRIMARY KEY,
+        writer {text} NOT NULL,
+        until_at {int} NOT NULL
+    )"
+        ),
+    ]
+}
 
 /// The largest piece of content stored in one row.
 pub const PIECE: usize = 1 << 20;
@@ -92,10 +106,10 @@ pub(crate) fn file_pieces(
 
 /// Makes a blob visible in a registry.
 const LINK: &str =
-    "INSERT INTO cr_blob_links (registry_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING";
+    "INSERT INTO cr_blob_links (registry_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// The blob `digest` from a row of its size, storage and pieces.
-fn blob_info(digest: &str, row: &yc_operations::db::Row) -> Result<BlobInfo, BlobError> {
+fn blob_info(digest: &str, row: &yc_sql::Row) -> Result<BlobInfo, BlobError> {
     Ok(BlobInfo {
         digest: digest.to_owned(),
         size: row.get(0)?,
@@ -208,10 +222,9 @@ impl SqlBlobStore {
     /// removed.
     pub async fn open(db: impl Into<Db>) -> Result<Self, BlobError> {
         let db = db.into();
-        let schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
-        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
+        db.migrate(COMPONENT, SCHEMA_VERSION, &schema(db.dialect()))
             .await
-            .map_err(BlobError::Unavailable)?;
+            .map_err(|e| BlobError::Unavailable(e.to_string()))?;
         let store = Self { db };
         store
             .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
@@ -233,13 +246,13 @@ impl SqlBlobStore {
             tx.execute(
                 &query(format!(
                     "DELETE FROM {table} WHERE {column} IN \
-                     (SELECT id FROM cr_uploads WHERE started_at < ?)"
+                     (SELECT id FROM cr_uploads WHERE started_at < $1)"
                 ))
                 .bind(before),
             )
             .await?;
         }
-        tx.execute(&query("DELETE FROM cr_uploads WHERE started_at < ?").bind(before))
+        tx.execute(&query("DELETE FROM cr_uploads WHERE started_at < $1").bind(before))
             .await?;
         tx.commit().await?;
         Ok(())
@@ -257,7 +270,7 @@ impl SqlBlobStore {
                 &query(
                     "SELECT b.size, b.storage, b.pieces FROM cr_blob_links l \
                      JOIN cr_blobs b ON b.digest = l.digest \
-                     WHERE l.registry_id = ? AND l.digest = ?",
+                     WHERE l.registry_id = $1 AND l.digest = $2",
                 )
                 .bind(registry_id)
                 .bind(digest),
@@ -276,7 +289,7 @@ impl SqlBlobStore {
         let row = self
             .db
             .fetch_optional(
-                &query("SELECT size, storage, pieces FROM cr_blobs WHERE digest = ?").bind(digest),
+                &query("SELECT size, storage, pieces FROM cr_blobs WHERE digest = $1").bind(digest),
             )
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -353,12 +366,12 @@ impl SqlBlobStore {
 
     /// Starts an upload into `registry_id`.
     pub async fn start(&self, registry_id: &str) -> Result<Upload, BlobError> {
-        let id = yc_operations::ids::new_id("upl");
+        let id = yc_api_runtime::ids::new_id("upl");
         self.db
             .execute(
                 &query(
                     "INSERT INTO cr_uploads (id, registry_id, size, pieces, started_at) \
-                     VALUES (?, ?, 0, 0, ?)",
+                     VALUES ($1, $2, 0, 0, $3)",
                 )
                 .bind(&id)
                 .bind(registry_id)
@@ -378,7 +391,7 @@ impl SqlBlobStore {
         let row = self
             .db
             .fetch_optional(
-                &query("SELECT registry_id, size, pieces FROM cr_uploads WHERE id = ?").bind(id),
+                &query("SELECT registry_id, size, pieces FROM cr_uploads WHERE id = $1").bind(id),
             )
             .await?
             .ok_or_else(|| BlobError::UploadUnknown(id.to_owned()))?;
@@ -472,14 +485,14 @@ impl SqlBlobStore {
             claim.released = true;
             return Err(self.lost(id).await);
         }
-        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(id))
+        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = $1").bind(id))
             .await?;
-        tx.execute(&query("DELETE FROM cr_uploads WHERE id = ?").bind(id))
+        tx.execute(&query("DELETE FROM cr_uploads WHERE id = $1").bind(id))
             .await?;
         let stored = tx
             .execute(
                 &query(
-                    "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES (?, ?, ?, ?) \
+                    "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(digest)
@@ -489,7 +502,7 @@ impl SqlBlobStore {
             )
             .await?;
         if stored == 0 {
-            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = ?").bind(id))
+            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
                 .await?;
         }
         tx.execute(&query(LINK).bind(&upload.registry_id).bind(digest))
@@ -506,12 +519,12 @@ impl SqlBlobStore {
     pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
         let mut tx = self.db.begin().await?;
         // The writer's row first: a writer storing a piece holds it until the piece is in.
-        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(id))
+        tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = $1").bind(id))
             .await?;
         let removed = tx
-            .execute(&query("DELETE FROM cr_uploads WHERE id = ?").bind(id))
+            .execute(&query("DELETE FROM cr_uploads WHERE id = $1").bind(id))
             .await?;
-        tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = ?").bind(id))
+        tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
             .await?;
         tx.commit().await?;
         if removed == 0 {
@@ -523,10 +536,10 @@ impl SqlBlobStore {
     /// Claims the upload for one request: refused while another request holds it.
     async fn claim(&self, id: &str) -> Result<Claim, BlobError> {
         let now = nanos(Timestamp::now());
-        let writer = yc_operations::ids::new_id("wrt");
+        let writer = yc_api_runtime::ids::new_id("wrt");
         let mut tx = self.db.begin().await?;
         let sql = format!(
-            "SELECT registry_id, size, pieces FROM cr_uploads WHERE id = ?{}",
+            "SELECT registry_id, size, pieces FROM cr_uploads WHERE id = $1{}",
             tx.dialect().for_update()
         );
         let Some(row) = tx.fetch_optional(&query(sql).bind(id)).await? else {
@@ -541,7 +554,7 @@ impl SqlBlobStore {
         };
         let held: Option<i64> = tx
             .fetch_scalar(
-                &query("SELECT until_at FROM cr_upload_writers WHERE upload_id = ?").bind(id),
+                &query("SELECT until_at FROM cr_upload_writers WHERE upload_id = $1").bind(id),
             )
             .await?;
         if held.is_some_and(|until| until >= now) {
@@ -550,7 +563,7 @@ impl SqlBlobStore {
         }
         tx.execute(
             &query(
-                "INSERT INTO cr_upload_writers (upload_id, writer, until_at) VALUES (?, ?, ?) \
+                "INSERT INTO cr_upload_writers (upload_id, writer, until_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (upload_id) DO UPDATE SET writer = excluded.writer, \
                  until_at = excluded.until_at",
             )
@@ -561,7 +574,7 @@ impl SqlBlobStore {
         .await?;
         // Pieces a writer that died left past the upload's end.
         tx.execute(
-            &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
+            &query("DELETE FROM cr_blob_data WHERE storage = $1 AND seq >= $2")
                 .bind(id)
                 .bind(upload.pieces),
         )
@@ -588,7 +601,7 @@ impl SqlBlobStore {
     async fn piece(&self, storage: &str, seq: i64) -> Result<Vec<u8>, BlobError> {
         self.db
             .fetch_scalar(
-                &query("SELECT data FROM cr_blob_data WHERE storage = ? AND seq = ?")
+                &query("SELECT data FROM cr_blob_data WHERE storage = $1 AND seq = $2")
                     .bind(storage)
                     .bind(seq),
             )
@@ -645,9 +658,9 @@ struct Claim {
 impl Claim {
     /// Whether this request still holds the upload; in `tx`, whose rows it then locks in the
     /// same order as claiming does (the upload, then its writer).
-    async fn still_held(&self, tx: &mut yc_operations::db::Tx) -> Result<bool, BlobError> {
+    async fn still_held(&self, tx: &mut yc_sql::Tx) -> Result<bool, BlobError> {
         let sql = format!(
-            "SELECT size FROM cr_uploads WHERE id = ?{}",
+            "SELECT size FROM cr_uploads WHERE id = $1{}",
             tx.dialect().for_update()
         );
         let size: Option<i64> = tx.fetch_scalar(&query(sql).bind(&self.upload.id)).await?;
@@ -656,7 +669,7 @@ impl Claim {
         }
         let writer: Option<String> = tx
             .fetch_scalar(
-                &query("SELECT writer FROM cr_upload_writers WHERE upload_id = ?")
+                &query("SELECT writer FROM cr_upload_writers WHERE upload_id = $1")
                     .bind(&self.upload.id),
             )
             .await?;
@@ -718,7 +731,7 @@ impl Claim {
             return Err(self.store.lost(&self.upload.id).await);
         }
         tx.execute(
-            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES (?, ?, ?)")
+            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
                 .bind(&self.upload.id)
                 .bind(seq)
                 .bind(piece),
@@ -740,11 +753,11 @@ impl Claim {
         Ok(())
     }
 
-    async fn renew_in(&self, tx: &mut yc_operations::db::Tx) -> Result<bool, BlobError> {
+    async fn renew_in(&self, tx: &mut yc_sql::Tx) -> Result<bool, BlobError> {
         let renewed = tx
             .execute(
                 &query(
-                    "UPDATE cr_upload_writers SET until_at = ? WHERE upload_id = ? AND writer = ?",
+                    "UPDATE cr_upload_writers SET until_at = $1 WHERE upload_id = $2 AND writer = $3",
                 )
                 .bind(nanos(Timestamp::now()) + lease_nanos())
                 .bind(&self.upload.id)
@@ -763,14 +776,14 @@ impl Claim {
             return Err(self.store.lost(&self.upload.id).await);
         }
         tx.execute(
-            &query("UPDATE cr_uploads SET size = ?, pieces = ? WHERE id = ?")
+            &query("UPDATE cr_uploads SET size = $1, pieces = $2 WHERE id = $3")
                 .bind(self.upload.size)
                 .bind(self.upload.pieces)
                 .bind(&self.upload.id),
         )
         .await?;
         tx.execute(
-            &query("DELETE FROM cr_upload_writers WHERE upload_id = ?").bind(&self.upload.id),
+            &query("DELETE FROM cr_upload_writers WHERE upload_id = $1").bind(&self.upload.id),
         )
         .await?;
         tx.commit().await?;
@@ -791,20 +804,20 @@ impl Claim {
 async fn release(store: &SqlBlobStore, id: &str, writer: &str) -> Result<(), BlobError> {
     let mut tx = store.db.begin().await?;
     let sql = format!(
-        "SELECT pieces FROM cr_uploads WHERE id = ?{}",
+        "SELECT pieces FROM cr_uploads WHERE id = $1{}",
         tx.dialect().for_update()
     );
     let pieces: Option<i64> = tx.fetch_scalar(&query(sql).bind(id)).await?;
     let released = tx
         .execute(
-            &query("DELETE FROM cr_upload_writers WHERE upload_id = ? AND writer = ?")
+            &query("DELETE FROM cr_upload_writers WHERE upload_id = $1 AND writer = $2")
                 .bind(id)
                 .bind(writer),
         )
         .await?;
     if let (Some(pieces), true) = (pieces, released > 0) {
         tx.execute(
-            &query("DELETE FROM cr_blob_data WHERE storage = ? AND seq >= ?")
+            &query("DELETE FROM cr_blob_data WHERE storage = $1 AND seq >= $2")
                 .bind(id)
                 .bind(pieces),
         )

@@ -31,7 +31,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use yc_operations::Role;
+use yc_api_runtime::Role;
 use yc_proto_types::google::rpc::Status;
 
 use crate::blobs::{BlobError, BlobInfo, SqlBlobStore, Upload};

@@ -36,7 +36,7 @@ impl ImageService for RegistryImageGrpc {
         &self,
         request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, tonic::Status> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.list(request.get_ref(), &caller).await?,
         ))
@@ -46,7 +46,7 @@ impl ImageService for RegistryImageGrpc {
         &self,
         request: Request<GetImageRequest>,
     ) -> Result<Response<Image>, tonic::Status> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.get(request.get_ref(), &caller).await?,
         ))
@@ -56,7 +56,7 @@ impl ImageService for RegistryImageGrpc {
         &self,
         request: Request<DeleteImageRequest>,
     ) -> Result<Response<Operation>, tonic::Status> {
-        let caller = Caller::from_grpc(&request);
+        let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.delete(request.get_ref(), &caller).await?,
         ))

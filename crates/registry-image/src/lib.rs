@@ -8,18 +8,28 @@
 //! - [`distribution`]: the OCI distribution API (`/v2/`) that pushes and pulls images, over
 //!   [`blobs`], their content in SQL; [`push`] is its client, pushing OCI image layouts.
 
+#[cfg(feature = "server")]
 pub mod blobs;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod distribution;
+#[cfg(feature = "server")]
 pub mod grpc;
 pub mod oci;
+#[cfg(feature = "server")]
 pub mod push;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod sql;
+#[cfg(feature = "server")]
 pub mod store;
 
 pub use client::RegistryImageClient;
+#[cfg(feature = "server")]
 pub use grpc::RegistryImageGrpc;
+#[cfg(feature = "server")]
 pub use service::{Caller, RegistryImages};
+#[cfg(feature = "server")]
 pub use sql::SqlImageStore;
 pub use yc_operations::client::ApiClient;

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use yc_operations::query::{
+use yc_api_runtime::list::{
     FilterExpr, FilterSpec, OrderBy, OrderItem, QueryKey, page_size, token_too_old,
 };
-use yc_operations::{OperationRunner, Resumers, Role, StartOperation, store_unavailable};
+use yc_api_runtime::{Role, store_unavailable};
+use yc_operations::{OperationRunner, Resumers, StartOperation};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -30,7 +31,7 @@ pub const FILTER_FIELDS: &[&str] = &["name"];
 /// The fields List can sort by.
 pub const ORDER_FIELDS: &[&str] = &["name", "digest", "created_at", "last_modified"];
 
-pub use yc_operations::Caller;
+pub use yc_api_runtime::Caller;
 
 /// Container Registry images over an [`ImageStore`], with mutations run as operations.
 #[derive(Clone)]

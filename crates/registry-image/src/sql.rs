@@ -1,5 +1,5 @@
 //! The [`ImageStore`] in SQL: on SQLite (in memory for tests and embedding, or in a file) or
-//! on PostgreSQL (shared by replicas), one implementation through [`yc_operations::db`].
+//! on PostgreSQL (shared by replicas), one implementation through [`yc_sql`].
 //!
 //! Images are rows of `cr_images` with the columns List filters and sorts on, and the rest of
 //! the `Image` message, tags included, encoded in `body`; `cr_tags` maps a repository's tags to
@@ -10,46 +10,50 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use yc_operations::db::{Db, Query, Tx, query};
-use yc_operations::query::FilterOp;
-use yc_operations::query::sql::{
+use yc_api_runtime::list::FilterOp;
+use yc_api_runtime::list::sql::{
     KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
 };
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
+use yc_sql::{Db, Query, Tx, query};
 
 use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, Scope};
 
 const COMPONENT: &str = "registry-image";
 const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS cr_registries (
-        id TEXT PRIMARY KEY,
-        folder_id TEXT NOT NULL,
-        name TEXT NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS cr_images (
-        id TEXT PRIMARY KEY,
-        registry_id TEXT NOT NULL,
-        folder_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        last_modified INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        deleted_at INTEGER
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS cr_images_manifest ON cr_images (name, digest) WHERE deleted_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS cr_images_deleted ON cr_images (deleted_at) WHERE deleted_at IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS cr_tags (
-        name TEXT NOT NULL,
-        tag TEXT NOT NULL,
-        image_id TEXT NOT NULL,
+/// The schema, in `dialect`.
+fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
+    let yc_sql::ColumnTypes { text, int, bytes } = dialect.types();
+    vec![
+        format!("CREATE TABLE IF NOT EXISTS cr_registries (
+        id {text} PRIMARY KEY,
+        folder_id {text} NOT NULL,
+        name {text} NOT NULL
+    )"),
+        format!("CREATE TABLE IF NOT EXISTS cr_images (
+        id {text} PRIMARY KEY,
+        registry_id {text} NOT NULL,
+        folder_id {text} NOT NULL,
+        name {text} NOT NULL,
+        digest {text} NOT NULL,
+        created_at {int} NOT NULL,
+        last_modified {int} NOT NULL,
+        body {bytes} NOT NULL,
+        deleted_at {int}
+    )"),
+        "CREATE UNIQUE INDEX IF NOT EXISTS cr_images_manifest ON cr_images (name, digest) WHERE deleted_at IS NULL".to_owned(),
+        "CREATE INDEX IF NOT EXISTS cr_images_deleted ON cr_images (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
+        format!("CREATE TABLE IF NOT EXISTS cr_tags (
+        name {text} NOT NULL,
+        tag {text} NOT NULL,
+        image_id {text} NOT NULL,
         PRIMARY KEY (name, tag)
-    )",
-    "CREATE INDEX IF NOT EXISTS cr_tags_image ON cr_tags (image_id, tag)",
-];
+    )"),
+        "CREATE INDEX IF NOT EXISTS cr_tags_image ON cr_tags (image_id, tag)".to_owned(),
+    ]
+}
 
 /// The scope columns and sort columns that List indexes cover: one partial index for each
 /// pair, ending in the id that breaks ties.
@@ -62,7 +66,7 @@ pub struct SqlImageStore {
     db: Db,
 }
 
-fn unavailable(e: yc_operations::db::DbError) -> ImageStoreError {
+fn unavailable(e: yc_sql::DbError) -> ImageStoreError {
     ImageStoreError::Unavailable(e.to_string())
 }
 
@@ -146,7 +150,7 @@ impl SqlImageStore {
     /// or checked.
     pub async fn open(db: impl Into<Db>) -> Result<Self, ImageStoreError> {
         let db = db.into();
-        let mut schema: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+        let mut schema = schema(db.dialect());
         for scope in SCOPE_COLUMNS {
             for sort in SORT_COLUMNS.iter().filter(|s| *s != scope) {
                 schema.push(format!(
@@ -158,7 +162,7 @@ impl SqlImageStore {
         schema.push("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL".to_owned());
         db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
             .await
-            .map_err(ImageStoreError::Unavailable)?;
+            .map_err(|e| ImageStoreError::Unavailable(e.to_string()))?;
         Ok(Self { db })
     }
 }
@@ -186,7 +190,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     let folder_id: Option<String> = tx
         .fetch_scalar(
             &query(format!(
-                "SELECT folder_id FROM cr_registries WHERE id = ?{}",
+                "SELECT folder_id FROM cr_registries WHERE id = $1{}",
                 tx.dialect().for_update()
             ))
             .bind(&push.registry_id),
@@ -198,9 +202,11 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     };
     let existing: Option<String> = tx
         .fetch_scalar(
-            &query("SELECT id FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL")
-                .bind(&push.repository)
-                .bind(&push.digest),
+            &query(
+                "SELECT id FROM cr_images WHERE name = $1 AND digest = $2 AND deleted_at IS NULL",
+            )
+            .bind(&push.repository)
+            .bind(&push.digest),
         )
         .await
         .map_err(unavailable)?;
@@ -208,7 +214,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     let id = match existing {
         Some(id) => id,
         None => {
-            let id = yc_operations::ids::new_id("crp");
+            let id = yc_api_runtime::ids::new_id("crp");
             let image = Image {
                 id: id.clone(),
                 name: push.repository.clone(),
@@ -222,7 +228,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
             tx.execute(
                 &query(
                     "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&id)
                 .bind(&push.registry_id)
@@ -241,7 +247,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     if let Some(tag) = &push.tag {
         let holder: Option<String> = tx
             .fetch_scalar(
-                &query("SELECT image_id FROM cr_tags WHERE name = ? AND tag = ?")
+                &query("SELECT image_id FROM cr_tags WHERE name = $1 AND tag = $2")
                     .bind(&push.repository)
                     .bind(tag),
             )
@@ -250,7 +256,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
         if holder.as_deref() != Some(id.as_str()) {
             tx.execute(
                 &query(
-                    "INSERT INTO cr_tags (name, tag, image_id) VALUES (?, ?, ?) \
+                    "INSERT INTO cr_tags (name, tag, image_id) VALUES ($1, $2, $3) \
                      ON CONFLICT (name, tag) DO UPDATE SET image_id = excluded.image_id",
                 )
                 .bind(&push.repository)
@@ -272,7 +278,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
 /// The stored image `id`.
 async fn body(tx: &mut Tx, id: &str) -> Result<Image, ImageStoreError> {
     let body: Vec<u8> = tx
-        .fetch_scalar(&query("SELECT body FROM cr_images WHERE id = ?").bind(id))
+        .fetch_scalar(&query("SELECT body FROM cr_images WHERE id = $1").bind(id))
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ImageStoreError::Unavailable(format!("image {id} vanished mid-push")))?;
@@ -284,7 +290,7 @@ async fn body(tx: &mut Tx, id: &str) -> Result<Image, ImageStoreError> {
 async fn refresh_tags(tx: &mut Tx, id: &str, now: i64) -> Result<(), ImageStoreError> {
     let mut image = body(tx, id).await?;
     image.tags = tx
-        .fetch_all(&query("SELECT tag FROM cr_tags WHERE image_id = ? ORDER BY tag").bind(id))
+        .fetch_all(&query("SELECT tag FROM cr_tags WHERE image_id = $1 ORDER BY tag").bind(id))
         .await
         .map_err(unavailable)?
         .iter()
@@ -292,7 +298,7 @@ async fn refresh_tags(tx: &mut Tx, id: &str, now: i64) -> Result<(), ImageStoreE
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
     tx.execute(
-        &query("UPDATE cr_images SET body = ?, last_modified = ? WHERE id = ?")
+        &query("UPDATE cr_images SET body = $1, last_modified = $2 WHERE id = $3")
             .bind(image.encode_to_vec())
             .bind(now)
             .bind(id),
@@ -308,7 +314,7 @@ impl ImageStore for SqlImageStore {
         self.db
             .execute(
                 &query(
-                    "INSERT INTO cr_registries (id, folder_id, name) VALUES (?, ?, ?) \
+                    "INSERT INTO cr_registries (id, folder_id, name) VALUES ($1, $2, $3) \
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&registry.id)
@@ -324,7 +330,7 @@ impl ImageStore for SqlImageStore {
         let row = self
             .db
             .fetch_optional(
-                &query("SELECT id, folder_id, name FROM cr_registries WHERE id = ?").bind(id),
+                &query("SELECT id, folder_id, name FROM cr_registries WHERE id = $1").bind(id),
             )
             .await
             .map_err(unavailable)?;
@@ -350,7 +356,7 @@ impl ImageStore for SqlImageStore {
         let body: Option<Vec<u8>> = self
             .db
             .fetch_scalar(
-                &query("SELECT body FROM cr_images WHERE id = ? AND deleted_at IS NULL").bind(id),
+                &query("SELECT body FROM cr_images WHERE id = $1 AND deleted_at IS NULL").bind(id),
             )
             .await
             .map_err(unavailable)?;
@@ -363,10 +369,10 @@ impl ImageStore for SqlImageStore {
         reference: &str,
     ) -> Result<Option<Image>, ImageStoreError> {
         let sql = if reference.starts_with("sha256:") {
-            "SELECT body FROM cr_images WHERE name = ? AND digest = ? AND deleted_at IS NULL"
+            "SELECT body FROM cr_images WHERE name = $1 AND digest = $2 AND deleted_at IS NULL"
         } else {
             "SELECT i.body FROM cr_tags t JOIN cr_images i ON i.id = t.image_id \
-             WHERE t.name = ? AND t.tag = ? AND i.deleted_at IS NULL"
+             WHERE t.name = $1 AND t.tag = $2 AND i.deleted_at IS NULL"
         };
         let body: Option<Vec<u8>> = self
             .db
@@ -386,10 +392,12 @@ impl ImageStore for SqlImageStore {
         let rows = self
             .db
             .fetch_all(
-                &query("SELECT tag FROM cr_tags WHERE name = ? AND tag > ? ORDER BY tag LIMIT ?")
-                    .bind(repository)
-                    .bind(after.unwrap_or_default())
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+                &query(
+                    "SELECT tag FROM cr_tags WHERE name = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+                )
+                .bind(repository)
+                .bind(after.unwrap_or_default())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
             )
             .await
             .map_err(unavailable)?;
@@ -406,7 +414,7 @@ impl ImageStore for SqlImageStore {
             .await
             .map_err(unavailable)?;
         if deleted {
-            tx.execute(&query("DELETE FROM cr_tags WHERE image_id = ?").bind(id))
+            tx.execute(&query("DELETE FROM cr_tags WHERE image_id = $1").bind(id))
                 .await
                 .map_err(unavailable)?;
         }

@@ -4,7 +4,7 @@
 //! cursor, in a shape a SQL backend answers with one indexed query (see [`crate::sqlite`]).
 
 use async_trait::async_trait;
-use yc_operations::query::{FilterExpr, OrderItem};
+use yc_api_runtime::list::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
 

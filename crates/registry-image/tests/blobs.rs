@@ -4,9 +4,9 @@
 //! at a time, so that concurrent requests never lose bytes another was answered for.
 
 use bytes::Bytes;
-use yc_operations::db::TestPostgres;
 use yc_registry_image::blobs::{BlobError, PIECE, SqlBlobStore};
 use yc_registry_image::oci::sha256_digest;
+use yc_sql::TestPostgres;
 
 fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -363,7 +363,7 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let db = yc_operations::db::Db::sqlite_file(dir.path().join("blobs.db"), 4)
+    let db = yc_sql::Db::sqlite_file(dir.path().join("blobs.db"), 4)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let store = SqlBlobStore::open(db)

@@ -73,7 +73,7 @@ fn list(scope: (&str, &str)) -> ListImagesRequest {
 
 async fn names(images: &RegistryImages, request: ListImagesRequest) -> Result<Vec<String>, String> {
     images
-        .list(&request, &Caller::default())
+        .list(&request, &Caller::system())
         .await
         .map(|r| {
             r.images
@@ -134,7 +134,7 @@ async fn a_push_stores_the_manifest_as_sent_and_tags_move() {
             &GetImageRequest {
                 image_id: first.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(old.map(|i| i.tags).unwrap_or_default(), ["v1"]);
@@ -280,7 +280,7 @@ async fn list_orders_by_each_field_with_the_id_breaking_ties() {
         let images = images.clone();
         async move {
             images
-                .list(&request, &Caller::default())
+                .list(&request, &Caller::system())
                 .await
                 .map(|r| r.images.into_iter().map(|i| i.id).collect::<Vec<_>>())
         }
@@ -335,7 +335,7 @@ async fn walk(
 ) -> Result<Vec<String>, Status> {
     let mut seen = Vec::new();
     for page in 0.. {
-        let response = images.list(&request, &Caller::default()).await?;
+        let response = images.list(&request, &Caller::system()).await?;
         seen.extend(response.images.into_iter().map(|i| i.id));
         if response.next_page_token.is_empty() {
             break;
@@ -428,7 +428,7 @@ async fn page_tokens_and_sizes_are_checked() {
                 page_size: 2,
                 ..list(("registry", "crp1"))
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -440,7 +440,7 @@ async fn page_tokens_and_sizes_are_checked() {
         ..list(("registry", "crp2"))
     };
     let error = images
-        .list(&other_query, &Caller::default())
+        .list(&other_query, &Caller::system())
         .await
         .err()
         .unwrap_or_default();
@@ -458,7 +458,7 @@ async fn page_tokens_and_sizes_are_checked() {
     };
     assert_eq!(
         images
-            .list(&altered, &Caller::default())
+            .list(&altered, &Caller::system())
             .await
             .err()
             .map(|e| e.grpc_code()),
@@ -467,7 +467,7 @@ async fn page_tokens_and_sizes_are_checked() {
 
     // 0 means 100; the bounds of page_size are 0 and 1000.
     let all = images
-        .list(&list(("registry", "crp1")), &Caller::default())
+        .list(&list(("registry", "crp1")), &Caller::system())
         .await
         .unwrap_or_default();
     assert_eq!((all.images.len(), all.next_page_token.as_str()), (5, ""));
@@ -477,7 +477,7 @@ async fn page_tokens_and_sizes_are_checked() {
                 page_size: 1000,
                 ..list(("registry", "crp1"))
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert!(max.is_ok());
@@ -487,7 +487,7 @@ async fn page_tokens_and_sizes_are_checked() {
                 page_size: 1001,
                 ..list(("registry", "crp1"))
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(
@@ -503,7 +503,7 @@ async fn validation_rules_hold_at_their_boundaries() {
         let images = images.clone();
         async move {
             images
-                .get(&GetImageRequest { image_id: id }, &Caller::default())
+                .get(&GetImageRequest { image_id: id }, &Caller::system())
                 .await
                 .err()
                 .map(|e| (e.grpc_code(), e.message))
@@ -533,7 +533,7 @@ async fn validation_rules_hold_at_their_boundaries() {
         let images = images.clone();
         async move {
             images
-                .list(&request, &Caller::default())
+                .list(&request, &Caller::system())
                 .await
                 .err()
                 .map(|e| e.message)
@@ -596,7 +596,7 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
             &DeleteImageRequest {
                 image_id: doomed.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -613,14 +613,14 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
             &GetImageRequest {
                 image_id: doomed.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
         .err()
         .unwrap_or_default();
     assert_eq!(get.message, format!("Image {} not found", doomed.id));
     let listed = images
-        .list(&list(("repository", "crp1/app")), &Caller::default())
+        .list(&list(("repository", "crp1/app")), &Caller::system())
         .await
         .unwrap_or_default()
         .images;
@@ -635,7 +635,7 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
             &DeleteImageRequest {
                 image_id: doomed.id.clone(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     assert_eq!(
@@ -677,7 +677,7 @@ async fn a_layout_imports_only_when_every_blob_verifies() {
         error.message
     );
     let stored = images
-        .list(&list(("repository", "crp1/broken")), &Caller::default())
+        .list(&list(("repository", "crp1/broken")), &Caller::system())
         .await
         .unwrap_or_default();
     assert!(

@@ -2,7 +2,7 @@
 //! scans every image. This is what keeps the cost of a page flat as the store grows (see
 //! `benches/list.rs` and docs/benchmarks.md for the figures).
 
-use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
+use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Blob;
 use yc_registry_image::SqlImageStore;

@@ -4,12 +4,12 @@
 //! a page token that stops at a deleted image continues; and on PostgreSQL, two replicas
 //! pushing the same manifest at once store one image. The PostgreSQL plans are index scans.
 
-use yc_operations::db::TestPostgres;
-use yc_operations::query::{FilterExpr, FilterSpec, OrderItem};
+use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
 use yc_registry_image::SqlImageStore;
 use yc_registry_image::store::{ImageQuery, ImageStore, PushImage, Registry, Scope};
+use yc_sql::TestPostgres;
 
 fn at(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
@@ -124,7 +124,7 @@ fn oracle(all: &[(Image, String, String)], query: &ImageQuery) -> Vec<String> {
             query.filter.conditions.iter().all(|c| {
                 let hit = c.values.contains(&image.name);
                 match c.op {
-                    yc_operations::query::FilterOp::Eq | yc_operations::query::FilterOp::In => hit,
+                    yc_api_runtime::list::FilterOp::Eq | yc_api_runtime::list::FilterOp::In => hit,
                     _ => !hit,
                 }
             })

@@ -70,6 +70,9 @@ async fn serve() -> Fixture {
     tokio::spawn(async move {
         let incoming = TcpIncoming::from(grpc_listener);
         let _ = Server::builder()
+            .layer(yc_api_runtime::PrincipalLayer::new(
+                yc_api_runtime::Principal::anonymous(),
+            ))
             .add_service(image_service)
             .add_service(operation_service)
             .serve_with_incoming(incoming)
@@ -79,10 +82,13 @@ async fn serve() -> Fixture {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let rest_addr = rest_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let router = yc_operations::rest::router([
+    let router = yc_api_runtime::rest::router([
         RegistryImageGrpc::rest(images.clone()),
         yc_operations::OperationGrpc::rest(runner),
-    ]);
+    ])
+    .layer(yc_api_runtime::PrincipalLayer::new(
+        yc_api_runtime::Principal::anonymous(),
+    ));
     tokio::spawn(async move {
         let _ = axum::serve(rest_listener, router).await;
     });
@@ -199,7 +205,7 @@ async fn rest_answers_are_the_canonical_json_of_the_grpc_answers() {
                 registry_id: "crp1".into(),
                 ..Default::default()
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await;
     let id = any.map(|r| r.images[0].id.clone()).unwrap_or_default();

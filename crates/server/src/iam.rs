@@ -19,7 +19,7 @@
 //! A call carries `authorization: Bearer <token>` (registry clients may send the token as the
 //! password of `Basic` credentials, as `docker login --username iam` does); the layer finds the token's subject and puts
 //! its [`Principal`] into the request, where the services read it (see
-//! `yc_operations::access`). Endpoint discovery, health, reflection and `/healthz` need no
+//! `yc_api_runtime::access`). Endpoint discovery, health, reflection and `/healthz` need no
 //! token.
 
 use std::collections::{HashMap, HashSet};
@@ -32,8 +32,8 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use yc_operations::rest::ApiError;
-use yc_operations::{Access, Principal, Role};
+use yc_api_runtime::rest::ApiError;
+use yc_api_runtime::{Access, Principal, Role};
 use yc_proto_types::google::rpc::Status;
 
 /// The IAM file.
@@ -189,13 +189,15 @@ fn is_public(path: &str) -> bool {
 
 /// The layer: with an IAM configuration, a call either carries a known token, whose principal
 /// it goes on with, or is answered `UNAUTHENTICATED` (HTTP 401 for REST) without reaching any
-/// service. Without one, calls go on as they are (the server then listens on loopback only).
+/// service. Without one, calls go on as the anonymous principal (the server then listens on
+/// loopback only, unless told otherwise).
 pub(crate) async fn authenticate(
     State(iam): State<Option<Iam>>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let Some(iam) = iam else {
+        request.extensions_mut().insert(Principal::anonymous());
         return next.run(request).await;
     };
     if is_public(request.uri().path()) {

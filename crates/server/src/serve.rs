@@ -11,15 +11,16 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
+use yc_api_runtime::Principal;
 use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages, SqlComputeImageStore};
-use yc_operations::db::{Db, connect_postgres};
 use yc_operations::{OperationGrpc, OperationRunner, OperationStore, Resumers, SqlOperationStore};
 use yc_proto_types::rpc::RestRouter;
 use yc_registry_image::blobs::SqlBlobStore;
 use yc_registry_image::store::ImageStore;
 use yc_registry_image::{RegistryImageGrpc, RegistryImages, SqlImageStore};
+use yc_sql::{Db, connect_postgres};
 
 use crate::endpoints::Endpoints;
 use crate::iam::Iam;
@@ -250,16 +251,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             stores.blobs.clone(),
         ))
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(move |request| yc_operations::rest::transcode(rest.clone(), request))
-        .method_not_allowed_fallback(yc_operations::rest::method_not_allowed)
+        .fallback(move |request| yc_api_runtime::rest::transcode(rest.clone(), request))
+        .method_not_allowed_fallback(yc_api_runtime::rest::method_not_allowed)
         // `conn` limits request bodies (flag `--max-request-bytes`).
         .layer(axum::extract::DefaultBodyLimit::disable());
+    // Every call carries a principal: IAM's, or the explicit anonymous one of a server without
+    // IAM. A call without one is refused by the services (UNAUTHENTICATED).
     let authenticated = iam.is_some();
     if authenticated {
         app = app.layer(axum::middleware::from_fn_with_state(
             iam,
             crate::iam::authenticate,
         ));
+    } else {
+        app = app.layer(yc_api_runtime::PrincipalLayer::new(Principal::anonymous()));
     }
     // Outermost, so that refused calls have ids and are logged too.
     let app = app.layer(RequestIdsLayer);

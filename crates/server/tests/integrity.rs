@@ -770,7 +770,7 @@ async fn embedded_store_killed_and_restarted_under_load() {
 
 /// [`scenario`] on a fresh PostgreSQL schema, one server or two.
 async fn on_postgres(replicas: bool, kill: bool) {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
     let url = pg.url.clone();

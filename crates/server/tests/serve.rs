@@ -355,10 +355,10 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     Server::start(dir.path()).kill();
     let database = dir.path().join("yc-images.sqlite");
-    let db = yc_operations::db::Db::sqlite_file(&database, 1)
+    let db = yc_sql::Db::sqlite_file(&database, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    db.execute(&yc_operations::db::query(
+    db.execute(&yc_sql::query(
         "UPDATE yc_schema SET version = 99 WHERE component = 'compute-image'",
     ))
     .await
@@ -454,7 +454,7 @@ async fn stalling_file_server() -> String {
 /// the other takes it over once the lease runs out and finishes it, once.
 #[tokio::test]
 async fn two_replicas_share_one_postgres_database() {
-    let Some(pg) = yc_operations::db::TestPostgres::fresh().await else {
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -643,7 +643,7 @@ async fn every_rpc_over_rest_on_both_stores() {
     let embedded = Server::start_with(dir.path(), &["--seed", &seed]);
     every_rpc_over_rest(&embedded).await;
     drop(embedded);
-    if let Some(pg) = yc_operations::db::TestPostgres::fresh().await {
+    if let Some(pg) = yc_sql::TestPostgres::fresh().await {
         let shared = Server::start_with(dir.path(), &["--seed", &seed, "--database-url", &pg.url]);
         every_rpc_over_rest(&shared).await;
         drop(shared);

@@ -101,7 +101,7 @@ pub(crate) async fn failed_create(
     uri: String,
 ) -> (Status, Image) {
     let op = images
-        .create(&create(name, Source::Uri(uri)), &Caller::default())
+        .create(&create(name, Source::Uri(uri)), &Caller::system())
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let error = response(&done(images, &op).await)
@@ -179,14 +179,14 @@ pub(crate) async fn get(images: &ComputeImages, id: &str) -> Result<Image, Statu
             &GetImageRequest {
                 image_id: id.into(),
             },
-            &Caller::default(),
+            &Caller::system(),
         )
         .await
 }
 
 pub(crate) async fn created(images: &ComputeImages, request: CreateImageRequest) -> Image {
     let op = images
-        .create(&request, &Caller::default())
+        .create(&request, &Caller::system())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     response(&done(images, &op).await).unwrap_or_else(|e| panic!("{e}"))

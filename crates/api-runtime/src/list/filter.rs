@@ -70,7 +70,7 @@ impl FilterExpr {
     /// `Request validation error: filter: column N: …`.
     ///
     /// ```
-    /// use yc_operations::query::{FilterExpr, FilterOp, FilterSpec};
+    /// use yc_api_runtime::list::{FilterExpr, FilterOp, FilterSpec};
     ///
     /// let spec = FilterSpec { fields: &["name", "family"], max_value_length: 256 };
     /// let filter = FilterExpr::parse(r#"name = "ubuntu" AND family NOT IN ('a', "b\"c")"#, spec).unwrap();

@@ -26,7 +26,7 @@ impl OrderBy {
     /// `Request validation error: order_by: …`.
     ///
     /// ```
-    /// use yc_operations::query::OrderBy;
+    /// use yc_api_runtime::list::OrderBy;
     ///
     /// let order = OrderBy::parse("createdAt desc, name", &["name", "created_at"]).unwrap();
     /// assert_eq!(order.items[0].field, "created_at");

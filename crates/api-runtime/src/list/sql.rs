@@ -3,7 +3,7 @@
 //! Both image services' stores build their List queries here, for SQLite and PostgreSQL.
 
 use super::{Condition, FilterOp, OrderItem};
-use crate::db::{Db, Dialect, Query, Tx, query};
+use yc_sql::{Db, Dialect, Query, Tx, query};
 
 /// A value of a sort key at the cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +60,9 @@ pub async fn cursor_values(
     keys: &[(&'static str, bool)],
     int_columns: &[&str],
     id: &str,
-) -> Result<Option<Vec<SqlValue>>, crate::db::DbError> {
+) -> Result<Option<Vec<SqlValue>>, yc_sql::DbError> {
     let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
-    let sql = format!("SELECT {} FROM {table} WHERE id = ?", columns.join(", "));
+    let sql = format!("SELECT {} FROM {table} WHERE id = $1", columns.join(", "));
     let Some(row) = db.fetch_optional(&query(sql).bind(id)).await? else {
         return Ok(None);
     };
@@ -190,11 +190,11 @@ pub async fn mark_deleted(
     table: &str,
     id: &str,
     now: i64,
-) -> Result<bool, crate::db::DbError> {
+) -> Result<bool, yc_sql::DbError> {
     let changed = tx
         .execute(
             &query(format!(
-                "UPDATE {table} SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
+                "UPDATE {table} SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL"
             ))
             .bind(now)
             .bind(id),
@@ -205,11 +205,11 @@ pub async fn mark_deleted(
 
 /// Removes the rows of `table` deleted (soft, with `deleted_at`) longer ago than
 /// [`KEEP_DELETED`] before `now` (nanoseconds).
-pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), crate::db::DbError> {
+pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), yc_sql::DbError> {
     let keep = i64::try_from(KEEP_DELETED.as_nanos()).unwrap_or(i64::MAX);
     tx.execute(
         &query(format!(
-            "DELETE FROM {table} WHERE deleted_at IS NOT NULL AND deleted_at < ?"
+            "DELETE FROM {table} WHERE deleted_at IS NOT NULL AND deleted_at < $1"
         ))
         .bind(now.saturating_sub(keep)),
     )

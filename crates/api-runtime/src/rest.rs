@@ -1,9 +1,9 @@
-//! The REST face: answers and errors as the Yandex Cloud REST API writes them, and the
-//! OperationService routes.
+//! The REST face: the transcoder that serves every `google.api.http` rule of the schema, and
+//! answers and errors as the Yandex Cloud REST API writes them.
 //!
 //! An answer is the message in proto3 canonical JSON; an error is a `google.rpc.Status` in JSON
-//! with the HTTP status of its code. Every REST router of the server answers through
-//! [`json_response`] and [`ApiError`].
+//! with the HTTP status of its code. Every REST answer of the server is written here
+//! ([`json_response`], [`ApiError`], [`error_response`]).
 
 use std::sync::Arc;
 

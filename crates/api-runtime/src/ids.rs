@@ -11,10 +11,10 @@ pub const ID_LENGTH: usize = 20;
 /// A new random id with a three-character prefix: 17 random characters, 85 bits.
 ///
 /// ```
-/// let id = yc_operations::ids::new_id("fd8");
+/// let id = yc_api_runtime::ids::new_id("fd8");
 /// assert_eq!(id.len(), 20);
 /// assert!(id.starts_with("fd8"));
-/// assert!(yc_operations::ids::is_valid_id(&id));
+/// assert!(yc_api_runtime::ids::is_valid_id(&id));
 /// ```
 pub fn new_id(prefix: &str) -> String {
     debug_assert_eq!(prefix.len(), 3, "id prefixes have three characters");

@@ -163,7 +163,7 @@ pub fn token_too_old() -> Status {
 /// the page size, which may change between pages).
 ///
 /// ```
-/// use yc_operations::query::{QueryKey, TokenKeys};
+/// use yc_api_runtime::list::{QueryKey, TokenKeys};
 ///
 /// let keys = TokenKeys::ephemeral();
 /// let query = QueryKey::new(&keys, "containerregistry.ListImages", &["crp1", "", "", "name = 'x'", ""]);

@@ -5,7 +5,7 @@
 //! `cargo xtask fuzz` runs these with many more cases (`PROPTEST_CASES`).
 
 use proptest::prelude::*;
-use yc_operations::query::{FilterExpr, FilterSpec, OrderBy, QueryKey, TokenKeys};
+use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderBy, QueryKey, TokenKeys};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::rpc::{RestRequest, Rpc};
 use yc_proto_types::yandex::cloud::compute::v1::image_service_rpc;

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use yc_operations::{Access, Role};
+//! use yc_api_runtime::{Access, Role};
 //!
 //! let access = Access::roles(HashMap::from([("b1gteam".to_owned(), Role::Viewer)]));
 //! assert!(access.allows("b1gteam", Role::Viewer));
@@ -45,8 +45,9 @@ impl Role {
     }
 }
 
-/// What a caller may do: anything, or what its roles in folders allow.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a caller may do: anything, or what its roles in folders allow. There is no default:
+/// anything is said with [`Access::unrestricted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     /// Folder id → the strongest role held there; `None` for anything.
     roles: Option<Arc<HashMap<String, Role>>>,
@@ -80,13 +81,91 @@ impl Access {
 }
 
 /// The subject a call was authenticated as and what it may do, which the server puts in the
-/// request's extensions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// request's extensions. There is no default: a call without one is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The subject id, recorded as `created_by` of the operations it starts.
     pub subject: String,
     /// Its roles.
     pub access: Access,
+}
+
+/// The subject of the server's own work.
+pub const SYSTEM_SUBJECT: &str = "yc-images";
+
+impl Principal {
+    /// `subject` with `access`.
+    pub fn new(subject: impl Into<String>, access: Access) -> Self {
+        Self {
+            subject: subject.into(),
+            access,
+        }
+    }
+
+    /// The server itself, doing its own work: anything.
+    pub fn system() -> Self {
+        Self::new(SYSTEM_SUBJECT, Access::unrestricted())
+    }
+
+    /// The caller of a server without IAM, which the server puts on every call: no subject,
+    /// and anything, as the server's operator chose by running it so.
+    pub fn anonymous() -> Self {
+        Self::new("", Access::unrestricted())
+    }
+}
+
+/// A tower layer that puts `principal` on every request: for a server without IAM
+/// ([`Principal::anonymous`]), or one whose callers are authenticated elsewhere. A request
+/// that reaches a service without passing such a layer carries no principal and is refused.
+#[derive(Debug, Clone)]
+pub struct PrincipalLayer {
+    principal: Principal,
+}
+
+impl PrincipalLayer {
+    /// Puts `principal` on every request.
+    pub fn new(principal: Principal) -> Self {
+        Self { principal }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for PrincipalLayer {
+    type Service = WithPrincipal<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithPrincipal {
+            inner,
+            principal: self.principal.clone(),
+        }
+    }
+}
+
+/// A service whose requests carry a principal; see [`PrincipalLayer`].
+#[derive(Debug, Clone)]
+pub struct WithPrincipal<S> {
+    inner: S,
+    principal: Principal,
+}
+
+impl<S, B> tower_service::Service<axum::http::Request<B>> for WithPrincipal<S>
+where
+    S: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.principal.clone());
+        self.inner.call(request)
+    }
 }
 
 /// `PERMISSION_DENIED`, the answer to a call on a folder the caller holds no role for that

@@ -1,0 +1,148 @@
+//! Schema versions: each component (the operation store, the image stores, …) records the
+//! version of its tables in `yc_schema`, and a server refuses a database a newer one wrote.
+
+use crate::{ColumnTypes, Db, DbError, Dialect, query};
+
+/// Serializes schema set-up among PostgreSQL replicas that start at once.
+const SCHEMA_LOCK: i64 = 0x7963_696d_6167_6573;
+
+/// Why a schema could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrateError {
+    /// The database holds the component's tables in a newer version than this server knows.
+    Newer {
+        /// The component.
+        component: String,
+        /// The version in the database.
+        found: i64,
+        /// The version this server writes.
+        known: i64,
+    },
+    /// The database failed.
+    Db {
+        /// The component.
+        component: String,
+        /// What failed.
+        error: DbError,
+    },
+}
+
+impl std::fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MigrateError::Newer {
+                component,
+                found,
+                known,
+            } => write!(
+                f,
+                "the database holds {component} data in schema version {found}, newer than this \
+                 server's {known}; run a newer yc-images"
+            ),
+            MigrateError::Db { component, error } => {
+                write!(f, "setting up the {component} schema: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MigrateError {}
+
+impl Db {
+    /// Creates or migrates a component's schema, once among replicas that start at once:
+    /// checks its recorded version (a database written by a newer server is
+    /// [`MigrateError::Newer`]), runs `statements` (written for this database's dialect, see
+    /// [`Dialect::types`]) and records `version`, all in one transaction.
+    pub async fn migrate(
+        &self,
+        component: &str,
+        version: i64,
+        statements: &[String],
+    ) -> Result<(), MigrateError> {
+        let fail = |error: DbError| MigrateError::Db {
+            component: component.to_owned(),
+            error,
+        };
+        let dialect = self.dialect();
+        let mut tx = self.begin().await.map_err(fail)?;
+        if dialect == Dialect::Postgres {
+            tx.execute(&query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK))
+                .await
+                .map_err(fail)?;
+        }
+        let ColumnTypes { text, int, .. } = dialect.types();
+        tx.execute(&query(format!(
+            "CREATE TABLE IF NOT EXISTS yc_schema (component {text} PRIMARY KEY, version {int} NOT NULL)"
+        )))
+        .await
+        .map_err(fail)?;
+        let found: Option<i64> = tx
+            .fetch_scalar(
+                &query("SELECT version FROM yc_schema WHERE component = $1").bind(component),
+            )
+            .await
+            .map_err(fail)?;
+        if let Some(found) = found.filter(|found| *found > version) {
+            return Err(MigrateError::Newer {
+                component: component.to_owned(),
+                found,
+                known: version,
+            });
+        }
+        for statement in statements {
+            tx.execute(&query(statement.as_str())).await.map_err(fail)?;
+        }
+        tx.execute(
+            &query(
+                "INSERT INTO yc_schema (component, version) VALUES ($1, $2) \
+                 ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            )
+            .bind(component)
+            .bind(version),
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_and_an_older_one_migrated() {
+        let db = Db::sqlite_memory().await.unwrap();
+        let t = db.dialect().types();
+        let create = format!("CREATE TABLE IF NOT EXISTS a (id {} PRIMARY KEY)", t.text);
+        db.migrate("a", 2, std::slice::from_ref(&create))
+            .await
+            .unwrap();
+        let refused = db.migrate("a", 1, &[]).await.unwrap_err();
+        assert_eq!(
+            refused,
+            MigrateError::Newer {
+                component: "a".into(),
+                found: 2,
+                known: 1
+            }
+        );
+        db.migrate("a", 3, &[]).await.unwrap();
+        let found: Option<i64> = db
+            .fetch_scalar(&query("SELECT version FROM yc_schema WHERE component = $1").bind("a"))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(3));
+        // A statement that fails leaves nothing of the migration behind.
+        let bad = db
+            .migrate("b", 1, &[create.clone(), "NOT SQL".to_owned()])
+            .await
+            .unwrap_err();
+        assert!(matches!(bad, MigrateError::Db { .. }), "{bad}");
+        let b: Option<i64> = db
+            .fetch_scalar(&query("SELECT version FROM yc_schema WHERE component = $1").bind("b"))
+            .await
+            .unwrap();
+        assert_eq!(b, None);
+    }
+}
