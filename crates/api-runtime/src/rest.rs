@@ -103,11 +103,20 @@ pub async fn json_errors(response: Response) -> Response {
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
     let code = yc_proto_types::code_of_http(status.as_u16());
-    let message = match code {
-        tonic::Code::ResourceExhausted => format!("The request is too large: {}", text.trim()),
-        _ => format!("Request validation error: {}", text.trim()),
+    let status_message = match code {
+        tonic::Code::ResourceExhausted => Status::new(
+            code,
+            format!(
+                "The request is too large: {}",
+                yc_proto_types::quote(text.trim())
+            ),
+        ),
+        _ => Status {
+            code: code as i32,
+            ..yc_proto_types::validation_error("request", text.trim())
+        },
     };
-    error_response(status, Status::new(code, message))
+    error_response(status, status_message)
 }
 
 /// A `200 OK` answer with `value` in canonical JSON.

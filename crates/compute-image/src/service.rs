@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderBy, QueryKey, page_size, token_too_old};
+use yc_api_runtime::list::{ListSpec, Page, QueryKey, page_size, token_too_old};
 use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{
     CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, StartOperation,
@@ -32,6 +32,14 @@ const DELETE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Delete";
 pub const FILTER_FIELDS: &[&str] = &["name", "family", "status", "id"];
 /// The fields List can sort by.
 pub const ORDER_FIELDS: &[&str] = &["id", "name", "family", "status", "created_at"];
+
+/// What List accepts.
+const LIST: ListSpec<'static> = ListSpec {
+    method: "yandex.cloud.compute.v1.ImageService.List",
+    filter_fields: FILTER_FIELDS,
+    order_fields: ORDER_FIELDS,
+    default_order: &[("id", false)],
+};
 /// The fields an update mask can name.
 pub const UPDATE_FIELDS: &[&str] = &["name", "description", "min_disk_size", "labels"];
 /// The smallest disk there is: 4 MiB.
@@ -172,29 +180,24 @@ impl ComputeImages {
     ) -> Result<ListImagesResponse, Status> {
         validate(request)?;
         caller.require(&request.folder_id, Role::Viewer)?;
-        let filter = FilterExpr::parse(
-            &request.filter,
-            FilterSpec {
-                fields: FILTER_FIELDS,
-                max_value_length: 256,
-            },
-        )?;
-        let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("id", false)]);
-        let key = QueryKey::new(
+        let page = Page::read(
             self.runner.token_keys(),
-            &format!("{SERVICE}.List"),
-            &[&request.folder_id, &request.filter, &request.order_by],
-        );
-        let limit = page_size(request.page_size);
+            &LIST,
+            &[&request.folder_id],
+            &request.filter,
+            &request.order_by,
+            request.page_size,
+            &request.page_token,
+        )?;
         let query = ComputeQuery {
             folder_id: request.folder_id.clone(),
-            filter,
-            order: order.items,
-            after: key.resume_after(&request.page_token)?,
-            limit: limit + 1,
+            filter: page.filter.clone(),
+            order: page.order.clone(),
+            after: page.after.clone(),
+            limit: page.fetch_limit(),
         };
         let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = key.finish_page(&mut images, limit, |i| &i.id);
+        let next_page_token = page.finish(&mut images, |i| &i.id);
         Ok(ListImagesResponse {
             images,
             next_page_token,
@@ -217,12 +220,11 @@ impl ComputeImages {
         let cursor = match key.resume_after(&request.page_token)? {
             None => None,
             Some(id) => Some(OperationCursor::after(
-                &self.runner.get(&id).await.map_err(|_| {
-                    invalid(
-                        "Request validation error: page_token: the listing it continues is too old"
-                            .into(),
-                    )
-                })?,
+                &self
+                    .runner
+                    .get(&id)
+                    .await
+                    .map_err(|_| yc_api_runtime::list::token_too_old())?,
             )),
         };
         let limit = page_size(request.page_size);
@@ -253,19 +255,34 @@ impl ComputeImages {
             Some(Source::ImageId(id)) => {
                 let source = self.image(id, caller, Role::Viewer).await?;
                 if source.status != image::Status::Ready as i32 {
-                    return Err(Status::new(tonic::Code::FailedPrecondition, format!("Image {id} is not READY")));
+                    return Err(Status::new(
+                        tonic::Code::FailedPrecondition,
+                        format!("Image {id} is not READY"),
+                    ));
                 }
                 check_min_disk(request.min_disk_size, source.size.max(source.min_disk_size))?;
                 Sourced::Image(Box::new(source))
             }
             Some(Source::DiskId(id)) => {
-                return Err(Status::new(tonic::Code::NotFound, format!("Disk {id} not found")));
+                return Err(Status::new(
+                    tonic::Code::NotFound,
+                    format!("Disk {id} not found"),
+                ));
             }
             Some(Source::SnapshotId(id)) => {
-                return Err(Status::new(tonic::Code::NotFound, format!("Snapshot {id} not found")));
+                return Err(Status::new(
+                    tonic::Code::NotFound,
+                    format!("Snapshot {id} not found"),
+                ));
             }
             Some(Source::Uri(uri)) => Sourced::Uri(check_uri(uri, &self.fetch)?),
-            None => return Err(invalid("Request validation error: source: exactly one of image_id, disk_id, snapshot_id, uri must be set".into())),
+            // `validate` refused a request without one (the proto's `exactly_one`).
+            None => {
+                return Err(Status::new(
+                    tonic::Code::Internal,
+                    "A request without a source passed validation",
+                ));
+            }
         };
 
         let id = yc_api_runtime::ids::new_id("fd8");
@@ -683,11 +700,14 @@ fn update_paths(request: &UpdateImageRequest) -> Result<Vec<String>, Status> {
         .collect(),
     };
     if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
-        return Err(invalid(format!(
-            "Request validation error: update_mask: {} is not a field that can be updated; the fields are {}",
-            yc_proto_types::quote(unknown),
-            UPDATE_FIELDS.join(", ")
-        )));
+        return Err(yc_proto_types::validation_error(
+            "update_mask",
+            &format!(
+                "{} is not a field that can be updated; the fields are {}",
+                yc_proto_types::quote(unknown),
+                UPDATE_FIELDS.join(", ")
+            ),
+        ));
     }
     Ok(paths)
 }
@@ -727,9 +747,10 @@ fn decode_request<Q: prost::Message + Default>(bytes: &[u8]) -> Result<Q, Status
 
 fn check_min_disk(requested: i64, needed: i64) -> Result<(), Status> {
     if requested != 0 && requested < needed {
-        return Err(invalid(format!(
-            "Request validation error: min_disk_size: must be at least {needed}, the size the source needs"
-        )));
+        return Err(yc_proto_types::validation_error(
+            "min_disk_size",
+            &format!("must be at least {needed}, the size the source needs"),
+        ));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 use yc_proto_types::google::rpc::Status;
+use yc_proto_types::validation_error;
 
 /// The qcow2 magic, `QFI\xfb`.
 const QCOW2_MAGIC: [u8; 4] = [0x51, 0x46, 0x49, 0xfb];
@@ -50,19 +51,17 @@ pub struct Inspected {
     pub qcow2: bool,
 }
 
-fn invalid(message: String) -> Status {
-    Status::new(tonic::Code::InvalidArgument, message)
-}
-
 /// Checks `uri` against the policy before anything is fetched.
 pub fn check_uri(uri: &str, policy: &FetchPolicy) -> Result<Url, Status> {
-    let url =
-        Url::parse(uri).map_err(|e| invalid(format!("Request validation error: uri: {e}")))?;
+    let url = Url::parse(uri).map_err(|e| validation_error("uri", &e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
-            "Request validation error: uri: the scheme must be http or https, not {:?}",
-            url.scheme()
-        )));
+        return Err(validation_error(
+            "uri",
+            &format!(
+                "the scheme must be http or https, not {}",
+                yc_proto_types::quote(url.scheme())
+            ),
+        ));
     }
     let host = url.host_str().unwrap_or_default();
     if !policy

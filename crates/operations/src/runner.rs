@@ -388,10 +388,10 @@ impl OperationRunner {
         if let Some(key) = &start.idempotency_key
             && uuid::Uuid::parse_str(key).is_err()
         {
-            return Err(invalid_argument(format!(
-                "Request validation error: idempotency-key: must be a UUID, not {}",
-                yc_proto_types::quote(key)
-            )));
+            return Err(yc_proto_types::validation_error(
+                "idempotency-key",
+                &format!("must be a UUID, not {}", yc_proto_types::quote(key)),
+            ));
         }
         let now = Timestamp::now();
         let operation = Operation {

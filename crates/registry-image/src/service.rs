@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use yc_api_runtime::list::{
-    FilterExpr, FilterSpec, OrderBy, OrderItem, QueryKey, page_size, token_too_old,
-};
+use yc_api_runtime::list::{FilterExpr, ListSpec, OrderItem, Page, token_too_old};
 use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{OperationRunner, Resumers, StartOperation};
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
@@ -30,6 +28,14 @@ const LIST_KIND: &str = "yandex.cloud.containerregistry.v1.ImageService.List";
 pub const FILTER_FIELDS: &[&str] = &["name"];
 /// The fields List can sort by.
 pub const ORDER_FIELDS: &[&str] = &["name", "digest", "created_at", "last_modified"];
+
+/// What List accepts.
+const LIST: ListSpec<'static> = ListSpec {
+    method: LIST_KIND,
+    filter_fields: FILTER_FIELDS,
+    order_fields: ORDER_FIELDS,
+    default_order: &[("name", false)],
+};
 
 pub use yc_api_runtime::Caller;
 
@@ -117,9 +123,9 @@ impl RegistryImages {
         } else if !request.folder_id.is_empty() {
             Scope::Folder(request.folder_id.clone())
         } else {
-            return Err(Status::new(
-                tonic::Code::InvalidArgument,
-                "Request validation error: one of repository_name, registry_id or folder_id is required",
+            return Err(yc_proto_types::validation_error(
+                "repository_name",
+                "one of repository_name, registry_id or folder_id is required",
             ));
         };
         match &scope {
@@ -133,36 +139,28 @@ impl RegistryImages {
                     .await?
             }
         }
-        let filter = FilterExpr::parse(
-            &request.filter,
-            FilterSpec {
-                fields: FILTER_FIELDS,
-                max_value_length: 256,
-            },
-        )?;
-        let order = OrderBy::parse(&request.order_by, ORDER_FIELDS)?.or(&[("name", false)]);
-        let key = QueryKey::new(
+        let page = Page::read(
             self.runner.token_keys(),
-            LIST_KIND,
+            &LIST,
             &[
                 &request.repository_name,
                 &request.registry_id,
                 &request.folder_id,
-                &request.filter,
-                &request.order_by,
             ],
-        );
-        let after = key.resume_after(&request.page_token)?;
-        let limit = page_size(request.page_size);
+            &request.filter,
+            &request.order_by,
+            request.page_size,
+            &request.page_token,
+        )?;
         let query = ImageQuery {
             scope,
-            filter,
-            order: order.items,
-            after,
-            limit: limit + 1,
+            filter: page.filter.clone(),
+            order: page.order.clone(),
+            after: page.after.clone(),
+            limit: page.fetch_limit(),
         };
         let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = key.finish_page(&mut images, limit, |i| &i.id);
+        let next_page_token = page.finish(&mut images, |i| &i.id);
         Ok(ListImagesResponse {
             images,
             next_page_token,

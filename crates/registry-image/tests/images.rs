@@ -202,7 +202,7 @@ async fn list_scopes_take_precedence_in_order() {
     );
     assert_eq!(
         count(ListImagesRequest::default()).await,
-        Err("Request validation error: one of repository_name, registry_id or folder_id is required".into())
+        Err("Request validation error: repository_name: one of repository_name, registry_id or folder_id is required".into())
     );
 }
 

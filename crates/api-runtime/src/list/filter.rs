@@ -81,12 +81,9 @@ impl FilterExpr {
     /// assert_eq!(error.message, "Request validation error: filter: column 6: expected =, !=, IN or NOT IN, found \"~\"");
     /// ```
     pub fn parse(text: &str, spec: FilterSpec<'_>) -> Result<Self, Status> {
-        Parser::new(text, spec).parse().map_err(|e| {
-            Status::new(
-                tonic::Code::InvalidArgument,
-                format!("Request validation error: filter: {e}"),
-            )
-        })
+        Parser::new(text, spec)
+            .parse()
+            .map_err(|e| yc_proto_types::validation_error("filter", &e.to_string()))
     }
 
     /// Whether there are no conditions.

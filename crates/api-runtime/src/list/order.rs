@@ -34,12 +34,7 @@ impl OrderBy {
     /// assert!(OrderBy::parse("size", &["name"]).is_err());
     /// ```
     pub fn parse(text: &str, fields: &[&str]) -> Result<Self, Status> {
-        let error = |what: String| {
-            Status::new(
-                tonic::Code::InvalidArgument,
-                format!("Request validation error: order_by: {what}"),
-            )
-        };
+        let error = |what: String| yc_proto_types::validation_error("order_by", &what);
         let mut order = OrderBy::default();
         if text.trim().is_empty() {
             return Ok(order);

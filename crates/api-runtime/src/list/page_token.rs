@@ -153,9 +153,9 @@ fn mac(secret: &[u8], digest: &[u8; 32], last_id: &str) -> [u8; MAC_LEN] {
 
 /// The error for a page token whose last resource the store no longer knows.
 pub fn token_too_old() -> Status {
-    Status::new(
-        tonic::Code::InvalidArgument,
-        "Request validation error: page_token: the listing it continues is too old; list again from the first page",
+    yc_proto_types::validation_error(
+        "page_token",
+        "the listing it continues is too old; list again from the first page",
     )
 }
 
@@ -238,12 +238,7 @@ impl QueryKey {
         if token.is_empty() {
             return Ok(None);
         }
-        let invalid = |why: &str| {
-            Status::new(
-                tonic::Code::InvalidArgument,
-                format!("Request validation error: page_token: {why}"),
-            )
-        };
+        let invalid = |why: &str| yc_proto_types::validation_error("page_token", why);
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| invalid("is not a page token of this API"))?;
