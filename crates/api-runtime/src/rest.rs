@@ -13,6 +13,11 @@ use serde::Serialize;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::rpc::{RestRequest, RestRouter, RestService, Route};
 
+/// Put in a REST answer's extensions by [`transcode`]: the gRPC path of the method it called,
+/// for the server's logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestRpc(pub &'static str);
+
 /// An error answer: the `google.rpc.Status` as the JSON body, with the HTTP status of its code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError(pub Status);
@@ -157,7 +162,8 @@ pub fn router(services: impl IntoIterator<Item = RestService>) -> axum::Router {
 /// as JSON or the error as the API's JSON error.
 pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
-    let (method, rule, values) = match router.route(&parts.method, parts.uri.path()) {
+    let path = parts.uri.path().to_owned();
+    let (method, rule, values) = match router.route(&parts.method, &path) {
         Route::Method(method, rule, values) => (method, rule, values),
         Route::NotFound => return no_route(parts.method, parts.uri, parts.headers).await,
         Route::MethodNotAllowed(allowed) => {
@@ -173,6 +179,21 @@ pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request)
             return response;
         }
     };
+    tracing::Span::current().record("method", method.grpc_path());
+    let rpc = RestRpc(method.grpc_path());
+    let mut response = answer(method, rule, values, parts, body).await;
+    response.extensions_mut().insert(rpc);
+    response
+}
+
+/// Reads the request of a routed call, calls the method and writes its answer.
+async fn answer(
+    method: &yc_proto_types::rpc::RestMethod,
+    rule: &yc_proto_types::rpc::HttpRule,
+    values: Vec<(&str, &str)>,
+    parts: axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Response {
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
         Err(e) => return body_error(&e),

@@ -319,6 +319,11 @@ impl OperationRunner {
         &self.inner.store
     }
 
+    /// How many operations' work runs in this process now.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.lock().map_or(0, |running| running.len())
+    }
+
     /// The keys page tokens are signed with, shared by every replica on the store once
     /// [`recover`](Self::recover) has run (and read again with every renewal of the lease).
     pub fn token_keys(&self) -> &yc_api_runtime::list::TokenKeys {
@@ -489,27 +494,32 @@ impl OperationRunner {
             accept: accept.clone(),
         };
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let work = AssertUnwindSafe(work(ctx)).catch_unwind();
-            let outcome = tokio::select! {
-                biased;
-                () = cancel.cancelled(), if mode == CancelMode::Drop => Err(cancelled_status(&id)),
-                result = work => result.unwrap_or_else(|_| {
-                    tracing::error!(operation = %id, "the work of the operation panicked");
-                    Err(Status::new(tonic::Code::Internal, format!("Operation {id} failed with an internal error")))
-                }),
-            };
-            let refused = outcome.as_ref().err().cloned();
-            inner.finish(&id, outcome).await;
-            if let Ok(mut running) = inner.running.lock() {
-                running.remove(&id);
-            }
-            ended.cancel();
-            // Work that ended without accepting: the call that waits for it answers now.
-            if let Some(sender) = accept.lock().ok().and_then(|mut a| a.take()) {
-                let _ = sender.send(refused.map_or(Ok(()), Err));
-            }
-        });
+        // The work's events carry the call that started it (its request id, its caller).
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let work = AssertUnwindSafe(work(ctx)).catch_unwind();
+                let outcome = tokio::select! {
+                    biased;
+                    () = cancel.cancelled(), if mode == CancelMode::Drop => Err(cancelled_status(&id)),
+                    result = work => result.unwrap_or_else(|_| {
+                        tracing::error!(operation = %id, "the work of the operation panicked");
+                        Err(Status::new(tonic::Code::Internal, format!("Operation {id} failed with an internal error")))
+                    }),
+                };
+                let refused = outcome.as_ref().err().cloned();
+                inner.finish(&id, outcome).await;
+                if let Ok(mut running) = inner.running.lock() {
+                    running.remove(&id);
+                }
+                ended.cancel();
+                // Work that ended without accepting: the call that waits for it answers now.
+                if let Some(sender) = accept.lock().ok().and_then(|mut a| a.take()) {
+                    let _ = sender.send(refused.map_or(Ok(()), Err));
+                }
+            },
+            span,
+        ));
     }
 
     /// The operation with this id; `NOT_FOUND` naming it when there is none.

@@ -594,6 +594,7 @@ type Handler =
 pub struct RestMethod {
     service: &'static str,
     method: &'static str,
+    path: &'static str,
     rules: &'static [HttpRule],
     handler: Arc<Handler>,
 }
@@ -618,6 +619,11 @@ impl RestMethod {
     /// The method's name.
     pub fn method(&self) -> &'static str {
         self.method
+    }
+
+    /// The method's gRPC path, `/<service>/<method>`.
+    pub fn grpc_path(&self) -> &'static str {
+        self.path
     }
 
     /// The method's REST rules.
@@ -683,6 +689,7 @@ impl RestService {
         self.methods.push(RestMethod {
             service: rpc.service,
             method: rpc.method,
+            path: rpc.path,
             rules: rpc.http_rules(),
             handler: Arc::new(handler),
         });

@@ -22,6 +22,7 @@
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use yc_api_runtime::list::sql::nanos;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_sql::{Db, DbError, query};
@@ -75,6 +76,19 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
     )"
         ),
     ]
+}
+
+/// Blob bytes this process has stored and read back, for the server's metrics.
+static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// Blob bytes this process stored (uploads) and read (pulls, digests checked at finishing)
+/// since it started.
+pub fn blob_bytes() -> (u64, u64) {
+    (
+        BYTES_WRITTEN.load(Ordering::Relaxed),
+        BYTES_READ.load(Ordering::Relaxed),
+    )
 }
 
 /// The largest piece of content stored in one row.
@@ -599,14 +613,19 @@ impl SqlBlobStore {
     }
 
     async fn piece(&self, storage: &str, seq: i64) -> Result<Vec<u8>, BlobError> {
-        self.db
+        let piece: Vec<u8> = self
+            .db
             .fetch_scalar(
                 &query("SELECT data FROM cr_blob_data WHERE storage = $1 AND seq = $2")
                     .bind(storage)
                     .bind(seq),
             )
             .await?
-            .ok_or_else(|| BlobError::Unavailable(format!("piece {seq} of {storage} is missing")))
+            .ok_or_else(|| {
+                BlobError::Unavailable(format!("piece {seq} of {storage} is missing"))
+            })?;
+        BYTES_READ.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        Ok(piece)
     }
 
     /// The blob's whole content; for manifests, which are small.
@@ -725,6 +744,7 @@ impl Claim {
     /// Stores one piece, renewing the claim in the same transaction; refused once the claim
     /// is lost.
     async fn store_piece(&mut self, seq: i64, piece: Vec<u8>) -> Result<(), BlobError> {
+        let size = piece.len() as u64;
         let mut tx = self.store.db.begin().await?;
         if !self.renew_in(&mut tx).await? {
             tx.rollback().await?;
@@ -738,6 +758,7 @@ impl Claim {
         )
         .await?;
         tx.commit().await?;
+        BYTES_WRITTEN.fetch_add(size, Ordering::Relaxed);
         self.renewed = std::time::Instant::now();
         Ok(())
     }

@@ -185,6 +185,7 @@ fn is_public(path: &str) -> bool {
     .iter()
     .any(|prefix| path.starts_with(prefix))
         || path == "/healthz"
+        || path == "/metrics"
 }
 
 /// The layer: with an IAM configuration, a call either carries a known token, whose principal
@@ -210,6 +211,7 @@ pub(crate) async fn authenticate(
     match iam.principal(authorization) {
         Ok(principal) => {
             let principal = principal.clone();
+            tracing::Span::current().record("caller", principal.subject.as_str());
             request.extensions_mut().insert(principal);
             next.run(request).await
         }

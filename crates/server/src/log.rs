@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// How long a line may wait in the buffer.
@@ -120,104 +118,6 @@ pub(crate) fn stderr() -> (BufferedStderr, Flush) {
     )
 }
 
-/// One INFO line of `target`, written straight into the buffer in the layout [`Lines`] and
-/// [`Fields`] give every other line, without going through tracing's dispatch and field
-/// visitors: for the line every call writes. The caller checks that INFO is enabled for
-/// `target` (`tracing::enabled!`). Before [`stderr`] made the buffer, the line goes to
-/// standard error directly.
-pub(crate) fn info_line(target: &str, message: &str, fields: impl FnOnce(&mut LineFields)) {
-    thread_local! {
-        static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    TEXT.with_borrow_mut(|text| {
-        text.clear();
-        format_info_line(text, target, message, fields);
-        let _ = match BUFFER.get() {
-            Some(shared) => Line { shared }.write_all(text.as_bytes()),
-            None => std::io::stderr().write_all(text.as_bytes()),
-        };
-    });
-}
-
-fn format_info_line(
-    text: &mut String,
-    target: &str,
-    message: &str,
-    fields: impl FnOnce(&mut LineFields),
-) {
-    let _ = Clock.format_time(&mut Writer::new(text));
-    text.push_str("  INFO ");
-    text.push_str(target);
-    text.push_str(": ");
-    let mut line = LineFields(text);
-    let _ = line.text_value(message, true);
-    fields(&mut line);
-    text.push('\n');
-}
-
-/// Appends the decimal digits of `value`.
-fn push_digits(text: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        text.push(char::from(d));
-    }
-}
-
-/// The fields of an [`info_line`], written as [`Fields`] writes them.
-pub(crate) struct LineFields<'a>(&'a mut String);
-
-impl LineFields<'_> {
-    /// `name=value`: a plain word as it is, other text quoted and escaped.
-    pub(crate) fn str(&mut self, name: &str, value: &str) -> &mut Self {
-        self.name(name);
-        let _ = self.text_value(value, false);
-        self
-    }
-
-    /// `name=value` for a number.
-    pub(crate) fn number(&mut self, name: &str, value: u64) -> &mut Self {
-        self.name(name);
-        push_digits(self.0, value);
-        self
-    }
-
-    /// `name=<milliseconds>.<three decimals>` for a duration.
-    pub(crate) fn millis(&mut self, name: &str, value: Duration) -> &mut Self {
-        self.name(name);
-        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
-        push_digits(self.0, micros / 1000);
-        self.0.push('.');
-        let fraction = micros % 1000;
-        if fraction < 100 {
-            self.0.push('0');
-        }
-        if fraction < 10 {
-            self.0.push('0');
-        }
-        push_digits(self.0, fraction);
-        self
-    }
-
-    fn name(&mut self, name: &str) {
-        self.0.push(' ');
-        self.0.push_str(name);
-        self.0.push('=');
-    }
-
-    fn text_value(&mut self, value: &str, message: bool) -> fmt::Result {
-        write_text(self.0, value, message)
-    }
-}
-
 /// A text value as every line writes it: the message with control characters escaped; any
 /// other value as it is when it is one plain word, else quoted and escaped.
 fn write_text<W: fmt::Write + ?Sized>(out: &mut W, value: &str, message: bool) -> fmt::Result {
@@ -313,24 +213,10 @@ impl FormatTime for Clock {
     }
 }
 
-/// Fields as `name=value` after the message, as tracing-subscriber writes them, in fewer
-/// steps: a text value that is one plain word is written as it is, any other quoted and
-/// escaped; control characters in any value are escaped, so that nothing a client sends can
-/// reach a terminal through the log.
-pub(crate) struct Fields;
-
-impl<'w> FormatFields<'w> for Fields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = FieldWriter {
-            writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
-    }
-}
-
+/// Writes fields as `name=value` after the message, as tracing-subscriber writes them: a text
+/// value that is one plain word is written as it is, any other quoted and escaped; control
+/// characters in any value are escaped, so that nothing a client sends can reach a terminal
+/// through the log.
 struct FieldWriter<'w> {
     writer: Writer<'w>,
     first: bool,
@@ -420,48 +306,125 @@ impl<W: fmt::Write + ?Sized> fmt::Write for EscapedTo<'_, W> {
     }
 }
 
-/// Log lines as tracing-subscriber's default (`Full`) format writes them without colours:
-/// `<time>  INFO <span>{<fields>}:<span>: <target>: <message> <fields>`, in fewer steps, since
-/// every call writes one.
-pub(crate) struct Lines;
+/// Text log lines, as tracing-subscriber's default (`Full`) format writes them without
+/// colours: `<time>  INFO <span>{<fields>}:<span>: <target>: <message> <fields>`. A layer of
+/// its own rather than tracing-subscriber's `fmt` layer, since every call writes a line in a
+/// span of its own: a span's fields are written once, when it is made, and a line goes
+/// straight into the log's buffer.
+pub(crate) struct TextLayer<W> {
+    make_writer: W,
+}
 
-impl<S, N> FormatEvent<S, N> for Lines
+impl<W> TextLayer<W> {
+    /// Lines written through `make_writer` ([`BufferedStderr`] in the server).
+    pub(crate) fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+/// A span's fields as a line writes them, kept in the span's extensions.
+struct SpanText(String);
+
+impl<S, W> tracing_subscriber::Layer<S> for TextLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
-    fn format_event(
+    fn on_new_span(
         &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        Clock.format_time(&mut writer)?;
-        let meta = event.metadata();
-        writer.write_str(match *meta.level() {
-            Level::ERROR => " ERROR ",
-            Level::WARN => "  WARN ",
-            Level::INFO => "  INFO ",
-            Level::DEBUG => " DEBUG ",
-            Level::TRACE => " TRACE ",
-        })?;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                writer.write_str(span.name())?;
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
-                    && !fields.is_empty()
-                {
-                    write!(writer, "{{{fields}}}")?;
-                }
-                writer.write_str(":")?;
-            }
-            writer.write_char(' ')?;
-        }
-        writer.write_str(meta.target())?;
-        writer.write_str(": ")?;
-        ctx.format_fields(writer.by_ref(), event)?;
-        writer.write_char('\n')
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut text = String::with_capacity(160);
+        let mut visitor = FieldWriter {
+            writer: Writer::new(&mut text),
+            first: true,
+            result: Ok(()),
+        };
+        attrs.record(&mut visitor);
+        span.extensions_mut().insert(SpanText(text));
     }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanText(text)) = extensions.get_mut::<SpanText>() {
+            let first = text.is_empty();
+            let mut visitor = FieldWriter {
+                writer: Writer::new(text),
+                first,
+                result: Ok(()),
+            };
+            values.record(&mut visitor);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        thread_local! {
+            static TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            if format_line(text, event, &ctx).is_ok() {
+                let _ = self.make_writer.make_writer().write_all(text.as_bytes());
+            }
+        });
+    }
+}
+
+fn format_line<S>(
+    text: &mut String,
+    event: &Event<'_>,
+    ctx: &tracing_subscriber::layer::Context<'_, S>,
+) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut writer = Writer::new(text);
+    Clock.format_time(&mut writer)?;
+    let meta = event.metadata();
+    writer.write_str(match *meta.level() {
+        Level::ERROR => " ERROR ",
+        Level::WARN => "  WARN ",
+        Level::INFO => "  INFO ",
+        Level::DEBUG => " DEBUG ",
+        Level::TRACE => " TRACE ",
+    })?;
+    if let Some(scope) = ctx.event_scope(event) {
+        for span in scope.from_root() {
+            writer.write_str(span.name())?;
+            if let Some(SpanText(fields)) = span.extensions().get::<SpanText>()
+                && !fields.is_empty()
+            {
+                writer.write_char('{')?;
+                writer.write_str(fields)?;
+                writer.write_char('}')?;
+            }
+            writer.write_char(':')?;
+        }
+        writer.write_char(' ')?;
+    }
+    writer.write_str(meta.target())?;
+    writer.write_str(": ")?;
+    let mut visitor = FieldWriter {
+        writer: writer.by_ref(),
+        first: true,
+        result: Ok(()),
+    };
+    event.record(&mut visitor);
+    visitor.result?;
+    writer.write_char('\n')
 }
 
 #[cfg(test)]
@@ -486,11 +449,9 @@ mod tests {
     fn lines_read_like_the_default_format_and_escape_what_clients_send() {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(Fields)
-            .event_format(Lines)
-            .with_writer(move || writer.clone())
-            .finish();
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber =
+            tracing_subscriber::registry().with(TextLayer::new(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(
                 request_id = "abc-1",
@@ -532,30 +493,27 @@ mod tests {
             "  WARN yc_images::log::tests: store\\tunavailable error=bad\\nthing"
         );
 
-        // The call line written straight into the buffer reads the same.
-        let mut direct = String::new();
-        format_info_line(&mut direct, "yc_images::log::tests", "call", |line| {
-            line.str("request_id", "abc-1")
-                .str("path", "/a b")
-                .str("agent", "evil\u{1b}[31m")
-                .str("empty", "")
-                .number("status", 200);
-        });
-        let through_tracing = &lines[0][27..lines[0].find(" delta=").expect("delta")];
-        assert_eq!(&direct[27..], format!("{through_tracing}\n"));
-        for (micros, text) in [
-            (0, " ms=0.000"),
-            (7, " ms=0.007"),
-            (42, " ms=0.042"),
-            (1_234, " ms=1.234"),
-            (90_000_100, " ms=90000.100"),
-        ] {
-            let mut line = String::new();
-            LineFields(&mut line).millis("ms", Duration::from_micros(micros));
-            assert_eq!(line, text);
-        }
-        let mut line = String::new();
-        LineFields(&mut line).number("n", u64::MAX).number("z", 0);
-        assert_eq!(line, " n=18446744073709551615 z=0");
+        // In a span: its fields once, in braces, fields recorded later after them.
+        let span = tracing::info_span!("call", request_id = "r-1", caller = tracing::field::Empty);
+        let captured_line = {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber =
+                tracing_subscriber::registry().with(TextLayer::new(move || writer.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                let span =
+                    tracing::info_span!("call", request_id = "r-1", caller = tracing::field::Empty);
+                span.record("caller", "alice smith");
+                let _in = span.enter();
+                tracing::error!(store = "operation store", "store unavailable");
+            });
+            String::from_utf8(lock(&captured.0).clone()).expect("UTF-8")
+        };
+        drop(span);
+        assert_eq!(
+            &captured_line[27..],
+            " ERROR call{request_id=r-1 caller=\"alice smith\"}: yc_images::log::tests: \
+             store unavailable store=\"operation store\"\n"
+        );
     }
 }

@@ -6,6 +6,7 @@ mod conn;
 mod endpoints;
 mod iam;
 mod log;
+mod metrics;
 mod request_info;
 mod request_line;
 mod seed;
@@ -15,6 +16,8 @@ mod tls;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Stand-in for the Yandex Cloud image APIs.
 #[derive(Debug, Parser)]
@@ -48,15 +51,38 @@ fn main() -> ExitCode {
     // Log lines are written out by a thread of their own (see `log`); the guard writes out
     // what is left when the program ends.
     let (writer, flush) = log::stderr();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("YC_IMAGES_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .fmt_fields(log::Fields)
-        .event_format(log::Lines)
-        .with_writer(writer)
-        .init();
+    // `target=level` directives (`info`, `warn,yc_images=debug`): a filter that keeps no state
+    // per span, since every call has one.
+    let filter = std::env::var("YC_IMAGES_LOG")
+        .ok()
+        .and_then(|directives| {
+            directives
+                .parse::<tracing_subscriber::filter::Targets>()
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            level
+                .parse()
+                .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new())
+        });
+    let json =
+        matches!(&cli.command, Command::Serve(args) if args.log_format == serve::LogFormat::Json);
+    if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(writer);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(log::TextLayer::new(writer))
+            .init();
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

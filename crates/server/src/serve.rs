@@ -25,9 +25,24 @@ use yc_sql::{Db, connect_postgres};
 use crate::endpoints::Endpoints;
 use crate::iam::Iam;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `<time>  INFO call{request_id=… trace_id=… method=… caller=…}: target: message fields`.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `yc-images serve` options; each also reads an environment variable.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
+    /// How log lines are written: `text` (one line of `name=value` fields per event) or `json`
+    /// (one JSON object per line, the call's span with its request id, trace id, method and
+    /// caller in `spans`).
+    #[arg(long, env = "YC_IMAGES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
     /// Address to serve gRPC (HTTP/2) and REST (HTTP/1.1 and HTTP/2) on. Port 0 picks a free
     /// port; the address served is printed on standard output.
     #[arg(long, env = "YC_IMAGES_LISTEN", default_value = "127.0.0.1:50051")]
@@ -238,6 +253,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             .await;
     }
 
+    let metrics = crate::metrics::Metrics::new(runner.clone(), stores.db.clone());
+    let scraped = metrics.clone();
     // The REST API: every `google.api.http` rule of the schema, served by the transcoder.
     let rest = Arc::new(RestRouter::new([
         RegistryImageGrpc::rest(registry.clone()),
@@ -251,6 +268,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             stores.blobs.clone(),
         ))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || async move { metrics_text(&scraped) }),
+        )
         .fallback(move |request| yc_api_runtime::rest::transcode(rest.clone(), request))
         .method_not_allowed_fallback(yc_api_runtime::rest::method_not_allowed)
         // `conn` limits request bodies (flag `--max-request-bytes`).
@@ -266,8 +287,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     } else {
         app = app.layer(yc_api_runtime::PrincipalLayer::new(Principal::anonymous()));
     }
-    // Outermost, so that refused calls have ids and are logged too.
-    let app = app.layer(RequestIdsLayer);
+    // Outermost, so that refused calls have ids and are logged and counted too.
+    let app = app.layer(RequestIdsLayer {
+        metrics,
+        anonymous: !authenticated,
+    });
 
     tracing::info!(%address, store = %stores.description, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
@@ -420,24 +444,57 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The outermost layer: every answer carries `x-request-id` (the client's, or a new one) and
-/// `x-server-trace-id`; every call is logged with its id, method, path, status and latency.
-/// A layer of its own rather than `axum::middleware::from_fn`, which clones the inner service
-/// and boxes a future for every call.
-#[derive(Debug, Clone, Copy)]
-struct RequestIdsLayer;
+/// The outermost layer: every call runs in a tracing span of its own (`call`, with its
+/// request id, trace id, method and caller), so that every event of the call, errors
+/// included, carries them; every answer carries `x-request-id` (the client's, or a new one)
+/// and `x-server-trace-id`; every call is logged when its answer ends, and counted in the
+/// metrics. A layer of its own rather than `axum::middleware::from_fn`, which clones the
+/// inner service and boxes a future for every call.
+#[derive(Debug, Clone)]
+struct RequestIdsLayer {
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Whether every caller is the anonymous one (a server without IAM).
+    anonymous: bool,
+}
 
 impl<S> tower_layer::Layer<S> for RequestIdsLayer {
     type Service = RequestIds<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIds { inner }
+        RequestIds {
+            inner,
+            metrics: self.metrics.clone(),
+            anonymous: self.anonymous,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 struct RequestIds<S> {
     inner: S,
+    metrics: Arc<crate::metrics::Metrics>,
+    anonymous: bool,
+}
+
+/// The method label and transport of a call, from what its request shows; a REST call's
+/// method is known once the transcoder has routed it.
+fn classify(request: &Request) -> (&'static str, &'static str) {
+    let path = request.uri().path();
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        (crate::metrics::grpc_method(path), "grpc")
+    } else if path == "/v2" || path.starts_with("/v2/") {
+        ("registry-api", "http")
+    } else if path == "/healthz" {
+        ("healthz", "http")
+    } else if path == "/metrics" {
+        ("metrics", "http")
+    } else {
+        ("unknown", "rest")
+    }
 }
 
 impl<S> tower_service::Service<Request> for RequestIds<S>
@@ -462,15 +519,33 @@ where
         {
             request.extensions_mut().insert(reached);
         }
+        let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
+        let trace_id = new_id();
+        let (method, transport) = classify(&request);
+        let span = tracing::info_span!(
+            "call",
+            request_id = request_id.to_str().unwrap_or_default(),
+            trace_id = trace_id.to_str().unwrap_or_default(),
+            // Known now for gRPC; a REST call's once the transcoder has routed it.
+            method = (method != "unknown").then_some(method),
+            // Known now without IAM; else once the token is checked.
+            caller = self.anonymous.then_some("anonymous"),
+        );
         let call = Pending {
-            request_id: client_request_id(request.headers()).unwrap_or_else(new_id),
-            method: request.method().clone(),
+            request_id,
+            trace_id,
+            http_method: request.method().clone(),
             uri: request.uri().clone(),
             started,
+            method,
+            transport,
         };
+        let inner = span.in_scope(|| self.inner.call(request));
         RequestIdsFuture {
-            inner: self.inner.call(request),
+            inner,
             call: Some(call),
+            span,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -478,18 +553,23 @@ where
 /// What is known of a call before its answer.
 struct Pending {
     request_id: HeaderValue,
-    method: axum::http::Method,
+    trace_id: HeaderValue,
+    http_method: axum::http::Method,
     uri: axum::http::Uri,
     started: Instant,
+    method: &'static str,
+    transport: &'static str,
 }
 
 pin_project_lite::pin_project! {
-    /// The answer of a [`RequestIds`] call: the inner answer with the ids, its body logging
-    /// the call when it ends.
+    /// The answer of a [`RequestIds`] call: the inner answer, polled in the call's span, with
+    /// the ids; its body logs and counts the call when it ends.
     struct RequestIdsFuture<F> {
         #[pin]
         inner: F,
         call: Option<Pending>,
+        span: tracing::Span,
+        metrics: Arc<crate::metrics::Metrics>,
     }
 }
 
@@ -505,7 +585,7 @@ where
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
         let inner = this.inner;
-        let mut response = std::task::ready!(inner.poll(cx))?;
+        let mut response = std::task::ready!(this.span.in_scope(|| inner.poll(cx)))?;
         let Some(pending) = this.call.take() else {
             return std::task::Poll::Ready(Ok(response));
         };
@@ -520,18 +600,25 @@ where
         } else if failed && !pending.uri.path().starts_with("/v2/") {
             response = crate::request_info::add_to_json_error(response, &pending.request_id);
         }
+        let method = response
+            .extensions()
+            .get::<yc_api_runtime::rest::RestRpc>()
+            .map_or(pending.method, |rpc| rpc.0);
         let headers = response.headers_mut();
-        headers.insert(X_REQUEST_ID, pending.request_id.clone());
-        headers.insert(X_SERVER_TRACE_ID, new_id());
+        headers.insert(X_REQUEST_ID, pending.request_id);
+        headers.insert(X_SERVER_TRACE_ID, pending.trace_id);
         // The call is logged when its answer has been sent in full: a gRPC answer's status
         // comes in its trailers, after the body.
         let call = CallLog {
-            request_id: pending.request_id,
-            method: pending.method,
+            http_method: pending.http_method,
             uri: pending.uri,
             status: response.status().as_u16(),
             grpc_status: response.headers().get(GRPC_STATUS).cloned(),
             started: pending.started,
+            method,
+            transport: pending.transport,
+            span: this.span.clone(),
+            metrics: this.metrics.clone(),
         };
         let (parts, body) = response.into_parts();
         std::task::Poll::Ready(Ok(Response::from_parts(
@@ -542,6 +629,16 @@ where
             }),
         )))
     }
+}
+
+/// `GET /metrics`: the Prometheus text (OpenMetrics) format.
+fn metrics_text(metrics: &crate::metrics::Metrics) -> Response {
+    let mut response = Response::new(axum::body::Body::from(metrics.render()));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -560,37 +657,59 @@ fn new_id() -> HeaderValue {
     value
 }
 
-/// What is logged of one call.
+/// What is logged and counted of one call.
 struct CallLog {
-    request_id: HeaderValue,
-    method: axum::http::Method,
+    http_method: axum::http::Method,
     uri: axum::http::Uri,
     status: u16,
     grpc_status: Option<HeaderValue>,
     started: Instant,
+    method: &'static str,
+    transport: &'static str,
+    span: tracing::Span,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Milliseconds with three decimals, as the call line writes a latency.
+struct Millis(Duration);
+
+impl std::fmt::Debug for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
 }
 
 impl CallLog {
     fn emit(self) {
-        if !tracing::enabled!(tracing::Level::INFO) {
-            return;
-        }
-        let request_id = self.request_id.to_str().unwrap_or_default();
-        let grpc_status = self
-            .grpc_status
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
         let elapsed = self.started.elapsed();
-        // Straight into the log's buffer, the same line tracing would write, for less.
-        crate::log::info_line(module_path!(), "call", |line| {
-            line.str("request_id", request_id)
-                .str("method", self.method.as_str())
-                .str("path", self.uri.path())
-                .number("status", u64::from(self.status))
-                .str("grpc_status", grpc_status)
-                .millis("latency_ms", elapsed);
-        });
+        let grpc_status = self.grpc_status.as_ref().and_then(|v| v.to_str().ok());
+        let code = match grpc_status.map(str::parse::<i32>) {
+            Some(Ok(code)) => tonic::Code::from_i32(code),
+            _ if self.status < 400 => tonic::Code::Ok,
+            _ => yc_proto_types::code_of_http(self.status),
+        };
+        self.metrics
+            .record(self.method, self.transport, code, elapsed);
+        let _in_call = self.span.enter();
+        if self.transport == "grpc" && self.method != "unknown" {
+            // The span's method is the path, and the HTTP method is always POST.
+            tracing::info!(
+                status = self.status,
+                grpc_status,
+                latency_ms = ?Millis(elapsed),
+                "call"
+            );
+        } else {
+            tracing::info!(
+                http_method = self.http_method.as_str(),
+                path = self.uri.path(),
+                status = self.status,
+                grpc_status,
+                latency_ms = ?Millis(elapsed),
+                "call"
+            );
+        }
     }
 }
 

@@ -824,10 +824,11 @@ async fn every_rpc_over_rest(server: &Server) {
     );
 }
 
-/// Every call is logged once with its request id, method, path, HTTP status, gRPC status and
-/// latency, and the lines queued for the log thread are written out when the server stops.
+/// Every call is logged once, in its span (request id, trace id, method, caller), with its
+/// HTTP method, path, HTTP status, gRPC status and latency; the ids are those of the answer's
+/// headers; and the lines queued for the log thread are written out when the server stops.
 #[tokio::test]
-async fn every_call_is_logged_with_its_request_id() {
+async fn every_call_is_logged_in_its_span() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
@@ -838,6 +839,7 @@ async fn every_call_is_logged_with_its_request_id() {
     );
 
     let http = reqwest::Client::new();
+    let mut traces = Vec::new();
     for n in 0..50 {
         let answer = http
             .get(format!(
@@ -849,6 +851,11 @@ async fn every_call_is_logged_with_its_request_id() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(answer.status(), 404);
+        let trace = answer.headers()["x-server-trace-id"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        traces.push(trace);
     }
     let grpc = ComputeImageClient::new(yc_operations::ApiClient::grpc(channel(&server).await));
     let missing = grpc
@@ -858,6 +865,38 @@ async fn every_call_is_logged_with_its_request_id() {
         .map(|e| e.grpc_code());
     assert_eq!(missing, Some(tonic::Code::NotFound));
 
+    let text = stop_and_read_log(server, &log_path).await;
+    let calls: Vec<&str> = text.lines().filter(|l| l.contains(" call ")).collect();
+    assert_eq!(calls.len(), 51, "{text}");
+    for (n, trace) in traces.iter().enumerate() {
+        let line = calls
+            .iter()
+            .find(|l| l.contains(&format!("call{{request_id=logged-rest-{n} ")))
+            .unwrap_or_else(|| panic!("no line for call {n}:\n{text}"));
+        assert!(line.contains(&format!(" trace_id={trace} ")), "{line}");
+        assert!(line.contains(" caller=anonymous"), "{line}");
+        assert!(
+            line.contains(" method=/yandex.cloud.compute.v1.ImageService/Get"),
+            "{line}"
+        );
+        assert!(line.contains(" http_method=GET"), "{line}");
+        assert!(line.contains(" status=404"), "{line}");
+        assert!(line.contains(" latency_ms="), "{line}");
+    }
+    let grpc_line = calls
+        .iter()
+        .find(|l| !l.contains("http_method="))
+        .unwrap_or_else(|| panic!("no gRPC line:\n{text}"));
+    assert!(
+        grpc_line.contains(" method=/yandex.cloud.compute.v1.ImageService/Get "),
+        "{grpc_line}"
+    );
+    assert!(grpc_line.contains(" grpc_status=5 "), "{grpc_line}");
+    assert!(grpc_line.contains("call{request_id="), "{grpc_line}");
+}
+
+/// Stops the server and returns its log.
+async fn stop_and_read_log(server: Server, log_path: &Path) -> String {
     server.terminate();
     let mut server = server;
     for _ in 0..100 {
@@ -866,23 +905,155 @@ async fn every_call_is_logged_with_its_request_id() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("{e}"));
-    let calls: Vec<&str> = text.lines().filter(|l| l.contains(" call ")).collect();
-    assert_eq!(calls.len(), 51, "{text}");
-    for n in 0..50 {
-        let line = calls
-            .iter()
-            .find(|l| l.contains(&format!("request_id=logged-rest-{n} ")))
-            .unwrap_or_else(|| panic!("no line for call {n}:\n{text}"));
-        assert!(line.contains("method=GET"), "{line}");
-        assert!(line.contains("status=404"), "{line}");
-        assert!(line.contains("latency_ms="), "{line}");
-    }
-    let grpc_line = calls
+    std::fs::read_to_string(log_path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `--log-format json`: one JSON object per line; a call's line holds its span with the
+/// request id, trace id, method and caller, and what happened in the call's fields.
+#[tokio::test]
+async fn json_logs_carry_the_call_span() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::launch(
+        Server::command(
+            "127.0.0.1:0",
+            &dir.path().join("data"),
+            &["--log-format", "json"],
+        )
+        .env("YC_IMAGES_LOG", "info")
+        .stderr(log),
+    );
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "{}/compute/v1/images?folderId=b1gjson",
+            server.url()
+        ))
+        .header("x-request-id", "json-call-1")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status(), 200);
+    let trace = answer.headers()["x-server-trace-id"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let text = stop_and_read_log(server, &log_path).await;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let call = lines
         .iter()
-        .find(|l| l.contains("path=/yandex.cloud.compute.v1.ImageService/Get"))
-        .unwrap_or_else(|| panic!("no gRPC line:\n{text}"));
-    assert!(grpc_line.contains(" grpc_status=5 "), "{grpc_line}");
+        .find(|l| l["fields"]["message"] == "call")
+        .unwrap_or_else(|| panic!("no call line:\n{text}"));
+    let span = &call["spans"][0];
+    assert_eq!(span["name"], "call", "{call}");
+    assert_eq!(span["request_id"], "json-call-1", "{call}");
+    assert_eq!(span["trace_id"], trace.as_str(), "{call}");
+    assert_eq!(
+        span["method"], "/yandex.cloud.compute.v1.ImageService/List",
+        "{call}"
+    );
+    assert_eq!(span["caller"], "anonymous", "{call}");
+    assert_eq!(call["fields"]["status"], 200, "{call}");
+}
+
+/// `GET /metrics`: calls by method, transport and code; a method nobody defined is counted
+/// as `unknown`, whatever path the client made up, so the number of series stays bounded;
+/// operations running, database connections and blob bytes are there.
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path());
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let answer = http
+            .get(format!(
+                "{}/compute/v1/images/fd8missing0000000000",
+                server.url()
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status(), 404);
+    }
+    let grpc = ComputeImageClient::new(yc_operations::ApiClient::grpc(channel(&server).await));
+    assert!(grpc.get("fd8missing0000000000").await.is_err());
+    // Made-up gRPC methods and REST paths.
+    let mut raw = tonic::client::Grpc::new(channel(&server).await);
+    for n in 0..20 {
+        raw.ready().await.unwrap_or_else(|e| panic!("{e}"));
+        let path = format!("/yandex.cloud.compute.v1.ImageService/Made{n}")
+            .parse::<axum::http::uri::PathAndQuery>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let codec = tonic_prost::ProstCodec::<
+            yc_proto_types::google::protobuf::Empty,
+            yc_proto_types::google::protobuf::Empty,
+        >::default();
+        let refused = raw
+            .unary(
+                tonic::Request::new(yc_proto_types::google::protobuf::Empty {}),
+                path,
+                codec,
+            )
+            .await
+            .err()
+            .map(|e| e.code());
+        assert_eq!(refused, Some(tonic::Code::Unimplemented));
+        let answer = http
+            .get(format!("{}/made/up/{n}", server.url()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status(), 404);
+    }
+    let answer = http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap_or_else(|e| panic!("{e}"));
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let get = "/yandex.cloud.compute.v1.ImageService/Get";
+    assert_eq!(
+        value(&format!(
+            "yc_images_calls_total{{method=\"{get}\",transport=\"rest\",code=\"NOT_FOUND\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "yc_images_calls_total{{method=\"{get}\",transport=\"grpc\",code=\"NOT_FOUND\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "yc_images_calls_total{method=\"unknown\",transport=\"grpc\",code=\"UNIMPLEMENTED\"}"
+        ),
+        20.0
+    );
+    assert_eq!(
+        value("yc_images_calls_total{method=\"unknown\",transport=\"rest\",code=\"NOT_FOUND\"}"),
+        20.0
+    );
+    assert!(!text.contains("Made1"), "{text}");
+    assert!(!text.contains("/made/up"), "{text}");
+    assert_eq!(
+        value(&format!(
+            "yc_images_call_duration_seconds_count{{method=\"{get}\",transport=\"rest\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(value("yc_images_operations_running"), 0.0);
+    assert!(value("yc_images_db_connections{state=\"idle\"}") >= 0.0);
+    assert_eq!(value("yc_images_blob_bytes_total{direction=\"in\"}"), 0.0);
 }
 
 /// A TLS connection to `server` that trusts `ca` and offers `alpn`.

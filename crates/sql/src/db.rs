@@ -72,6 +72,18 @@ impl Db {
         }
     }
 
+    /// The pool's connections: how many are open, and how many of them are in use.
+    pub fn pool_use(&self) -> PoolUse {
+        let (open, in_use) = match self {
+            Db::Sqlite(pool) => pool.stats(),
+            Db::Postgres(pool) => {
+                let open = usize::try_from(pool.size()).unwrap_or(usize::MAX);
+                (open, open.saturating_sub(pool.num_idle()))
+            }
+        };
+        PoolUse { open, in_use }
+    }
+
     async fn sqlite(pool: &SqlitePool, q: &Query) -> Result<crate::sqlite::Ran, DbError> {
         let mut conn = pool.acquire().await?;
         if writes(&q.sql) {
@@ -167,6 +179,15 @@ impl Db {
             }
         }
     }
+}
+
+/// How a pool's connections are used ([`Db::pool_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open.
+    pub open: usize,
+    /// Connections in use.
+    pub in_use: usize,
 }
 
 /// A write transaction; dropped without [`Tx::commit`], it rolls back.

@@ -38,7 +38,7 @@ mod sqlite;
 mod testing;
 mod value;
 
-pub use db::{Db, Tx, connect_postgres};
+pub use db::{Db, PoolUse, Tx, connect_postgres};
 pub use dialect::{ColumnTypes, Dialect};
 pub use error::DbError;
 pub use migrate::MigrateError;

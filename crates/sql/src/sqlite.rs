@@ -77,6 +77,7 @@ struct SqliteInner {
     target: SqliteTarget,
     idle: Mutex<Vec<rusqlite::Connection>>,
     permits: Arc<Semaphore>,
+    max: usize,
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -132,13 +133,13 @@ impl SqliteConn {
 
 impl SqlitePool {
     pub(crate) fn new(target: SqliteTarget, max_connections: u32) -> SqlitePool {
+        let max = usize::try_from(max_connections.max(1)).unwrap_or(1);
         SqlitePool {
             inner: Arc::new(SqliteInner {
                 target,
                 idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(
-                    usize::try_from(max_connections.max(1)).unwrap_or(1),
-                )),
+                permits: Arc::new(Semaphore::new(max)),
+                max,
             }),
         }
     }
@@ -171,6 +172,14 @@ impl SqlitePool {
             pool: self.inner.clone(),
             _permit: permit,
         })
+    }
+
+    /// Connections open (idle or in use) and in use.
+    pub(crate) fn stats(&self) -> (usize, usize) {
+        let idle = self.inner.idle.lock().map_or(0, |idle| idle.len());
+        let max = self.inner.max;
+        let in_use = max.saturating_sub(self.inner.permits.available_permits());
+        (idle + in_use, in_use)
     }
 
     pub(crate) async fn close(&self) {
