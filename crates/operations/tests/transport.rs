@@ -384,3 +384,49 @@ fn no_unreferenced_snapshots() {
         );
     }
 }
+
+/// Access fails closed: OperationService mounted without anything that puts a principal on
+/// its calls answers every call `UNAUTHENTICATED`, over gRPC and over REST, instead of
+/// treating the caller as one that may do anything.
+#[tokio::test]
+async fn a_service_without_a_principal_layer_refuses_every_call() {
+    let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
+    let listener = bind().await;
+    let addr = local_addr(&listener);
+    let service = OperationGrpc::server(runner.clone());
+    tokio::spawn(async move {
+        let _ = Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await;
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = OperationServiceClient::new(channel)
+        .get(
+            yc_proto_types::yandex::cloud::operation::GetOperationRequest {
+                operation_id: "fd8anyoperation00000".into(),
+            },
+        )
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(refused, Some(tonic::Code::Unauthenticated));
+
+    let router = rest::router([OperationGrpc::rest(runner)]);
+    let request = axum::http::Request::get("/operations/fd8anyoperation00000")
+        .body(axum::body::Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = tower::ServiceExt::oneshot(router, request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(answer.status(), 401);
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json["code"], 16);
+}
