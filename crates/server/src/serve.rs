@@ -284,9 +284,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             iam,
             crate::iam::authenticate,
         ));
-    } else {
-        app = app.layer(yc_api_runtime::PrincipalLayer::new(Principal::anonymous()));
     }
+    // Without IAM, `RequestIds` puts the anonymous principal on every call (one layer less
+    // than `PrincipalLayer`: each layer of the router is a boxed service cloned per call).
     // Outermost, so that refused calls have ids and are logged and counted too.
     let app = app.layer(RequestIdsLayer {
         metrics,
@@ -453,7 +453,8 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 #[derive(Debug, Clone)]
 struct RequestIdsLayer {
     metrics: Arc<crate::metrics::Metrics>,
-    /// Whether every caller is the anonymous one (a server without IAM).
+    /// Whether every caller is the anonymous one (a server without IAM): then this layer
+    /// puts [`Principal::anonymous`] on every call.
     anonymous: bool,
 }
 
@@ -518,6 +519,9 @@ where
             && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
         {
             request.extensions_mut().insert(reached);
+        }
+        if self.anonymous {
+            request.extensions_mut().insert(Principal::anonymous());
         }
         let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
         let trace_id = new_id();
