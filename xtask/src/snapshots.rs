@@ -24,7 +24,13 @@ pub(crate) fn run() -> Result<()> {
     }
     let changes = Command::new("git")
         .current_dir(project_root())
-        .args(["status", "--short", "--", "crates/*/tests/snapshots"])
+        .args([
+            "status",
+            "--short",
+            "--",
+            "crates/*/tests/snapshots",
+            "crates/*/tests/it/snapshots",
+        ])
         .output()?;
     let changes = String::from_utf8_lossy(&changes.stdout);
     if changes.trim().is_empty() {

@@ -1,0 +1,6 @@
+//! Compute image messages: snapshots of both wire formats, round trips checked.
+
+#[test]
+fn wire_formats_match_snapshots() {
+    crate::fixtures::assert_snapshots("compute", &crate::fixtures::compute::all());
+}

@@ -1,0 +1,13 @@
+//! The integration tests of the crate, one test binary: a module per subject.
+
+mod fixtures;
+
+mod compute;
+mod descriptors;
+mod endpoint;
+mod json_inputs;
+mod operation;
+mod registry;
+mod rpc;
+mod sdk_conformance;
+mod validation;

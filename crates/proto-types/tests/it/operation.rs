@@ -1,0 +1,6 @@
+//! Long-running operation messages: snapshots of both wire formats, round trips checked.
+
+#[test]
+fn wire_formats_match_snapshots() {
+    crate::fixtures::assert_snapshots("operation", &crate::fixtures::operation::all());
+}

@@ -1,8 +1,0 @@
-//! Container Registry image messages: snapshots of both wire formats, round trips checked.
-
-mod fixtures;
-
-#[test]
-fn wire_formats_match_snapshots() {
-    fixtures::assert_snapshots("registry", &fixtures::registry::all());
-}

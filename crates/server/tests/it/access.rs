@@ -1,0 +1,612 @@
+//! Who may do what, end to end: `yc-images serve --iam FILE`, and every RPC of both
+//! ImageServices and of OperationService called over gRPC and over REST with no token, an
+//! unknown token, the token of a subject whose roles are in another folder, a viewer's and an
+//! editor's; then List with paging and filters as the other folder's subject, which must not
+//! see a thing of the team's folder.
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::support::{Server, channel, seed_compute_image, seed_registry, start_seeded, write_iam};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+use yc_proto_types::yandex::cloud::compute::v1 as compute;
+use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
+use yc_proto_types::yandex::cloud::endpoint::ListApiEndpointsRequest;
+use yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_client::ApiEndpointServiceClient;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
+use yc_proto_types::yandex::cloud::operation::{CancelOperationRequest, GetOperationRequest};
+
+const TEAM: &str = "b1gteam";
+const OTHER: &str = "b1gother";
+const TEAM_REGISTRY: &str = "crpteamregistry00000";
+const OTHER_REGISTRY: &str = "crpotherregistry0000";
+const TEAM_IMAGE: &str = "fd8teamimage00000000";
+const OTHER_IMAGE: &str = "fd8otherimage0000000";
+const EDITOR: &str = "ajeeditor00000000000";
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    NoToken,
+    UnknownToken,
+    /// An editor of the other folder only.
+    Stranger,
+    Viewer,
+    Editor,
+}
+
+impl Who {
+    /// In this order, so that a change the editor is allowed comes after every refusal.
+    const ALL: [Who; 5] = [
+        Who::NoToken,
+        Who::UnknownToken,
+        Who::Stranger,
+        Who::Viewer,
+        Who::Editor,
+    ];
+
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Who::NoToken => None,
+            Who::UnknownToken => Some("not-a-token"),
+            Who::Stranger => Some("stranger-token"),
+            Who::Viewer => Some("viewer-token"),
+            Who::Editor => Some("editor-token"),
+        }
+    }
+}
+
+/// What a call needs in the team's folder.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    /// A viewer's role.
+    Read,
+    /// An editor's role.
+    Change,
+    /// To be the subject that started the operation.
+    OwnOperation,
+}
+
+fn expected(needs: Needs, who: Who) -> Code {
+    match (who, needs) {
+        (Who::NoToken | Who::UnknownToken, _) => Code::Unauthenticated,
+        (Who::Stranger, _) => Code::PermissionDenied,
+        (Who::Viewer, Needs::Read) => Code::Ok,
+        (Who::Viewer, Needs::Change | Needs::OwnOperation) => Code::PermissionDenied,
+        (Who::Editor, _) => Code::Ok,
+    }
+}
+
+/// Calls `call` as everyone, checks each answer's code, and returns the editor's answer.
+async fn matrix<T, F, Fut>(what: &str, needs: Needs, call: F) -> T
+where
+    F: Fn(Who) -> Fut,
+    Fut: Future<Output = Result<T, Code>>,
+{
+    let mut editors = None;
+    for who in Who::ALL {
+        let answer = call(who).await;
+        let code = answer.as_ref().err().copied().unwrap_or(Code::Ok);
+        assert_eq!(code, expected(needs, who), "{what} as {who:?}");
+        if who == Who::Editor {
+            editors = answer.ok();
+        }
+    }
+    editors.unwrap_or_else(|| panic!("{what}: the editor's call failed"))
+}
+
+/// A server with the IAM file and, in each folder, a registry with an image and a compute
+/// image of family `base`.
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let iam = dir.join("iam.json");
+    write_iam(
+        &iam,
+        &[
+            (EDITOR, "editor-token", TEAM, "editor"),
+            ("ajeviewer00000000000", "viewer-token", TEAM, "viewer"),
+            ("ajestranger000000000", "stranger-token", OTHER, "editor"),
+        ],
+    );
+    let seed = dir.join("seed");
+    for (folder, registry, image) in [
+        (TEAM, TEAM_REGISTRY, TEAM_IMAGE),
+        (OTHER, OTHER_REGISTRY, OTHER_IMAGE),
+    ] {
+        seed_registry(&seed, registry, folder, folder);
+        seed_compute_image(&seed, image, folder, &format!("{folder}-base"));
+    }
+    start_seeded(dir, &iam, &seed, extra)
+}
+
+// ---------------------------------------------------------------------------------------
+// gRPC
+
+fn grpc_request<T>(who: Who, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = who.token() {
+        let value = format!("Bearer {token}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, Code> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.code())
+}
+
+#[tokio::test]
+async fn every_grpc_call_as_everyone() {
+    use compute::image_service_client::ImageServiceClient as ComputeClient;
+    use registry::image_service_client::ImageServiceClient as RegistryClient;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &[]);
+    let channel: Channel = channel(&server).await;
+    let images = ComputeClient::new(channel.clone());
+    let registry = RegistryClient::new(channel.clone());
+    let operations = OperationServiceClient::new(channel.clone());
+
+    // Compute ImageService.
+    let image = matrix("compute Get", Needs::Read, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::GetImageRequest {
+                image_id: TEAM_IMAGE.into(),
+            };
+            answer(c.get(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(image.folder_id, TEAM);
+    matrix("compute GetLatestByFamily", Needs::Read, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::GetImageLatestByFamilyRequest {
+                folder_id: TEAM.into(),
+                family: "base".into(),
+            };
+            answer(c.get_latest_by_family(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    let listed = matrix("compute List", Needs::Read, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::ListImagesRequest {
+                folder_id: TEAM.into(),
+                ..Default::default()
+            };
+            answer(c.list(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(listed.images.len(), 1);
+    let created = matrix("compute Create", Needs::Change, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::CreateImageRequest {
+                folder_id: TEAM.into(),
+                name: "copy".into(),
+                source: Some(compute::create_image_request::Source::ImageId(
+                    TEAM_IMAGE.into(),
+                )),
+                ..Default::default()
+            };
+            answer(c.create(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(
+        created.created_by, EDITOR,
+        "the operation's creator is the subject"
+    );
+    matrix("compute Update", Needs::Change, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::UpdateImageRequest {
+                image_id: TEAM_IMAGE.into(),
+                description: format!("changed by {who:?}"),
+                ..Default::default()
+            };
+            answer(c.update(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    matrix("compute ListOperations", Needs::Read, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::ListImageOperationsRequest {
+                image_id: TEAM_IMAGE.into(),
+                ..Default::default()
+            };
+            answer(c.list_operations(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+
+    // OperationService: only the subject that started an operation sees it.
+    let id = created.id.clone();
+    let done = matrix("operation Get", Needs::OwnOperation, |who| {
+        let mut c = operations.clone();
+        let operation_id = id.clone();
+        async move {
+            answer(
+                c.get(grpc_request(who, GetOperationRequest { operation_id }))
+                    .await,
+            )
+        }
+    })
+    .await;
+    assert_eq!(done.created_by, EDITOR);
+    matrix("operation Cancel", Needs::OwnOperation, |who| {
+        let mut c = operations.clone();
+        let operation_id = id.clone();
+        async move {
+            answer(
+                c.cancel(grpc_request(who, CancelOperationRequest { operation_id }))
+                    .await,
+            )
+        }
+    })
+    .await;
+    matrix("compute Delete", Needs::Change, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::DeleteImageRequest {
+                image_id: TEAM_IMAGE.into(),
+            };
+            answer(c.delete(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+
+    // Container Registry ImageService, by folder, registry and repository.
+    for (what, request) in [
+        (
+            "registry List by folder",
+            registry::ListImagesRequest {
+                folder_id: TEAM.into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "registry List by registry",
+            registry::ListImagesRequest {
+                registry_id: TEAM_REGISTRY.into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "registry List by repository",
+            registry::ListImagesRequest {
+                repository_name: format!("{TEAM_REGISTRY}/app"),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let listed = matrix(what, Needs::Read, |who| {
+            let mut c = registry.clone();
+            let request = request.clone();
+            async move { answer(c.list(grpc_request(who, request)).await) }
+        })
+        .await;
+        assert_eq!(listed.images.len(), 1, "{what}");
+    }
+    let listed = answer(
+        registry
+            .clone()
+            .list(grpc_request(
+                Who::Editor,
+                registry::ListImagesRequest {
+                    registry_id: TEAM_REGISTRY.into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    )
+    .unwrap_or_else(|c| panic!("{c:?}"));
+    let image_id = listed.images[0].id.clone();
+    let id = image_id.clone();
+    matrix("registry Get", Needs::Read, |who| {
+        let mut c = registry.clone();
+        let image_id = id.clone();
+        async move {
+            answer(
+                c.get(grpc_request(who, registry::GetImageRequest { image_id }))
+                    .await,
+            )
+        }
+    })
+    .await;
+    let deleted = matrix("registry Delete", Needs::Change, |who| {
+        let mut c = registry.clone();
+        let image_id = image_id.clone();
+        async move {
+            answer(
+                c.delete(grpc_request(who, registry::DeleteImageRequest { image_id }))
+                    .await,
+            )
+        }
+    })
+    .await;
+    assert_eq!(deleted.created_by, EDITOR);
+
+    // Discovery needs no token: SDKs ask before they send one.
+    let endpoints = ApiEndpointServiceClient::new(channel.clone())
+        .list(ListApiEndpointsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!endpoints.into_inner().endpoints.is_empty());
+
+    // What exists in no folder is NOT_FOUND for anyone signed in; the real API hides nothing
+    // more than that.
+    let missing = answer(
+        images
+            .clone()
+            .get(grpc_request(
+                Who::Stranger,
+                compute::GetImageRequest {
+                    image_id: "fd8nosuchimage000000".into(),
+                },
+            ))
+            .await,
+    );
+    assert_eq!(missing.err(), Some(Code::NotFound));
+
+    // The other folder's subject sees its own folder and nothing of the team's, page by page
+    // and whatever the filter names.
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = answer(
+            images
+                .clone()
+                .list(grpc_request(
+                    Who::Stranger,
+                    compute::ListImagesRequest {
+                        folder_id: OTHER.into(),
+                        page_size: 1,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+        )
+        .unwrap_or_else(|c| panic!("{c:?}"));
+        seen.extend(page.images.iter().map(|i| i.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, [OTHER_IMAGE]);
+    let filtered = answer(
+        images
+            .clone()
+            .list(grpc_request(
+                Who::Stranger,
+                compute::ListImagesRequest {
+                    folder_id: OTHER.into(),
+                    filter: format!("id = \"{TEAM_IMAGE}\""),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    )
+    .unwrap_or_else(|c| panic!("{c:?}"));
+    assert!(filtered.images.is_empty());
+    let theirs = answer(
+        registry
+            .clone()
+            .list(grpc_request(
+                Who::Stranger,
+                registry::ListImagesRequest {
+                    folder_id: OTHER.into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    )
+    .unwrap_or_else(|c| panic!("{c:?}"));
+    assert_eq!(theirs.images.len(), 1);
+    assert!(theirs.images[0].name.starts_with(OTHER_REGISTRY));
+}
+
+// ---------------------------------------------------------------------------------------
+// REST
+
+/// A REST call as `who`: the JSON answer, or the code of the `google.rpc.Status` it answered
+/// with (whose HTTP status must be the code's).
+async fn rest(
+    http: &reqwest::Client,
+    who: Who,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<Value, Code> {
+    let mut request = http.request(method, url);
+    if let Some(token) = who.token() {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let body: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
+    if status == 200 {
+        return Ok(body);
+    }
+    let code = Code::from_i32(body["code"].as_i64().unwrap_or_default() as i32);
+    assert_eq!(status, yc_proto_types::http_status(code), "{body}");
+    Err(code)
+}
+
+#[tokio::test]
+async fn every_rest_call_as_everyone() {
+    use reqwest::Method;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &[]);
+    let base = server.url();
+    let http = reqwest::Client::new();
+    let call = |who: Who, method: Method, path: String, body: Option<Value>| {
+        rest(&http, who, method, format!("{base}{path}"), body)
+    };
+    let get = |who: Who, path: String| call(who, Method::GET, path, None);
+
+    let image = matrix("compute Get", Needs::Read, |who| {
+        get(who, format!("/compute/v1/images/{TEAM_IMAGE}"))
+    })
+    .await;
+    assert_eq!(image["folderId"], TEAM);
+    matrix("compute GetLatestByFamily", Needs::Read, |who| {
+        get(
+            who,
+            format!("/compute/v1/images:latestByFamily?folderId={TEAM}&family=base"),
+        )
+    })
+    .await;
+    let listed = matrix("compute List", Needs::Read, |who| {
+        get(who, format!("/compute/v1/images?folderId={TEAM}"))
+    })
+    .await;
+    assert_eq!(listed["images"].as_array().map(Vec::len), Some(1));
+    let created = matrix("compute Create", Needs::Change, |who| {
+        let body = json!({"folderId": TEAM, "name": "copy", "imageId": TEAM_IMAGE});
+        call(who, Method::POST, "/compute/v1/images".into(), Some(body))
+    })
+    .await;
+    assert_eq!(created["createdBy"], EDITOR);
+    matrix("compute Update", Needs::Change, |who| {
+        let body =
+            json!({"description": format!("changed by {who:?}"), "updateMask": "description"});
+        call(
+            who,
+            Method::PATCH,
+            format!("/compute/v1/images/{TEAM_IMAGE}"),
+            Some(body),
+        )
+    })
+    .await;
+    matrix("compute ListOperations", Needs::Read, |who| {
+        get(who, format!("/compute/v1/images/{TEAM_IMAGE}/operations"))
+    })
+    .await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    matrix("operation Get", Needs::OwnOperation, |who| {
+        get(who, format!("/operations/{id}"))
+    })
+    .await;
+    matrix("operation Cancel", Needs::OwnOperation, |who| {
+        call(who, Method::POST, format!("/operations/{id}:cancel"), None)
+    })
+    .await;
+    matrix("compute Delete", Needs::Change, |who| {
+        call(
+            who,
+            Method::DELETE,
+            format!("/compute/v1/images/{TEAM_IMAGE}"),
+            None,
+        )
+    })
+    .await;
+
+    for query in [
+        format!("folderId={TEAM}"),
+        format!("registryId={TEAM_REGISTRY}"),
+        format!("repositoryName={TEAM_REGISTRY}/app"),
+    ] {
+        let listed = matrix(&format!("registry List {query}"), Needs::Read, |who| {
+            get(who, format!("/container-registry/v1/images?{query}"))
+        })
+        .await;
+        assert_eq!(
+            listed["images"].as_array().map(Vec::len),
+            Some(1),
+            "{query}"
+        );
+    }
+    let listed = get(
+        Who::Editor,
+        format!("/container-registry/v1/images?registryId={TEAM_REGISTRY}"),
+    )
+    .await
+    .unwrap_or_else(|c| panic!("{c:?}"));
+    let image_id = listed["images"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    matrix("registry Get", Needs::Read, |who| {
+        get(who, format!("/container-registry/v1/images/{image_id}"))
+    })
+    .await;
+    let deleted = matrix("registry Delete", Needs::Change, |who| {
+        call(
+            who,
+            Method::DELETE,
+            format!("/container-registry/v1/images/{image_id}"),
+            None,
+        )
+    })
+    .await;
+    assert_eq!(deleted["createdBy"], EDITOR);
+
+    // Health checks need no token.
+    let healthz = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(healthz.status(), 200);
+
+    // The other folder's subject lists its own folder only.
+    let theirs = get(
+        Who::Stranger,
+        format!("/compute/v1/images?folderId={OTHER}&filter=family%3D%22base%22"),
+    )
+    .await
+    .unwrap_or_else(|c| panic!("{c:?}"));
+    let ids: Vec<&str> = theirs["images"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [OTHER_IMAGE]);
+}
+
+/// The official Python SDK created as for the real cloud, with only this server's address,
+/// the CA of `--tls` and an IAM token, finds every API by discovery and works over TLS (see
+/// `sdk_discovery.py`). It needs the SDK's Python environment, which `cargo xtask ci` provides.
+#[tokio::test]
+async fn the_official_python_sdk_finds_everything_by_discovery_over_tls() {
+    let Some(python) = crate::support::sdk_python("the Python SDK discovery test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &["--tls"]);
+    let ca = dir.path().join("data/tls/ca.pem");
+    let args = [
+        server.address.as_ref(),
+        ca.as_os_str(),
+        "editor-token".as_ref(),
+        TEAM.as_ref(),
+        TEAM_IMAGE.as_ref(),
+    ];
+    crate::support::run_sdk_script(
+        python,
+        "sdk_discovery.py",
+        &args,
+        "the official Python SDK found yc-images by discovery over TLS",
+    )
+    .await;
+}

@@ -1,0 +1,241 @@
+//! The `yc-images` command line against a running server with an IAM file: every command, in
+//! each output format, and failures as one line with their code and a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::{Server, seed_compute_image, seed_registry, start_seeded, write_iam};
+use serde_json::Value;
+
+const FOLDER: &str = "b1gteam";
+const IMAGE: &str = "fd8cliimage000000000";
+const REGISTRY: &str = "crpcliregistry000000";
+const EDITOR: &str = "ajeeditor00000000000";
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let iam = dir.join("iam.json");
+    write_iam(
+        &iam,
+        &[
+            (EDITOR, "editor-token", FOLDER, "editor"),
+            ("ajeviewer00000000000", "viewer-token", FOLDER, "viewer"),
+        ],
+    );
+    let seed = dir.join("seed");
+    seed_registry(&seed, REGISTRY, FOLDER, "cli");
+    seed_compute_image(&seed, IMAGE, FOLDER, "base");
+    start_seeded(dir, &iam, &seed, extra)
+}
+
+/// `yc-images <args>` against `server` with `token`.
+fn run(server: &Server, token: &str, args: &[&str]) -> Output {
+    run_at(&server.url(), token, args)
+}
+
+/// `yc-images <args>` against `endpoint` with `token`.
+fn run_at(endpoint: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(args)
+        .env("YC_IMAGES_ENDPOINT", endpoint)
+        .env("YC_IMAGES_TOKEN", token)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a command that must succeed printed.
+fn ok(server: &Server, args: &[&str]) -> String {
+    let output = run(server, "editor-token", args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The JSON a command printed with `--format json`.
+fn json_of(server: &Server, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--format", "json"]);
+    let text = ok(server, &args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
+/// The one line a failing command wrote.
+fn failure(server: &Server, token: &str, args: &[&str]) -> String {
+    let output = run(server, token, args);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn the_cli_drives_both_apis_and_says_what_failed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &[]);
+
+    // Compute images: a table for a person, JSON and YAML for scripts.
+    let table = ok(
+        &server,
+        &["compute", "image", "list", "--folder-id", FOLDER],
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(IMAGE) && lines[1].contains("READY"),
+        "{table}"
+    );
+    let image = json_of(&server, &["compute", "image", "get", IMAGE]);
+    assert_eq!(image["folderId"], FOLDER);
+    let yaml = ok(
+        &server,
+        &["compute", "image", "get", IMAGE, "--format", "yaml"],
+    );
+    assert!(yaml.contains(&format!("id: {IMAGE}\n")), "{yaml}");
+    let copy = json_of(
+        &server,
+        &[
+            "compute",
+            "image",
+            "create",
+            "--folder-id",
+            FOLDER,
+            "--name",
+            "copy",
+            "--source-image-id",
+            IMAGE,
+            "--label",
+            "team=cli",
+        ],
+    );
+    assert_eq!(
+        copy["status"], "READY",
+        "create waits until the image is ready"
+    );
+    assert_eq!(copy["labels"]["team"], "cli");
+    let updated = json_of(
+        &server,
+        &[
+            "compute",
+            "image",
+            "update",
+            IMAGE,
+            "--description",
+            "from the cli",
+        ],
+    );
+    assert_eq!(updated["description"], "from the cli");
+    let latest = json_of(
+        &server,
+        &[
+            "compute",
+            "image",
+            "latest-by-family",
+            "--folder-id",
+            FOLDER,
+            "--family",
+            "base",
+        ],
+    );
+    assert_eq!(latest["id"], IMAGE);
+    let operations = json_of(&server, &["compute", "image", "operations", IMAGE]);
+    let update = &operations[0];
+    assert_eq!(update["description"], "Update image");
+    assert_eq!(update["createdBy"], EDITOR);
+    let id = update["id"].as_str().unwrap_or_default();
+    assert_eq!(json_of(&server, &["operation", "get", id])["id"], id);
+    assert_eq!(json_of(&server, &["operation", "wait", id])["done"], true);
+
+    // Registry images.
+    let listed = json_of(
+        &server,
+        &["registry", "image", "list", "--registry-id", REGISTRY],
+    );
+    let registry_image = listed[0]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let table = ok(
+        &server,
+        &["registry", "image", "list", "--folder-id", FOLDER],
+    );
+    assert!(table.contains(&registry_image), "{table}");
+    assert_eq!(
+        json_of(&server, &["registry", "image", "get", &registry_image])["id"],
+        registry_image
+    );
+    assert_eq!(
+        json_of(&server, &["registry", "image", "delete", &registry_image])["done"],
+        true
+    );
+
+    // Failures: one line with the code, and a non-zero exit.
+    let copy_id = copy["id"].as_str().unwrap_or_default();
+    let denied = failure(
+        &server,
+        "viewer-token",
+        &["compute", "image", "delete", copy_id],
+    );
+    assert_eq!(denied, "yc-images: PERMISSION_DENIED: Permission denied");
+    ok(&server, &["compute", "image", "delete", copy_id]);
+    let gone = failure(
+        &server,
+        "editor-token",
+        &["compute", "image", "get", copy_id],
+    );
+    assert_eq!(
+        gone,
+        format!("yc-images: NOT_FOUND: Image {copy_id} not found")
+    );
+    let unknown = failure(
+        &server,
+        "no-such-token",
+        &["compute", "image", "list", "--folder-id", FOLDER],
+    );
+    assert!(
+        unknown.starts_with("yc-images: UNAUTHENTICATED: "),
+        "{unknown}"
+    );
+    let invalid = failure(
+        &server,
+        "editor-token",
+        &["compute", "image", "get", &"x".repeat(51)],
+    );
+    assert!(
+        invalid.starts_with("yc-images: INVALID_ARGUMENT: Request validation error: image_id"),
+        "{invalid}"
+    );
+}
+
+/// Over TLS the command line trusts the CA it is given (`--ca`, here the one `serve --tls`
+/// made); without it, or over plaintext to a TLS server, it fails with one line.
+#[test]
+fn the_cli_trusts_the_ca_it_is_given() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start(dir.path(), &["--tls"]);
+    let https = format!("https://{}", server.address);
+    let ca = dir.path().join("data/tls/ca.pem");
+    let ca = ca.to_string_lossy();
+    let list = ["compute", "image", "list", "--folder-id", FOLDER];
+    let mut with_ca = list.to_vec();
+    with_ca.extend(["--ca", &ca]);
+    let output = run_at(&https, "editor-token", &with_ca);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(IMAGE), "{stdout}");
+
+    let without = run_at(&https, "editor-token", &list);
+    assert!(!without.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&without.stderr).trim(),
+        "yc-images: an https:// endpoint needs the CA to trust: give --ca"
+    );
+    let plaintext = run(&server, "editor-token", &list);
+    assert!(!plaintext.status.success());
+    let said = String::from_utf8_lossy(&plaintext.stderr);
+    assert!(said.starts_with("yc-images: "), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+}
