@@ -3,6 +3,9 @@
 //! neither should grow with the number of images. `cargo xtask bench` runs this and writes the
 //! figures to docs/benchmarks.md.
 
+// A benchmark stops at the first error, with the error.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -26,18 +29,13 @@ fn digest(seed: &str) -> String {
 }
 
 async fn populate(size: usize) -> RegistryImages {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     let registry = Registry {
         id: REGISTRY.into(),
         folder_id: "b1gbench".into(),
         name: "bench".into(),
     };
-    store
-        .ensure_registry(&registry)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.ensure_registry(&registry).await.unwrap();
     let pushes = (0..size).map(|i| {
         let repository = format!("{REGISTRY}/repo-{:06}", i / PER_REPOSITORY);
         let push = PushImage {
@@ -65,10 +63,7 @@ async fn populate(size: usize) -> RegistryImages {
         };
         (push, at)
     });
-    store
-        .push_many(pushes)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.push_many(pushes).await.unwrap();
     RegistryImages::new(
         Arc::new(store),
         OperationRunner::new(Arc::new(MemoryOperationStore::new())),
@@ -79,7 +74,7 @@ fn list_pages(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut group = c.benchmark_group("registry_list");
     group.sample_size(30);
     // `YC_BENCH_SIZES=10000,100000` for a quicker look; the documented figures use the default.
@@ -98,9 +93,7 @@ fn list_pages(c: &mut Criterion) {
             ..Default::default()
         };
         let caller = Caller::system();
-        let page = runtime
-            .block_on(images.list(&filtered, &caller))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let page = runtime.block_on(images.list(&filtered, &caller)).unwrap();
         assert_eq!(page.images.len(), 100);
         group.bench_with_input(
             BenchmarkId::new("filtered_ordered_page", size),
@@ -120,7 +113,7 @@ fn list_pages(c: &mut Criterion) {
         for _ in 0..3 {
             later.page_token = runtime
                 .block_on(images.list(&later, &Caller::system()))
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
                 .next_page_token;
         }
         group.bench_with_input(

@@ -1,4 +1,7 @@
 //! The integration tests of the crate, one test binary: a module per subject.
 
+// A test fails by panicking, with the error it met.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fuzz;
 mod query;

@@ -41,20 +41,15 @@ async fn create_from_a_qcow2_uri() {
             Source::Uri(format!("http://{addr}/disk.qcow2")),
         )
     };
-    let op = images
-        .create(&request, &Caller::system())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let op = images.create(&request, &Caller::system()).await.unwrap();
     assert!(!op.done);
     assert!(op.id.starts_with("fd8"));
     // Visible at once, CREATING, with LINUX as the default OS.
-    let creating = get(&images, &image_id(&op))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let creating = get(&images, &image_id(&op)).await.unwrap();
     assert_eq!(creating.status, image::Status::Creating as i32);
     assert_eq!(creating.os.map(|o| o.r#type), Some(os::Type::Linux as i32));
 
-    let ready = response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+    let ready = response(&done(&images, &op).await).unwrap();
     assert_eq!(ready.status, image::Status::Ready as i32);
     assert_eq!(ready.size, GIB);
     assert_eq!(ready.storage_size, 512);
@@ -238,7 +233,7 @@ async fn latest_by_family_is_the_newest_ready_image() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     done(&images, &op).await;
     let latest = |family: &str| {
         let images = images.clone();
@@ -392,7 +387,7 @@ async fn update_changes_the_masked_fields_only() {
         ..base.clone()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(
         (renamed.name.as_str(), renamed.description.as_str()),
         ("renamed", "before")
@@ -402,7 +397,7 @@ async fn update_changes_the_masked_fields_only() {
         ..base.clone()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(
         relabelled.labels,
         BTreeMap::from([("c".into(), "3".into())]),
@@ -416,7 +411,7 @@ async fn update_changes_the_masked_fields_only() {
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(
         (unmasked.description.as_str(), unmasked.name.as_str()),
         ("set", "renamed"),
@@ -468,10 +463,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
         description: "x".into(),
         ..Default::default()
     };
-    let op = images
-        .update(&update, &Caller::system())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let op = images.update(&update, &Caller::system()).await.unwrap();
     done(&images, &op).await;
 
     let operations = images
@@ -484,7 +476,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(operations.operations[0].description, "Update image");
     let rest = images
         .list_operations(
@@ -496,7 +488,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(rest.operations[0].description, "Create image");
 
     let op = images
@@ -507,7 +499,7 @@ async fn delete_goes_through_deleting_and_operations_are_listed_newest_first() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let finished = done(&images, &op).await;
     assert!(
         matches!(&finished.result, Some(operation::Result::Response(any)) if any.type_url.ends_with("google.protobuf.Empty"))
@@ -540,14 +532,8 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
         ..Caller::system()
     };
     let request = create("once", Source::Uri(format!("http://{addr}/disk.raw")));
-    let first = images
-        .create(&request, &caller)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let second = images
-        .create(&request, &caller)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = images.create(&request, &caller).await.unwrap();
+    let second = images.create(&request, &caller).await.unwrap();
     assert_eq!(first.id, second.id);
     let listed = images
         .list(
@@ -577,9 +563,7 @@ async fn a_repeated_create_with_its_idempotency_key_stores_one_image() {
 async fn latest_by_family_skips_other_statuses_and_breaks_ties_by_id() {
     use yc_compute_image::store::ComputeImageStore;
     use yc_proto_types::google::protobuf::Timestamp;
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     let rows = [
         ("fd8aaaaaaaaaaaaaaaaa", image::Status::Ready, 100),
         ("fd8ccccccccccccccccc", image::Status::Ready, 100),
@@ -598,12 +582,9 @@ async fn latest_by_family_skips_other_statuses_and_breaks_ties_by_id() {
             created_at: Some(Timestamp { seconds, nanos: 0 }),
             ..Default::default()
         };
-        store.insert(&image).await.unwrap_or_else(|e| panic!("{e}"));
+        store.insert(&image).await.unwrap();
     }
-    let latest = store
-        .latest_by_family(FOLDER, "fam")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let latest = store.latest_by_family(FOLDER, "fam").await.unwrap();
     assert_eq!(
         latest.map(|i| i.id).as_deref(),
         Some("fd8ccccccccccccccccc")
@@ -621,7 +602,7 @@ async fn latest_by_family_skips_other_statuses_and_breaks_ties_by_id() {
 /// A qcow2 image made by qemu-img, the tool that makes real ones.
 #[tokio::test]
 async fn create_from_a_qcow2_made_by_qemu_img() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.qcow2");
     let made = std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
@@ -638,7 +619,7 @@ async fn create_from_a_qcow2_made_by_qemu_img() {
         );
         return;
     }
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(&path).unwrap();
     let length = bytes.len() as i64;
     let router = Router::new().route(
         "/real.qcow2",
@@ -699,11 +680,7 @@ async fn an_interrupted_create_is_resumed_after_a_restart() {
     let addr = files().await;
     // What a process left when it died mid-Create: the image CREATING, the operation not done,
     // owned by a runner that holds no lease.
-    let store = Arc::new(
-        SqlComputeImageStore::in_memory()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let store = Arc::new(SqlComputeImageStore::in_memory().await.unwrap());
     let operations = Arc::new(MemoryOperationStore::new());
     let request = create("resumed", Source::Uri(format!("http://{addr}/disk.raw")));
     let image = Image {
@@ -714,7 +691,7 @@ async fn an_interrupted_create_is_resumed_after_a_restart() {
         created_at: Some(yc_proto_types::google::protobuf::Timestamp::now()),
         ..Default::default()
     };
-    store.insert(&image).await.unwrap_or_else(|e| panic!("{e}"));
+    store.insert(&image).await.unwrap();
     let operation = Operation {
         id: "fd8resumedoperation0".into(),
         description: "Create image".into(),
@@ -733,16 +710,16 @@ async fn an_interrupted_create_is_resumed_after_a_restart() {
             owner: "rundead".into(),
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
     let runner = OperationRunner::new(operations);
     let images = ComputeImages::new(store, runner.clone(), FetchPolicy::default());
     let recovery = runner
         .recover(images.resumers(Resumers::new()))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(recovery.resumed, std::slice::from_ref(&operation.id));
-    let ready = response(&done(&images, &operation).await).unwrap_or_else(|e| panic!("{e}"));
+    let ready = response(&done(&images, &operation).await).unwrap();
     assert_eq!(
         (ready.id.as_str(), ready.status, ready.size),
         (image.id.as_str(), image::Status::Ready as i32, 3 << 20)

@@ -6,9 +6,7 @@ use yc_compute_image::store::ComputeQuery;
 
 #[tokio::test]
 async fn every_list_shape_searches_an_index() {
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     let spec = FilterSpec {
         fields: &["name", "family", "status", "id"],
         max_value_length: 256,
@@ -35,10 +33,7 @@ async fn every_list_shape_searches_an_index() {
                     after: None,
                     limit: 101,
                 };
-                let plan = store
-                    .query_plan(&query)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let plan = store.query_plan(&query).await.unwrap();
                 let reads: Vec<&String> = plan.iter().filter(|s| s.contains("ci_images")).collect();
                 assert!(!reads.is_empty(), "{query:?}: {plan:?}");
                 for step in reads {

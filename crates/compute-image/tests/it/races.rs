@@ -65,12 +65,10 @@ async fn concurrent_updates_of_different_fields_both_apply() {
             images.update(&labels, &caller)
         );
         for op in [a, b] {
-            let op = op.unwrap_or_else(|e| panic!("{e}"));
-            response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+            let op = op.unwrap();
+            response(&done(&images, &op).await).unwrap();
         }
-        let now = get(&images, &image.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let now = get(&images, &image.id).await.unwrap();
         assert_eq!(now.description, format!("round {round}"), "round {round}");
         assert_eq!(
             now.labels.get("round"),
@@ -92,7 +90,7 @@ async fn update_and_delete_of_an_image_being_created_are_refused() {
             &caller,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let id = image_id(&op);
     let refused = images
         .update(
@@ -115,7 +113,7 @@ async fn update_and_delete_of_an_image_being_created_are_refused() {
         .unwrap_or_else(|| panic!("a delete of a CREATING image was taken"));
     assert_eq!(refused.grpc_code(), tonic::Code::FailedPrecondition);
 
-    let ready = response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+    let ready = response(&done(&images, &op).await).unwrap();
     assert_eq!(ready.status, image::Status::Ready as i32);
     assert_eq!(ready.description, "");
     // Once READY, both are taken.
@@ -125,14 +123,11 @@ async fn update_and_delete_of_an_image_being_created_are_refused() {
             &caller,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let updated = response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let updated = response(&done(&images, &op).await).unwrap();
     assert_eq!(updated.description, "later");
-    let op = images
-        .delete(&delete(&id), &caller)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+    let op = images.delete(&delete(&id), &caller).await.unwrap();
+    response(&done(&images, &op).await).unwrap();
     assert_eq!(
         get(&images, &id).await.err().map(|e| e.grpc_code()),
         Some(tonic::Code::NotFound)
@@ -164,7 +159,7 @@ async fn nothing_is_stuck_and_no_confirmed_change_is_lost_under_concurrency() {
         let op = images
             .create(&create(&format!("img-{i}"), source), &caller)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         ids.push(image_id(&op));
         ops.push((image_id(&op), "create", String::new(), op));
     }
@@ -199,7 +194,7 @@ async fn nothing_is_stuck_and_no_confirmed_change_is_lost_under_concurrency() {
         }
     }
     for task in tasks {
-        if let Some(started) = task.await.unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(started) = task.await.unwrap() {
             ops.push(started);
         }
     }
@@ -298,7 +293,7 @@ async fn sources_with_impossible_sizes_end_in_error() {
 
 #[tokio::test]
 async fn qcow2_images_made_by_qemu_img_with_impossible_sizes_end_in_error() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let make = |name: &str, size: &str| -> Option<Vec<u8>> {
         let path = dir.path().join(name);
         let made = std::process::Command::new("qemu-img")
@@ -307,7 +302,7 @@ async fn qcow2_images_made_by_qemu_img_with_impossible_sizes_end_in_error() {
             .arg(size)
             .status();
         made.is_ok_and(|s| s.success())
-            .then(|| std::fs::read(&path).unwrap_or_else(|e| panic!("{e}")))
+            .then(|| std::fs::read(&path).unwrap())
     };
     let Some(zero) = make("zero.qcow2", "0") else {
         assert!(
@@ -388,14 +383,10 @@ async fn cancel_stops_a_fetch_and_leaves_the_image_in_error() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
-    let cancelled = images
-        .runner()
-        .cancel(&op.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cancelled = images.runner().cancel(&op.id).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(cancelled.done, "{cancelled:?}");
     let error = response(&cancelled).err().unwrap_or_default();
@@ -405,16 +396,14 @@ async fn cancel_stops_a_fetch_and_leaves_the_image_in_error() {
         "{}",
         error.message
     );
-    let left = get(&images, &image_id(&op))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let left = get(&images, &image_id(&op)).await.unwrap();
     assert_eq!(left.status, image::Status::Error as i32);
     // An image in ERROR can be deleted.
     let op = images
         .delete(&delete(&left.id), &Caller::system())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    response(&done(&images, &op).await).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    response(&done(&images, &op).await).unwrap();
 }
 
 mod fuzz {

@@ -109,7 +109,7 @@ async fn paged(store: &SqlComputeImageStore, query: &ComputeQuery) -> Vec<String
     let mut ids = Vec::new();
     let mut query = query.clone();
     loop {
-        let page = store.list(&query).await.unwrap_or_else(|e| panic!("{e}"));
+        let page = store.list(&query).await.unwrap();
         ids.extend(page.iter().map(|i| i.id.clone()));
         match page.last() {
             Some(last) if page.len() == query.limit => query.after = Some(last.id.clone()),
@@ -121,7 +121,7 @@ async fn paged(store: &SqlComputeImageStore, query: &ComputeQuery) -> Vec<String
 async fn behaves_like_the_oracle(store: &SqlComputeImageStore) {
     let all = images();
     for image in &all {
-        store.insert(image).await.unwrap_or_else(|e| panic!("{e}"));
+        store.insert(image).await.unwrap();
     }
     // Names are unique in a folder; another folder, or no name, is free.
     let mut taken = image(90, "b1gfolder", &all[0].name, "", image::Status::Ready);
@@ -180,10 +180,7 @@ async fn behaves_like_the_oracle(store: &SqlComputeImageStore) {
     assert_eq!(checked, 2 * 6 * 5 * 2);
 
     // The newest READY image of the family; of two created at once, the greater id.
-    let latest = store
-        .latest_by_family("b1gfolder", "deb")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let latest = store.latest_by_family("b1gfolder", "deb").await.unwrap();
     let expected = all
         .iter()
         .filter(|i| {
@@ -197,18 +194,13 @@ async fn behaves_like_the_oracle(store: &SqlComputeImageStore) {
     let latest = expected.map(|i| i.id.clone()).unwrap_or_default();
     assert_eq!(store.delete(&latest, Timestamp::now()).await, Ok(true));
     assert_eq!(store.delete(&latest, Timestamp::now()).await, Ok(false));
-    let next = store
-        .latest_by_family("b1gfolder", "deb")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let next = store.latest_by_family("b1gfolder", "deb").await.unwrap();
     assert!(next.is_some_and(|i| i.id != latest));
 }
 
 #[tokio::test]
 async fn sqlite_behaves_like_the_oracle() {
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     behaves_like_the_oracle(&store).await;
 }
 
@@ -217,9 +209,7 @@ async fn postgres_behaves_like_the_oracle() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlComputeImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::open(pg.pool.clone()).await.unwrap();
     behaves_like_the_oracle(&store).await;
     pg.drop_schema().await;
 }
@@ -230,12 +220,8 @@ async fn postgres_replicas_inserting_one_name_at_once_store_it_once() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let one = SqlComputeImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let two = SqlComputeImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let one = SqlComputeImageStore::open(pg.pool.clone()).await.unwrap();
+    let two = SqlComputeImageStore::open(pg.pool.clone()).await.unwrap();
     for n in 0..10 {
         let name = format!("image-{n}");
         let a = image(2 * n, "b1g", &name, "", image::Status::Ready);
@@ -263,12 +249,10 @@ async fn every_postgres_list_shape_scans_an_index() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlComputeImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::open(pg.pool.clone()).await.unwrap();
     let all = images();
     for image in &all {
-        store.insert(image).await.unwrap_or_else(|e| panic!("{e}"));
+        store.insert(image).await.unwrap();
     }
     let mut checked = 0;
     for filter in ["", r#"family = "deb""#, r#"status IN ("READY", "ERROR")"#] {
@@ -286,11 +270,7 @@ async fn every_postgres_list_shape_scans_an_index() {
                         after,
                         limit: 101,
                     };
-                    let plan = store
-                        .query_plan(&query)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"))
-                        .join("\n");
+                    let plan = store.query_plan(&query).await.unwrap().join("\n");
                     assert!(plan.contains("Index Scan"), "{query:?}:\n{plan}");
                     assert!(!plan.contains("Seq Scan"), "{query:?}:\n{plan}");
                     assert!(!plan.contains("Sort"), "{query:?}:\n{plan}");
@@ -314,13 +294,13 @@ async fn every_postgres_list_shape_scans_an_index() {
 async fn the_get_cache_never_serves_an_older_image() {
     let store = SqlComputeImageStore::in_memory()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .with_cache(2);
     behaves_like_the_oracle(&store).await;
     let mut one = image(100, "b1gcache", "one", "f", image::Status::Creating);
     let two = image(101, "b1gcache", "two", "f", image::Status::Ready);
     for image in [&one, &two] {
-        store.insert(image).await.unwrap_or_else(|e| panic!("{e}"));
+        store.insert(image).await.unwrap();
         assert_eq!(store.get(&image.id).await, Ok(Some(image.clone())));
     }
     one.status = image::Status::Ready as i32;
@@ -358,10 +338,7 @@ async fn the_get_cache_never_serves_an_older_image() {
 /// every label is there at the end (a change applied to a copy read earlier would drop some).
 async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
     let target = image(200, "b1grace", "raced", "f", image::Status::Ready);
-    stores[0]
-        .insert(&target)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    stores[0].insert(&target).await.unwrap();
     let mut writers = Vec::new();
     for n in 0..32 {
         let store = stores[n % 2].clone();
@@ -377,14 +354,10 @@ async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
         }));
     }
     for writer in writers {
-        let done = writer.await.unwrap_or_else(|e| panic!("{e}"));
+        let done = writer.await.unwrap();
         assert!(matches!(done, Ok(Modified::Changed(_))), "{done:?}");
     }
-    let now = stores[1]
-        .get(&target.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_default();
+    let now = stores[1].get(&target.id).await.unwrap().unwrap_or_default();
     assert_eq!(now.labels.len(), 32, "{:?}", now.labels);
     assert_eq!(
         stores[0].modify("fd8nosuchimage000000", &|_| Ok(())).await,
@@ -394,13 +367,11 @@ async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_changes_all_apply() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let db = yc_sql::Db::sqlite_file(&dir.path().join("images.db"), 4)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = SqlComputeImageStore::open(db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let store = SqlComputeImageStore::open(db).await.unwrap();
     concurrent_changes_all_apply([store.clone(), store]).await;
 }
 
@@ -412,9 +383,7 @@ async fn postgres_replicas_changing_one_image_at_once_lose_nothing() {
     // Each on a pool of its own, as two servers are.
     let open = || async {
         let pool = pg.replica_pool().await;
-        SqlComputeImageStore::open(pool)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        SqlComputeImageStore::open(pool).await.unwrap()
     };
     concurrent_changes_all_apply([open().await, open().await]).await;
     pg.drop_schema().await;

@@ -30,10 +30,8 @@ struct Fixture {
 }
 
 async fn bind() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     (listener, addr)
 }
 
@@ -44,9 +42,7 @@ async fn serve() -> Fixture {
         let _ = axum::serve(files_listener, router).await;
     });
 
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     let images = ComputeImages::new(Arc::new(store), runner.clone(), FetchPolicy::default());
 
@@ -75,10 +71,10 @@ async fn serve() -> Fixture {
         let _ = axum::serve(rest_listener, router).await;
     });
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     Fixture {
         channel,
         base: format!("http://{rest_addr}"),
@@ -108,7 +104,7 @@ async fn the_typed_client_runs_the_lifecycle_over_both_transports() {
             "rest",
             ComputeImageClient::new(
                 yc_operations::ApiClient::rest(&f.base)
-                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap()
                     .with_wait_policy(fast()),
             ),
         ),
@@ -205,7 +201,7 @@ async fn the_typed_client_runs_the_lifecycle_over_both_transports() {
 }
 
 async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = reqwest::Client::new().request(method, url);
     if let Some(body) = body {
         request = request
@@ -236,10 +232,7 @@ async fn rest_answers_are_the_canonical_json_of_the_grpc_answers() {
         source: Some(Source::Uri(format!("http://{}/disk.raw", f.files))),
         ..Default::default()
     };
-    let image = client
-        .create_and_wait(&request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let image = client.create_and_wait(&request).await.unwrap();
     let mut grpc = ImageServiceClient::new(f.channel.clone());
 
     let listed = grpc

@@ -16,9 +16,7 @@ use yc_proto_types::yandex::cloud::compute::v1::{
 };
 
 async fn service() -> ComputeImages {
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     ComputeImages::new(Arc::new(store), runner, FetchPolicy::default())
 }

@@ -83,7 +83,7 @@ async fn work_runs_in_the_background_and_finishes_with_its_response() {
             }))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!op.done);
     assert!(op.id.starts_with("fd8") && op.id.len() == 20, "{}", op.id);
     assert_eq!(op.created_by, "ajesubject");
@@ -92,10 +92,9 @@ async fn work_runs_in_the_background_and_finishes_with_its_response() {
 
     // The request has returned; the work is still running and has reported progress.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let running = runner.get(&op.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let running = runner.get(&op.id).await.unwrap();
     assert!(!running.done);
-    let typed = TypedOperation::<CreateImageMetadata, Image>::from_operation(&running)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let typed = TypedOperation::<CreateImageMetadata, Image>::from_operation(&running).unwrap();
     assert_eq!(
         typed.metadata.map(|m| m.image_id).as_deref(),
         Some("fd8progress")
@@ -103,8 +102,7 @@ async fn work_runs_in_the_background_and_finishes_with_its_response() {
 
     let _ = release.send(());
     let finished = done(&runner, &op.id).await;
-    let typed = TypedOperation::<CreateImageMetadata, Image>::from_operation(&finished)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let typed = TypedOperation::<CreateImageMetadata, Image>::from_operation(&finished).unwrap();
     assert_eq!(
         typed.result.map(|r| r.map(|i| i.id)),
         Some(Ok("fd8image".into()))
@@ -130,7 +128,7 @@ async fn failed_work_finishes_with_its_status_and_details() {
             )
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = error_of(&done(&runner, &op.id).await);
     assert_eq!(status.grpc_code(), tonic::Code::FailedPrecondition);
     assert_eq!(status.message, "source image is not READY");
@@ -153,7 +151,7 @@ async fn work_that_panics_finishes_with_internal() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = error_of(&done(&runner, &op.id).await);
     assert_eq!(status.grpc_code(), tonic::Code::Internal);
 }
@@ -170,28 +168,19 @@ async fn cancel_stops_cancellable_work_and_finishes_once() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cancelled = runner
-        .cancel(&op.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let cancelled = runner.cancel(&op.id).await.unwrap();
     assert!(cancelled.done);
     assert_eq!(error_of(&cancelled).grpc_code(), tonic::Code::Cancelled);
 
     // The work is gone, and the result does not change again.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let later = runner.get(&op.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let later = runner.get(&op.id).await.unwrap();
     assert_eq!(later, cancelled);
     assert_eq!(finished_work.load(Ordering::SeqCst), 0);
 
     // Cancelling a finished operation returns it unchanged.
-    assert_eq!(
-        runner
-            .cancel(&op.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        cancelled
-    );
+    assert_eq!(runner.cancel(&op.id).await.unwrap(), cancelled);
 }
 
 #[tokio::test]
@@ -209,7 +198,7 @@ async fn start_accepted_returns_once_the_work_accepts_or_with_its_refusal() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // The first step is done when the call returns, the rest is not.
     assert_eq!(first_step.load(Ordering::SeqCst), 1);
     assert!(!op.done);
@@ -237,13 +226,13 @@ async fn start_accepted_returns_once_the_work_accepts_or_with_its_refusal() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let again = runner
         .start_accepted(start(), |_ctx| async move {
             panic!("a repeat ran its work");
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(again.id, first.id);
 }
 
@@ -271,11 +260,8 @@ async fn cancel_tells_notified_work_and_takes_the_result_it_ends_with() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cancelled = runner
-        .cancel(&op.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let cancelled = runner.cancel(&op.id).await.unwrap();
     assert_eq!(tidied.load(Ordering::SeqCst), 1);
     assert!(cancelled.done);
     let error = error_of(&cancelled);
@@ -372,7 +358,7 @@ async fn a_sweep_while_an_operation_is_being_started_does_not_run_it_twice() {
             async { Ok(Any::from_msg(&Empty {})) }
         }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let work = ran.clone();
     let sweeper = runner.clone();
@@ -386,11 +372,8 @@ async fn a_sweep_while_an_operation_is_being_started_does_not_run_it_twice() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let swept = sweep
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let swept = sweep.await.unwrap().unwrap();
     done(&runner, &op.id).await;
     assert!(swept.resumed.is_empty(), "{swept:?}");
     assert_eq!(
@@ -409,11 +392,8 @@ async fn cancel_leaves_work_that_cannot_stop_running() {
             Ok(Any::from_msg(&Image::default()))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let after_cancel = runner
-        .cancel(&op.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let after_cancel = runner.cancel(&op.id).await.unwrap();
     assert!(!after_cancel.done);
     let _ = release.send(());
     let finished = done(&runner, &op.id).await;
@@ -456,12 +436,12 @@ async fn an_idempotency_key_returns_the_first_operation_for_the_same_request() {
     let first = runner
         .start(start("same", "ajeone"), work(runs.clone()))
         .await;
-    let first = first.unwrap_or_else(|e| panic!("{e}"));
+    let first = first.unwrap();
     done(&runner, &first.id).await;
     let again = runner
         .start(start("same", "ajeone"), work(runs.clone()))
         .await;
-    let again = again.unwrap_or_else(|e| panic!("{e}"));
+    let again = again.unwrap();
     assert_eq!(again.id, first.id);
     assert!(again.done, "the repeat sees the operation as it now stands");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
@@ -520,7 +500,7 @@ async fn operations_of_a_resource_page_newest_first_without_repeats() {
         let op = runner
             .start(start, |_| async { Ok(Any::from_msg(&Empty {})) })
             .await;
-        ids.push(op.unwrap_or_else(|e| panic!("{e}")).id);
+        ids.push(op.unwrap().id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let mut seen = Vec::new();
@@ -529,7 +509,7 @@ async fn operations_of_a_resource_page_newest_first_without_repeats() {
         let page = runner
             .list_for_resource("fd8resource", 3, cursor.as_ref())
             .await;
-        let page = page.unwrap_or_else(|e| panic!("{e}"));
+        let page = page.unwrap();
         if page.is_empty() {
             break;
         }
@@ -591,10 +571,7 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
     leave_running(&store, "fd8orphan00000000000", DELETE, "rundead").await;
     // A replica that is alive holds its lease; its work is not taken over.
     let alive_until = Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(60));
-    store
-        .heartbeat("runalive", alive_until)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.heartbeat("runalive", alive_until).await.unwrap();
     leave_running(&store, "fd8alive000000000000", DELETE, "runalive").await;
 
     let runner = OperationRunner::new(store.clone());
@@ -606,16 +583,13 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
             ..Default::default()
         }))
     });
-    let recovery = runner
-        .recover(resumers)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let recovery = runner.recover(resumers).await.unwrap();
     assert_eq!(recovery.resumed, ["fd8resumable00000000"]);
     assert_eq!(recovery.aborted, ["fd8orphan00000000000"]);
 
     let resumed = done(&runner, "fd8resumable00000000").await;
     let image = TypedOperation::<Empty, Image>::from_operation(&resumed)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .result;
     assert_eq!(image.map(|r| r.map(|i| i.name)), Some(Ok("resumed".into())));
 
@@ -643,11 +617,8 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
     );
 
     // When that replica shuts down cleanly, the next sweep finishes its operation at once.
-    store
-        .release("runalive")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let swept = runner.sweep().await.unwrap_or_else(|e| panic!("{e}"));
+    store.release("runalive").await.unwrap();
+    let swept = runner.sweep().await.unwrap();
     assert_eq!(swept.aborted, ["fd8alive000000000000"]);
     assert!(store.unfinished().await.unwrap_or_default().is_empty());
 }
@@ -658,29 +629,20 @@ async fn operations_of_a_runner_whose_lease_runs_out_are_taken_over() {
     // Leases are wall-clock times in the store, so the test runs on real (short) time.
     let lease = Duration::from_millis(300);
     let crashed = OperationRunner::with_lease(store.clone(), lease);
-    crashed
-        .recover(Resumers::new())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    crashed.recover(Resumers::new()).await.unwrap();
     // The crashed runner's process is gone: its lease is never renewed again.
     leave_running(&store, "fd8leftbehind0000000", DELETE, crashed.owner()).await;
     drop(crashed);
 
     let survivor = OperationRunner::with_lease(store.clone(), lease);
-    let first = survivor
-        .recover(Resumers::new())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = survivor.recover(Resumers::new()).await.unwrap();
     assert!(
         first.aborted.is_empty(),
         "the lease of the crashed runner still runs"
     );
     // The lease runs out; the survivor's own renewals sweep and finish the operation.
     tokio::time::sleep(lease + lease / 2).await;
-    let op = survivor
-        .get("fd8leftbehind0000000")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let op = survivor.get("fd8leftbehind0000000").await.unwrap();
     assert!(op.done);
     assert_eq!(error_of(&op).grpc_code(), tonic::Code::Aborted);
 }

@@ -75,27 +75,21 @@ async fn contract(store: Arc<dyn OperationStore>) {
     let updated = store
         .update_metadata("op1", metadata.clone(), at(12))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         (updated.metadata.as_ref(), updated.modified_at),
         (Some(&metadata), Some(at(12)))
     );
     let response = operation::Result::Response(Any::from_msg(&Empty {}));
-    let first = store
-        .finish("op1", response.clone(), at(13))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = store.finish("op1", response.clone(), at(13)).await.unwrap();
     assert!(matches!(&first, Finished::Now(op) if op.done && op.result == Some(response.clone())));
     let error = operation::Result::Error(Status::new(tonic::Code::Cancelled, "late"));
-    let second = store
-        .finish("op1", error, at(14))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store.finish("op1", error, at(14)).await.unwrap();
     assert!(matches!(&second, Finished::Before(op) if op.result == Some(response.clone())));
     let after_done = store
         .update_metadata("op1", Any::from_msg(&Empty {}), at(15))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         after_done.metadata,
         Some(metadata),
@@ -135,10 +129,7 @@ async fn contract(store: Arc<dyn OperationStore>) {
 
     // Leases: a live owner's operations stay with it; others are claimed, once.
     let later = Timestamp::from(SystemTime::now() + Duration::from_secs(60));
-    store
-        .heartbeat("run1", later)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.heartbeat("run1", later).await.unwrap();
     assert!(
         store
             .create(new("orphan", "x", 5, None, "dead"))
@@ -162,10 +153,7 @@ async fn contract(store: Arc<dyn OperationStore>) {
         taken.iter().any(|r| r.operation.id == "orphan"),
         "run2 holds no lease, so its work is abandoned"
     );
-    store
-        .release("run1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.release("run1").await.unwrap();
     let freed = store.claim_abandoned("run3", now).await.unwrap_or_default();
     assert!(
         freed.iter().any(|r| r.operation.id == "a"),
@@ -178,27 +166,21 @@ async fn contract(store: Arc<dyn OperationStore>) {
     // keys past their lifetime go, but never the newest.
     let day = 24 * 3600;
     let start = at(1_800_000_000);
-    let first = store
-        .token_keys(start)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = store.token_keys(start).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].secret.len(), 32);
     assert_eq!(
         store.token_keys(at(1_800_000_000 + day)).await.ok(),
         Some(first.clone())
     );
-    let rotated = store
-        .token_keys(at(1_800_000_000 + 8 * day))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rotated = store.token_keys(at(1_800_000_000 + 8 * day)).await.unwrap();
     assert_eq!(rotated.len(), 2);
     assert_eq!(rotated[0], first[0]);
     assert!(rotated[1].id > first[0].id && rotated[1].secret != first[0].secret);
     let much_later = store
         .token_keys(at(1_800_000_000 + 40 * day))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // Both past their lifetime, and a new key made: it alone is left.
     assert_eq!(much_later.len(), 1, "{much_later:?}");
     assert!(much_later[0].id > rotated[1].id);
@@ -206,7 +188,7 @@ async fn contract(store: Arc<dyn OperationStore>) {
     let kept = store
         .token_keys(at(1_800_000_000 + 41 * day))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(kept, much_later);
 }
 
@@ -217,9 +199,7 @@ async fn the_memory_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
-    let store = SqlOperationStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlOperationStore::in_memory().await.unwrap();
     contract(Arc::new(store)).await;
 }
 
@@ -230,7 +210,7 @@ async fn the_postgres_store_keeps_the_contract() {
     };
     let store = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     contract(Arc::new(store)).await;
     pg.drop_schema().await;
 }
@@ -244,10 +224,10 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
     };
     let one = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let two = yc_operations::SqlOperationStore::open(pg.pool.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(matches!(
         one.create(new("shared", "r", 1, Some("key"), "runone"))
             .await,
@@ -266,10 +246,7 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
         one.finish("shared", response, at(5)),
         two.finish("shared", error, at(5))
     );
-    let outcomes = [
-        a.unwrap_or_else(|e| panic!("{e}")),
-        b.unwrap_or_else(|e| panic!("{e}")),
-    ];
+    let outcomes = [a.unwrap(), b.unwrap()];
     let now_count = outcomes
         .iter()
         .filter(|f| matches!(f, Finished::Now(_)))
@@ -285,10 +262,7 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
     // Replicas asking for the page token keys at once agree on one.
     let now = Timestamp::now();
     let (a, b) = tokio::join!(one.token_keys(now), two.token_keys(now));
-    let (a, b) = (
-        a.unwrap_or_else(|e| panic!("{e}")),
-        b.unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len(), 1);
     assert_eq!(a, b);
     pg.drop_schema().await;
@@ -300,23 +274,12 @@ async fn two_postgres_replicas_share_keys_and_finish_once() {
 #[tokio::test]
 async fn page_token_keys_are_shared_and_rotate_without_breaking_tokens() {
     use yc_api_runtime::list::{QueryKey, TokenKey, TokenKeys};
-    let store = yc_operations::SqlOperationStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = yc_operations::SqlOperationStore::in_memory().await.unwrap();
     let now = yc_proto_types::google::protobuf::Timestamp::now();
-    let stored = store
-        .token_keys(now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = store.token_keys(now).await.unwrap();
     assert_eq!(stored.len(), 1);
     // Asked again, the same key.
-    assert_eq!(
-        store
-            .token_keys(now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        stored
-    );
+    assert_eq!(store.token_keys(now).await.unwrap(), stored);
     let nanos = yc_api_runtime::list::sql::nanos(now);
     let (one, two) = (TokenKeys::ephemeral(), TokenKeys::ephemeral());
     one.set(stored.clone(), nanos);

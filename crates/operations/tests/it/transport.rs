@@ -58,7 +58,7 @@ async fn serve() -> Servers {
     });
 
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connecting to {grpc_addr}: {e}"));
@@ -66,7 +66,7 @@ async fn serve() -> Servers {
     Servers {
         runner,
         grpc: OperationServiceClient::new(channel),
-        rest: RestOperationSource::new(&rest_base).unwrap_or_else(|e| panic!("{e}")),
+        rest: RestOperationSource::new(&rest_base).unwrap(),
         rest_base,
     }
 }
@@ -78,7 +78,7 @@ async fn bind() -> TcpListener {
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    listener.local_addr().unwrap()
 }
 
 fn fast() -> WaitPolicy {
@@ -135,7 +135,7 @@ async fn start_held(
             outcome
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     (op, release)
 }
 
@@ -255,7 +255,7 @@ async fn progress_streams_until_done() {
 
 async fn http(method: &str, url: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let response = client
         .request(method, url)
         .send()
@@ -269,7 +269,7 @@ async fn http(method: &str, url: &str) -> (u16, Value) {
             .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
-    let body = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let body = response.bytes().await.unwrap();
     (
         status,
         serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{url}: {e}")),
@@ -286,21 +286,16 @@ async fn rest_and_grpc_return_the_same_operation() {
         .with_policy(fast())
         .wait_done(op)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
-    let via_grpc = servers
-        .grpc
-        .get_operation(&done.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let via_grpc = servers.grpc.get_operation(&done.id).await.unwrap();
     let (status, json) = http(
         "GET",
         &format!("{}/operations/{}", servers.rest_base, done.id),
     )
     .await;
     assert_eq!(status, 200);
-    let via_rest: Operation =
-        serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let via_rest: Operation = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(via_rest, via_grpc);
     assert_eq!(via_grpc, done);
 
@@ -329,7 +324,7 @@ async fn rest_cancel_answers_get_and_post_and_errors_are_statuses() {
             Ok(Any::from_msg(&Empty {}))
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
     let (status, json) = http("POST", &format!("{base}/operations/{}:cancel", op.id)).await;
     assert_eq!(status, 200);
@@ -401,10 +396,10 @@ async fn a_service_without_a_principal_layer_refuses_every_call() {
             .await;
     });
     let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let refused = OperationServiceClient::new(channel)
         .get(
             yc_proto_types::yandex::cloud::operation::GetOperationRequest {
@@ -419,14 +414,14 @@ async fn a_service_without_a_principal_layer_refuses_every_call() {
     let router = rest::router([OperationGrpc::rest(runner)]);
     let request = axum::http::Request::get("/operations/fd8anyoperation00000")
         .body(axum::body::Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let answer = tower::ServiceExt::oneshot(router, request)
         .await
         .unwrap_or_else(|e| match e {});
     assert_eq!(answer.status(), 401);
     let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["code"], 16);
 }

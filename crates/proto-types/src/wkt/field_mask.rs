@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn nested_paths_convert_segment_by_segment() {
         let mask = FieldMask::new(["os.nvidia.driver", "hardware_generation.legacy_features"]);
-        let text = mask.to_json_string().unwrap_or_else(|e| panic!("{e}"));
+        let text = mask.to_json_string().unwrap();
         assert_eq!(text, "os.nvidia.driver,hardwareGeneration.legacyFeatures");
         assert_eq!(FieldMask::from_json_string(&text), Ok(mask));
     }

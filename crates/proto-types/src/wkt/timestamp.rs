@@ -217,7 +217,7 @@ mod tests {
                 nanos: 0,
             },
         ] {
-            let system = SystemTime::try_from(t).unwrap_or_else(|e| panic!("{e}"));
+            let system = SystemTime::try_from(t).unwrap();
             assert_eq!(Timestamp::from(system), t);
         }
     }

@@ -25,38 +25,25 @@ async fn read(store: &SqlBlobStore, registry: &str, digest: &str) -> Vec<u8> {
     let blob = store
         .blob(registry, digest)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("{digest} is not in {registry}"));
-    let pieces: Vec<Bytes> = store
-        .read(&blob)
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pieces: Vec<Bytes> = store.read(&blob).try_collect().await.unwrap();
     let streamed = pieces.concat();
-    assert_eq!(
-        store
-            .read_all(&blob)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        streamed
-    );
+    assert_eq!(store.read_all(&blob).await.unwrap(), streamed);
     streamed
 }
 
 async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
     let data = content(2 * PIECE + 12_345);
     let digest = sha256_digest(&data);
-    let upload = store
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload = store.start("crpone").await.unwrap();
     // Two requests; the first arrives in small chunks, the second in one large one.
     let (first, second) = data.split_at(PIECE + 10);
     let chunks: Vec<&[u8]> = first.chunks(100_000).collect();
     let after_first = store
         .append(&upload.id, Some(0), None, body(&chunks))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(after_first.size, first.len() as i64);
 
     // Bytes that do not continue where the upload is are refused, and change nothing.
@@ -70,20 +57,14 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
             size: first.len() as i64
         }
     );
-    let upload_now = store
-        .upload(&upload.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload_now = store.upload(&upload.id).await.unwrap();
     assert_eq!(upload_now.size, first.len() as i64);
 
     store
         .append(&upload.id, Some(first.len() as i64), None, body(&[second]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let blob = store
-        .finish(&upload.id, &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let blob = store.finish(&upload.id, &digest).await.unwrap();
     assert_eq!(blob.size, data.len() as i64);
     assert_eq!(read(store, "crpone", &digest).await, data);
     // The upload is gone once it is a blob.
@@ -93,38 +74,23 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
     ));
 
     // Another registry does not see it until it is pushed or mounted there.
-    assert_eq!(
-        store
-            .blob("crptwo", &digest)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
-    let again = store
-        .start("crptwo")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.blob("crptwo", &digest).await.unwrap(), None);
+    let again = store.start("crptwo").await.unwrap();
     store
         .append(&again.id, None, None, body(&[&data]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .finish(&again.id, &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    store.finish(&again.id, &digest).await.unwrap();
     assert_eq!(read(store, "crptwo", &digest).await, data);
 
     let small = b"{\"schemaVersion\":2}";
-    let mounted = store
-        .put("crpone", small)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mounted = store.put("crpone", small).await.unwrap();
     assert_eq!(mounted.digest, sha256_digest(small));
     assert!(
         store
             .link("crpthree", &mounted.digest)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .is_some()
     );
     assert_eq!(read(store, "crpthree", &mounted.digest).await, small);
@@ -132,19 +98,16 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
         store
             .link("crpthree", &sha256_digest(b"never pushed"))
             .await
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap(),
         None
     );
 
     // A wrong digest: refused, and the upload is gone with what it received.
-    let wrong = store
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wrong = store.start("crpone").await.unwrap();
     store
         .append(&wrong.id, None, None, body(&[b"some bytes"]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let claimed = sha256_digest(b"other bytes");
     let error = store
         .finish(&wrong.id, &claimed)
@@ -157,27 +120,15 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
             actual: sha256_digest(b"some bytes"),
         }
     );
-    assert_eq!(
-        store
-            .blob("crpone", &claimed)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
+    assert_eq!(store.blob("crpone", &claimed).await.unwrap(), None);
     assert!(matches!(
         store.upload(&wrong.id).await,
         Err(BlobError::UploadUnknown(_))
     ));
 
     // A cancelled upload is gone.
-    let cancelled = store
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .cancel(&cancelled.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cancelled = store.start("crpone").await.unwrap();
+    store.cancel(&cancelled.id).await.unwrap();
     assert!(matches!(
         store.cancel(&cancelled.id).await,
         Err(BlobError::UploadUnknown(_))
@@ -186,9 +137,7 @@ async fn uploads_keep_every_byte_and_check_it(store: &SqlBlobStore) {
 
 #[tokio::test]
 async fn sqlite_uploads_keep_every_byte_and_check_it() {
-    let store = SqlBlobStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlBlobStore::in_memory().await.unwrap();
     uploads_keep_every_byte_and_check_it(&store).await;
 }
 
@@ -210,10 +159,7 @@ fn held_body() -> (
 async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     let data = content(PIECE + 4_000);
     let digest = sha256_digest(&data);
-    let upload = stores[0]
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload = stores[0].start("crpone").await.unwrap();
     let (send, slow) = held_body();
     let first = {
         let store = stores[0].clone();
@@ -234,7 +180,7 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
         }));
     }
     for other in others {
-        let refused = other.await.unwrap_or_else(|e| panic!("{e}"));
+        let refused = other.await.unwrap();
         assert_eq!(refused, Err(BlobError::Busy { size: 0 }));
     }
     // Finishing is writing too.
@@ -244,22 +190,13 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     );
     let _ = send.send(Bytes::copy_from_slice(&data[PIECE + 10..]));
     drop(send);
-    let appended = first
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let appended = first.await.unwrap().unwrap();
     assert_eq!(appended.size, data.len() as i64);
-    stores[1]
-        .finish(&upload.id, &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    stores[1].finish(&upload.id, &digest).await.unwrap();
     assert_eq!(read(&stores[0], "crpone", &digest).await, data);
 
     // Eight at once on a fresh upload: exactly one is taken, and its bytes finish.
-    let upload = stores[0]
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload = stores[0].start("crpone").await.unwrap();
     let mut racers = Vec::new();
     for n in 0..8u8 {
         let store = stores[usize::from(n) % 2].clone();
@@ -272,7 +209,7 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     }
     let mut taken = Vec::new();
     for racer in racers {
-        let (mine, appended) = racer.await.unwrap_or_else(|e| panic!("{e}"));
+        let (mine, appended) = racer.await.unwrap();
         match appended {
             Ok(upload) => taken.push((mine, upload)),
             Err(BlobError::Busy { .. } | BlobError::OutOfOrder { .. }) => {}
@@ -286,17 +223,11 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     let (mine, upload_now) = &taken[0];
     assert_eq!(upload_now.size, mine.len() as i64);
     let digest = sha256_digest(mine);
-    stores[0]
-        .finish(&upload.id, &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    stores[0].finish(&upload.id, &digest).await.unwrap();
     assert_eq!(&read(&stores[1], "crpone", &digest).await, mine);
 
     // A body shorter or longer than its Content-Range says is refused; nothing changes.
-    let upload = stores[0]
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload = stores[0].start("crpone").await.unwrap();
     for (length, sent) in [(10, &b"short"[..]), (3, &b"too long"[..])] {
         let refused = stores[0]
             .append(&upload.id, Some(0), Some(length), body(&[sent]))
@@ -309,18 +240,15 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     let now = stores[1]
         .append(&upload.id, Some(0), Some(4), body(&[b"good"]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(now.size, 4);
     stores[1]
         .finish(&upload.id, &sha256_digest(b"good"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
     // A request that goes away mid-body lets the upload go at once, as it was.
-    let upload = stores[0]
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let upload = stores[0].start("crpone").await.unwrap();
     let (send, slow) = held_body();
     let gone = {
         let store = stores[0].clone();
@@ -348,12 +276,12 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
     }
     let continued = continued
         .unwrap_or_else(|| panic!("the upload stayed held"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(continued.size, 5);
     stores[0]
         .finish(&upload.id, &sha256_digest(b"after"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         read(&stores[0], "crpone", &sha256_digest(b"after")).await,
         b"after"
@@ -362,13 +290,11 @@ async fn one_writer_at_a_time(stores: [SqlBlobStore; 2]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_one_writer_at_a_time() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let db = yc_sql::Db::sqlite_file(dir.path().join("blobs.db"), 4)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = SqlBlobStore::open(db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let store = SqlBlobStore::open(db).await.unwrap();
     one_writer_at_a_time([store.clone(), store]).await;
 }
 
@@ -379,9 +305,7 @@ async fn postgres_one_writer_at_a_time_across_replicas() {
     };
     let open = || async {
         let pool = pg.replica_pool().await;
-        SqlBlobStore::open(pool)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        SqlBlobStore::open(pool).await.unwrap()
     };
     one_writer_at_a_time([open().await, open().await]).await;
     pg.drop_schema().await;
@@ -392,31 +316,21 @@ async fn postgres_uploads_keep_every_byte_and_check_it() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlBlobStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlBlobStore::open(pg.pool.clone()).await.unwrap();
     uploads_keep_every_byte_and_check_it(&store).await;
     // An upload started through one replica continues through another.
-    let other = SqlBlobStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let upload = store
-        .start("crpone")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other = SqlBlobStore::open(pg.pool.clone()).await.unwrap();
+    let upload = store.start("crpone").await.unwrap();
     store
         .append(&upload.id, Some(0), None, body(&[b"first half, "]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     other
         .append(&upload.id, Some(12), None, body(&[b"second half"]))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let digest = sha256_digest(b"first half, second half");
-    other
-        .finish(&upload.id, &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    other.finish(&upload.id, &digest).await.unwrap();
     assert_eq!(
         read(&store, "crpone", &digest).await,
         b"first half, second half"

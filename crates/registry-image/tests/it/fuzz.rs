@@ -105,14 +105,14 @@ proptest! {
         manifest in manifest_like(),
         tag in prop::option::of("[a-z0-9]{0,4}"),
     ) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let blobs = dir.path().join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("index.json"), &index).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("oci-layout"), &layout).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(dir.path().join("index.json"), &index).unwrap();
+        std::fs::write(dir.path().join("oci-layout"), &layout).unwrap();
         // A manifest the index may name, by its digest.
         let digest = yc_registry_image::oci::sha256_digest(&manifest);
-        std::fs::write(blobs.join(&digest[7..]), &manifest).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(blobs.join(&digest[7..]), &manifest).unwrap();
         if let Err(e) = read_layout(dir.path(), tag.as_deref()) {
             prop_assert!(!e.to_string().is_empty());
         }

@@ -18,9 +18,7 @@ use yc_registry_image::store::Registry;
 use yc_registry_image::{Caller, RegistryImages, SqlImageStore};
 
 async fn service() -> RegistryImages {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     let images = RegistryImages::new(Arc::new(store), runner);
     for (id, folder) in [
@@ -33,10 +31,7 @@ async fn service() -> RegistryImages {
             folder_id: folder.into(),
             name: id.into(),
         };
-        images
-            .ensure_registry(&registry)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        images.ensure_registry(&registry).await.unwrap();
     }
     images
 }
@@ -49,14 +44,11 @@ fn manifest(seed: &str) -> ImageManifest {
             ("app", seed.as_bytes()),
         ],
     );
-    ImageManifest::parse(image.manifest).unwrap_or_else(|e| panic!("{e}"))
+    ImageManifest::parse(image.manifest).unwrap()
 }
 
 async fn push(images: &RegistryImages, repository: &str, seed: &str, tag: Option<&str>) -> Image {
-    images
-        .push(repository, &manifest(seed), tag)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    images.push(repository, &manifest(seed), tag).await.unwrap()
 }
 
 fn list(scope: (&str, &str)) -> ListImagesRequest {
@@ -84,11 +76,7 @@ async fn names(images: &RegistryImages, request: ListImagesRequest) -> Result<Ve
 
 async fn wait(images: &RegistryImages, op: &Operation) -> Operation {
     for _ in 0..400 {
-        let current = images
-            .runner()
-            .get(&op.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let current = images.runner().get(&op.id).await.unwrap();
         if current.done {
             return current;
         }
@@ -101,10 +89,7 @@ async fn wait(images: &RegistryImages, op: &Operation) -> Operation {
 async fn a_push_stores_the_manifest_as_sent_and_tags_move() {
     let images = service().await;
     let m = manifest("v1");
-    let first = images
-        .push("crp1/app", &m, Some("latest"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = images.push("crp1/app", &m, Some("latest")).await.unwrap();
     assert!(first.id.starts_with("crp") && first.id.len() == 20);
     assert_eq!(first.name, "crp1/app");
     assert_eq!(first.digest, m.digest);
@@ -117,10 +102,7 @@ async fn a_push_stores_the_manifest_as_sent_and_tags_move() {
     );
 
     // The same manifest again is the same image; a second tag is added to it.
-    let again = images
-        .push("crp1/app", &m, Some("v1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = images.push("crp1/app", &m, Some("v1")).await.unwrap();
     assert_eq!(again.id, first.id);
     assert_eq!(again.tags, ["latest", "v1"]);
 
@@ -142,10 +124,7 @@ async fn a_push_stores_the_manifest_as_sent_and_tags_move() {
     assert_ne!(second.layers[1].id, first.layers[1].id);
 
     // The same manifest in another repository is another image.
-    let elsewhere = images
-        .push("crp1/other", &m, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = images.push("crp1/other", &m, None).await.unwrap();
     assert_ne!(elsewhere.id, first.id);
 
     let no_registry = images
@@ -429,7 +408,7 @@ async fn page_tokens_and_sizes_are_checked() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(first.images.len(), 2);
     assert!(!first.next_page_token.is_empty() && first.next_page_token.len() <= 100);
 
@@ -597,12 +576,11 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
             &Caller::system(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(op.id.starts_with("crp"));
     assert_eq!(op.description, "Delete image");
     let done = wait(&images, &op).await;
-    let typed = TypedOperation::<DeleteImageMetadata, Empty>::from_operation(&done)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let typed = TypedOperation::<DeleteImageMetadata, Empty>::from_operation(&done).unwrap();
     assert_eq!(typed.metadata.map(|m| m.image_id), Some(doomed.id.clone()));
     assert_eq!(typed.result, Some(Ok(Empty {})));
 
@@ -645,24 +623,24 @@ async fn delete_is_an_operation_after_which_the_image_is_gone() {
 #[tokio::test]
 async fn a_layout_imports_only_when_every_blob_verifies() {
     let images = service().await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let image = TestImage::new("layout", &[("etc/hostname", b"test\n")]);
     image.write_layout(dir.path(), "1.0");
     let imported = images
         .import_layout(dir.path(), "crp1/imported", Some("1.0"), None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(imported.digest, image.digest());
     assert_eq!(imported.tags, ["1.0"]);
 
-    let bad = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bad = tempfile::tempdir().unwrap();
     let broken = TestImage::new("broken", &[("x", b"x")]);
     broken.write_layout(bad.path(), "t");
     std::fs::write(
         TestImage::blob_path(bad.path(), &broken.layers[0]),
         b"tampered",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let error = images
         .import_layout(bad.path(), "crp1/broken", Some("t"), None)
         .await

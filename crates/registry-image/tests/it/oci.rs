@@ -16,10 +16,10 @@ fn image() -> TestImage {
 
 #[test]
 fn a_good_layout_gives_its_manifest_config_and_layers() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let image = image();
     image.write_layout(dir.path(), "22.04");
-    let read = read_layout(dir.path(), Some("22.04")).unwrap_or_else(|e| panic!("{e}"));
+    let read = read_layout(dir.path(), Some("22.04")).unwrap();
     assert_eq!(read.tag.as_deref(), Some("22.04"));
     assert_eq!(read.manifest.digest, image.digest());
     assert_eq!(read.manifest.bytes, image.manifest);
@@ -36,17 +36,17 @@ fn a_good_layout_gives_its_manifest_config_and_layers() {
     );
 
     // With one image in the layout the tag may be left out.
-    let only = read_layout(dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+    let only = read_layout(dir.path(), None).unwrap();
     assert_eq!(only.manifest.digest, image.digest());
 }
 
 #[test]
 fn a_layout_with_several_images_is_read_by_tag() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let (a, b) = (image(), TestImage::new("other", &[("a", b"a")]));
     a.write_layout(dir.path(), "a");
     b.write_layout(dir.path(), "b");
-    let read = read_layout(dir.path(), Some("b")).unwrap_or_else(|e| panic!("{e}"));
+    let read = read_layout(dir.path(), Some("b")).unwrap();
     assert_eq!(read.manifest.digest, b.digest());
     assert!(matches!(
         read_layout(dir.path(), None),
@@ -63,13 +63,13 @@ fn a_layout_with_several_images_is_read_by_tag() {
 
 #[test]
 fn a_layer_whose_bytes_changed_is_refused() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let image = image();
     image.write_layout(dir.path(), "t");
     let path = TestImage::blob_path(dir.path(), &image.layers[1]);
     let mut bytes = std::fs::read(&path).unwrap_or_default();
     bytes[10] ^= 0xff;
-    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, bytes).unwrap();
     match read_layout(dir.path(), Some("t")) {
         Err(OciError::Mismatch { digest, what }) => {
             assert_eq!(digest, crate::support::sha256(&image.layers[1]));
@@ -81,14 +81,14 @@ fn a_layer_whose_bytes_changed_is_refused() {
 
 #[test]
 fn a_blob_of_the_wrong_size_is_refused() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let image = image();
     image.write_layout(dir.path(), "t");
     // The manifest says one size; make the descriptor in the index say another.
     let index_path = dir.path().join("index.json");
     let index = std::fs::read_to_string(&index_path).unwrap_or_default();
     let wrong = index.replace(&format!("\"size\":{}", image.manifest.len()), "\"size\":1");
-    std::fs::write(&index_path, wrong).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&index_path, wrong).unwrap();
     let error = read_layout(dir.path(), Some("t"))
         .err()
         .map(|e| e.to_string())
@@ -104,11 +104,10 @@ fn a_blob_of_the_wrong_size_is_refused() {
 
 #[test]
 fn a_missing_blob_is_refused() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let image = image();
     image.write_layout(dir.path(), "t");
-    std::fs::remove_file(TestImage::blob_path(dir.path(), &image.config))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(TestImage::blob_path(dir.path(), &image.config)).unwrap();
     match read_layout(dir.path(), Some("t")) {
         Err(OciError::MissingBlob(digest)) => {
             assert_eq!(digest, crate::support::sha256(&image.config))
@@ -151,7 +150,6 @@ fn manifests_that_are_not_single_images_are_refused() {
         "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.v2+json",
     );
-    let parsed =
-        ImageManifest::parse(docker.clone().into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let parsed = ImageManifest::parse(docker.clone().into_bytes()).unwrap();
     assert_eq!(parsed.digest, crate::support::sha256(docker.as_bytes()));
 }

@@ -10,18 +10,13 @@ use yc_registry_image::store::{ImageQuery, ImageStore, PushImage, Registry, Scop
 
 #[tokio::test]
 async fn every_list_shape_searches_an_index() {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     let registry = Registry {
         id: "crp1".into(),
         folder_id: "b1g".into(),
         name: "r".into(),
     };
-    store
-        .ensure_registry(&registry)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.ensure_registry(&registry).await.unwrap();
     let pushed = store
         .push(
             PushImage {
@@ -36,7 +31,7 @@ async fn every_list_shape_searches_an_index() {
             Timestamp::now(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
     let spec = FilterSpec {
         fields: &["name"],
@@ -71,10 +66,7 @@ async fn every_list_shape_searches_an_index() {
                             after,
                             limit: 101,
                         };
-                        let plan = store
-                            .query_plan(&query)
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                        let plan = store.query_plan(&query).await.unwrap();
                         let reads: Vec<&String> = plan
                             .iter()
                             .filter(|step| step.contains("cr_images"))

@@ -53,7 +53,7 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
                 name: id.into(),
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     }
     let mut n = 0;
     for (r, repository) in REPOSITORIES.iter().enumerate() {
@@ -65,14 +65,14 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
             store
                 .push(push(repository, n, tag), at(seconds))
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         }
     }
     // `latest` moves to a newer image of the first repository.
     store
         .push(push(REPOSITORIES[0], 2, Some("latest")), at(1_800_000_000))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut all = Vec::new();
     for (id, folder) in [
         ("crpone", "b1gfolder"),
@@ -91,7 +91,7 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
                 limit: 1000,
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         all.extend(
             images
                 .into_iter()
@@ -144,7 +144,7 @@ async fn paged(store: &SqlImageStore, query: &ImageQuery) -> Vec<String> {
     let mut ids = Vec::new();
     let mut query = query.clone();
     loop {
-        let page = store.list(&query).await.unwrap_or_else(|e| panic!("{e}"));
+        let page = store.list(&query).await.unwrap();
         ids.extend(page.iter().map(|i| i.id.clone()));
         match page.last() {
             Some(last) if page.len() == query.limit => query.after = Some(last.id.clone()),
@@ -232,14 +232,9 @@ async fn lists_like_the_oracle(store: &SqlImageStore) {
         limit: 4,
     };
     let expected = oracle(&all, &query);
-    let first = store.list(&query).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = store.list(&query).await.unwrap();
     let stop = first.last().map(|i| i.id.clone()).unwrap_or_default();
-    assert!(
-        store
-            .delete(&stop, at(1_900_000_000))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
+    assert!(store.delete(&stop, at(1_900_000_000)).await.unwrap());
     assert_eq!(store.get(&stop).await.ok().flatten(), None);
     let rest = paged(
         store,
@@ -265,9 +260,7 @@ async fn lists_like_the_oracle(store: &SqlImageStore) {
 
 #[tokio::test]
 async fn sqlite_lists_like_the_oracle() {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     lists_like_the_oracle(&store).await;
 }
 
@@ -276,9 +269,7 @@ async fn postgres_lists_like_the_oracle() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::open(pg.pool.clone()).await.unwrap();
     lists_like_the_oracle(&store).await;
     // Text sorts by code point whatever the database's default collation.
     let collations = pg.text_collations("cr_images").await;
@@ -296,29 +287,22 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let one = SqlImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let two = SqlImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let one = SqlImageStore::open(pg.pool.clone()).await.unwrap();
+    let two = SqlImageStore::open(pg.pool.clone()).await.unwrap();
     one.ensure_registry(&Registry {
         id: "crpone".into(),
         folder_id: "b1g".into(),
         name: "one".into(),
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let mut created = 0;
     for n in 0..20 {
         let (a, b) = tokio::join!(
             one.push(push("crpone/app", n, Some("latest")), at(1)),
             two.push(push("crpone/app", n, Some("latest")), at(1))
         );
-        let (a, b) = (
-            a.unwrap_or_else(|e| panic!("{e}")),
-            b.unwrap_or_else(|e| panic!("{e}")),
-        );
+        let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.image.id, b.image.id, "one image per manifest");
         created += usize::from(a.created) + usize::from(b.created);
     }
@@ -335,7 +319,7 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
             limit: 100,
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(images.len(), 20);
     let tagged = images
         .iter()
@@ -352,9 +336,7 @@ async fn every_postgres_list_shape_scans_an_index() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::open(pg.pool.clone()).await.unwrap();
     let all = fill(&store).await;
     let some_id = all.first().map(|(i, _, _)| i.id.clone());
     let spec = FilterSpec {
@@ -382,11 +364,7 @@ async fn every_postgres_list_shape_scans_an_index() {
                             after,
                             limit: 101,
                         };
-                        let plan = store
-                            .query_plan(&query)
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"))
-                            .join("\n");
+                        let plan = store.query_plan(&query).await.unwrap().join("\n");
                         assert!(plan.contains("Index Scan"), "{query:?}:\n{plan}");
                         assert!(!plan.contains("Seq Scan"), "{query:?}:\n{plan}");
                         assert!(!plan.contains("Sort"), "{query:?}:\n{plan}");
@@ -410,22 +388,19 @@ async fn tags_page_and_resolve(store: &SqlImageStore) {
             name: "one".into(),
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     for (n, tag) in ["v2", "V1", "latest", "v10"].iter().enumerate() {
         store
             .push(push("crpone/app", n, Some(tag)), at(1))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     }
     store
         .push(push("crpone/other", 9, Some("zzz")), at(1))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let page = |after: Option<&'static str>| async move {
-        store
-            .tags("crpone/app", after, 2)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        store.tags("crpone/app", after, 2).await.unwrap()
     };
     assert_eq!(page(None).await, ["V1", "latest"]);
     assert_eq!(page(Some("latest")).await, ["v10", "v2"]);
@@ -433,26 +408,18 @@ async fn tags_page_and_resolve(store: &SqlImageStore) {
     let tagged = store
         .resolve("crpone/app", "v10")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("v10 resolves"));
     assert_eq!(tagged.tags, ["v10"]);
-    let by_digest = store
-        .resolve("crpone/app", &tagged.digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let by_digest = store.resolve("crpone/app", &tagged.digest).await.unwrap();
     assert_eq!(by_digest.map(|i| i.id), Some(tagged.id));
-    let elsewhere = store
-        .resolve("crpone/other", "v10")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = store.resolve("crpone/other", "v10").await.unwrap();
     assert_eq!(elsewhere, None);
 }
 
 #[tokio::test]
 async fn sqlite_tags_page_and_resolve() {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     tags_page_and_resolve(&store).await;
 }
 
@@ -461,9 +428,7 @@ async fn postgres_tags_page_and_resolve() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    let store = SqlImageStore::open(pg.pool.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::open(pg.pool.clone()).await.unwrap();
     tags_page_and_resolve(&store).await;
     pg.drop_schema().await;
 }

@@ -26,9 +26,7 @@ struct Fixture {
 }
 
 async fn serve() -> Fixture {
-    let store = SqlImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlImageStore::in_memory().await.unwrap();
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     let images = RegistryImages::new(Arc::new(store), runner.clone());
     let registry = Registry {
@@ -36,10 +34,7 @@ async fn serve() -> Fixture {
         folder_id: "b1gfolder".into(),
         name: "main".into(),
     };
-    images
-        .ensure_registry(&registry)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    images.ensure_registry(&registry).await.unwrap();
     for (repo, seed, tag) in [
         ("crp1/app", "one", Some("latest")),
         ("crp1/app", "two", Some("v2")),
@@ -50,17 +45,12 @@ async fn serve() -> Fixture {
             &[("base", b"shared base"), ("layer", seed.as_bytes())],
         )
         .manifest;
-        let manifest = ImageManifest::parse(manifest).unwrap_or_else(|e| panic!("{e}"));
-        images
-            .push(repo, &manifest, tag)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let manifest = ImageManifest::parse(manifest).unwrap();
+        images.push(repo, &manifest, tag).await.unwrap();
     }
 
-    let grpc_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let grpc_addr = grpc_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc_listener.local_addr().unwrap();
     let (image_service, operation_service) = (
         RegistryImageGrpc::server(images.clone()),
         OperationGrpc::server(runner.clone()),
@@ -76,10 +66,8 @@ async fn serve() -> Fixture {
             .serve_with_incoming(incoming)
             .await;
     });
-    let rest_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let rest_addr = rest_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let rest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest_addr = rest_listener.local_addr().unwrap();
     let router = yc_api_runtime::rest::router([
         RegistryImageGrpc::rest(images.clone()),
         yc_operations::OperationGrpc::rest(runner),
@@ -91,10 +79,10 @@ async fn serve() -> Fixture {
         let _ = axum::serve(rest_listener, router).await;
     });
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     Fixture {
         images,
         grpc: ImageServiceClient::new(channel.clone()),
@@ -116,7 +104,7 @@ async fn rest_get(url: &str) -> (u16, Value) {
 }
 
 fn query_of(request: &ListImagesRequest) -> String {
-    let mut url = reqwest::Url::parse("http://x/").unwrap_or_else(|e| panic!("{e}"));
+    let mut url = reqwest::Url::parse("http://x/").unwrap();
     let page_size = request.page_size.to_string();
     for (k, v) in [
         ("registryId", request.registry_id.as_str()),
@@ -317,11 +305,7 @@ async fn the_typed_client_works_the_same_over_both_transports() {
         ),
         (
             "rest",
-            RegistryImageClient::new(
-                ApiClient::rest(&f.base)
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .with_wait_policy(fast),
-            ),
+            RegistryImageClient::new(ApiClient::rest(&f.base).unwrap().with_wait_policy(fast)),
         ),
     ];
     let request = ListImagesRequest {

@@ -126,9 +126,7 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
 fn grpc_request<T>(who: Who, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = who.token() {
-        let value = format!("Bearer {token}")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let value = format!("Bearer {token}").parse().unwrap();
         request.metadata_mut().insert("authorization", value);
     }
     request
@@ -145,7 +143,7 @@ async fn every_grpc_call_as_everyone() {
     use compute::image_service_client::ImageServiceClient as ComputeClient;
     use registry::image_service_client::ImageServiceClient as RegistryClient;
 
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
     let channel: Channel = channel(&server).await;
     let images = ComputeClient::new(channel.clone());
@@ -341,7 +339,7 @@ async fn every_grpc_call_as_everyone() {
     let endpoints = ApiEndpointServiceClient::new(channel.clone())
         .list(ListApiEndpointsRequest::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!endpoints.into_inner().endpoints.is_empty());
 
     // What exists in no folder is NOT_FOUND for anyone signed in; the real API hides nothing
@@ -439,9 +437,9 @@ async fn rest(
             .header("content-type", "application/json")
             .body(body.to_string());
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let bytes = response.bytes().await.unwrap();
     let body: Value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
     if status == 200 {
@@ -456,7 +454,7 @@ async fn rest(
 async fn every_rest_call_as_everyone() {
     use reqwest::Method;
 
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
     let base = server.url();
     let http = reqwest::Client::new();
@@ -563,11 +561,7 @@ async fn every_rest_call_as_everyone() {
     assert_eq!(deleted["createdBy"], EDITOR);
 
     // Health checks need no token.
-    let healthz = http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let healthz = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(healthz.status(), 200);
 
     // The other folder's subject lists its own folder only.
@@ -592,7 +586,7 @@ async fn the_official_python_sdk_finds_everything_by_discovery_over_tls() {
     let Some(python) = crate::support::sdk_python("the Python SDK discovery test") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--tls"]);
     let ca = dir.path().join("data/tls/ca.pem");
     let args = [

@@ -159,10 +159,10 @@ fn check_grpc_error(what: &str, status: &tonic::Status) {
 
 async fn grpc_barrage(server: &Server) {
     let channel = tonic::transport::Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let messages = bad_messages();
     for method in grpc_methods() {
         let path: tonic::codegen::http::uri::PathAndQuery =
@@ -176,12 +176,10 @@ async fn grpc_barrage(server: &Server) {
             ] {
                 let mut grpc =
                     tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(8 << 20);
-                grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
+                grpc.ready().await.unwrap();
                 let mut request = tonic::Request::new(body.clone());
                 if let Some(token) = token {
-                    let value = format!("Bearer {token}")
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{e}"));
+                    let value = format!("Bearer {token}").parse().unwrap();
                     request.metadata_mut().insert("authorization", value);
                 }
                 let what = format!(
@@ -228,7 +226,7 @@ async fn rest(
     token: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> (u16, bool, Vec<u8>, bool) {
-    let method: reqwest::Method = method.parse().unwrap_or_else(|e| panic!("{e}"));
+    let method: reqwest::Method = method.parse().unwrap();
     let mut request = http.request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -256,7 +254,7 @@ async fn rest_barrage(server: &Server) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"\x00\xff not json".to_vec()),
@@ -404,7 +402,7 @@ fn resident_kb(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rpc_and_route_refuses_bad_input_in_the_api_format_and_stays_up() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     // A first round warms the allocator and every cache; later rounds must not grow.
     grpc_barrage(&server).await;
@@ -421,6 +419,6 @@ async fn every_rpc_and_route_refuses_bad_input_in_the_api_format_and_stays_up() 
     );
     let health = reqwest::get(format!("{}/healthz", server.url()))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(health.status(), 200);
 }

@@ -39,7 +39,7 @@ fn run_at(endpoint: &str, token: &str, args: &[&str]) -> Output {
         .env("YC_IMAGES_ENDPOINT", endpoint)
         .env("YC_IMAGES_TOKEN", token)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// What a command that must succeed printed.
@@ -69,7 +69,7 @@ fn failure(server: &Server, token: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_cli_drives_both_apis_and_says_what_failed() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
 
     // Compute images: a table for a person, JSON and YAML for scripts.
@@ -210,7 +210,7 @@ fn the_cli_drives_both_apis_and_says_what_failed() {
 /// made); without it, or over plaintext to a TLS server, it fails with one line.
 #[test]
 fn the_cli_trusts_the_ca_it_is_given() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--tls"]);
     let https = format!("https://{}", server.address);
     let ca = dir.path().join("data/tls/ca.pem");

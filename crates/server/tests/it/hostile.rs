@@ -74,7 +74,7 @@ async fn fresh_calls(server: &Server) -> (Duration, Duration) {
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let health = http
         .get(format!("{}/healthz", server.url()))
         .send()
@@ -84,7 +84,7 @@ async fn fresh_calls(server: &Server) -> (Duration, Duration) {
     let rest = started.elapsed();
     let started = Instant::now();
     let channel = tonic::transport::Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .timeout(Duration::from_secs(10))
         .connect()
         .await
@@ -103,7 +103,7 @@ async fn fresh_calls(server: &Server) -> (Duration, Duration) {
 /// answered within a second all along, because the connections idle longest make room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_and_silent_clients_beyond_the_file_limit_do_not_hold_the_server() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 256, &["--max-connections", "150"]);
     let mut attackers = Vec::new();
     for n in 0..400 {
@@ -153,7 +153,7 @@ async fn closed_within(socket: &mut TcpStream, limit: Duration) -> Option<Durati
 /// closed after their time limit.
 #[tokio::test]
 async fn every_connection_has_time_limits() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
         1024,
@@ -168,13 +168,11 @@ async fn every_connection_has_time_limits() {
     );
 
     // Headers, one line at a time, never finished.
-    let mut socket = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut socket = TcpStream::connect(&server.address).await.unwrap();
     socket
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: slow\r\n")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let writer = {
         let (_, mut half) = socket.into_split();
         tokio::spawn(async move {
@@ -191,23 +189,21 @@ async fn every_connection_has_time_limits() {
             20
         })
     };
-    let lines = writer.await.unwrap_or_else(|e| panic!("{e}"));
+    let lines = writer.await.unwrap();
     assert!(
         lines < 10,
         "the server took header lines for {lines} × 300 ms"
     );
 
     // A body that stops: the call fails and the connection is closed.
-    let mut socket = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut socket = TcpStream::connect(&server.address).await.unwrap();
     socket
         .write_all(
             b"POST /compute/v1/images HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n\
               Content-Length: 1000\r\n\r\n{\"folderId\": \"b1ghostile\"",
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut answer = vec![0u8; 4096];
     let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
         .await
@@ -224,7 +220,7 @@ async fn every_connection_has_time_limits() {
     assert_idle_closed(&server, Duration::from_millis(800)).await;
     drop(server);
     // With a longer header limit, the idle time limit closes it.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
         1024,
@@ -235,18 +231,13 @@ async fn every_connection_has_time_limits() {
 
 /// A keep-alive connection left idle after one answer is closed, after `at_least`.
 async fn assert_idle_closed(server: &Server, at_least: Duration) {
-    let mut socket = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut socket = TcpStream::connect(&server.address).await.unwrap();
     socket
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut buffer = vec![0u8; 4096];
-    let read = socket
-        .read(&mut buffer)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let read = socket.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
     let closed = closed_within(&mut socket, Duration::from_secs(6)).await;
     assert!(
@@ -260,7 +251,7 @@ async fn assert_idle_closed(server: &Server, at_least: Duration) {
 /// period is over, whatever the rest still hold.
 #[tokio::test]
 async fn sigterm_waits_for_calls_in_flight_only_for_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), 1024, &["--shutdown-grace", "2"]);
     let holders: Vec<_> = (0..20)
         .map(|n| {
@@ -271,21 +262,17 @@ async fn sigterm_waits_for_calls_in_flight_only_for_the_grace_period() {
         })
         .collect();
     // A body that never ends, and one that ends a moment after SIGTERM.
-    let mut stalled = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stalled = TcpStream::connect(&server.address).await.unwrap();
     stalled
         .write_all(
             b"POST /compute/v1/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
               Content-Length: 5000\r\n\r\n{",
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let body =
         format!(r#"{{"folderId": "{FOLDER}", "name": "during-shutdown", "imageId": "{IMAGE}"}}"#);
-    let mut finishing = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut finishing = TcpStream::connect(&server.address).await.unwrap();
     finishing
         .write_all(
             format!(
@@ -297,27 +284,24 @@ async fn sigterm_waits_for_calls_in_flight_only_for_the_grace_period() {
             .as_bytes(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
     server.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    finishing
-        .write_all(&body.as_bytes()[10..])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    finishing.write_all(&body.as_bytes()[10..]).await.unwrap();
     let mut answer = vec![0u8; 8192];
     let read = tokio::time::timeout(Duration::from_secs(5), finishing.read(&mut answer))
         .await
         .unwrap_or_else(|_| panic!("no answer"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     let mut exited = None;
     while started.elapsed() < Duration::from_secs(8) {
-        if let Some(status) = server.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(status) = server.child.try_wait().unwrap() {
             exited = Some(status);
             break;
         }
@@ -343,7 +327,7 @@ async fn sigterm_waits_for_calls_in_flight_only_for_the_grace_period() {
 #[tokio::test]
 async fn forged_page_tokens_are_refused() {
     use base64::Engine as _;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 1024, &[]);
     let mut images = ImageServiceClient::new(crate::support::channel(&server).await);
     for version in [1u8, 2] {
@@ -373,13 +357,8 @@ async fn forged_page_tokens_are_refused() {
 
 /// A raw HTTP/1.1 exchange: the request as bytes, the answer's status, headers and body.
 async fn raw(server: &Server, request: &[u8]) -> (u16, String, String) {
-    let mut socket = TcpStream::connect(&server.address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    socket
-        .write_all(request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut socket = TcpStream::connect(&server.address).await.unwrap();
+    socket.write_all(request).await.unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -397,7 +376,7 @@ async fn raw(server: &Server, request: &[u8]) -> (u16, String, String) {
 /// the limit (413), paths that do not decode, and query parameters that do not read, named.
 #[tokio::test]
 async fn every_rest_error_is_the_api_json_error() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 1024, &["--max-request-bytes", "65536"]);
     let big = format!(
         r#"{{"folderId": "{FOLDER}", "description": "{}"}}"#,
@@ -480,7 +459,7 @@ async fn every_rest_error_is_the_api_json_error() {
 /// they were encoded, with its request id, rather than refused by the HTTP parser.
 #[tokio::test]
 async fn unencoded_quotes_in_a_query_are_served() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 1024, &[]);
     let (status, head, body) = raw(
         &server,
@@ -504,7 +483,7 @@ async fn unencoded_quotes_in_a_query_are_served() {
 async fn grpc_errors_are_bounded_and_large_messages_are_resource_exhausted() {
     use yc_proto_types::google::protobuf::FieldMask;
     use yc_proto_types::yandex::cloud::compute::v1::UpdateImageRequest;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), 1024, &[]);
     let mut images = ImageServiceClient::new(crate::support::channel(&server).await)
         .max_encoding_message_size(64 << 20);
@@ -597,7 +576,7 @@ async fn a_refusal_before_the_body_is_read_reaches_the_client_over_tls() {
     let Some(python) = crate::support::sdk_python("a_refusal_before_the_body_is_read") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let iam = dir.path().join("iam.json");
     crate::support::write_iam(
         &iam,

@@ -162,13 +162,13 @@ impl Servers {
                     .entry(url.clone())
                     .or_insert_with(|| {
                         Channel::from_shared(url.clone())
-                            .unwrap_or_else(|e| panic!("{e}"))
+                            .unwrap()
                             .timeout(Duration::from_secs(20))
                             .connect_lazy()
                     })
                     .clone()
             })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         (url, channel)
     }
 }
@@ -305,7 +305,7 @@ async fn client(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let layers = layers();
     let mut count = 0u64;
     while Instant::now() < until {
@@ -331,7 +331,7 @@ async fn client(
                     ..Default::default()
                 };
                 let answer = images.create(request).await;
-                let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
+                let mut model = model.lock().unwrap();
                 match answer {
                     Ok(op) => {
                         let op = op.into_inner();
@@ -365,7 +365,7 @@ async fn client(
                     ..Default::default()
                 };
                 let answer = images.update(request).await;
-                let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
+                let mut model = model.lock().unwrap();
                 let Some(call) = model.call(answer) else {
                     continue;
                 };
@@ -382,7 +382,7 @@ async fn client(
                         image_id: id.clone(),
                     })
                     .await;
-                let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
+                let mut model = model.lock().unwrap();
                 let Some(call) = model.call(answer) else {
                     continue;
                 };
@@ -393,7 +393,7 @@ async fn client(
             80..=83 => {
                 // Cancel a Create: a running one stops, its image ERROR.
                 let op = {
-                    let model = model.lock().unwrap_or_else(|e| panic!("{e}"));
+                    let model = model.lock().unwrap();
                     choices
                         .pick(&known)
                         .and_then(|id| model.images.get(id))
@@ -431,7 +431,7 @@ async fn client(
                         image_id: id.clone(),
                     })
                     .await;
-                let mut model = model.lock().unwrap_or_else(|e| panic!("{e}"));
+                let mut model = model.lock().unwrap();
                 let Some(call) = model.call(answer) else {
                     continue;
                 };
@@ -529,10 +529,10 @@ fn allowed_values(log: &ImageLog, field: Field, ops: &HashMap<String, Operation>
 /// Checks every resource against the model, through `server`.
 async fn check(model: &Model, server: &str) {
     let channel = Channel::from_shared(server.to_owned())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let ops = finished_operations(model, channel.clone()).await;
     let mut images = compute::image_service_client::ImageServiceClient::new(channel.clone());
     let mut checked = (0, 0, 0);
@@ -632,7 +632,7 @@ async fn check(model: &Model, server: &str) {
             .header("accept", "application/vnd.oci.image.manifest.v1+json")
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         if deleted {
             assert_eq!(got.err().map(|e| e.code()), Some(tonic::Code::NotFound));
             assert_eq!(manifest.status(), 404, "{}", pushed.image_id);
@@ -646,7 +646,7 @@ async fn check(model: &Model, server: &str) {
             .into_inner();
         assert_eq!(image.digest, pushed.digest);
         assert_eq!(manifest.status(), 200, "{}", pushed.image_id);
-        let bytes = manifest.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+        let bytes = manifest.bytes().await.unwrap();
         assert!(bytes[..] == pushed.manifest[..], "{}", pushed.image_id);
         let layer = http
             .get(format!(
@@ -655,9 +655,9 @@ async fn check(model: &Model, server: &str) {
             ))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(layer.status(), 200);
-        let bytes = layer.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+        let bytes = layer.bytes().await.unwrap();
         assert!(
             bytes[..] == pushed.layer[..],
             "layer of {}",
@@ -711,7 +711,7 @@ fn start(dir: &std::path::Path, setup: &Setup, seed: &str) -> Server {
 async fn scenario(setup: Setup, kill: bool) {
     let seed = seed();
     let mut choices = Choices::new(seed);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let seeds = seed_dir(dir.path());
     let mut running = vec![start(dir.path(), &setup, &seeds)];
     if matches!(setup, Setup::Replicas(_)) {
@@ -752,7 +752,7 @@ async fn scenario(setup: Setup, kill: bool) {
             .await
             .unwrap_or_else(|e| panic!("a client failed: {e}"));
     }
-    let model = std::mem::take(&mut *model.lock().unwrap_or_else(|e| panic!("{e}")));
+    let model = std::mem::take(&mut *model.lock().unwrap());
     check(&model, &running[0].url()).await;
 }
 

@@ -38,25 +38,22 @@ fn big_layout(dir: &Path, size: usize) -> (String, Vec<u8>) {
     let digest = write_layout(dir, "big", "latest");
     let manifest_path = dir.join("blobs/sha256").join(&digest[7..]);
     let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     let layer: Vec<u8> = (0..size)
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect();
     let layer_digest = sha256(&layer);
-    std::fs::write(dir.join("blobs/sha256").join(&layer_digest[7..]), &layer)
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("blobs/sha256").join(&layer_digest[7..]), &layer).unwrap();
     manifest["layers"][0]["digest"] = layer_digest.into();
     manifest["layers"][0]["size"] = size.into();
     let bytes = manifest.to_string().into_bytes();
     let digest = sha256(&bytes);
-    std::fs::write(dir.join("blobs/sha256").join(&digest[7..]), &bytes)
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("blobs/sha256").join(&digest[7..]), &bytes).unwrap();
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
         "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "latest"},
     }]});
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     (digest, layer)
 }
 
@@ -66,7 +63,7 @@ fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
         .env("YC_IMAGES_ENDPOINT", server.url())
         .env("YC_IMAGES_TOKEN", token)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// What `yc-images <args> --format json` printed; it must succeed.
@@ -90,17 +87,13 @@ fn listed(server: &Server, repository: &str) -> Value {
 
 /// `GET url` with `token` as a bearer token.
 async fn get(http: &reqwest::Client, url: impl reqwest::IntoUrl, token: &str) -> reqwest::Response {
-    http.get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    http.get(url).bearer_auth(token).send().await.unwrap()
 }
 
 /// The spec's error code of an answer.
 async fn error_code(response: reqwest::Response) -> String {
-    let bytes = response.bytes().await.unwrap_or_else(|e| panic!("{e}"));
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = response.bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
     body["errors"][0]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
@@ -109,7 +102,7 @@ async fn error_code(response: reqwest::Response) -> String {
 
 #[tokio::test]
 async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let layout = dir.path().join("layout");
     // Larger than a piece of the push (4 MiB) and of the store (1 MiB).
@@ -145,14 +138,14 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         .header("accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(manifest.status(), 200);
     assert_eq!(manifest.headers()["docker-content-digest"], digest.as_str());
     assert_eq!(
         manifest.headers()["content-type"],
         "application/vnd.oci.image.manifest.v1+json"
     );
-    let manifest_bytes = manifest.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let manifest_bytes = manifest.bytes().await.unwrap();
     assert_eq!(sha256(&manifest_bytes), digest);
     let pulled = http
         .get(format!(
@@ -162,9 +155,9 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         .bearer_auth("viewer-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(pulled.status(), 200);
-    let pulled = pulled.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let pulled = pulled.bytes().await.unwrap();
     assert_eq!(pulled.len(), layer.len());
     assert!(pulled.as_ref() == layer.as_slice(), "the layer changed");
 
@@ -192,8 +185,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         next,
         format!("</v2/{REGISTRY}/team/app/tags/list?n=2&last=v2>; rel=\"next\"")
     );
-    let page: Value = serde_json::from_slice(&page.bytes().await.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page: Value = serde_json::from_slice(&page.bytes().await.unwrap_or_default()).unwrap();
     assert_eq!(page["tags"], serde_json::json!(["v1", "v2"]));
     let next_url = next
         .trim_start_matches('<')
@@ -202,8 +194,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         .unwrap_or_default();
     let last = get(&http, format!("{base}{next_url}"), "viewer-token").await;
     assert!(!last.headers().contains_key("link"));
-    let last: Value = serde_json::from_slice(&last.bytes().await.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let last: Value = serde_json::from_slice(&last.bytes().await.unwrap_or_default()).unwrap();
     assert_eq!(last["tags"], serde_json::json!(["v3"]));
 
     // The image the server was seeded with pulls too.
@@ -250,11 +241,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
     .await;
     assert_eq!(stranger.status(), 403);
     assert_eq!(error_code(stranger).await, "DENIED");
-    let anonymous = http
-        .get(format!("{base}/v2/"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let anonymous = http.get(format!("{base}/v2/")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(
         anonymous.headers()["www-authenticate"],
@@ -266,7 +253,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
         .basic_auth("iam", Some("viewer-token"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(version.status(), 200);
     assert_eq!(
         version.headers()["docker-distribution-api-version"],
@@ -296,7 +283,7 @@ async fn import_pushes_a_layout_that_pulls_back_byte_for_byte() {
 
 #[tokio::test]
 async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let http = reqwest::Client::new();
     let base = server.url();
@@ -308,7 +295,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(started.status(), 202);
     assert_eq!(started.headers()["range"], "0-0");
     let location = started.headers()["location"]
@@ -322,7 +309,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .body("0123456789")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(patched.status(), 202);
     assert_eq!(patched.headers()["range"], "0-9");
     // Bytes that do not continue the upload.
@@ -333,7 +320,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .body("56789")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(out_of_order.status(), 416);
     let claimed = sha256(b"something else");
     let finished = http
@@ -341,7 +328,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(finished.status(), 400);
     assert_eq!(error_code(finished).await, "DIGEST_INVALID");
     for digest in [claimed.as_str(), &sha256(b"0123456789")] {
@@ -350,7 +337,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
             .bearer_auth("editor-token")
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(head.status(), 404, "{digest}");
     }
 
@@ -363,7 +350,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .body(config.to_vec())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(monolithic.status(), 201);
     assert_eq!(
         monolithic.headers()["docker-content-digest"],
@@ -386,9 +373,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
             .body(body)
             .send()
     };
-    let refused = put(manifest.clone(), "v9")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = put(manifest.clone(), "v9").await.unwrap();
     assert_eq!(refused.status(), 400);
     assert_eq!(error_code(refused).await, "MANIFEST_BLOB_UNKNOWN");
     // The config is there but the manifest says another size.
@@ -398,14 +383,10 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         "layers": [],
     })
     .to_string();
-    let refused = put(wrong_size, "v9")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = put(wrong_size, "v9").await.unwrap();
     assert_eq!(refused.status(), 400);
     assert_eq!(error_code(refused).await, "MANIFEST_INVALID");
-    let refused = put("not json".to_owned(), "v9")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = put("not json".to_owned(), "v9").await.unwrap();
     assert_eq!(error_code(refused).await, "MANIFEST_INVALID");
     // Pushed by a digest that is not its own.
     let good = serde_json::json!({
@@ -414,13 +395,9 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         "layers": [],
     })
     .to_string();
-    let refused = put(good.clone(), &missing)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = put(good.clone(), &missing).await.unwrap();
     assert_eq!(error_code(refused).await, "DIGEST_INVALID");
-    let refused = put(good.clone(), "-bad-tag")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = put(good.clone(), "-bad-tag").await.unwrap();
     assert_eq!(refused.status(), 400);
     assert_eq!(error_code(refused).await, "TAG_INVALID");
     // No registry.
@@ -430,7 +407,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .body(good.clone())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         refused.status(),
         404,
@@ -452,9 +429,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
 
     // The good one by its digest: untagged, and it pulls by digest.
     let digest = sha256(good.as_bytes());
-    let stored = put(good.clone(), &digest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = put(good.clone(), &digest).await.unwrap();
     assert_eq!(stored.status(), 201);
     assert!(stored.headers().contains_key("yc-image-id"));
     let pulled = get(&http, format!("{repo}/manifests/{digest}"), "editor-token").await;
@@ -468,7 +443,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(mounted.status(), 202, "an upload instead of a mount");
 }
 
@@ -478,7 +453,7 @@ async fn bad_pushes_are_refused_with_the_code_a_client_acts_on_and_store_nothing
 /// `NAME_UNKNOWN`, and a refused manifest leaves nothing behind, not even its bytes.
 #[tokio::test]
 async fn names_and_refusals_follow_the_distribution_spec() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let http = reqwest::Client::new();
     let base = server.url();
@@ -528,7 +503,7 @@ async fn names_and_refusals_follow_the_distribution_spec() {
         .body(manifest.clone())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(refused.status(), 400);
     assert_eq!(error_code(refused).await, "TAG_INVALID");
     let blob = get(
@@ -548,11 +523,8 @@ async fn raw_request(server: &Server, request: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut socket = tokio::net::TcpStream::connect(&server.address)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    socket
-        .write_all(request.as_bytes())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let _ = socket.read_to_end(&mut answer).await;
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -572,7 +544,7 @@ async fn start_upload(http: &reqwest::Client, base: &str) -> String {
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(started.status(), 202);
     started.headers()["location"]
         .to_str()
@@ -589,7 +561,7 @@ async fn patch(http: &reqwest::Client, url: String, range: String, body: Vec<u8>
         .body(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = answer.status().as_u16();
     let code = if status >= 400 {
         error_code(answer).await
@@ -608,38 +580,24 @@ struct SlowPatch {
 impl SlowPatch {
     async fn start(address: &str, location: &str, whole: usize, first: &[u8]) -> SlowPatch {
         use tokio::io::AsyncWriteExt as _;
-        let mut socket = tokio::net::TcpStream::connect(address)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let head = format!(
             "PATCH {location} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer editor-token\r\n\
              Content-Type: application/octet-stream\r\nContent-Range: 0-{}\r\n\
              Content-Length: {whole}\r\n\r\n",
             whole - 1
         );
-        socket
-            .write_all(head.as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        socket
-            .write_all(first)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(first).await.unwrap();
         SlowPatch { socket }
     }
 
     async fn finish(mut self, rest: &[u8]) -> String {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
-        self.socket
-            .write_all(rest)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.socket.write_all(rest).await.unwrap();
         let mut reader = tokio::io::BufReader::new(self.socket);
         let mut status = String::new();
-        reader
-            .read_line(&mut status)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        reader.read_line(&mut status).await.unwrap();
         status.trim().to_owned()
     }
 }
@@ -650,14 +608,14 @@ impl SlowPatch {
 /// its Content-Range's is refused.
 #[tokio::test]
 async fn an_upload_has_one_writer_at_a_time() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     // A refusal answered before the body is read closes its HTTP/1.1 connection; a pooled
     // connection could be taken just as it closes. Each request here has its own.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let base = server.url();
     let repo = format!("{base}/v2/{REGISTRY}/app");
     let data: Vec<u8> = (0..(1 << 20) + 5000).map(|i| (i % 253) as u8).collect();
@@ -690,7 +648,7 @@ async fn an_upload_has_one_writer_at_a_time() {
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(early_put.status(), 416);
     let status = slow.finish(&data[(1 << 20) + 7..]).await;
     assert!(status.starts_with("HTTP/1.1 202"), "{status}");
@@ -699,17 +657,17 @@ async fn an_upload_has_one_writer_at_a_time() {
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(finished.status(), 201);
     let pulled = http
         .get(format!("{repo}/blobs/{digest}"))
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .bytes()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(pulled[..] == data[..]);
 
     // Eight PATCHes at once from 0: exactly one is taken, and its content finishes.
@@ -741,7 +699,7 @@ async fn an_upload_has_one_writer_at_a_time() {
         .bearer_auth("editor-token")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(finished.status(), 201);
 
     // A Content-Range whose length is not the body's: refused, the upload unchanged.
@@ -773,16 +731,13 @@ async fn skopeo_pushes_and_pulls() {
         eprintln!("SKIPPED: skopeo_pushes_and_pulls needs skopeo (apt-get install skopeo)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let layout = dir.path().join("layout");
     let (digest, layer) = big_layout(&layout, 3 * 1024 * 1024 + 5);
     let address = server.url().trim_start_matches("http://").to_owned();
     let run = |args: &[&str]| {
-        let output = Command::new("skopeo")
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let output = Command::new("skopeo").args(args).output().unwrap();
         assert!(
             output.status.success(),
             "skopeo {args:?}: {}",
@@ -810,8 +765,7 @@ async fn skopeo_pushes_and_pulls() {
         &remote,
         &format!("oci:{}:s1", back.display()),
     ]);
-    let layer_back = std::fs::read(back.join("blobs/sha256").join(&sha256(&layer)[7..]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let layer_back = std::fs::read(back.join("blobs/sha256").join(&sha256(&layer)[7..])).unwrap();
     assert!(layer_back == layer, "the layer changed on the way");
     let tags = Command::new("skopeo")
         .args([
@@ -822,13 +776,13 @@ async fn skopeo_pushes_and_pulls() {
             &format!("docker://{address}/{REGISTRY}/skopeo/app"),
         ])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(
         tags.status.success(),
         "{}",
         String::from_utf8_lossy(&tags.stderr)
     );
-    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["s1"]), "{tags}");
     let listed = listed(&server, &format!("{REGISTRY}/skopeo/app"));
     assert_eq!(listed[0]["tags"], serde_json::json!(["s1"]), "{listed}");

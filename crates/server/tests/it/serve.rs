@@ -33,7 +33,7 @@ fn fast() -> WaitPolicy {
 
 #[tokio::test]
 async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let http = reqwest::Client::new();
 
@@ -41,7 +41,7 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
         .get(format!("{}/healthz", server.url()))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-server-trace-id"));
     let echoed = http
@@ -49,7 +49,7 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
         .header("x-request-id", "my-request-1")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         echoed
             .headers()
@@ -62,7 +62,7 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
     let listed = endpoints
         .list(ListApiEndpointsRequest::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_inner();
     let compute = listed
         .endpoints
@@ -78,7 +78,7 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
     );
     let rest = ComputeImageClient::new(
         yc_operations::ApiClient::rest(&server.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     let request = CreateImageRequest {
@@ -87,10 +87,7 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
         source: Some(Source::Uri(uri)),
         ..Default::default()
     };
-    let created = grpc
-        .create_and_wait(&request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let created = grpc.create_and_wait(&request).await.unwrap();
     assert_eq!(
         (created.status, created.size),
         (image::Status::Ready as i32, 6 << 20)
@@ -100,12 +97,12 @@ async fn grpc_and_rest_on_one_address_with_request_ids_and_discovery() {
 
 #[tokio::test]
 async fn confirmed_changes_survive_kill_9_and_a_restart() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let uri = file_server().await;
     let server = Server::start(dir.path());
     let client = ComputeImageClient::new(
         yc_operations::ApiClient::rest(&server.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     let mut kept = Vec::new();
@@ -116,23 +113,15 @@ async fn confirmed_changes_survive_kill_9_and_a_restart() {
             source: Some(Source::Uri(uri.clone())),
             ..Default::default()
         };
-        kept.push(
-            client
-                .create_and_wait(&request)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        kept.push(client.create_and_wait(&request).await.unwrap());
     }
-    client
-        .delete_and_wait(&kept[1].id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    client.delete_and_wait(&kept[1].id).await.unwrap();
     server.kill();
 
     let restarted = Server::start(dir.path());
     let client = ComputeImageClient::new(
         yc_operations::ApiClient::rest(&restarted.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     assert_eq!(client.get(&kept[0].id).await.ok().as_ref(), Some(&kept[0]));
@@ -147,7 +136,7 @@ async fn confirmed_changes_survive_kill_9_and_a_restart() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(
         operations.operations.iter().all(|o| o.done),
         "{:?}",
@@ -162,7 +151,7 @@ async fn the_official_python_sdk_drives_every_rpc() {
     let Some(python) = crate::support::sdk_python("the Python SDK end-to-end test") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let uri = file_server().await;
     let server = Server::start(dir.path());
     crate::support::run_sdk_script(
@@ -176,23 +165,23 @@ async fn the_official_python_sdk_drives_every_rpc() {
 
 #[tokio::test]
 async fn seeding_loads_layouts_and_compute_images_once() {
-    let seed = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let seed = tempfile::tempdir().unwrap();
     let registry = seed.path().join("container-registry/crpseedregistry00000");
-    std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&registry).unwrap();
     std::fs::write(
         registry.join("registry.json"),
         r#"{"folderId":"b1gseeded","name":"main"}"#,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let digest = write_layout(&registry.join("ubuntu/base"), "one", "22.04");
-    std::fs::create_dir_all(seed.path().join("compute")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(seed.path().join("compute")).unwrap();
     std::fs::write(
         seed.path().join("compute/ubuntu.json"),
         r#"{"id":"fd8seededimage000000","folderId":"standard-images","name":"ubuntu-2204","family":"ubuntu-2204-lts","size":"2361393152"}"#,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 
-    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = tempfile::tempdir().unwrap();
     let seed_arg = seed.path().to_string_lossy().into_owned();
     for _ in 0..2 {
         // Twice: seeding again changes nothing.
@@ -205,24 +194,23 @@ async fn seeding_loads_layouts_and_compute_images_once() {
             ))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .bytes()
             .await
             .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let images = listed["images"].as_array().cloned().unwrap_or_default();
         assert_eq!(images.len(), 1, "{listed}");
         assert_eq!(images[0]["name"], "crpseedregistry00000/ubuntu/base");
         assert_eq!(images[0]["digest"], digest.as_str());
         assert_eq!(images[0]["tags"], serde_json::json!(["22.04"]));
 
-        let compute = ComputeImageClient::new(
-            yc_operations::ApiClient::rest(&server.url()).unwrap_or_else(|e| panic!("{e}")),
-        );
+        let compute =
+            ComputeImageClient::new(yc_operations::ApiClient::rest(&server.url()).unwrap());
         let latest = compute
             .latest_by_family("standard-images", "ubuntu-2204-lts")
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             (latest.id.as_str(), latest.status),
             ("fd8seededimage000000", image::Status::Ready as i32)
@@ -238,7 +226,7 @@ async fn reflection_lists_every_service_and_health_answers() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut reflection = ServerReflectionClient::new(channel(&server).await);
     let ask = |request| {
@@ -250,12 +238,12 @@ async fn reflection_lists_every_service_and_health_answers() {
     let mut answers = reflection
         .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_inner();
     let answer = answers
         .message()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .and_then(|a| a.message_response);
     let Some(MessageResponse::ListServicesResponse(list)) = answer else {
         panic!("no service list: {answer:?}")
@@ -278,12 +266,12 @@ async fn reflection_lists_every_service_and_health_answers() {
             "yandex.cloud.compute.v1.ImageService".into(),
         )))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_inner();
     let answer = answers
         .message()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .and_then(|a| a.message_response);
     assert!(
         matches!(answer, Some(MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty())
@@ -295,7 +283,7 @@ async fn reflection_lists_every_service_and_health_answers() {
             service: "yandex.cloud.compute.v1.ImageService".into(),
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_inner()
         .status;
     assert_eq!(
@@ -307,7 +295,7 @@ async fn reflection_lists_every_service_and_health_answers() {
 /// Unauthenticated, the server listens only on loopback unless told otherwise.
 #[test]
 fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let stderr = Server::refused("0.0.0.0:0", dir.path());
     assert!(
         stderr.contains("refusing to serve on 0.0.0.0:0 without authentication")
@@ -327,8 +315,7 @@ fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
     drop(allowed);
     // With an IAM file every call is authenticated, so any address will do.
     let iam = dir.path().join("iam.json");
-    std::fs::write(&iam, r#"{"subjects": [{"id": "aje1", "tokens": ["t"]}]}"#)
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&iam, r#"{"subjects": [{"id": "aje1", "tokens": ["t"]}]}"#).unwrap();
     let authenticated =
         Server::start_on("0.0.0.0:0", dir.path(), &["--iam", &iam.to_string_lossy()]);
     assert!(authenticated.address.starts_with("0.0.0.0:"));
@@ -336,7 +323,7 @@ fn an_unauthenticated_server_stays_on_loopback_unless_allowed() {
 
 #[test]
 fn a_second_server_on_one_data_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let first = Server::start(dir.path());
     let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
@@ -350,17 +337,15 @@ fn a_second_server_on_one_data_dir_is_refused() {
 
 #[tokio::test]
 async fn a_data_dir_from_a_newer_version_is_refused() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     Server::start(dir.path()).kill();
     let database = dir.path().join("yc-images.sqlite");
-    let db = yc_sql::Db::sqlite_file(&database, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = yc_sql::Db::sqlite_file(&database, 1).await.unwrap();
     db.execute(&yc_sql::query(
         "UPDATE yc_schema SET version = 99 WHERE component = 'compute-image'",
     ))
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     db.close().await;
 
     let stderr = Server::refused("127.0.0.1:0", dir.path());
@@ -375,7 +360,7 @@ fn serve_help_explains_every_option() {
     let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
         .args(["serve", "--help"])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for option in [
@@ -403,12 +388,12 @@ fn serve_help_explains_every_option() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     server.terminate();
     let mut exited = None;
     for _ in 0..100 {
-        if let Some(status) = server.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(status) = server.child.try_wait().unwrap() {
             exited = Some(status);
             break;
         }
@@ -422,7 +407,7 @@ async fn sigterm_stops_the_server_cleanly() {
     let again = Server::start(dir.path());
     let health = reqwest::get(format!("{}/healthz", again.url()))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(health.status(), 200);
 }
 
@@ -455,7 +440,7 @@ async fn two_replicas_share_one_postgres_database() {
     let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let shared = ["--database-url", pg.url.as_str(), "--operation-lease", "2"];
     let one = Server::start_with(dir.path(), &shared);
     let two = Server::start_with(dir.path(), &shared);
@@ -474,7 +459,7 @@ async fn two_replicas_share_one_postgres_database() {
     );
     let rest_two = ComputeImageClient::new(
         yc_operations::ApiClient::rest(&two.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     let mut created = Vec::new();
@@ -488,26 +473,20 @@ async fn two_replicas_share_one_postgres_database() {
                 ..Default::default()
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let waiter =
             yc_operations::OperationWaiter::new(OperationServiceClient::new(channel(&two).await))
                 .with_policy(fast());
-        let done = waiter
-            .wait_done(operation.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let done = waiter.wait_done(operation.clone()).await.unwrap();
         assert!(done.done, "{done:?}");
-        let image = rest_two
-            .get(&operation_image_id(&operation))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let image = rest_two.get(&operation_image_id(&operation)).await.unwrap();
         assert_eq!(image.status, image::Status::Ready as i32);
         created.push(image);
     }
     let latest = through_two
         .latest_by_family("b1gshared", "shared")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(Some(&latest), created.last());
 
     // A page token from one continues on two.
@@ -517,10 +496,7 @@ async fn two_replicas_share_one_postgres_database() {
         order_by: "name desc".into(),
         ..Default::default()
     };
-    let first = through_one
-        .list(&request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = through_one.list(&request).await.unwrap();
     let second = through_two
         .list(
             &yc_proto_types::yandex::cloud::compute::v1::ListImagesRequest {
@@ -529,7 +505,7 @@ async fn two_replicas_share_one_postgres_database() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let names: Vec<&str> = first
         .images
         .iter()
@@ -556,11 +532,11 @@ async fn two_replicas_share_one_postgres_database() {
             )
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .bytes()
             .await
             .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         operation_ids.push(answer["id"].as_str().unwrap_or_default().to_owned());
     }
     assert!(!operation_ids[0].is_empty(), "{operation_ids:?}");
@@ -576,13 +552,10 @@ async fn two_replicas_share_one_postgres_database() {
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let image_id = operation_image_id(&operation);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let running = through_two
-        .get(&image_id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let running = through_two.get(&image_id).await.unwrap();
     assert_eq!(running.status, image::Status::Creating as i32);
     one.kill();
     let waiter =
@@ -591,10 +564,7 @@ async fn two_replicas_share_one_postgres_database() {
                 timeout: Some(Duration::from_secs(30)),
                 ..fast()
             });
-    let done = waiter
-        .wait_done(operation.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let done = waiter.wait_done(operation.clone()).await.unwrap();
     assert!(
         matches!(
             done.result,
@@ -602,10 +572,7 @@ async fn two_replicas_share_one_postgres_database() {
         ),
         "{done:?}"
     );
-    let finished = through_two
-        .get(&image_id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let finished = through_two.get(&image_id).await.unwrap();
     assert_eq!(finished.status, image::Status::Ready as i32);
     let operations = through_two
         .list_operations(
@@ -615,7 +582,7 @@ async fn two_replicas_share_one_postgres_database() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(operations.operations.len(), 1);
     assert_eq!(operations.operations[0], done);
     drop(two);
@@ -628,7 +595,7 @@ fn operation_image_id(operation: &yc_proto_types::yandex::cloud::operation::Oper
     metadata
         .to_msg::<yc_proto_types::yandex::cloud::compute::v1::CreateImageMetadata>()
         .map(|m| m.image_id)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// Every RPC of both ImageServices and OperationService over REST, against the real binary,
@@ -636,7 +603,7 @@ fn operation_image_id(operation: &yc_proto_types::yandex::cloud::operation::Oper
 /// one is reachable.
 #[tokio::test]
 async fn every_rpc_over_rest_on_both_stores() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let seed = seed_dir(dir.path());
     let embedded = Server::start_with(dir.path(), &["--seed", &seed]);
     every_rpc_over_rest(&embedded).await;
@@ -654,12 +621,12 @@ fn seed_dir(dir: &Path) -> String {
     let seed = dir.join("seed");
     let registry = seed.join("container-registry/crprestregistry00000");
     if !registry.exists() {
-        std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&registry).unwrap();
         std::fs::write(
             registry.join("registry.json"),
             r#"{"folderId":"b1grest","name":"main"}"#,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         write_layout(&registry.join("app"), "rest", "v1");
     }
     seed.to_string_lossy().into_owned()
@@ -675,12 +642,12 @@ async fn every_rpc_over_rest(server: &Server) {
     let uri = file_server().await;
     let compute = ComputeImageClient::new(
         yc_operations::ApiClient::rest(&server.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     let registry = yc_registry_image::client::RegistryImageClient::new(
         yc_operations::ApiClient::rest(&server.url())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .with_wait_policy(fast()),
     );
     let http = reqwest::Client::new();
@@ -698,7 +665,7 @@ async fn every_rpc_over_rest(server: &Server) {
                     ..Default::default()
                 })
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         );
     }
     assert!(
@@ -710,10 +677,7 @@ async fn every_rpc_over_rest(server: &Server) {
         compute.get(&created[0].id).await.ok().as_ref(),
         Some(&created[0])
     );
-    let latest = compute
-        .latest_by_family("b1grest", "rest")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let latest = compute.latest_by_family("b1grest", "rest").await.unwrap();
     assert!(created.contains(&latest));
     let page = compute
         .list(&ListImagesRequest {
@@ -722,7 +686,7 @@ async fn every_rpc_over_rest(server: &Server) {
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(page.images, [created[1].clone()]);
     let updated = compute
         .update_and_wait(&UpdateImageRequest {
@@ -734,7 +698,7 @@ async fn every_rpc_over_rest(server: &Server) {
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(updated.description, "over REST");
     let operations = compute
         .list_operations(&ListImageOperationsRequest {
@@ -742,7 +706,7 @@ async fn every_rpc_over_rest(server: &Server) {
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(operations.operations.len(), 2, "create and update");
     assert!(operations.operations.iter().all(|o| o.done));
 
@@ -752,28 +716,25 @@ async fn every_rpc_over_rest(server: &Server) {
         .get(format!("{}/operations/{operation_id}", server.url()))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(got.status(), 200);
     let cancel = http
         .post(format!("{}/operations/{operation_id}:cancel", server.url()))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = cancel.status();
     let body: serde_json::Value = cancel
         .bytes()
         .await
         .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // Cancelling a done operation changes nothing and answers it as it is.
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["done"], true, "{body}");
     assert_eq!(body["id"], operation_id.as_str(), "{body}");
 
-    compute
-        .delete_and_wait(&created[1].id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    compute.delete_and_wait(&created[1].id).await.unwrap();
     let gone = compute
         .get(&created[1].id)
         .await
@@ -788,15 +749,12 @@ async fn every_rpc_over_rest(server: &Server) {
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(listed.images.len(), 1, "{listed:?}");
     let seeded = &listed.images[0];
     assert_eq!(seeded.tags, ["v1".to_owned()]);
     assert_eq!(registry.get(&seeded.id).await.ok().as_ref(), Some(seeded));
-    registry
-        .delete_and_wait(&seeded.id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    registry.delete_and_wait(&seeded.id).await.unwrap();
     let gone = registry.get(&seeded.id).await.err().map(|e| e.grpc_code());
     assert_eq!(gone, Some(tonic::Code::NotFound));
 
@@ -809,13 +767,13 @@ async fn every_rpc_over_rest(server: &Server) {
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad
         .bytes()
         .await
         .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         body["message"],
         "Request validation error: image_id: length must be at most 50"
@@ -827,9 +785,9 @@ async fn every_rpc_over_rest(server: &Server) {
 /// headers; and the lines queued for the log thread are written out when the server stops.
 #[tokio::test]
 async fn every_call_is_logged_in_its_span() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("server.log");
-    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let log = std::fs::File::create(&log_path).unwrap();
     let server = Server::launch(
         Server::command("127.0.0.1:0", &dir.path().join("data"), &[])
             .env("YC_IMAGES_LOG", "info")
@@ -847,7 +805,7 @@ async fn every_call_is_logged_in_its_span() {
             .header("x-request-id", format!("logged-rest-{n}"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(answer.status(), 404);
         let trace = answer.headers()["x-server-trace-id"]
             .to_str()
@@ -903,16 +861,16 @@ async fn stop_and_read_log(server: Server, log_path: &Path) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::fs::read_to_string(log_path).unwrap_or_else(|e| panic!("{e}"))
+    std::fs::read_to_string(log_path).unwrap()
 }
 
 /// `--log-format json`: one JSON object per line; a call's line holds its span with the
 /// request id, trace id, method and caller, and what happened in the call's fields.
 #[tokio::test]
 async fn json_logs_carry_the_call_span() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("server.log");
-    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let log = std::fs::File::create(&log_path).unwrap();
     let server = Server::launch(
         Server::command(
             "127.0.0.1:0",
@@ -930,7 +888,7 @@ async fn json_logs_carry_the_call_span() {
         .header("x-request-id", "json-call-1")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(answer.status(), 200);
     let trace = answer.headers()["x-server-trace-id"]
         .to_str()
@@ -962,7 +920,7 @@ async fn json_logs_carry_the_call_span() {
 /// operations running, database connections and blob bytes are there.
 #[tokio::test]
 async fn metrics_count_calls_by_method_and_code() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let http = reqwest::Client::new();
     for _ in 0..3 {
@@ -973,7 +931,7 @@ async fn metrics_count_calls_by_method_and_code() {
             ))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(answer.status(), 404);
     }
     let grpc = ComputeImageClient::new(yc_operations::ApiClient::grpc(channel(&server).await));
@@ -981,10 +939,10 @@ async fn metrics_count_calls_by_method_and_code() {
     // Made-up gRPC methods and REST paths.
     let mut raw = tonic::client::Grpc::new(channel(&server).await);
     for n in 0..20 {
-        raw.ready().await.unwrap_or_else(|e| panic!("{e}"));
+        raw.ready().await.unwrap();
         let path = format!("/yandex.cloud.compute.v1.ImageService/Made{n}")
             .parse::<axum::http::uri::PathAndQuery>()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let codec = tonic_prost::ProstCodec::<
             yc_proto_types::google::protobuf::Empty,
             yc_proto_types::google::protobuf::Empty,
@@ -1003,16 +961,16 @@ async fn metrics_count_calls_by_method_and_code() {
             .get(format!("{}/made/up/{n}", server.url()))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(answer.status(), 404);
     }
     let answer = http
         .get(format!("{}/metrics", server.url()))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(answer.status(), 200);
-    let text = answer.text().await.unwrap_or_else(|e| panic!("{e}"));
+    let text = answer.text().await.unwrap();
     let value = |series: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
@@ -1062,25 +1020,20 @@ async fn tls_connect(
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap_or_else(|e| panic!("{e}"))
-    {
-        roots
-            .add(cert.unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"));
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(&server.address)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let name =
-        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(name, tcp)
         .await
@@ -1094,14 +1047,14 @@ async fn tls_connect(
 async fn tls_with_a_certificate_made_for_this_machine() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("tls/ca.pem");
     let server = Server::start_with(dir.path(), &["--tls"]);
     assert_eq!(
         server.preamble,
         [format!("yc-images TLS CA certificate: {}", ca.display())]
     );
-    let first_ca = std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}"));
+    let first_ca = std::fs::read(&ca).unwrap();
 
     let h2 = tls_connect(&server, &ca, &[b"h2", b"http/1.1"]).await;
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -1110,12 +1063,9 @@ async fn tls_with_a_certificate_made_for_this_machine() {
     http1
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut answer = String::new();
-    http1
-        .read_to_string(&mut answer)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    http1.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("ok\n"), "{answer}");
 
@@ -1128,11 +1078,7 @@ async fn tls_with_a_certificate_made_for_this_machine() {
 
     drop(server);
     let again = Server::start_with(dir.path(), &["--tls"]);
-    assert_eq!(
-        std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}")),
-        first_ca,
-        "the CA is kept"
-    );
+    assert_eq!(std::fs::read(&ca).unwrap(), first_ca, "the CA is kept");
     drop(again);
 }
 
@@ -1142,7 +1088,7 @@ async fn tls_with_a_certificate_made_for_this_machine() {
 /// served with nothing else written.
 #[tokio::test]
 async fn every_http_rule_of_the_schema_is_served_over_rest() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let http = reqwest::Client::new();
     let rules = yc_proto_types::rpc::every_http_rule();
@@ -1168,7 +1114,7 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
                     .header("content-type", "application/json")
                     .body(body);
             }
-            let response = builder.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let response = builder.send().await.unwrap();
             let status = response.status().as_u16();
             let body = response
                 .bytes()

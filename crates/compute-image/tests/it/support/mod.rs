@@ -83,10 +83,8 @@ pub(crate) async fn files() -> SocketAddr {
 
 /// Serves `router` on a loopback port of its own; its address.
 pub(crate) async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -107,9 +105,7 @@ pub(crate) async fn failed_create(
     let error = response(&done(images, &op).await)
         .err()
         .unwrap_or_else(|| panic!("{name} became READY"));
-    let left = get(images, &image_id(&op))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let left = get(images, &image_id(&op)).await.unwrap();
     (error, left)
 }
 
@@ -123,9 +119,7 @@ pub(crate) async fn service(max_bytes: u64) -> ComputeImages {
 
 /// The service on a fresh in-memory store, fetching under `policy`.
 pub(crate) async fn service_with(policy: FetchPolicy) -> ComputeImages {
-    let store = SqlComputeImageStore::in_memory()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqlComputeImageStore::in_memory().await.unwrap();
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     ComputeImages::new(Arc::new(store), runner, policy)
 }
@@ -141,11 +135,7 @@ pub(crate) fn create(name: &str, source: Source) -> CreateImageRequest {
 
 pub(crate) async fn done(images: &ComputeImages, op: &Operation) -> Operation {
     for _ in 0..500 {
-        let current = images
-            .runner()
-            .get(&op.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let current = images.runner().get(&op.id).await.unwrap();
         if current.done {
             return current;
         }
@@ -185,9 +175,6 @@ pub(crate) async fn get(images: &ComputeImages, id: &str) -> Result<Image, Statu
 }
 
 pub(crate) async fn created(images: &ComputeImages, request: CreateImageRequest) -> Image {
-    let op = images
-        .create(&request, &Caller::system())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    response(&done(images, &op).await).unwrap_or_else(|e| panic!("{e}"))
+    let op = images.create(&request, &Caller::system()).await.unwrap();
+    response(&done(images, &op).await).unwrap()
 }

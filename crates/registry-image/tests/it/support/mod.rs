@@ -26,12 +26,9 @@ pub fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
         header.set_mode(0o644);
         header.set_mtime(1_718_873_645);
         header.set_cksum();
-        tar.append_data(&mut header, path, *content)
-            .unwrap_or_else(|e| panic!("{e}"));
+        tar.append_data(&mut header, path, *content).unwrap();
     }
-    tar.into_inner()
-        .and_then(|gz| gz.finish())
-        .unwrap_or_else(|e| panic!("{e}"))
+    tar.into_inner().and_then(|gz| gz.finish()).unwrap()
 }
 
 /// An image: its blobs by digest, and its manifest bytes.
@@ -84,17 +81,16 @@ impl TestImage {
     /// Writes the image into an OCI layout at `dir`, tagged `tag`, next to what is there.
     pub fn write_layout(&self, dir: &Path, tag: &str) {
         let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&blobs).unwrap();
         for blob in std::iter::once(&self.config)
             .chain(&self.layers)
             .chain([&self.manifest])
         {
             let name = sha256(blob);
             let name = name.trim_start_matches("sha256:");
-            std::fs::write(blobs.join(name), blob).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(blobs.join(name), blob).unwrap();
         }
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
         let index_path = dir.join("index.json");
         let mut manifests: Vec<serde_json::Value> = std::fs::read(&index_path)
             .ok()
@@ -108,7 +104,7 @@ impl TestImage {
             "annotations": { "org.opencontainers.image.ref.name": tag },
         }));
         let index = serde_json::json!({ "schemaVersion": 2, "manifests": manifests });
-        std::fs::write(index_path, index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(index_path, index.to_string()).unwrap();
     }
 
     /// The path of one of the image's blobs in a layout.

@@ -43,9 +43,7 @@ impl Server {
 
     /// Runs `yc-images serve` expecting it to refuse to start; returns what it said.
     pub(crate) fn refused(listen: &str, data_dir: &Path) -> String {
-        let output = Self::command(listen, data_dir, &[])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let output = Self::command(listen, data_dir, &[]).output().unwrap();
         assert!(!output.status.success(), "the server started");
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
@@ -71,9 +69,7 @@ impl Server {
         let mut reader = BufReader::new(stdout);
         loop {
             let mut line = String::new();
-            let read = reader
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let read = reader.read_line(&mut line).unwrap();
             assert!(
                 read > 0,
                 "yc-images ended before it listened: {:?}",
@@ -96,7 +92,7 @@ impl Server {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(sent.success());
     }
 
@@ -116,10 +112,8 @@ impl Drop for Server {
 
 /// Serves `router` on a loopback port of its own; its base URL, `http://<address>`.
 pub(crate) async fn serve_router(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -129,10 +123,10 @@ pub(crate) async fn serve_router(router: axum::Router) -> String {
 /// A gRPC channel to `server`.
 pub(crate) async fn channel(server: &Server) -> Channel {
     Channel::from_shared(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
@@ -149,11 +143,10 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
 /// Writes an OCI image layout with one image tagged `tag` into `dir`.
 pub(crate) fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
     let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&blobs).unwrap();
     let write = |bytes: &[u8]| {
         let digest = sha256(bytes);
-        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
         digest
     };
     let config = format!(
@@ -168,13 +161,12 @@ pub(crate) fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
     })
     .to_string();
     let digest = write(manifest.as_bytes());
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }]});
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     digest
 }
 
@@ -209,7 +201,7 @@ pub(crate) fn write_iam(path: &Path, grants: &[(&str, &str, &str, &str)]) {
         path,
         serde_json::json!({"subjects": subjects, "accessBindings": bindings}).to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 }
 
 /// Runs `tests/<script>` with the SDK's `python` and `args`, and checks it succeeded and said
@@ -242,12 +234,12 @@ pub(crate) async fn run_sdk_script(
 /// (repository `app`, tag `v1`, made from `layer`).
 pub(crate) fn seed_registry(seed: &Path, id: &str, folder: &str, layer: &str) {
     let registry = seed.join("container-registry").join(id);
-    std::fs::create_dir_all(&registry).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&registry).unwrap();
     std::fs::write(
         registry.join("registry.json"),
         serde_json::json!({"folderId": folder, "name": layer}).to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     write_layout(&registry.join("app"), layer, "v1");
 }
 
@@ -255,7 +247,7 @@ pub(crate) fn seed_registry(seed: &Path, id: &str, folder: &str, layer: &str) {
 /// `folder`, named `name`.
 pub(crate) fn seed_compute_image(seed: &Path, id: &str, folder: &str, name: &str) {
     let images = seed.join("compute");
-    std::fs::create_dir_all(&images).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&images).unwrap();
     std::fs::write(
         images.join(format!("{id}.json")),
         serde_json::json!({
@@ -265,7 +257,7 @@ pub(crate) fn seed_compute_image(seed: &Path, id: &str, folder: &str, name: &str
         })
         .to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 }
 
 /// A server with the IAM file `iam`, seeded from `seed`, its data in `dir/data`, and `extra`
