@@ -1,0 +1,186 @@
+//! Manifests and tags: `PUT`, `GET` and `HEAD` of `/v2/<repo>/manifests/<reference>`,
+//! `GET /v2/<repo>/tags/list`.
+
+use super::*;
+
+impl Distribution {
+    pub(super) async fn tags(
+        &self,
+        repo: &str,
+        params: &Params,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        const MOST: usize = 1000;
+        self.authorize(repo, caller, Role::Viewer).await?;
+        let limit = params.n.unwrap_or(MOST).clamp(1, MOST);
+        let mut tags = self
+            .images
+            .tags(repo, params.last.as_deref(), limit + 1)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
+        if tags.is_empty()
+            && params.last.is_none()
+            && !self
+                .images
+                .repository_exists(repo)
+                .await
+                .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?
+        {
+            return Err(OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                format!("repository {} has no images", yc_proto_types::quote(repo)),
+            ));
+        }
+        let more = tags.len() > limit;
+        tags.truncate(limit);
+        let mut response =
+            axum::Json(serde_json::json!({"name": repo, "tags": tags})).into_response();
+        if more && let Some(last) = tags.last() {
+            let next = format!("</v2/{repo}/tags/list?n={limit}&last={last}>; rel=\"next\"");
+            if let Ok(value) = HeaderValue::from_str(&next) {
+                response.headers_mut().insert(header::LINK, value);
+            }
+        }
+        Ok(response)
+    }
+
+    pub(super) async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        method: &Method,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, caller, Role::Viewer).await?;
+        let unknown = || {
+            OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!("{repo} has no manifest {reference}"),
+            )
+        };
+        let image = self
+            .images
+            .resolve(repo, reference)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "MANIFEST_UNKNOWN", "MANIFEST_INVALID"))?
+            .ok_or_else(unknown)?;
+        let blob = self
+            .blobs
+            .blob(registry, &image.digest)
+            .await?
+            .ok_or_else(|| {
+                OciApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!(
+                        "image {} was stored without its manifest's bytes (not pushed through \
+                     this API), so its manifest cannot be served",
+                        image.id
+                    ),
+                )
+            })?;
+        let bytes = self.blobs.read_all(&blob).await?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        let headers = [
+            ("content-type", media_type),
+            (CONTENT_DIGEST, image.digest.clone()),
+            ("content-length", bytes.len().to_string()),
+            (IMAGE_ID_HEADER, image.id.clone()),
+        ];
+        let body = if *method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(bytes)
+        };
+        Ok(with_headers(StatusCode::OK, &headers, body))
+    }
+
+    pub(super) async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        call: Call,
+    ) -> Result<Response, OciApiError> {
+        let registry = self.authorize(repo, &call.caller, Role::Editor).await?;
+        let bytes = axum::body::to_bytes(call.body, MANIFEST_LIMIT)
+            .await
+            .map_err(|e| {
+                OciApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_INVALID",
+                    format!("the manifest could not be read (at most {MANIFEST_LIMIT} bytes): {e}"),
+                )
+            })?;
+        let manifest = ImageManifest::parse(bytes.to_vec()).map_err(|e| {
+            OciApiError::from_status(oci_status(&e), "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
+        })?;
+        // Everything is checked before anything is stored: a refused push leaves nothing.
+        let tag = if reference.starts_with("sha256:") {
+            if reference != manifest.digest {
+                return Err(OciApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    format!(
+                        "the manifest's digest is {}, not {reference}",
+                        manifest.digest
+                    ),
+                ));
+            }
+            None
+        } else {
+            crate::service::check_tag(reference)
+                .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", s.message))?;
+            Some(reference)
+        };
+        for descriptor in manifest.manifest.blobs() {
+            let blob = self.blobs.blob(registry, &descriptor.digest).await?;
+            match blob {
+                None if descriptor.urls.is_empty() => {
+                    return Err(OciApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_BLOB_UNKNOWN",
+                        format!(
+                            "blob {} has not been pushed to {registry}; push it first",
+                            descriptor.digest
+                        ),
+                    ));
+                }
+                Some(blob) if blob.size != descriptor.size => {
+                    return Err(OciApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_INVALID",
+                        format!(
+                            "blob {} is {} bytes, the manifest says {}",
+                            descriptor.digest, blob.size, descriptor.size
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.blobs.put(registry, &manifest.bytes).await?;
+        let image = self
+            .images
+            .push(repo, &manifest, tag)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "TAG_INVALID"))?;
+        Ok(with_headers(
+            StatusCode::CREATED,
+            &[
+                (
+                    "location",
+                    format!("/v2/{repo}/manifests/{}", manifest.digest),
+                ),
+                (CONTENT_DIGEST, manifest.digest.clone()),
+                (IMAGE_ID_HEADER, image.id),
+                ("content-length", "0".to_owned()),
+            ],
+            Body::empty(),
+        ))
+    }
+}

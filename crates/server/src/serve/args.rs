@@ -1,0 +1,138 @@
+//! `yc-images serve` options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `<time>  INFO call{request_id=… trace_id=… method=… caller=…}: target: message fields`.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `yc-images serve` options; each also reads an environment variable.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// How log lines are written: `text` (one line of `name=value` fields per event) or `json`
+    /// (one JSON object per line, the call's span with its request id, trace id, method and
+    /// caller in `spans`).
+    #[arg(long, env = "YC_IMAGES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// Address to serve gRPC (HTTP/2) and REST (HTTP/1.1 and HTTP/2) on. Port 0 picks a free
+    /// port; the address served is printed on standard output.
+    #[arg(long, env = "YC_IMAGES_LISTEN", default_value = "127.0.0.1:50051")]
+    pub(crate) listen: SocketAddr,
+
+    /// Directory of the embedded store; created if missing. Every acknowledged change is in
+    /// it before the answer is sent.
+    #[arg(long, env = "YC_IMAGES_DATA_DIR", default_value = "./yc-images-data")]
+    pub(crate) data_dir: PathBuf,
+
+    /// Hosts that image URIs may be fetched from (repeat the flag, or separate with commas);
+    /// `*` allows any. Loopback only by default.
+    #[arg(
+        long = "fetch-allow",
+        env = "YC_IMAGES_FETCH_ALLOW",
+        value_delimiter = ',',
+        default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned(), "[::1]".to_owned()]
+    )]
+    pub(crate) fetch_allow: Vec<String>,
+
+    /// The most connections open at once; a new one beyond it closes the one idle longest.
+    /// Keep it below the open-files limit (`ulimit -n`).
+    #[arg(long, env = "YC_IMAGES_MAX_CONNECTIONS", default_value_t = 768, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_connections: u64,
+
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    #[arg(long, env = "YC_IMAGES_HEADER_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) header_timeout: u64,
+
+    /// Seconds a request body may go without a byte before the call fails.
+    #[arg(long, env = "YC_IMAGES_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) body_timeout: u64,
+
+    /// Seconds a connection may stay open with no call in flight.
+    #[arg(long, env = "YC_IMAGES_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) idle_timeout: u64,
+
+    /// Seconds a client has to finish its TLS handshake.
+    #[arg(long, env = "YC_IMAGES_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) tls_handshake_timeout: u64,
+
+    /// Seconds calls in flight may take to finish after SIGTERM or SIGINT; what is left then
+    /// is closed.
+    #[arg(long, env = "YC_IMAGES_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub(crate) shutdown_grace: u64,
+
+    /// The largest request body of an API call, in bytes (registry uploads under `/v2/` are
+    /// not limited); a larger one is `RESOURCE_EXHAUSTED` over gRPC, 413 over REST.
+    #[arg(long, env = "YC_IMAGES_MAX_REQUEST_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    pub(crate) max_request_bytes: u64,
+
+    /// Seconds an image fetch may go without receiving a byte before the Create fails
+    /// (its image ends in ERROR).
+    #[arg(long, env = "YC_IMAGES_FETCH_STALL_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) fetch_stall_timeout: u64,
+
+    /// Serve TLS with this certificate chain (PEM), for gRPC and REST alike; needs
+    /// --tls-key.
+    #[arg(long, env = "YC_IMAGES_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "YC_IMAGES_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Serve TLS with a certificate for localhost, 127.0.0.1 and ::1, signed by a CA of the
+    /// server's own; both are made once in DATA_DIR/tls and kept. The CA's path is printed:
+    /// give it to clients to trust (the SDKs' `root_certificates`).
+    #[arg(
+        long,
+        env = "YC_IMAGES_TLS",
+        conflicts_with = "tls_cert",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    pub(crate) tls: bool,
+
+    /// IAM file (JSON): subjects, their tokens, and their roles (`viewer`, `editor`) in
+    /// folders. Every call but discovery and health checks then needs `authorization: Bearer
+    /// <token>`. Without it every caller may do anything.
+    #[arg(long, env = "YC_IMAGES_IAM")]
+    pub(crate) iam: Option<PathBuf>,
+
+    /// Serve without authentication (no --iam) on an address other than loopback, where
+    /// anyone who can reach it can read and change everything. Without it such a server
+    /// listens only on loopback addresses.
+    #[arg(
+        long,
+        env = "YC_IMAGES_ALLOW_UNAUTHENTICATED",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    pub(crate) allow_unauthenticated: bool,
+
+    /// Keep the data in this PostgreSQL database instead of the data directory
+    /// (`postgres://user[:password]@host[:port]/database`). Several servers may share one
+    /// database: operations, idempotency keys and page tokens work across them.
+    #[arg(long, env = "YC_IMAGES_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// Connections to keep open to the database.
+    #[arg(long, env = "YC_IMAGES_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pub(crate) database_connections: u32,
+
+    /// Seconds an operation runner's lease lasts; renewed every third of it. When a server
+    /// stops without finishing its operations, another server on the same database (or this
+    /// one, restarted) takes them over once the lease has run out.
+    #[arg(long, env = "YC_IMAGES_OPERATION_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) operation_lease: u64,
+
+    /// Load registries, OCI image layouts and compute images from this directory at start,
+    /// idempotently (its layout is in the server's docs).
+    #[arg(long, env = "YC_IMAGES_SEED")]
+    pub(crate) seed: Option<PathBuf>,
+}

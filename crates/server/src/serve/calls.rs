@@ -1,0 +1,337 @@
+//! The layer every call passes first: its span, its ids, its log line and its metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use yc_api_runtime::Principal;
+
+/// The outermost layer: every call runs in a tracing span of its own (`call`, with its
+/// request id, trace id, method and caller), so that every event of the call, errors
+/// included, carries them; every answer carries `x-request-id` (the client's, or a new one)
+/// and `x-server-trace-id`; every call is logged when its answer ends, and counted in the
+/// metrics. A layer of its own rather than `axum::middleware::from_fn`, which clones the
+/// inner service and boxes a future for every call.
+#[derive(Debug, Clone)]
+pub(super) struct RequestIdsLayer {
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    /// Whether every caller is the anonymous one (a server without IAM): then this layer
+    /// puts [`Principal::anonymous`] on every call.
+    pub(super) anonymous: bool,
+}
+
+impl<S> tower_layer::Layer<S> for RequestIdsLayer {
+    type Service = RequestIds<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIds {
+            inner,
+            metrics: self.metrics.clone(),
+            anonymous: self.anonymous,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct RequestIds<S> {
+    inner: S,
+    metrics: Arc<crate::metrics::Metrics>,
+    anonymous: bool,
+}
+
+/// The method label and transport of a call, from what its request shows; a REST call's
+/// method is known once the transcoder has routed it.
+fn classify(request: &Request) -> (&'static str, &'static str) {
+    let path = request.uri().path();
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        (crate::metrics::grpc_method(path), "grpc")
+    } else if path == "/v2" || path.starts_with("/v2/") {
+        ("registry-api", "http")
+    } else if path == "/healthz" {
+        ("healthz", "http")
+    } else if path == "/metrics" {
+        ("metrics", "http")
+    } else {
+        ("unknown", "rest")
+    }
+}
+
+impl<S> tower_service::Service<Request> for RequestIds<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdsFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        if crate::endpoints::is_discovery(request.uri().path())
+            && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
+        {
+            request.extensions_mut().insert(reached);
+        }
+        if self.anonymous {
+            request.extensions_mut().insert(Principal::anonymous());
+        }
+        let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
+        let trace_id = new_id();
+        let (method, transport) = classify(&request);
+        let span = tracing::info_span!(
+            "call",
+            request_id = request_id.to_str().unwrap_or_default(),
+            trace_id = trace_id.to_str().unwrap_or_default(),
+            // Known now for gRPC; a REST call's once the transcoder has routed it.
+            method = (method != "unknown").then_some(method),
+            // Known now without IAM; else once the token is checked.
+            caller = self.anonymous.then_some("anonymous"),
+        );
+        let call = Pending {
+            request_id,
+            trace_id,
+            http_method: request.method().clone(),
+            uri: request.uri().clone(),
+            started,
+            method,
+            transport,
+        };
+        let inner = span.in_scope(|| self.inner.call(request));
+        RequestIdsFuture {
+            inner,
+            call: Some(call),
+            span,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// What is known of a call before its answer.
+struct Pending {
+    request_id: HeaderValue,
+    trace_id: HeaderValue,
+    http_method: axum::http::Method,
+    uri: axum::http::Uri,
+    started: Instant,
+    method: &'static str,
+    transport: &'static str,
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a [`RequestIds`] call: the inner answer, polled in the call's span, with
+    /// the ids; its body logs and counts the call when it ends.
+    pub(super) struct RequestIdsFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Pending>,
+        span: tracing::Span,
+        metrics: Arc<crate::metrics::Metrics>,
+    }
+}
+
+impl<F, E> std::future::Future for RequestIdsFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        let mut response = std::task::ready!(this.span.in_scope(|| inner.poll(cx)))?;
+        let Some(pending) = this.call.take() else {
+            return std::task::Poll::Ready(Ok(response));
+        };
+        // An error carries the request id in its details, as the cloud's do; only errors pay.
+        let failed = response.status().is_client_error() || response.status().is_server_error();
+        let grpc_failed = response
+            .headers()
+            .get(GRPC_STATUS)
+            .is_some_and(|code| code.as_bytes() != b"0");
+        if grpc_failed {
+            crate::request_info::add_to_grpc_error(response.headers_mut(), &pending.request_id);
+        } else if failed && !pending.uri.path().starts_with("/v2/") {
+            response = crate::request_info::add_to_json_error(response, &pending.request_id);
+        }
+        let method = response
+            .extensions()
+            .get::<yc_api_runtime::rest::RestRpc>()
+            .map_or(pending.method, |rpc| rpc.0);
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID, pending.request_id);
+        headers.insert(X_SERVER_TRACE_ID, pending.trace_id);
+        // The call is logged when its answer has been sent in full: a gRPC answer's status
+        // comes in its trailers, after the body.
+        let call = CallLog {
+            http_method: pending.http_method,
+            uri: pending.uri,
+            status: response.status().as_u16(),
+            grpc_status: response.headers().get(GRPC_STATUS).cloned(),
+            started: pending.started,
+            method,
+            transport: pending.transport,
+            span: this.span.clone(),
+            metrics: this.metrics.clone(),
+        };
+        let (parts, body) = response.into_parts();
+        std::task::Poll::Ready(Ok(Response::from_parts(
+            parts,
+            axum::body::Body::new(LoggedBody {
+                inner: body,
+                call: Some(call),
+            }),
+        )))
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+const X_SERVER_TRACE_ID: HeaderName = HeaderName::from_static("x-server-trace-id");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// A new random id (a UUID), as a header value HTTP/2 never adds to its header table: every
+/// answer has its own, and indexing them would only push out the headers that do repeat.
+fn new_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // A UUID is always a valid header value; the fallback only keeps this free of panics.
+    let mut value = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
+    value.set_sensitive(true);
+    value
+}
+
+/// What is logged and counted of one call.
+struct CallLog {
+    http_method: axum::http::Method,
+    uri: axum::http::Uri,
+    status: u16,
+    grpc_status: Option<HeaderValue>,
+    started: Instant,
+    method: &'static str,
+    transport: &'static str,
+    span: tracing::Span,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Milliseconds with three decimals, as the call line writes a latency.
+struct Millis(Duration);
+
+impl std::fmt::Debug for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+impl CallLog {
+    fn emit(self) {
+        let elapsed = self.started.elapsed();
+        let grpc_status = self.grpc_status.as_ref().and_then(|v| v.to_str().ok());
+        let code = match grpc_status.map(str::parse::<i32>) {
+            Some(Ok(code)) => tonic::Code::from_i32(code),
+            _ if self.status < 400 => tonic::Code::Ok,
+            _ => yc_proto_types::code_of_http(self.status),
+        };
+        self.metrics
+            .record(self.method, self.transport, code, elapsed);
+        let _in_call = self.span.enter();
+        if self.transport == "grpc" && self.method != "unknown" {
+            // The span's method is the path, and the HTTP method is always POST.
+            tracing::info!(
+                status = self.status,
+                grpc_status,
+                latency_ms = ?Millis(elapsed),
+                "call"
+            );
+        } else {
+            tracing::info!(
+                http_method = self.http_method.as_str(),
+                path = self.uri.path(),
+                status = self.status,
+                grpc_status,
+                latency_ms = ?Millis(elapsed),
+                "call"
+            );
+        }
+    }
+}
+
+/// An answer's body that logs its call when it ends, with the gRPC status of its trailers.
+struct LoggedBody {
+    inner: axum::body::Body,
+    call: Option<CallLog>,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(status) = frame.trailers_ref().and_then(|t| t.get(GRPC_STATUS))
+                    && let Some(call) = self.call.as_mut()
+                {
+                    call.grpc_status = Some(status.clone());
+                }
+            }
+            std::task::Poll::Ready(None | Some(Err(_))) => {
+                if let Some(call) = self.call.take() {
+                    call.emit();
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    /// A body dropped before its end (the client went away) still logs its call.
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.emit();
+        }
+    }
+}
+
+/// The request id a client sent, if it is one we can echo.
+fn client_request_id(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
+    [X_REQUEST_ID, X_CLIENT_REQUEST_ID].iter().find_map(|name| {
+        headers
+            .get(name)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+            .map(|v| {
+                let mut v = v.clone();
+                v.set_sensitive(true);
+                v
+            })
+    })
+}
