@@ -1,0 +1,270 @@
+//! The command line for both APIs: `yc-images registry …`, `yc-images compute …`,
+//! `yc-images operation …`. It speaks gRPC to a server (`--endpoint`), with a token
+//! (`--token`) and, over TLS, the CA to trust (`--ca`); each also read from an environment
+//! variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
+//! the API) for scripts; an error is one line with its code, and a non-zero exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::TryStreamExt as _;
+use serde::Serialize;
+use tonic::transport::Channel;
+use yc_compute_image::client::ComputeImageClient;
+use yc_operations::client::{ApiClient, AuthChannel, BearerToken};
+use yc_operations::{OperationSource as _, OperationWaiter, WaitError, WaitPolicy};
+use yc_proto_types::google::protobuf::FieldMask;
+use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::compute::v1 as compute;
+use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
+use yc_proto_types::yandex::cloud::operation::Operation;
+use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
+use yc_registry_image::client::RegistryImageClient;
+use yc_registry_image::push::Pushed;
+
+mod compute_images;
+mod operation;
+mod registry_images;
+
+pub(crate) use compute_images::{ComputeArgs, compute};
+use operation::{OPERATION_COLUMNS, operation_row, wait};
+pub(crate) use operation::{OperationArgs, operation};
+pub(crate) use registry_images::{RegistryArgs, registry};
+
+/// Where the server is and how to talk to it; every command takes these.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Connection {
+    /// The server's URL: `http://host:port`, or `https://host:port` (with --ca) for one
+    /// serving TLS.
+    #[arg(
+        long,
+        env = "YC_IMAGES_ENDPOINT",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    endpoint: String,
+
+    /// IAM token sent as `authorization: Bearer <token>`.
+    #[arg(long, env = "YC_IMAGES_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// CA certificate (PEM) to trust for an `https://` endpoint, such as the one
+    /// `yc-images serve --tls` prints.
+    #[arg(long, env = "YC_IMAGES_CA", global = true)]
+    ca: Option<PathBuf>,
+
+    /// How answers are written: a table for a person, or the API's JSON or YAML for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+fn label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+/// A failed call, written as one line: the code and what the server said.
+#[derive(Debug)]
+pub(crate) struct CallFailed(Status);
+
+impl std::fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = format!("{:?}", self.0.grpc_code());
+        write!(f, "{}: {}", screaming(&code), self.0.message)
+    }
+}
+
+impl std::error::Error for CallFailed {}
+
+/// `NotFound` → `NOT_FOUND`, as the API names its codes.
+fn screaming(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn failed(status: Status) -> anyhow::Error {
+    CallFailed(status).into()
+}
+
+fn wait_failed(error: WaitError) -> anyhow::Error {
+    failed(error.status())
+}
+
+/// A gRPC channel to the server `connection` names, its calls carrying the token.
+async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let token = match &connection.token {
+        Some(token) => BearerToken::new(token).map_err(failed)?,
+        None => BearerToken::none(),
+    };
+    let mut endpoint = Endpoint::from_shared(connection.endpoint.clone())
+        .with_context(|| format!("--endpoint {:?} is not a URL", connection.endpoint))?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60));
+    let https = endpoint.uri().scheme_str() == Some("https");
+    match (&connection.ca, https) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+                .context("setting up TLS")?;
+        }
+        (Some(_), false) => bail!("--ca is for an https:// endpoint; use https://host:port"),
+        (None, true) => bail!("an https:// endpoint needs the CA to trust: give --ca"),
+        (None, false) => {}
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        failed(Status::new(
+            tonic::Code::Unavailable,
+            format!("cannot reach {}: {e}", connection.endpoint),
+        ))
+    })?;
+    Ok((channel, token))
+}
+
+/// Reads operations over `channel`.
+fn operations(channel: &Channel, token: &BearerToken) -> OperationServiceClient<AuthChannel> {
+    OperationServiceClient::new(token.clone().channel(channel.clone()))
+}
+
+fn time(t: Option<yc_proto_types::google::protobuf::Timestamp>) -> String {
+    t.and_then(|t| t.to_rfc3339().ok()).unwrap_or_default()
+}
+
+/// Writes answers in the chosen format.
+struct Output(Format);
+
+impl Output {
+    /// One message: as JSON or YAML, or as a table of its fields.
+    fn one<T: Serialize>(&self, message: &T) -> Result<()> {
+        let value = serde_json::to_value(message)?;
+        match self.0 {
+            Format::Table => {
+                let rows: Vec<Vec<String>> = match &value {
+                    serde_json::Value::Object(fields) => fields
+                        .iter()
+                        .map(|(k, v)| vec![k.clone(), scalar(v)])
+                        .collect(),
+                    other => vec![vec![scalar(other)]],
+                };
+                print!("{}", table(&[], &rows));
+                Ok(())
+            }
+            _ => self.data(&value),
+        }
+    }
+
+    /// The image an operation made or changed (its response), else the operation.
+    fn done(&self, op: &Operation) -> Result<()> {
+        use yc_proto_types::yandex::cloud::operation::operation::Result as Outcome;
+        match &op.result {
+            Some(Outcome::Response(any)) => match any.to_msg::<compute::Image>() {
+                Ok(image) => self.one(&image),
+                Err(_) => self.one(op),
+            },
+            _ => self.one(op),
+        }
+    }
+
+    /// Many messages: a table with `columns`, or a JSON or YAML list.
+    fn list<T: Serialize>(
+        &self,
+        items: &[T],
+        columns: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> Result<()> {
+        match self.0 {
+            Format::Table => {
+                let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+                print!("{}", table(columns, &rows));
+                Ok(())
+            }
+            _ => self.data(&serde_json::to_value(items)?),
+        }
+    }
+
+    fn data(&self, value: &serde_json::Value) -> Result<()> {
+        match self.0 {
+            Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+            _ => println!("{}", serde_json::to_string_pretty(value)?),
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value on one line of a table.
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns aligned by the widest cell, a header line first when there are headers.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in (!headers.is_empty())
+        .then_some(&header)
+        .into_iter()
+        .chain(rows)
+    {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_codes_read_as_the_api_names_them() {
+        let rows = vec![
+            vec!["fd8a".to_owned(), "ubuntu".to_owned(), "READY".to_owned()],
+            vec!["fd8bbbbb".to_owned(), "x".to_owned(), "".to_owned()],
+        ];
+        assert_eq!(
+            table(&["ID", "NAME", "STATUS"], &rows),
+            "ID        NAME    STATUS\nfd8a      ubuntu  READY\nfd8bbbbb  x\n"
+        );
+        let error = CallFailed(Status::new(tonic::Code::NotFound, "Image fd8x not found"));
+        assert_eq!(error.to_string(), "NOT_FOUND: Image fd8x not found");
+        assert_eq!(screaming("PermissionDenied"), "PERMISSION_DENIED");
+    }
+}

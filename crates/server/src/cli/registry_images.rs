@@ -1,0 +1,149 @@
+//! `yc-images registry`: Container Registry images, and importing OCI layouts.
+
+use super::*;
+
+/// `yc-images registry`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RegistryArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum RegistryCommand {
+    /// Container Registry images.
+    #[command(subcommand)]
+    Image(RegistryImageCommand),
+    /// Pushes the image of an OCI image layout (what `skopeo copy … oci:DIR:TAG` writes) into
+    /// a repository, through the server's registry API, and shows the image. Blobs the
+    /// registry has are not sent again.
+    Import {
+        /// The OCI image layout's directory.
+        layout: PathBuf,
+        /// `<registry id>/<repository>:<tag>`; without `:<tag>`, the layout's tag.
+        target: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum RegistryImageCommand {
+    /// Every image of a repository, registry or folder, page after page.
+    List {
+        /// `<registry id>/<repository>`.
+        #[arg(long)]
+        repository_name: Option<String>,
+        #[arg(long)]
+        registry_id: Option<String>,
+        #[arg(long)]
+        folder_id: Option<String>,
+        /// Conditions on `name`, e.g. `name = "crp…/app"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// e.g. `created_at desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+    },
+    /// One image.
+    Get { image_id: String },
+    /// Deletes an image and waits until it is gone.
+    Delete { image_id: String },
+}
+
+/// Runs `yc-images registry …`.
+pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
+    let (channel, token) = connect(&args.connection).await?;
+    let out = Output(args.connection.format);
+    let images =
+        RegistryImageClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
+    let source = operations(&channel, &token);
+    let command = match args.command {
+        RegistryCommand::Image(command) => command,
+        RegistryCommand::Import { layout, target } => {
+            let pushed =
+                import(&channel, args.connection.token.as_deref(), &layout, &target).await?;
+            return out.one(&images.get(&pushed.image_id).await.map_err(failed)?);
+        }
+    };
+    match command {
+        RegistryImageCommand::List {
+            repository_name,
+            registry_id,
+            folder_id,
+            filter,
+            order_by,
+        } => {
+            let request = registry::ListImagesRequest {
+                repository_name: repository_name.unwrap_or_default(),
+                registry_id: registry_id.unwrap_or_default(),
+                folder_id: folder_id.unwrap_or_default(),
+                filter,
+                order_by,
+                ..Default::default()
+            };
+            let all: Vec<registry::Image> = images
+                .list_all(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(
+                &all,
+                &["ID", "NAME", "DIGEST", "TAGS", "SIZE", "CREATED"],
+                |i| {
+                    vec![
+                        i.id.clone(),
+                        i.name.clone(),
+                        i.digest.clone(),
+                        i.tags.join(","),
+                        i.compressed_size.to_string(),
+                        time(i.created_at),
+                    ]
+                },
+            )
+        }
+        RegistryImageCommand::Get { image_id } => {
+            let image = images.get(&image_id).await.map_err(failed)?;
+            out.one(&image)
+        }
+        RegistryImageCommand::Delete { image_id } => {
+            let op = images.delete(&image_id).await.map_err(failed)?;
+            let done = wait(&source, op, WaitPolicy::default()).await?;
+            out.one(&done)
+        }
+    }
+}
+
+/// `yc-images registry import`: pushes the layout with a progress bar of the bytes.
+pub(super) async fn import(
+    channel: &Channel,
+    token: Option<&str>,
+    dir: &std::path::Path,
+    target: &str,
+) -> Result<Pushed> {
+    use yc_registry_image::push::{Layout, LayoutPusher};
+    // A tag has no `/`; a repository has no `:`.
+    let (repository, tag) = match target.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
+        _ => (target, None),
+    };
+    if !repository.contains('/') {
+        bail!("{target:?} is not <registry id>/<repository>[:<tag>]");
+    }
+    let layout = Layout::open(dir, tag).map_err(failed)?;
+    let pusher = LayoutPusher::new(channel.clone(), token).map_err(failed)?;
+    let bar = indicatif::ProgressBar::new(layout.size());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("pushing {}", layout.digest()));
+    let pushed = pusher
+        .push_layout(&layout, repository, tag, &|bytes| bar.inc(bytes))
+        .await;
+    bar.finish_and_clear();
+    pushed.map_err(failed)
+}
