@@ -122,6 +122,11 @@ impl<S: OperationSource> OperationWaiter<S> {
         self
     }
 
+    /// Where the waiter reads operations from.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     /// Waits until `op` is done and returns it.
     pub async fn wait_done(&self, op: Operation) -> Result<Operation, WaitError> {
         if op.done {
@@ -287,5 +292,134 @@ impl Poller {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::OperationSource;
+    use yc_proto_types::google::protobuf::Empty;
+
+    /// A source that answers from a script, one answer per poll, and notes when it was asked
+    /// (in tokio's time, which these tests pause).
+    struct Scripted {
+        answers: Mutex<Vec<Result<Operation, Status>>>,
+        asked: Mutex<Vec<Duration>>,
+        start: Instant,
+    }
+
+    impl Scripted {
+        fn new(mut answers: Vec<Result<Operation, Status>>) -> Self {
+            answers.reverse();
+            Self {
+                answers: Mutex::new(answers),
+                asked: Mutex::new(Vec::new()),
+                start: Instant::now(),
+            }
+        }
+
+        fn asked_ms(&self) -> Vec<u128> {
+            self.asked
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Duration::as_millis)
+                .collect()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl OperationSource for Scripted {
+        async fn get_operation(&self, _id: &str) -> Result<Operation, Status> {
+            self.asked.lock().unwrap().push(self.start.elapsed());
+            self.answers
+                .lock()
+                .unwrap()
+                .pop()
+                .unwrap_or_else(|| Err(Status::new(tonic::Code::Internal, "no more answers")))
+        }
+    }
+
+    fn running() -> Operation {
+        Operation {
+            id: "op1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn done() -> Operation {
+        Operation {
+            id: "op1".into(),
+            done: true,
+            result: Some(
+                yc_proto_types::yandex::cloud::operation::operation::Result::Response(
+                    Any::from_msg(&Empty {}),
+                ),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn policy() -> WaitPolicy {
+        WaitPolicy {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_millis(400),
+            multiplier: 2.0,
+            timeout: Some(Duration::from_secs(10)),
+            not_found_tolerance: 2,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_grow_to_the_cap_and_transient_errors_are_retried() {
+        let unavailable = Status::new(tonic::Code::Unavailable, "restarting");
+        let source = Scripted::new(vec![
+            Ok(running()),
+            Err(unavailable),
+            Ok(running()),
+            Ok(running()),
+            Ok(done()),
+        ]);
+        let waiter = OperationWaiter::new(source).with_policy(policy());
+        let response: Empty = waiter.wait(running()).await.unwrap();
+        assert_eq!(response, Empty {});
+        // 100, then 200, 400, 400 (the cap), 400 between polls.
+        assert_eq!(waiter.source().asked_ms(), [100, 300, 700, 1100, 1500]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_ends_the_wait_at_its_time_with_the_last_operation_seen() {
+        let source = Scripted::new((0..100).map(|_| Ok(running())).collect());
+        let waiter = OperationWaiter::new(source).with_policy(WaitPolicy {
+            timeout: Some(Duration::from_millis(1000)),
+            ..policy()
+        });
+        let started = Instant::now();
+        let error = waiter.wait::<Empty>(running()).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(1000));
+        assert!(matches!(error, WaitError::Timeout(Some(op)) if op.id == "op1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_found_is_tolerated_only_so_many_times_in_a_row() {
+        let missing = || Err(Status::new(tonic::Code::NotFound, "not yet"));
+        let seen_late = Scripted::new(vec![missing(), missing(), Ok(done())]);
+        let waiter = OperationWaiter::new(seen_late).with_policy(policy());
+        assert!(waiter.wait::<Empty>(running()).await.is_ok());
+
+        let never = Scripted::new(vec![missing(), missing(), missing()]);
+        let waiter = OperationWaiter::new(never).with_policy(policy());
+        let error = waiter.wait::<Empty>(running()).await.unwrap_err();
+        assert_eq!(error, WaitError::NotFound("op1".into()));
+
+        let refused = Scripted::new(vec![Err(Status::new(tonic::Code::PermissionDenied, "no"))]);
+        let waiter = OperationWaiter::new(refused).with_policy(policy());
+        let error = waiter.wait::<Empty>(running()).await.unwrap_err();
+        assert!(
+            matches!(error, WaitError::Poll(s) if s.grpc_code() == tonic::Code::PermissionDenied)
+        );
     }
 }
