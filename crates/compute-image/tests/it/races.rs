@@ -306,8 +306,8 @@ async fn qcow2_images_made_by_qemu_img_with_impossible_sizes_end_in_error() {
     };
     let Some(zero) = make("zero.qcow2", "0") else {
         assert!(
-            std::env::var_os("YC_REQUIRE_QEMU_IMG").is_none_or(|v| v != "1"),
-            "YC_REQUIRE_QEMU_IMG=1 but qemu-img cannot make an image"
+            !crate::support::required("YC_REQUIRE_QEMU_IMG"),
+            "YC_REQUIRE_QEMU_IMG=1 or CI=true, but qemu-img cannot make an image"
         );
         eprintln!("SKIPPED: qemu-img is not installed; the constructed headers still run");
         return;

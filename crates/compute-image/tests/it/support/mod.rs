@@ -178,3 +178,10 @@ pub(crate) async fn created(images: &ComputeImages, request: CreateImageRequest)
     let op = images.create(&request, &Caller::system()).await.unwrap();
     response(&done(images, &op).await).unwrap()
 }
+
+/// Whether a test that needs an outside tool must run rather than skip: `var=1` (which
+/// `cargo xtask ci` sets when it finds the tool) or `CI=true`.
+pub(crate) fn required(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| v == "1")
+        || std::env::var_os("CI").is_some_and(|v| v == "true")
+}
