@@ -61,8 +61,8 @@ pub use client::{ApiClient, OperationSource, RestApi, RestOperationSource, paged
 pub use memory::MemoryOperationStore;
 #[cfg(feature = "server")]
 pub use runner::{
-    CANCEL_WAIT, CancelMode, DEFAULT_LEASE, OperationContext, OperationRunner, Recovery, Resumers,
-    StartOperation, WorkResult,
+    CANCEL_WAIT, CancelMode, Clock, DEFAULT_LEASE, OperationContext, OperationRunner, Recovery,
+    Resumers, StartOperation, WorkResult, system_clock,
 };
 #[cfg(feature = "server")]
 pub use service::OperationGrpc;

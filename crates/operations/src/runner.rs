@@ -263,8 +263,18 @@ pub struct OperationRunner {
     inner: Arc<Inner>,
 }
 
+/// Where a runner reads the time that leases, claims and finishes are stamped with: the
+/// system clock, or in tests one driven by tokio's (paused) time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
 struct Inner {
     store: Arc<dyn OperationStore>,
+    clock: Clock,
     /// This runner's identity in the store: the owner of the operations it starts.
     owner: String,
     lease: Duration,
@@ -295,9 +305,15 @@ impl OperationRunner {
 
     /// A runner over `store` whose lease lasts `lease` and is renewed every third of it.
     pub fn with_lease(store: Arc<dyn OperationStore>, lease: Duration) -> Self {
+        Self::with_clock(store, lease, system_clock())
+    }
+
+    /// A runner as [`with_lease`](Self::with_lease) makes, reading the time from `clock`.
+    pub fn with_clock(store: Arc<dyn OperationStore>, lease: Duration, clock: Clock) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                clock,
                 owner: new_id("run"),
                 lease,
                 running: Mutex::new(HashMap::new()),
@@ -331,7 +347,7 @@ impl OperationRunner {
     }
 
     async fn refresh_token_keys(&self) -> Result<(), Status> {
-        let now = Timestamp::now();
+        let now = (self.inner.clock)();
         let keys = self
             .inner
             .store
@@ -398,7 +414,7 @@ impl OperationRunner {
                 &format!("must be a UUID, not {}", yc_proto_types::quote(key)),
             ));
         }
-        let now = Timestamp::now();
+        let now = (self.inner.clock)();
         let operation = Operation {
             id: new_id(start.id_prefix),
             description: start.description,
@@ -639,10 +655,11 @@ impl OperationRunner {
     }
 
     async fn renew(&self) -> Result<(), Status> {
-        let expires = std::time::SystemTime::now() + self.inner.lease;
+        let now =
+            std::time::SystemTime::try_from((self.inner.clock)()).unwrap_or(std::time::UNIX_EPOCH);
         self.inner
             .store
-            .heartbeat(&self.inner.owner, Timestamp::from(expires))
+            .heartbeat(&self.inner.owner, Timestamp::from(now + self.inner.lease))
             .await
             .map_err(|e| store_status(&e))
     }
@@ -663,7 +680,7 @@ impl OperationRunner {
         let claimed = self
             .inner
             .store
-            .claim_abandoned(&self.inner.owner, Timestamp::now())
+            .claim_abandoned(&self.inner.owner, (self.inner.clock)())
             .await
             .map_err(|e| store_status(&e))?;
         let resumers = self
@@ -723,11 +740,7 @@ impl Inner {
         };
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=6 {
-            match self
-                .store
-                .finish(id, result.clone(), Timestamp::now())
-                .await
-            {
+            match self.store.finish(id, result.clone(), (self.clock)()).await {
                 Ok(finished) => return Some(finished.operation()),
                 Err(StoreError::NotFound(_)) => return None,
                 Err(e) => {

@@ -623,25 +623,37 @@ async fn on_restart_unfinished_operations_are_resumed_or_aborted() {
     assert!(store.unfinished().await.unwrap_or_default().is_empty());
 }
 
-#[tokio::test]
+/// A clock that moves with tokio's time, which these tests pause: leases run out without the
+/// test waiting for them.
+fn tokio_clock() -> yc_operations::Clock {
+    let base = std::time::SystemTime::now();
+    let start = tokio::time::Instant::now();
+    Arc::new(move || Timestamp::from(base + start.elapsed()))
+}
+
+#[tokio::test(start_paused = true)]
 async fn operations_of_a_runner_whose_lease_runs_out_are_taken_over() {
     let store = Arc::new(MemoryOperationStore::new());
-    // Leases are wall-clock times in the store, so the test runs on real (short) time.
-    let lease = Duration::from_millis(300);
-    let crashed = OperationRunner::with_lease(store.clone(), lease);
+    let clock = tokio_clock();
+    let lease = Duration::from_secs(30);
+    let crashed = OperationRunner::with_clock(store.clone(), lease, clock.clone());
     crashed.recover(Resumers::new()).await.unwrap();
     // The crashed runner's process is gone: its lease is never renewed again.
     leave_running(&store, "fd8leftbehind0000000", DELETE, crashed.owner()).await;
     drop(crashed);
 
-    let survivor = OperationRunner::with_lease(store.clone(), lease);
+    let survivor = OperationRunner::with_clock(store.clone(), lease, clock);
     let first = survivor.recover(Resumers::new()).await.unwrap();
     assert!(
         first.aborted.is_empty(),
         "the lease of the crashed runner still runs"
     );
+    // Just before the lease runs out, the operation is still the crashed runner's.
+    tokio::time::sleep(lease - Duration::from_secs(1)).await;
+    let op = survivor.get("fd8leftbehind0000000").await.unwrap();
+    assert!(!op.done, "taken over before the lease ran out");
     // The lease runs out; the survivor's own renewals sweep and finish the operation.
-    tokio::time::sleep(lease + lease / 2).await;
+    tokio::time::sleep(lease / 2).await;
     let op = survivor.get("fd8leftbehind0000000").await.unwrap();
     assert!(op.done);
     assert_eq!(error_of(&op).grpc_code(), tonic::Code::Aborted);
