@@ -3,13 +3,12 @@
 //!
 //! An answer is the message in proto3 canonical JSON; an error is a `google.rpc.Status` in JSON
 //! with the HTTP status of its code. Every REST answer of the server is written here
-//! ([`json_response`], [`ApiError`], [`error_response`]).
+//! ([`transcode`], [`ApiError`], [`error_response`]).
 
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::rpc::{RestRequest, RestRouter, RestService, Route};
 
@@ -85,58 +84,6 @@ pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Respons
             ),
         ),
     )
-}
-
-/// Makes an error answer that is not the API's JSON (a plain-text rejection of an extractor:
-/// a body too large, a path that does not decode) into the API's JSON error, with the same
-/// HTTP status. For the REST routers: `axum::middleware::map_response(json_errors)`.
-pub async fn json_errors(response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if json {
-        return response;
-    }
-    let body = axum::body::to_bytes(response.into_body(), 4096)
-        .await
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&body);
-    let code = yc_proto_types::code_of_http(status.as_u16());
-    let status_message = match code {
-        tonic::Code::ResourceExhausted => Status::new(
-            code,
-            format!(
-                "The request is too large: {}",
-                yc_proto_types::quote(text.trim())
-            ),
-        ),
-        _ => Status {
-            code: code as i32,
-            ..yc_proto_types::validation_error("request", text.trim())
-        },
-    };
-    error_response(status, status_message)
-}
-
-/// A `200 OK` answer with `value` in canonical JSON.
-pub fn json_response<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => with_json(StatusCode::OK, body),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot write an answer as JSON");
-            ApiError(Status::new(
-                tonic::Code::Internal,
-                "The answer could not be written as JSON",
-            ))
-            .into_response()
-        }
-    }
 }
 
 fn with_json(code: StatusCode, body: Vec<u8>) -> Response {
