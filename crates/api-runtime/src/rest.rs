@@ -50,6 +50,13 @@ pub fn error_response(http: StatusCode, status: Status) -> Response {
     with_json(http, body)
 }
 
+/// Whether a request with these headers is a gRPC call (`content-type: application/grpc…`).
+pub fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// The answer for a path no route serves: the API's JSON error, 404 `NOT_FOUND`; for a gRPC
 /// call (`content-type: application/grpc…`), gRPC's `UNIMPLEMENTED`.
 pub async fn no_route(
@@ -57,12 +64,8 @@ pub async fn no_route(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let grpc = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
     let path = yc_proto_types::quote(uri.path());
-    if grpc {
+    if is_grpc(&headers) {
         let status = tonic::Status::unimplemented(format!("Unknown method {path}"));
         return status.into_http();
     }

@@ -362,10 +362,7 @@ impl Service<Request<Incoming>> for Calls {
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let in_flight = self.conn.begin();
         let limits = self.limits;
-        let grpc = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let grpc = yc_api_runtime::rest::is_grpc(request.headers());
         let upload = request.uri().path().starts_with("/v2/");
         // An HTTP/1.1 body the app may leave unread (a refusal answered at once): shared, so
         // that it can be read to its end before the answer goes out.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -188,19 +188,15 @@ fn is_public(path: &str) -> bool {
         || path == "/metrics"
 }
 
-/// The layer: with an IAM configuration, a call either carries a known token, whose principal
-/// it goes on with, or is answered `UNAUTHENTICATED` (HTTP 401 for REST) without reaching any
-/// service. Without one, calls go on as the anonymous principal (the server then listens on
-/// loopback only, unless told otherwise).
+/// The layer of a server with an IAM configuration: a call either carries a known token, whose
+/// principal it goes on with, or is answered `UNAUTHENTICATED` (HTTP 401 for REST) without
+/// reaching any service. (Without IAM the request-id layer puts the anonymous principal on
+/// every call.)
 pub(crate) async fn authenticate(
-    State(iam): State<Option<Iam>>,
+    State(iam): State<Iam>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(iam) = iam else {
-        request.extensions_mut().insert(Principal::anonymous());
-        return next.run(request).await;
-    };
     if is_public(request.uri().path()) {
         return next.run(request).await;
     }
@@ -219,12 +215,7 @@ pub(crate) async fn authenticate(
             yc_registry_image::distribution::unauthorized(status.message).into_response()
         }
         Err(status) => {
-            let grpc = request
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/grpc"));
-            if grpc {
+            if yc_api_runtime::rest::is_grpc(request.headers()) {
                 tonic::Status::from(status).into_http()
             } else {
                 ApiError(status).into_response()

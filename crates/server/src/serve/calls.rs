@@ -45,11 +45,7 @@ pub(super) struct RequestIds<S> {
 /// method is known once the transcoder has routed it.
 fn classify(request: &Request) -> (&'static str, &'static str) {
     let path = request.uri().path();
-    let grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
+    if yc_api_runtime::rest::is_grpc(request.headers()) {
         (crate::metrics::grpc_method(path), "grpc")
     } else if path == "/v2" || path.starts_with("/v2/") {
         ("registry-api", "http")

@@ -145,7 +145,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     // Every call carries a principal: IAM's, or the explicit anonymous one of a server without
     // IAM. A call without one is refused by the services (UNAUTHENTICATED).
     let authenticated = iam.is_some();
-    if authenticated {
+    if let Some(iam) = iam {
         app = app.layer(axum::middleware::from_fn_with_state(
             iam,
             crate::iam::authenticate,
