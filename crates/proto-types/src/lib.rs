@@ -55,7 +55,7 @@ pub mod wkt;
 pub use generated::{google, yandex};
 pub use rpc::validation_error;
 pub use rpc_status::{
-    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_of_http, http_status, quote,
+    MAX_DETAILS, MAX_MESSAGE, MAX_QUOTE, bounded, code_name, code_of_http, http_status, quote,
 };
 pub use type_registry::message_type_names;
 pub use validate::{descriptor_pool, validate};

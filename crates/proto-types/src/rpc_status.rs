@@ -150,6 +150,30 @@ pub fn code_of_http(status: u16) -> tonic::Code {
     }
 }
 
+/// A gRPC code's name, as the API writes it (`NOT_FOUND`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 impl From<Status> for tonic::Status {
     fn from(status: Status) -> Self {
         let status = status.bounded();
@@ -195,6 +219,22 @@ mod tests {
     use super::*;
     use crate::google::rpc::BadRequest;
     use crate::google::rpc::bad_request::FieldViolation;
+
+    #[test]
+    fn every_code_is_named_as_the_api_names_it() {
+        for n in 0..=16 {
+            let code = tonic::Code::from_i32(n);
+            // `NotFound` → `NOT_FOUND`.
+            let mut expected = String::new();
+            for (i, c) in format!("{code:?}").chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    expected.push('_');
+                }
+                expected.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(code_name(code), expected);
+        }
+    }
 
     #[test]
     fn every_code_maps_to_the_documented_http_status() {

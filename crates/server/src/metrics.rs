@@ -73,7 +73,7 @@ impl Metrics {
             .get_or_create(&[
                 ("method", method),
                 ("transport", transport),
-                ("code", code_name(code)),
+                ("code", yc_proto_types::code_name(code)),
             ])
             .inc();
         self.latency
@@ -169,30 +169,6 @@ pub(crate) fn grpc_method(path: &str) -> &'static str {
         known
     });
     known.get(path).copied().unwrap_or("unknown")
-}
-
-/// A gRPC code's name, as the API writes it (`NOT_FOUND`).
-pub(crate) fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

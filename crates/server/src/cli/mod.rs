@@ -78,24 +78,12 @@ pub(crate) struct CallFailed(Status);
 
 impl std::fmt::Display for CallFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let code = format!("{:?}", self.0.grpc_code());
-        write!(f, "{}: {}", screaming(&code), self.0.message)
+        let code = yc_proto_types::code_name(self.0.grpc_code());
+        write!(f, "{code}: {}", self.0.message)
     }
 }
 
 impl std::error::Error for CallFailed {}
-
-/// `NotFound` → `NOT_FOUND`, as the API names its codes.
-fn screaming(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
 
 fn failed(status: Status) -> anyhow::Error {
     CallFailed(status).into()
@@ -265,6 +253,7 @@ mod tests {
         );
         let error = CallFailed(Status::new(tonic::Code::NotFound, "Image fd8x not found"));
         assert_eq!(error.to_string(), "NOT_FOUND: Image fd8x not found");
-        assert_eq!(screaming("PermissionDenied"), "PERMISSION_DENIED");
+        let error = CallFailed(Status::new(tonic::Code::PermissionDenied, "no"));
+        assert_eq!(error.to_string(), "PERMISSION_DENIED: no");
     }
 }
