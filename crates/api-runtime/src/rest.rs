@@ -112,12 +112,18 @@ pub fn router(services: impl IntoIterator<Item = RestService>) -> axum::Router {
 /// as JSON or the error as the API's JSON error.
 pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let (method, rule, values) = match router.route(&parts.method, &path) {
+    let axum::http::request::Parts {
+        method: http_method,
+        uri,
+        headers,
+        extensions,
+        ..
+    } = parts;
+    let (method, rule, values) = match router.route(&http_method, uri.path()) {
         Route::Method(method, rule, values) => (method, rule, values),
-        Route::NotFound => return no_route(parts.method, parts.uri, parts.headers).await,
+        Route::NotFound => return no_route(http_method, uri, headers).await,
         Route::MethodNotAllowed(allowed) => {
-            let mut response = method_not_allowed(parts.method, parts.uri).await;
+            let mut response = method_not_allowed(http_method, uri).await;
             let allow = allowed
                 .iter()
                 .map(Method::as_str)
@@ -131,31 +137,46 @@ pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request)
     };
     tracing::Span::current().record("method", method.grpc_path());
     let rpc = RestRpc(method.grpc_path());
-    let mut response = answer(method, rule, values, parts, body).await;
+    let request = Routed {
+        rule,
+        values,
+        query: uri.query(),
+        headers,
+        extensions,
+    };
+    let mut response = answer(method, request, body).await;
     response.extensions_mut().insert(rpc);
     response
+}
+
+/// A REST request its rule was found for.
+struct Routed<'r> {
+    rule: &'r yc_proto_types::rpc::HttpRule,
+    /// The path template's values, as they are in the path.
+    values: Vec<(&'r str, &'r str)>,
+    query: Option<&'r str>,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
 }
 
 /// Reads the request of a routed call, calls the method and writes its answer.
 async fn answer(
     method: &yc_proto_types::rpc::RestMethod,
-    rule: &yc_proto_types::rpc::HttpRule,
-    values: Vec<(&str, &str)>,
-    parts: axum::http::request::Parts,
+    routed: Routed<'_>,
     body: axum::body::Body,
 ) -> Response {
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
         Err(e) => return body_error(&e),
     };
-    let fields = match RestRequest::read(rule, values, parts.uri.query(), &body) {
+    let fields = match RestRequest::read(routed.rule, routed.values, routed.query, &body) {
         Ok(fields) => fields,
         Err(status) => return ApiError(status).into_response(),
     };
     let request = RestRequest {
         fields,
-        metadata: tonic::metadata::MetadataMap::from_headers(parts.headers),
-        extensions: parts.extensions,
+        metadata: tonic::metadata::MetadataMap::from_headers(routed.headers),
+        extensions: routed.extensions,
     };
     match method.call(request).await {
         Ok(json) => with_json(StatusCode::OK, json),
