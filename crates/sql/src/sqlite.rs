@@ -1,6 +1,7 @@
 //! SQLite: a pool of rusqlite connections, statements run on the calling thread or, what may
 //! wait, on tokio's blocking threads.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,8 +29,8 @@ pub(crate) fn sqlite_run(conn: &rusqlite::Connection, q: &Query) -> Result<Ran, 
     let mut name = String::with_capacity(4);
     for (i, value) in q.args.iter().enumerate() {
         name.clear();
-        name.push('$');
-        name.push_str(&(i + 1).to_string());
+        // Into the one buffer: no allocation per value.
+        let _ = write!(name, "${}", i + 1);
         let Some(index) = statement.parameter_index(&name)? else {
             return Err(DbError::new(format!(
                 "the statement has no {name}: {}",
