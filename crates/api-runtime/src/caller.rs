@@ -26,11 +26,15 @@ pub struct Caller {
     pub access: Access,
 }
 
-fn unauthenticated() -> Status {
-    Status::new(
-        tonic::Code::Unauthenticated,
-        "The call carries no authenticated principal",
-    )
+/// The principal the server's authentication put in a request's extensions, or
+/// `UNAUTHENTICATED`.
+fn principal(extensions: &axum::http::Extensions) -> Result<Principal, Status> {
+    extensions.get::<Principal>().cloned().ok_or_else(|| {
+        Status::new(
+            tonic::Code::Unauthenticated,
+            "The call carries no authenticated principal",
+        )
+    })
 }
 
 impl Caller {
@@ -55,25 +59,16 @@ impl Caller {
         headers: &axum::http::HeaderMap,
         extensions: &axum::http::Extensions,
     ) -> Result<Self, Status> {
-        let principal = extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(unauthenticated)?;
         let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok());
-        Ok(Self::of(principal, idempotency_key(key)))
+        Ok(Self::of(principal(extensions)?, idempotency_key(key)))
     }
 
     /// The caller of a gRPC request (or of a REST one, which the transcoder makes one), as
     /// [`Caller::from_parts`].
     pub fn from_grpc<T>(request: &tonic::Request<T>) -> Result<Self, Status> {
-        let principal = request
-            .extensions()
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(unauthenticated)?;
         let key = request.metadata().get(IDEMPOTENCY_KEY);
         Ok(Self::of(
-            principal,
+            principal(request.extensions())?,
             idempotency_key(key.and_then(|v| v.to_str().ok())),
         ))
     }
