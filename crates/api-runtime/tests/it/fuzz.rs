@@ -122,6 +122,24 @@ const CREATE_FIELDS: &[&str] = &[
 ];
 
 proptest! {
+    /// Any path, against every REST rule of the schema: a rule matches or not, and the values
+    /// it takes from the path are read into the request or refused naming the field.
+    #[test]
+    fn fuzz_paths_match_rules_or_not(path in prop_oneof![
+        "(/(compute|v1|images|operations|endpoints|container-registry|fd8[a-z0-9%]{0,24}|:cancel|:latestByFamily|%[0-9A-Fa-f]{2}|){0,6})(:[a-z]{0,8})?",
+        "[\\PC]{0,64}",
+    ]) {
+        for (_, rules) in yc_proto_types::rpc::every_http_rule() {
+            for rule in rules {
+                if let Some(values) = rule.template().matches(&path)
+                    && let Err(status) = RestRequest::read(rule, values, None, b"")
+                {
+                    refused(&status);
+                }
+            }
+        }
+    }
+
     #[test]
     fn fuzz_filters_parse_or_say_why(text in prop_oneof![filter_like(), "[\\PC]{0,64}", any::<String>()]) {
         if let Err(status) = FilterExpr::parse(&text, SPEC) {
