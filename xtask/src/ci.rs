@@ -127,7 +127,13 @@ pub(crate) fn fuzz(cases: u64) -> Result<()> {
                 "--",
                 "fuzz_",
             ],
-            &[("PROPTEST_CASES", cases.as_str())],
+            &[
+                ("PROPTEST_CASES", cases.as_str()),
+                // Optimised, but without the server binary's link-time optimisation, which
+                // would take minutes for each test binary.
+                ("CARGO_PROFILE_RELEASE_LTO", "off"),
+                ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+            ],
         )
     })
 }

@@ -89,24 +89,39 @@ struct Compiled {
 
 /// The rules of `M`, looked up once per type (by its `TypeId`, without formatting its name
 /// for every call); `None` for a type the schema does not know.
-fn compiled<M: Name + 'static>() -> Result<Option<Arc<Compiled>>, Status> {
-    type ByType = HashMap<std::any::TypeId, Option<Arc<Compiled>>>;
+fn compiled<M: Name + 'static>() -> Result<Option<&'static Compiled>, Status> {
+    /// Each message type's rules, compiled once and kept for the life of the process (one
+    /// entry per message type of the schema).
+    type ByType = HashMap<std::any::TypeId, Option<&'static Compiled>>;
     static BY_TYPE: OnceLock<RwLock<ByType>> = OnceLock::new();
-    let by_type = BY_TYPE.get_or_init(Default::default);
+    thread_local! {
+        /// What this thread has looked up: a call finds its rules without a shared lock.
+        static SEEN: std::cell::RefCell<ByType> = std::cell::RefCell::new(HashMap::new());
+    }
     let key = std::any::TypeId::of::<M>();
-    if let Some(found) = by_type.read().ok().and_then(|m| m.get(&key).cloned()) {
+    if let Some(found) = SEEN.with_borrow(|seen| seen.get(&key).copied()) {
         return Ok(found);
     }
-    let compiled = match descriptor_pool().get_message_by_name(&M::full_name()) {
-        None => None,
-        Some(descriptor) => Some(Arc::new(Compiled {
-            rules: rules_of(&descriptor)?,
-            descriptor,
-        })),
+    let by_type = BY_TYPE.get_or_init(Default::default);
+    let found = by_type.read().ok().and_then(|m| m.get(&key).copied());
+    let compiled = match found {
+        Some(found) => found,
+        None => {
+            let compiled = match descriptor_pool().get_message_by_name(&M::full_name()) {
+                None => None,
+                Some(descriptor) => Some(&*Box::leak(Box::new(Compiled {
+                    rules: rules_of(&descriptor)?,
+                    descriptor,
+                }))),
+            };
+            match by_type.write() {
+                // Another thread may have compiled it meanwhile: keep the first.
+                Ok(mut by_type) => *by_type.entry(key).or_insert(compiled),
+                Err(_) => compiled,
+            }
+        }
     };
-    if let Ok(mut by_type) = by_type.write() {
-        by_type.insert(key, compiled.clone());
-    }
+    SEEN.with_borrow_mut(|seen| seen.insert(key, compiled));
     Ok(compiled)
 }
 

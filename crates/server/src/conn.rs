@@ -25,10 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,6 +39,42 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+
+/// What [`serve`] serves: a service answering every request (routing, the layers every call
+/// passes), cloned once per connection. Generic rather than a boxed service or a `Router`
+/// with its layers inside, so that a call pays for no box and no clone on its way in.
+pub(crate) trait App:
+    Service<
+        Request,
+        Response = axum::http::Response<Self::Body>,
+        Error = Infallible,
+        Future = Self::Answering,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The body of an answer.
+    type Body: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static;
+    /// The future of an answer.
+    type Answering: Future<Output = Result<axum::http::Response<Self::Body>, Infallible>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> App for S
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
+{
+    type Body = B;
+    type Answering = S::Future;
+}
 
 /// The limits of every connection (see the module docs).
 #[derive(Debug, Clone, Copy)]
@@ -60,10 +94,10 @@ const IDLE_AT_SHUTDOWN: Duration = Duration::from_millis(300);
 
 /// Serves `app` on `listener` (through `tls` when given) under `limits` until `shutdown`
 /// completes; then stops as the module docs say.
-pub(crate) async fn serve(
+pub(crate) async fn serve<A: App>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    app: Router,
+    app: A,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -119,10 +153,10 @@ pub(crate) async fn serve(
 }
 
 /// One connection, from its TLS handshake to its end; returns its id.
-async fn connection(
+async fn connection<A: App>(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
-    app: Router,
+    app: A,
     limits: Limits,
     conn: Arc<Conn>,
     stopping: watch::Receiver<bool>,
@@ -155,9 +189,9 @@ async fn connection(
 
 /// HTTP/1.1 or HTTP/2 (gRPC) on `io` until the client is done, the connection is closed for
 /// the server's sake (idle, room for another, stopping), or the server stops.
-async fn serve_io<I>(
+async fn serve_io<I, A: App>(
     io: I,
-    app: Router,
+    app: A,
     limits: Limits,
     conn: &Arc<Conn>,
     stopping: watch::Receiver<bool>,
@@ -344,16 +378,16 @@ impl Drop for InFlight {
 /// The app as one connection's service: request bodies that stall fail, and the call counts
 /// as in flight until its answer's body is sent.
 #[derive(Clone)]
-struct Calls {
-    app: Router,
+struct Calls<A> {
+    app: A,
     conn: Arc<Conn>,
     limits: Limits,
 }
 
-impl Service<Request<Incoming>> for Calls {
-    type Response = axum::http::Response<Answer>;
+impl<A: App> Service<Request<Incoming>> for Calls<A> {
+    type Response = axum::http::Response<Answer<A::Body>>;
     type Error = Infallible;
-    type Future = CallFuture;
+    type Future = CallFuture<A>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -439,17 +473,17 @@ pin_project_lite::pin_project! {
     /// HTTP/1.1 before the request body was read waits until the body is read (up to
     /// [`DRAIN_LIMIT`]; past that the connection is closed after the answer): a client that
     /// sends its whole body before reading, as most do, then always gets the answer.
-    struct CallFuture {
+    struct CallFuture<A: App> {
         #[pin]
-        inner: axum::routing::future::RouteFuture<Infallible>,
+        inner: A::Answering,
         in_flight: Option<InFlight>,
         unread: Option<Shared>,
-        draining: Option<Box<(Response, Timed, usize)>>,
+        draining: Option<Box<(axum::http::Response<A::Body>, Timed, usize)>>,
     }
 }
 
-impl Future for CallFuture {
-    type Output = Result<axum::http::Response<Answer>, Infallible>;
+impl<A: App> Future for CallFuture<A> {
+    type Output = Result<axum::http::Response<Answer<A::Body>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -499,7 +533,10 @@ impl Future for CallFuture {
 
 /// `response` with its body holding the call in flight until it is sent (a body type of its
 /// own, not boxed again).
-fn answer(response: Response, in_flight: Option<InFlight>) -> axum::http::Response<Answer> {
+fn answer<B>(
+    response: axum::http::Response<B>,
+    in_flight: Option<InFlight>,
+) -> axum::http::Response<Answer<B>> {
     response.map(|body| Answer {
         body,
         _in_flight: in_flight,
@@ -508,14 +545,14 @@ fn answer(response: Response, in_flight: Option<InFlight>) -> axum::http::Respon
 
 pin_project_lite::pin_project! {
     /// An answer's body, holding its call in flight until it is sent or dropped.
-    pub(crate) struct Answer {
+    pub(crate) struct Answer<B> {
         #[pin]
-        body: Body,
+        body: B,
         _in_flight: Option<InFlight>,
     }
 }
 
-impl http_body::Body for Answer {
+impl<B: http_body::Body<Data = bytes::Bytes, Error = axum::Error>> http_body::Body for Answer<B> {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 

@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::registry::LookupSpan;
 
 /// How long a line may wait in the buffer.
@@ -179,66 +177,86 @@ impl Drop for Flush {
     }
 }
 
-/// Log lines' time, as tracing-subscriber writes it (`2026-01-02T03:04:05.123456Z`), with the
-/// date and time of day written out once a second rather than for every line.
-pub(crate) struct Clock;
-
-impl FormatTime for Clock {
-    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        thread_local! {
-            /// The second last written, and its text without the fraction.
-            static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+/// Writes log lines' time as tracing-subscriber writes it (`2026-01-02T03:04:05.123456Z`), with
+/// the date and time of day written out once a second rather than for every line.
+fn write_time(out: &mut String) {
+    thread_local! {
+        /// The second last written, and its text without the fraction.
+        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = yc_proto_types::google::protobuf::Timestamp::now();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != now.seconds {
+            let whole = yc_proto_types::google::protobuf::Timestamp {
+                seconds: now.seconds,
+                nanos: 0,
+            };
+            *text = whole.to_rfc3339().unwrap_or_default();
+            text.pop(); // the `Z`
+            *second = now.seconds;
         }
-        let now = yc_proto_types::google::protobuf::Timestamp::now();
-        SECOND.with_borrow_mut(|(second, text)| {
-            if *second != now.seconds {
-                let whole = yc_proto_types::google::protobuf::Timestamp {
-                    seconds: now.seconds,
-                    nanos: 0,
-                };
-                *text = whole.to_rfc3339().map_err(|_| fmt::Error)?;
-                text.pop(); // the `Z`
-                *second = now.seconds;
-            }
-            // `.` and the microseconds in six digits, then `Z`.
-            let mut fraction = *b".000000Z";
-            let mut micros = now.nanos / 1000;
-            for digit in fraction[1..7].iter_mut().rev() {
-                *digit = b'0' + (micros % 10) as u8;
-                micros /= 10;
-            }
-            w.write_str(text)?;
-            w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
-        })
+        out.push_str(text);
+        out.push('.');
+        push_digits(out, u64::from(now.nanos.cast_unsigned() / 1000), 6);
+        out.push('Z');
+    });
+}
+
+/// Writes `n` in decimal, with leading zeros to at least `width` digits.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || start > digits.len().saturating_sub(width.max(1)) {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &digits[start..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A call's latency as the call line writes it: milliseconds with three decimals (`1.234`),
+/// written without the formatting machinery.
+pub(crate) struct Millis {
+    text: String,
+}
+
+impl Millis {
+    pub(crate) fn new(elapsed: Duration) -> Self {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let mut text = String::with_capacity(16);
+        push_digits(&mut text, micros / 1000, 1);
+        text.push('.');
+        push_digits(&mut text, micros % 1000, 3);
+        Self { text }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 /// Writes fields as `name=value` after the message, as tracing-subscriber writes them: a text
 /// value that is one plain word is written as it is, any other quoted and escaped; control
 /// characters in any value are escaped, so that nothing a client sends can reach a terminal
-/// through the log.
+/// through the log. Straight into the line's `String`: a line is written with no dynamic
+/// writer and no formatting machinery for text and numbers.
 struct FieldWriter<'w> {
-    writer: Writer<'w>,
+    out: &'w mut String,
     first: bool,
-    result: fmt::Result,
 }
 
 impl FieldWriter<'_> {
-    /// Writes what comes before a value; false once writing failed.
-    fn name(&mut self, field: &Field) -> bool {
-        if self.result.is_err() {
-            return false;
-        }
+    /// Writes what comes before a value.
+    fn name(&mut self, field: &Field) {
         if !std::mem::take(&mut self.first) {
-            self.result = self.writer.write_char(' ');
+            self.out.push(' ');
         }
-        if field.name() != "message" && self.result.is_ok() {
-            self.result = self
-                .writer
-                .write_str(field.name())
-                .and_then(|()| self.writer.write_char('='));
+        if field.name() != "message" {
+            self.out.push_str(field.name());
+            self.out.push('=');
         }
-        self.result.is_ok()
     }
 }
 
@@ -260,33 +278,32 @@ fn is_plain(text: &str) -> bool {
 
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.name(field) {
-            self.result = write_text(&mut self.writer, value, field.name() == "message");
-        }
+        self.name(field);
+        // Writing into a String does not fail.
+        let _ = write_text(self.out, value, field.name() == "message");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.name(field) {
-            self.result = write!(self.writer, "{value}");
-        }
+        self.name(field);
+        push_digits(self.out, value, 1);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.name(field) {
-            self.result = write!(self.writer, "{value}");
+        self.name(field);
+        if value < 0 {
+            self.out.push('-');
         }
+        push_digits(self.out, value.unsigned_abs(), 1);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.name(field) {
-            self.result = write!(self.writer, "{value}");
-        }
+        self.name(field);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.name(field) {
-            self.result = write!(EscapedTo(&mut self.writer), "{value:?}");
-        }
+        self.name(field);
+        let _ = write!(EscapedTo(self.out), "{value:?}");
     }
 }
 
@@ -340,12 +357,10 @@ where
             return;
         };
         let mut text = String::with_capacity(160);
-        let mut visitor = FieldWriter {
-            writer: Writer::new(&mut text),
+        attrs.record(&mut FieldWriter {
+            out: &mut text,
             first: true,
-            result: Ok(()),
-        };
-        attrs.record(&mut visitor);
+        });
         span.extensions_mut().insert(SpanText(text));
     }
 
@@ -361,12 +376,7 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(SpanText(text)) = extensions.get_mut::<SpanText>() {
             let first = text.is_empty();
-            let mut visitor = FieldWriter {
-                writer: Writer::new(text),
-                first,
-                result: Ok(()),
-            };
-            values.record(&mut visitor);
+            values.record(&mut FieldWriter { out: text, first });
         }
     }
 
@@ -376,9 +386,8 @@ where
         }
         TEXT.with_borrow_mut(|text| {
             text.clear();
-            if format_line(text, event, &ctx).is_ok() {
-                let _ = self.make_writer.make_writer().write_all(text.as_bytes());
-            }
+            format_line(text, event, &ctx);
+            let _ = self.make_writer.make_writer().write_all(text.as_bytes());
         });
     }
 }
@@ -387,44 +396,39 @@ fn format_line<S>(
     text: &mut String,
     event: &Event<'_>,
     ctx: &tracing_subscriber::layer::Context<'_, S>,
-) -> fmt::Result
-where
+) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let mut writer = Writer::new(text);
-    Clock.format_time(&mut writer)?;
+    write_time(text);
     let meta = event.metadata();
-    writer.write_str(match *meta.level() {
+    text.push_str(match *meta.level() {
         Level::ERROR => " ERROR ",
         Level::WARN => "  WARN ",
         Level::INFO => "  INFO ",
         Level::DEBUG => " DEBUG ",
         Level::TRACE => " TRACE ",
-    })?;
+    });
     if let Some(scope) = ctx.event_scope(event) {
         for span in scope.from_root() {
-            writer.write_str(span.name())?;
+            text.push_str(span.name());
             if let Some(SpanText(fields)) = span.extensions().get::<SpanText>()
                 && !fields.is_empty()
             {
-                writer.write_char('{')?;
-                writer.write_str(fields)?;
-                writer.write_char('}')?;
+                text.push('{');
+                text.push_str(fields);
+                text.push('}');
             }
-            writer.write_char(':')?;
+            text.push(':');
         }
-        writer.write_char(' ')?;
+        text.push(' ');
     }
-    writer.write_str(meta.target())?;
-    writer.write_str(": ")?;
-    let mut visitor = FieldWriter {
-        writer: writer.by_ref(),
+    text.push_str(meta.target());
+    text.push_str(": ");
+    event.record(&mut FieldWriter {
+        out: text,
         first: true,
-        result: Ok(()),
-    };
-    event.record(&mut visitor);
-    visitor.result?;
-    writer.write_char('\n')
+    });
+    text.push('\n');
 }
 
 #[cfg(test)]
@@ -446,6 +450,25 @@ mod tests {
     }
 
     #[test]
+    fn latencies_and_numbers_are_written_in_decimal() {
+        for (micros, text) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_234, "1.234"),
+            (1_000_000, "1000.000"),
+            (12_345_678, "12345.678"),
+        ] {
+            assert_eq!(Millis::new(Duration::from_micros(micros)).as_str(), text);
+        }
+        let mut text = String::new();
+        for (n, width) in [(0, 1), (5, 6), (123_456, 6), (u64::MAX, 1), (42, 0)] {
+            push_digits(&mut text, n, width);
+            text.push(' ');
+        }
+        assert_eq!(text, "0 000005 123456 18446744073709551615 42 ");
+    }
+
+    #[test]
     fn lines_read_like_the_default_format_and_escape_what_clients_send() {
         let captured = Captured::default();
         let writer = captured.clone();
@@ -460,6 +483,7 @@ mod tests {
                 empty = "",
                 status = 200u16,
                 delta = -3i64,
+                most = i64::MIN,
                 ok = true,
                 "call"
             );
@@ -486,7 +510,7 @@ mod tests {
         assert_eq!(
             &lines[0][27..],
             "  INFO yc_images::log::tests: call request_id=abc-1 path=\"/a b\" \
-             agent=\"evil\\u{1b}[31m\" empty=\"\" status=200 delta=-3 ok=true"
+             agent=\"evil\\u{1b}[31m\" empty=\"\" status=200 delta=-3 most=-9223372036854775808 ok=true"
         );
         assert_eq!(
             &lines[1][27..],

@@ -4,7 +4,8 @@
 //! Labels take only values from fixed sets (the schema's methods, the gRPC codes), whatever a
 //! client sends, so that no caller can grow the number of series.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +31,51 @@ pub(crate) struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     latency: LatencyFamily,
+    /// Tells this instance's handles apart in each thread's [`HANDLES`].
+    instance: u64,
+}
+
+/// A call's series: `(instance, method, transport, code)`, the label texts by address.
+type HandleKey = (u64, usize, usize, i32);
+
+thread_local! {
+    /// The series each serving thread has counted calls in, found by the addresses of their
+    /// `'static` label texts: a call counts itself without hashing its labels' text or taking
+    /// the families' locks. Texts at different addresses that read the same still count in
+    /// one series, found through the family the first time.
+    static HANDLES: std::cell::RefCell<HashMap<HandleKey, (Counter, Histogram), KeyHasher>> =
+        std::cell::RefCell::new(HashMap::default());
+}
+
+/// Hashes a [`HandleKey`] (four words, no attacker's input) by multiplying and rotating.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n.cast_unsigned()));
+    }
+}
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = Self;
+    fn build_hasher(&self) -> Self {
+        Self(0)
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -54,10 +100,12 @@ impl Metrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(Live { runner, db }));
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         Arc::new(Self {
             registry,
             calls,
             latency,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -69,16 +117,30 @@ impl Metrics {
         code: tonic::Code,
         elapsed: Duration,
     ) {
-        self.calls
-            .get_or_create(&[
-                ("method", method),
-                ("transport", transport),
-                ("code", yc_proto_types::code_name(code)),
-            ])
-            .inc();
-        self.latency
-            .get_or_create(&[("method", method), ("transport", transport)])
-            .observe(elapsed.as_secs_f64());
+        let key = (
+            self.instance,
+            method.as_ptr() as usize,
+            transport.as_ptr() as usize,
+            code as i32,
+        );
+        HANDLES.with_borrow_mut(|handles| {
+            let (calls, latency) = handles.entry(key).or_insert_with(|| {
+                (
+                    self.calls
+                        .get_or_create(&[
+                            ("method", method),
+                            ("transport", transport),
+                            ("code", yc_proto_types::code_name(code)),
+                        ])
+                        .clone(),
+                    self.latency
+                        .get_or_create(&[("method", method), ("transport", transport)])
+                        .clone(),
+                )
+            });
+            calls.inc();
+            latency.observe(elapsed.as_secs_f64());
+        });
     }
 
     /// The metrics in the Prometheus text format.
@@ -190,5 +252,63 @@ mod tests {
             "unknown"
         );
         assert_eq!(grpc_method(&"x".repeat(10_000)), "unknown");
+    }
+
+    /// The line of `text` that starts with `series`, its value.
+    fn value(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .map(|rest| rest.trim().to_owned())
+    }
+
+    #[tokio::test]
+    async fn calls_count_in_one_series_per_label_text_and_per_server() {
+        let runner = || OperationRunner::new(Arc::new(yc_operations::MemoryOperationStore::new()));
+        let db = yc_sql::Db::sqlite_memory().await.unwrap();
+        let (one, other) = (
+            Metrics::new(runner(), db.clone()),
+            Metrics::new(runner(), db),
+        );
+        // The same text at two addresses, as a method's label comes from the schema or from
+        // the REST transcoder.
+        let leaked: &'static str = Box::leak(String::from("/a.B/Get").into_boxed_str());
+        one.record(
+            "/a.B/Get",
+            "grpc",
+            tonic::Code::Ok,
+            Duration::from_millis(1),
+        );
+        one.record(leaked, "grpc", tonic::Code::Ok, Duration::from_millis(3));
+        one.record(
+            leaked,
+            "grpc",
+            tonic::Code::NotFound,
+            Duration::from_millis(1),
+        );
+        other.record(
+            "/a.B/Get",
+            "grpc",
+            tonic::Code::Ok,
+            Duration::from_millis(1),
+        );
+        // Another thread, the same series.
+        let sent = one.clone();
+        std::thread::spawn(move || {
+            sent.record(leaked, "grpc", tonic::Code::Ok, Duration::from_millis(1));
+        })
+        .join()
+        .unwrap();
+
+        let text = one.render();
+        let ok = r#"yc_images_calls_total{method="/a.B/Get",transport="grpc",code="OK"}"#;
+        let not_found =
+            r#"yc_images_calls_total{method="/a.B/Get",transport="grpc",code="NOT_FOUND"}"#;
+        assert_eq!(value(&text, ok).as_deref(), Some("3"), "{text}");
+        assert_eq!(value(&text, not_found).as_deref(), Some("1"), "{text}");
+        assert_eq!(text.matches(ok).count(), 1, "{text}");
+        let count = r#"yc_images_call_duration_seconds_count{method="/a.B/Get",transport="grpc"}"#;
+        assert_eq!(value(&text, count).as_deref(), Some("4"), "{text}");
+        let other = other.render();
+        assert_eq!(value(&other, ok).as_deref(), Some("1"), "{other}");
     }
 }

@@ -1,7 +1,7 @@
 //! The layer every call passes first: its span, its ids, its log line and its metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -62,7 +62,7 @@ impl<S> tower_service::Service<Request> for RequestIds<S>
 where
     S: tower_service::Service<Request, Response = Response>,
 {
-    type Response = Response;
+    type Response = axum::http::Response<LoggedBody>;
     type Error = S::Error;
     type Future = RequestIdsFuture<S::Future>;
 
@@ -99,7 +99,9 @@ where
             request_id,
             trace_id,
             http_method: request.method().clone(),
-            uri: request.uri().clone(),
+            // A gRPC call's line names its method instead.
+            uri: (transport != "grpc" || method == "unknown").then(|| request.uri().clone()),
+            registry_api: method == "registry-api",
             started,
             method,
             transport,
@@ -119,7 +121,9 @@ struct Pending {
     request_id: HeaderValue,
     trace_id: HeaderValue,
     http_method: axum::http::Method,
-    uri: axum::http::Uri,
+    uri: Option<axum::http::Uri>,
+    /// A call of the registry API (`/v2/`), whose errors are its own.
+    registry_api: bool,
     started: Instant,
     method: &'static str,
     transport: &'static str,
@@ -141,7 +145,7 @@ impl<F, E> std::future::Future for RequestIdsFuture<F>
 where
     F: std::future::Future<Output = Result<Response, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<axum::http::Response<LoggedBody>, E>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
@@ -151,7 +155,10 @@ where
         let inner = this.inner;
         let mut response = std::task::ready!(this.span.in_scope(|| inner.poll(cx)))?;
         let Some(pending) = this.call.take() else {
-            return std::task::Poll::Ready(Ok(response));
+            // Polled again after its answer: only a misbehaving caller does that.
+            return std::task::Poll::Ready(Ok(
+                response.map(|inner| LoggedBody { inner, call: None })
+            ));
         };
         // An error carries the request id in its details, as the cloud's do; only errors pay.
         let failed = response.status().is_client_error() || response.status().is_server_error();
@@ -161,7 +168,7 @@ where
             .is_some_and(|code| code.as_bytes() != b"0");
         if grpc_failed {
             crate::request_info::add_to_grpc_error(response.headers_mut(), &pending.request_id);
-        } else if failed && !pending.uri.path().starts_with("/v2/") {
+        } else if failed && !pending.registry_api {
             response = crate::request_info::add_to_json_error(response, &pending.request_id);
         }
         let method = response
@@ -181,17 +188,14 @@ where
             started: pending.started,
             method,
             transport: pending.transport,
-            span: this.span.clone(),
+            // The answer is ready: the span goes with the call to its line.
+            span: std::mem::replace(this.span, tracing::Span::none()),
             metrics: this.metrics.clone(),
         };
-        let (parts, body) = response.into_parts();
-        std::task::Poll::Ready(Ok(Response::from_parts(
-            parts,
-            axum::body::Body::new(LoggedBody {
-                inner: body,
-                call: Some(call),
-            }),
-        )))
+        std::task::Poll::Ready(Ok(response.map(|inner| LoggedBody {
+            inner,
+            call: Some(call),
+        })))
     }
 }
 
@@ -214,7 +218,7 @@ fn new_id() -> HeaderValue {
 /// What is logged and counted of one call.
 struct CallLog {
     http_method: axum::http::Method,
-    uri: axum::http::Uri,
+    uri: Option<axum::http::Uri>,
     status: u16,
     grpc_status: Option<HeaderValue>,
     started: Instant,
@@ -222,16 +226,6 @@ struct CallLog {
     transport: &'static str,
     span: tracing::Span,
     metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// Milliseconds with three decimals, as the call line writes a latency.
-struct Millis(Duration);
-
-impl std::fmt::Debug for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
-    }
 }
 
 impl CallLog {
@@ -245,22 +239,23 @@ impl CallLog {
         };
         self.metrics
             .record(self.method, self.transport, code, elapsed);
+        let latency = crate::log::Millis::new(elapsed);
         let _in_call = self.span.enter();
         if self.transport == "grpc" && self.method != "unknown" {
             // The span's method is the path, and the HTTP method is always POST.
             tracing::info!(
                 status = self.status,
                 grpc_status,
-                latency_ms = ?Millis(elapsed),
+                latency_ms = latency.as_str(),
                 "call"
             );
         } else {
             tracing::info!(
                 http_method = self.http_method.as_str(),
-                path = self.uri.path(),
+                path = self.uri.as_ref().map_or("", |uri| uri.path()),
                 status = self.status,
                 grpc_status,
-                latency_ms = ?Millis(elapsed),
+                latency_ms = latency.as_str(),
                 "call"
             );
         }
@@ -268,7 +263,7 @@ impl CallLog {
 }
 
 /// An answer's body that logs its call when it ends, with the gRPC status of its trailers.
-struct LoggedBody {
+pub(crate) struct LoggedBody {
     inner: axum::body::Body,
     call: Option<CallLog>,
 }

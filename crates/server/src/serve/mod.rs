@@ -154,10 +154,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     // Without IAM, `RequestIds` puts the anonymous principal on every call (one layer less
     // than `PrincipalLayer`: each layer of the router is a boxed service cloned per call).
     // Outermost, so that refused calls have ids and are logged and counted too.
-    let app = app.layer(RequestIdsLayer {
+    // Around the router rather than inside it (`Router::layer`), where every layer would box
+    // each route once more and clone that box for every call.
+    use tower_layer::Layer as _;
+    let app = RequestIdsLayer {
         metrics,
         anonymous: !authenticated,
-    });
+    }
+    .layer(axum::extract::DefaultBodyLimit::disable().layer(app));
 
     tracing::info!(%address, store = %stores.description, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
