@@ -82,6 +82,7 @@ fn main() -> ExitCode {
             .with(filter)
             .with(log::TextLayer::new(writer))
             .init();
+        log::text_lines();
     }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -239,10 +239,29 @@ impl CallLog {
         };
         self.metrics
             .record(self.method, self.transport, code, elapsed);
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
         let latency = crate::log::Millis::new(elapsed);
+        // A gRPC call's span names its method, and its HTTP method is always POST.
+        let grpc = self.transport == "grpc" && self.method != "unknown";
+        let path = self.uri.as_ref().map_or("", |uri| uri.path());
+        let written = crate::log::call_line(&self.span, module_path!(), |line| {
+            if !grpc {
+                crate::log::push_field(line, "http_method", self.http_method.as_str());
+                crate::log::push_field(line, "path", path);
+            }
+            crate::log::push_number_field(line, "status", u64::from(self.status));
+            if let Some(grpc_status) = grpc_status {
+                crate::log::push_field(line, "grpc_status", grpc_status);
+            }
+            crate::log::push_field(line, "latency_ms", latency.as_str());
+        });
+        if written {
+            return;
+        }
         let _in_call = self.span.enter();
-        if self.transport == "grpc" && self.method != "unknown" {
-            // The span's method is the path, and the HTTP method is always POST.
+        if grpc {
             tracing::info!(
                 status = self.status,
                 grpc_status,
@@ -252,7 +271,7 @@ impl CallLog {
         } else {
             tracing::info!(
                 http_method = self.http_method.as_str(),
-                path = self.uri.as_ref().map_or("", |uri| uri.path()),
+                path,
                 status = self.status,
                 grpc_status,
                 latency_ms = latency.as_str(),

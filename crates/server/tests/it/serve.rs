@@ -849,6 +849,25 @@ async fn every_call_is_logged_in_its_span() {
     );
     assert!(grpc_line.contains(" grpc_status=5 "), "{grpc_line}");
     assert!(grpc_line.contains("call{request_id="), "{grpc_line}");
+
+    // Whole lines, as tracing-subscriber's default format writes an event in a span.
+    let time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z";
+    // A REST call's method is recorded once the transcoder has routed it, after its caller.
+    let method = r"method=/yandex\.cloud\.compute\.v1\.ImageService/Get";
+    let span = format!(
+        r"call\{{request_id=[^ ]+ trace_id=[0-9a-f-]{{36}} (?:{method} caller=anonymous|caller=anonymous {method})\}}"
+    );
+    let rest = regex::Regex::new(&format!(
+        r"^{time}  INFO {span}: yc_images::serve::calls: call http_method=GET path=/compute/v1/images/fd8missing\d{{10}} status=404 latency_ms=\d+\.\d{{3}}$"
+    ))
+    .unwrap();
+    let grpc = regex::Regex::new(&format!(
+        r"^{time}  INFO {span}: yc_images::serve::calls: call status=200 grpc_status=5 latency_ms=\d+\.\d{{3}}$"
+    ))
+    .unwrap();
+    for line in &calls {
+        assert!(rest.is_match(line) || grpc.is_match(line), "{line}");
+    }
 }
 
 /// Stops the server and returns its log.
