@@ -232,11 +232,7 @@ impl CallLog {
     fn emit(self) {
         let elapsed = self.started.elapsed();
         let grpc_status = self.grpc_status.as_ref().and_then(|v| v.to_str().ok());
-        let code = match grpc_status.map(str::parse::<i32>) {
-            Some(Ok(code)) => tonic::Code::from_i32(code),
-            _ if self.status < 400 => tonic::Code::Ok,
-            _ => yc_proto_types::code_of_http(self.status),
-        };
+        let code = call_code(self.transport, self.status, grpc_status);
         self.metrics
             .record(self.method, self.transport, code, elapsed);
         if !tracing::enabled!(tracing::Level::INFO) {
@@ -332,6 +328,18 @@ impl Drop for LoggedBody {
     }
 }
 
+/// The gRPC code a call is counted with: its gRPC status when its answer carried one; a
+/// gRPC answer of HTTP 200 that ended without one was cut before its trailers (the client
+/// reset the stream or went away), `CANCELLED`; else the code of its HTTP status.
+fn call_code(transport: &str, status: u16, grpc_status: Option<&str>) -> tonic::Code {
+    match grpc_status.map(str::parse::<i32>) {
+        Some(Ok(code)) => tonic::Code::from_i32(code),
+        None if transport == "grpc" && status < 400 => tonic::Code::Cancelled,
+        _ if status < 400 => tonic::Code::Ok,
+        _ => yc_proto_types::code_of_http(status),
+    }
+}
+
 /// The request id a client sent, if it is one we can echo.
 fn client_request_id(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
     [X_REQUEST_ID, X_CLIENT_REQUEST_ID].iter().find_map(|name| {
@@ -344,4 +352,21 @@ fn client_request_id(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
                 v
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_counts_with_the_code_its_answer_carried() {
+        assert_eq!(call_code("grpc", 200, Some("0")), tonic::Code::Ok);
+        assert_eq!(call_code("grpc", 200, Some("5")), tonic::Code::NotFound);
+        // Cut before its trailers.
+        assert_eq!(call_code("grpc", 200, None), tonic::Code::Cancelled);
+        assert_eq!(call_code("rest", 200, None), tonic::Code::Ok);
+        assert_eq!(call_code("rest", 404, None), tonic::Code::NotFound);
+        assert_eq!(call_code("http", 201, None), tonic::Code::Ok);
+        assert_eq!(call_code("grpc", 413, None), tonic::Code::ResourceExhausted);
+    }
 }
