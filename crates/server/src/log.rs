@@ -242,21 +242,34 @@ impl Millis {
 /// characters in any value are escaped, so that nothing a client sends can reach a terminal
 /// through the log. Straight into the line's `String`: a line is written with no dynamic
 /// writer and no formatting machinery for text and numbers.
-struct FieldWriter<'w> {
+pub(crate) struct FieldWriter<'w> {
     out: &'w mut String,
     first: bool,
 }
 
 impl FieldWriter<'_> {
     /// Writes what comes before a value.
-    fn name(&mut self, field: &Field) {
+    fn name(&mut self, name: &str) {
         if !std::mem::take(&mut self.first) {
             self.out.push(' ');
         }
-        if field.name() != "message" {
-            self.out.push_str(field.name());
+        if name != "message" {
+            self.out.push_str(name);
             self.out.push('=');
         }
+    }
+
+    /// Writes a text field.
+    pub(crate) fn text(&mut self, name: &str, value: &str) {
+        self.name(name);
+        // Writing into a String does not fail.
+        let _ = write_text(self.out, value, name == "message");
+    }
+
+    /// Writes a number field.
+    pub(crate) fn number(&mut self, name: &str, value: u64) {
+        self.name(name);
+        push_digits(self.out, value, 1);
     }
 }
 
@@ -278,18 +291,15 @@ fn is_plain(text: &str) -> bool {
 
 impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.name(field);
-        // Writing into a String does not fail.
-        let _ = write_text(self.out, value, field.name() == "message");
+        self.text(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.name(field);
-        push_digits(self.out, value, 1);
+        self.number(field.name(), value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.name(field);
+        self.name(field.name());
         if value < 0 {
             self.out.push('-');
         }
@@ -297,12 +307,12 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.name(field);
+        self.name(field.name());
         self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.name(field);
+        self.name(field.name());
         let _ = write!(EscapedTo(self.out), "{value:?}");
     }
 }
@@ -412,7 +422,7 @@ pub(crate) fn text_lines() {
 pub(crate) fn call_line(
     span: &tracing::Span,
     target: &str,
-    fields: impl FnOnce(&mut String),
+    fields: impl FnOnce(&mut FieldWriter<'_>),
 ) -> bool {
     if !TEXT_LINES.load(std::sync::atomic::Ordering::Relaxed) {
         return false;
@@ -436,23 +446,13 @@ pub(crate) fn call_line(
         };
         TEXT.with_borrow_mut(|text| {
             text.clear();
-            write_time(text);
-            text.push_str("  INFO ");
-            for span in data.scope().from_root() {
-                text.push_str(span.name());
-                if let Some(SpanText(fields)) = span.extensions().get::<SpanText>()
-                    && !fields.is_empty()
-                {
-                    text.push('{');
-                    text.push_str(fields);
-                    text.push('}');
-                }
-                text.push(':');
-            }
-            text.push(' ');
-            text.push_str(target);
-            text.push_str(": call");
-            fields(text);
+            write_head(text, Level::INFO, Some(data.scope()), target);
+            let mut writer = FieldWriter {
+                out: text,
+                first: true,
+            };
+            writer.text("message", "call");
+            fields(&mut writer);
             text.push('\n');
             let _ = Line { shared }.write_all(text.as_bytes());
         });
@@ -461,39 +461,23 @@ pub(crate) fn call_line(
     .unwrap_or(false)
 }
 
-/// Writes ` name=value` into a call line, the value as [`TextLayer`] writes a text value.
-pub(crate) fn push_field(line: &mut String, name: &str, value: &str) {
-    line.push(' ');
-    line.push_str(name);
-    line.push('=');
-    let _ = write_text(line, value, false);
-}
-
-/// Writes ` name=value` into a call line for a number.
-pub(crate) fn push_number_field(line: &mut String, name: &str, value: u64) {
-    line.push(' ');
-    line.push_str(name);
-    line.push('=');
-    push_digits(line, value, 1);
-}
-
-fn format_line<S>(
+/// Writes what comes before a line's message: the time, the level, the spans the line is in
+/// (from the outermost, each with its fields) and the target.
+fn write_head<'a, R: LookupSpan<'a>>(
     text: &mut String,
-    event: &Event<'_>,
-    ctx: &tracing_subscriber::layer::Context<'_, S>,
-) where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+    level: Level,
+    scope: Option<tracing_subscriber::registry::Scope<'a, R>>,
+    target: &str,
+) {
     write_time(text);
-    let meta = event.metadata();
-    text.push_str(match *meta.level() {
+    text.push_str(match level {
         Level::ERROR => " ERROR ",
         Level::WARN => "  WARN ",
         Level::INFO => "  INFO ",
         Level::DEBUG => " DEBUG ",
         Level::TRACE => " TRACE ",
     });
-    if let Some(scope) = ctx.event_scope(event) {
+    if let Some(scope) = scope {
         for span in scope.from_root() {
             text.push_str(span.name());
             if let Some(SpanText(fields)) = span.extensions().get::<SpanText>()
@@ -507,8 +491,19 @@ fn format_line<S>(
         }
         text.push(' ');
     }
-    text.push_str(meta.target());
+    text.push_str(target);
     text.push_str(": ");
+}
+
+fn format_line<S>(
+    text: &mut String,
+    event: &Event<'_>,
+    ctx: &tracing_subscriber::layer::Context<'_, S>,
+) where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    write_head(text, *meta.level(), ctx.event_scope(event), meta.target());
     event.record(&mut FieldWriter {
         out: text,
         first: true,

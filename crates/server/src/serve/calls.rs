@@ -244,14 +244,14 @@ impl CallLog {
         let path = self.uri.as_ref().map_or("", |uri| uri.path());
         let written = crate::log::call_line(&self.span, module_path!(), |line| {
             if !grpc {
-                crate::log::push_field(line, "http_method", self.http_method.as_str());
-                crate::log::push_field(line, "path", path);
+                line.text("http_method", self.http_method.as_str());
+                line.text("path", path);
             }
-            crate::log::push_number_field(line, "status", u64::from(self.status));
+            line.number("status", u64::from(self.status));
             if let Some(grpc_status) = grpc_status {
-                crate::log::push_field(line, "grpc_status", grpc_status);
+                line.text("grpc_status", grpc_status);
             }
-            crate::log::push_field(line, "latency_ms", latency.as_str());
+            line.text("latency_ms", latency.as_str());
         });
         if written {
             return;
