@@ -684,32 +684,18 @@ fn settled(image: &Image, action: &str) -> Result<(), Status> {
     ))
 }
 
-/// The fields an Update changes: its mask's paths, or without a mask the fields it sets.
+/// The fields an Update changes.
 fn update_paths(request: &UpdateImageRequest) -> Result<Vec<String>, Status> {
-    let paths: Vec<String> = match &request.update_mask {
-        Some(mask) => mask.paths.clone(),
-        None => [
+    yc_api_runtime::update_paths(
+        request.update_mask.as_ref(),
+        &[
             ("name", !request.name.is_empty()),
             ("description", !request.description.is_empty()),
             ("min_disk_size", request.min_disk_size != 0),
             ("labels", !request.labels.is_empty()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(path, _)| path.to_owned())
-        .collect(),
-    };
-    if let Some(unknown) = paths.iter().find(|p| !UPDATE_FIELDS.contains(&p.as_str())) {
-        return Err(yc_proto_types::validation_error(
-            "update_mask",
-            &format!(
-                "{} is not a field that can be updated; the fields are {}",
-                yc_proto_types::quote(unknown),
-                UPDATE_FIELDS.join(", ")
-            ),
-        ));
-    }
-    Ok(paths)
+        ],
+        UPDATE_FIELDS,
+    )
 }
 
 /// The fields `paths` names, from `request`, on `image`.

@@ -34,6 +34,7 @@ async fn populate(size: usize) -> RegistryImages {
         id: REGISTRY.into(),
         folder_id: "b1gbench".into(),
         name: "bench".into(),
+        ..Default::default()
     };
     store.ensure_registry(&registry).await.unwrap();
     let pushes = (0..size).map(|i| {

@@ -1,15 +1,21 @@
-//! `yandex.cloud.containerregistry.v1.ImageService` over gRPC.
+//! `yandex.cloud.containerregistry.v1.ImageService` and `RegistryService` over gRPC.
 
 use tonic::{Request, Response};
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_server::{
     ImageService, ImageServiceServer,
 };
+use yc_proto_types::yandex::cloud::containerregistry::v1::registry_service_server::{
+    RegistryService, RegistryServiceServer,
+};
 use yc_proto_types::yandex::cloud::containerregistry::v1::{
-    DeleteImageRequest, GetImageRequest, Image, ListImagesRequest, ListImagesResponse,
-    image_service_rpc,
+    CreateRegistryRequest, DeleteImageRequest, DeleteRegistryRequest, GetImageRequest,
+    GetRegistryRequest, Image, ListImagesRequest, ListImagesResponse, ListRegistriesRequest,
+    ListRegistriesResponse, Registry, UpdateRegistryRequest, image_service_rpc,
+    registry_service_rpc,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
+use crate::registries::Registries;
 use crate::service::{Caller, RegistryImages};
 
 /// The gRPC ImageService over the registry image service.
@@ -59,6 +65,67 @@ impl ImageService for RegistryImageGrpc {
         let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.images.delete(request.get_ref(), &caller).await?,
+        ))
+    }
+}
+
+/// The gRPC RegistryService over [`Registries`].
+#[derive(Clone)]
+pub struct RegistryGrpc {
+    registries: Registries,
+}
+
+impl RegistryGrpc {
+    /// The service, ready to add to a tonic server.
+    pub fn server(registries: Registries) -> RegistryServiceServer<Self> {
+        RegistryServiceServer::new(Self { registries })
+    }
+
+    /// The service's REST methods, for the REST transcoder.
+    pub fn rest(registries: Registries) -> yc_proto_types::rpc::RestService {
+        registry_service_rpc::rest(std::sync::Arc::new(Self { registries }))
+    }
+}
+
+type Answer<T> = Result<Response<T>, tonic::Status>;
+
+#[tonic::async_trait]
+impl RegistryService for RegistryGrpc {
+    async fn get(&self, request: Request<GetRegistryRequest>) -> Answer<Registry> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.registries.get(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListRegistriesRequest>,
+    ) -> Answer<ListRegistriesResponse> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.registries.list(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn create(&self, request: Request<CreateRegistryRequest>) -> Answer<Operation> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.registries.create(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn update(&self, request: Request<UpdateRegistryRequest>) -> Answer<Operation> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.registries.update(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn delete(&self, request: Request<DeleteRegistryRequest>) -> Answer<Operation> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.registries.delete(request.get_ref(), &caller).await?,
         ))
     }
 }

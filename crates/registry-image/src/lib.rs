@@ -4,7 +4,9 @@
 //! - [`store`]: the [`ImageStore`](store::ImageStore) trait: registries, pushes, Get, Delete
 //!   and List as one indexed query; [`sql`] implements it on SQLite and PostgreSQL.
 //! - [`service`]: [`RegistryImages`], what List, Get, Delete and pushing mean;
-//!   [`grpc`] puts it on the wire (REST through the server's transcoder).
+//!   [`registries`]: [`Registries`], the RegistryService (registries created, listed,
+//!   updated and deleted); [`grpc`] puts both on the wire (REST through the server's
+//!   transcoder).
 //! - [`distribution`]: the OCI distribution API (`/v2/`) that pushes and pulls images, over
 //!   [`blobs`], their content in SQL; [`push`] is its client, pushing OCI image layouts.
 
@@ -19,15 +21,19 @@ pub mod oci;
 #[cfg(feature = "server")]
 pub mod push;
 #[cfg(feature = "server")]
+pub mod registries;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod sql;
 #[cfg(feature = "server")]
 pub mod store;
 
-pub use client::RegistryImageClient;
+pub use client::{RegistryClient, RegistryImageClient};
 #[cfg(feature = "server")]
-pub use grpc::RegistryImageGrpc;
+pub use grpc::{RegistryGrpc, RegistryImageGrpc};
+#[cfg(feature = "server")]
+pub use registries::Registries;
 #[cfg(feature = "server")]
 pub use service::{Caller, RegistryImages};
 #[cfg(feature = "server")]

@@ -46,11 +46,23 @@ pub struct RegistryImages {
     runner: OperationRunner,
 }
 
-fn store_status(error: ImageStoreError) -> Status {
+/// The status of a store's error.
+pub(crate) fn store_status(error: ImageStoreError) -> Status {
     match error {
         ImageStoreError::NoRegistry(id) => {
             Status::new(tonic::Code::NotFound, format!("Registry {id} not found"))
         }
+        ImageStoreError::RegistryNotActive(id) => Status::new(
+            tonic::Code::FailedPrecondition,
+            format!("Registry {id} is being created or deleted; it takes no pushes"),
+        ),
+        ImageStoreError::NameTaken(name) => Status::new(
+            tonic::Code::AlreadyExists,
+            format!(
+                "A registry named {} already exists in the folder",
+                yc_proto_types::quote(&name)
+            ),
+        ),
         ImageStoreError::CursorGone(_) => token_too_old(),
         ImageStoreError::Unavailable(why) => store_unavailable("image store", &why),
     }
@@ -304,8 +316,9 @@ impl RegistryImages {
             .await
     }
 
-    /// Creates a registry, or leaves an existing one as it is.
-    pub async fn ensure_registry(&self, registry: &Registry) -> Result<(), Status> {
+    /// Creates a registry, ACTIVE, or leaves an existing one as it is: for seeding (see
+    /// [`ImageStore::ensure_registry`]). Returns whether it was new.
+    pub async fn ensure_registry(&self, registry: &Registry) -> Result<bool, Status> {
         self.store
             .ensure_registry(registry)
             .await

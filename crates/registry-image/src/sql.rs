@@ -18,10 +18,28 @@ use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 use yc_sql::{Db, Query, Tx, query};
 
-use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, Scope};
+use crate::store::{
+    ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, RegistryChange,
+    RegistryFacts, RegistryModified, RegistryQuery, Scope,
+};
+use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
 
 const COMPONENT: &str = "registry-image";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// From version 1, whose registries had only an id, a folder and a name (all ACTIVE).
+fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
+    let yc_sql::ColumnTypes { text, int, bytes } = dialect.types();
+    vec![(
+        2,
+        vec![
+            format!("ALTER TABLE cr_registries ADD COLUMN status {text} NOT NULL DEFAULT 'ACTIVE'"),
+            format!("ALTER TABLE cr_registries ADD COLUMN created_at {int} NOT NULL DEFAULT 0"),
+            format!("ALTER TABLE cr_registries ADD COLUMN body {bytes}"),
+            format!("ALTER TABLE cr_registries ADD COLUMN deleted_at {int}"),
+        ],
+    )]
+}
 
 /// The schema, in `dialect`.
 fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
@@ -30,8 +48,17 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         format!("CREATE TABLE IF NOT EXISTS cr_registries (
         id {text} PRIMARY KEY,
         folder_id {text} NOT NULL,
-        name {text} NOT NULL
+        name {text} NOT NULL,
+        status {text} NOT NULL DEFAULT 'ACTIVE',
+        created_at {int} NOT NULL DEFAULT 0,
+        body {bytes},
+        deleted_at {int}
     )"),
+        // A name is unique within its folder; many registries may have none.
+        "CREATE UNIQUE INDEX IF NOT EXISTS cr_registries_name ON cr_registries (folder_id, name) WHERE deleted_at IS NULL AND name <> ''".to_owned(),
+        // List: a folder's registries in id order.
+        "CREATE INDEX IF NOT EXISTS cr_registries_folder ON cr_registries (folder_id, id) WHERE deleted_at IS NULL".to_owned(),
+        "CREATE INDEX IF NOT EXISTS cr_registries_deleted ON cr_registries (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
         format!("CREATE TABLE IF NOT EXISTS cr_images (
         id {text} PRIMARY KEY,
         registry_id {text} NOT NULL,
@@ -160,7 +187,7 @@ impl SqlImageStore {
         }
         // Listing one repository by name (its default order) needs (name, id).
         schema.push("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL".to_owned());
-        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
+        db.migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades(db.dialect()), &schema)
             .await
             .map_err(|e| ImageStoreError::Unavailable(e.to_string()))?;
         Ok(Self { db })
@@ -187,19 +214,24 @@ fn column(field: &str) -> &'static str {
 async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {
     let now = nanos(at);
     // Locking the registry's row serializes pushes into it among replicas.
-    let folder_id: Option<String> = tx
-        .fetch_scalar(
+    let row = tx
+        .fetch_optional(
             &query(format!(
-                "SELECT folder_id FROM cr_registries WHERE id = $1{}",
+                "SELECT folder_id, status FROM cr_registries WHERE id = $1 AND deleted_at IS NULL{}",
                 tx.dialect().for_update()
             ))
             .bind(&push.registry_id),
         )
         .await
         .map_err(unavailable)?;
-    let Some(folder_id) = folder_id else {
+    let Some(row) = row else {
         return Err(ImageStoreError::NoRegistry(push.registry_id));
     };
+    let folder_id: String = row.get(0).map_err(unavailable)?;
+    let status: String = row.get(1).map_err(unavailable)?;
+    if status != registry::Status::Active.as_str_name() {
+        return Err(ImageStoreError::RegistryNotActive(push.registry_id));
+    }
     let existing: Option<String> = tx
         .fetch_scalar(
             &query(
@@ -308,41 +340,202 @@ async fn refresh_tags(tx: &mut Tx, id: &str, now: i64) -> Result<(), ImageStoreE
     Ok(())
 }
 
+/// The columns a registry is read from, in [`registry_of_row`]'s order.
+const REGISTRY_COLUMNS: &str = "id, folder_id, name, status, created_at, body";
+
+/// A registry from its row: its body, or for a registry stored before registries had one
+/// (schema version 1), its columns.
+fn registry_of_row(row: &yc_sql::Row) -> Result<Registry, ImageStoreError> {
+    if let Some(body) = row.get::<Option<Vec<u8>>>(5).map_err(unavailable)? {
+        return Registry::decode(body.as_slice()).map_err(|e| {
+            ImageStoreError::Unavailable(format!("a stored registry does not decode: {e}"))
+        });
+    }
+    let status: String = row.get(3).map_err(unavailable)?;
+    let created: i64 = row.get(4).map_err(unavailable)?;
+    Ok(Registry {
+        id: row.get(0).map_err(unavailable)?,
+        folder_id: row.get(1).map_err(unavailable)?,
+        name: row.get(2).map_err(unavailable)?,
+        status: registry::Status::from_str_name(&status).unwrap_or(registry::Status::Active) as i32,
+        created_at: Some(Timestamp {
+            seconds: created.div_euclid(1_000_000_000),
+            nanos: i32::try_from(created.rem_euclid(1_000_000_000)).unwrap_or_default(),
+        }),
+        labels: Default::default(),
+    })
+}
+
+/// The text of a registry's status in its column.
+fn registry_status(registry: &Registry) -> &'static str {
+    registry::Status::try_from(registry.status)
+        .unwrap_or(registry::Status::Unspecified)
+        .as_str_name()
+}
+
+fn registry_name_conflict(e: yc_sql::DbError, registry: &Registry) -> ImageStoreError {
+    if e.is_unique_violation() {
+        ImageStoreError::NameTaken(registry.name.clone())
+    } else {
+        unavailable(e)
+    }
+}
+
+async fn insert_registry(tx: &mut Tx, registry: &Registry) -> Result<(), ImageStoreError> {
+    tx.execute(
+        &query(
+            "INSERT INTO cr_registries (id, folder_id, name, status, created_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&registry.id)
+        .bind(&registry.folder_id)
+        .bind(&registry.name)
+        .bind(registry_status(registry))
+        .bind(nanos(registry.created_at.unwrap_or_default()))
+        .bind(registry.encode_to_vec()),
+    )
+    .await
+    .map_err(|e| registry_name_conflict(e, registry))?;
+    Ok(())
+}
+
 #[async_trait]
 impl ImageStore for SqlImageStore {
-    async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError> {
-        self.db
-            .execute(
-                &query(
-                    "INSERT INTO cr_registries (id, folder_id, name) VALUES ($1, $2, $3) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&registry.id)
-                .bind(&registry.folder_id)
-                .bind(&registry.name),
-            )
+    async fn ensure_registry(&self, registry: &Registry) -> Result<bool, ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let known: Option<String> = tx
+            .fetch_scalar(&query("SELECT id FROM cr_registries WHERE id = $1").bind(&registry.id))
             .await
             .map_err(unavailable)?;
-        Ok(())
+        if known.is_some() {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        }
+        let registry = Registry {
+            status: registry::Status::Active as i32,
+            created_at: registry.created_at.or_else(|| Some(Timestamp::now())),
+            ..registry.clone()
+        };
+        insert_registry(&mut tx, &registry).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn create_registry(&self, registry: &Registry) -> Result<(), ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        insert_registry(&mut tx, registry).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn registry(&self, id: &str) -> Result<Option<Registry>, ImageStoreError> {
         let row = self
             .db
             .fetch_optional(
-                &query("SELECT id, folder_id, name FROM cr_registries WHERE id = $1").bind(id),
+                &query(format!(
+                    "SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE id = $1 AND deleted_at IS NULL"
+                ))
+                .bind(id),
             )
             .await
             .map_err(unavailable)?;
-        row.map(|r| {
-            Ok(Registry {
-                id: r.get(0)?,
-                folder_id: r.get(1)?,
-                name: r.get(2)?,
-            })
-        })
-        .transpose()
-        .map_err(unavailable)
+        row.as_ref().map(registry_of_row).transpose()
+    }
+
+    async fn modify_registry(
+        &self,
+        id: &str,
+        change: &RegistryChange<'_>,
+    ) -> Result<RegistryModified, ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        // The row lock serializes the change with pushes into the registry (see `push_in`).
+        let row = tx
+            .fetch_optional(
+                &query(format!(
+                    "SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE id = $1 AND deleted_at IS NULL{}",
+                    tx.dialect().for_update()
+                ))
+                .bind(id),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(RegistryModified::Missing);
+        };
+        let mut registry = registry_of_row(&row)?;
+        let image: Option<String> = tx
+            .fetch_scalar(
+                &query(
+                    "SELECT id FROM cr_images WHERE registry_id = $1 AND deleted_at IS NULL LIMIT 1",
+                )
+                .bind(id),
+            )
+            .await
+            .map_err(unavailable)?;
+        let facts = RegistryFacts {
+            has_images: image.is_some(),
+        };
+        if let Err(refused) = change(&mut registry, facts) {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(RegistryModified::Refused(refused));
+        }
+        tx.execute(
+            &query(
+                "UPDATE cr_registries SET name = $1, status = $2, body = $3 \
+                 WHERE id = $4 AND deleted_at IS NULL",
+            )
+            .bind(&registry.name)
+            .bind(registry_status(&registry))
+            .bind(registry.encode_to_vec())
+            .bind(id),
+        )
+        .await
+        .map_err(|e| registry_name_conflict(e, &registry))?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(RegistryModified::Changed(Box::new(registry)))
+    }
+
+    async fn delete_registry(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
+        let now = nanos(at);
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let deleted = mark_deleted(&mut tx, "cr_registries", id, now)
+            .await
+            .map_err(unavailable)?;
+        purge_deleted(&mut tx, "cr_registries", now)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted)
+    }
+
+    async fn list_registries(
+        &self,
+        list: &RegistryQuery,
+    ) -> Result<Vec<Registry>, ImageStoreError> {
+        let keys = vec![("id", false)];
+        let cursor = match &list.after {
+            None => None,
+            Some(id) => Some(
+                cursor_values(&self.db, "cr_registries", &keys, &[], id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
+            ),
+        };
+        let select =
+            format!("SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE deleted_at IS NULL");
+        let sql = KeysetSelect {
+            select: &select,
+            steer_from_scope: false,
+            scope: ("folder_id", list.folder_id.clone()),
+            conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
+            keys,
+            cursor,
+            limit: list.limit,
+        }
+        .build(self.db.dialect());
+        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
+        rows.iter().map(registry_of_row).collect()
     }
 
     async fn push(&self, push: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError> {

@@ -6,17 +6,52 @@
 use async_trait::async_trait;
 use yc_api_runtime::list::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
+use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
 
-/// A container registry: the unit images are listed and deleted in.
+pub use yc_proto_types::yandex::cloud::containerregistry::v1::Registry;
+use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
+
+/// A List of registries: a folder's, maybe with conditions on `name`, in id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registry {
-    /// `crp…`
-    pub id: String,
-    /// The folder it belongs to.
+pub struct RegistryQuery {
+    /// The folder.
     pub folder_id: String,
-    /// Its name.
-    pub name: String,
+    /// Conditions on `name`.
+    pub filter: FilterExpr,
+    /// Continue after this registry (from a page token).
+    pub after: Option<String>,
+    /// The page size.
+    pub limit: usize,
+}
+
+/// What a change of a registry may look at besides the registry, read in the same
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryFacts {
+    /// Whether the registry holds an image.
+    pub has_images: bool,
+}
+
+/// A change of a stored registry, applied in one transaction: it changes the registry, or
+/// refuses with the status the caller gets.
+pub type RegistryChange<'a> =
+    dyn Fn(&mut Registry, RegistryFacts) -> Result<(), Status> + Send + Sync + 'a;
+
+/// What a [`RegistryChange`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryModified {
+    /// Stored: the registry as it now is.
+    Changed(Box<Registry>),
+    /// The change refused the registry as it was; nothing changed.
+    Refused(Status),
+    /// There is no such registry.
+    Missing,
+}
+
+/// Whether pushes go into a registry of this status.
+pub fn accepts_pushes(registry: &Registry) -> bool {
+    registry.status == registry::Status::Active as i32
 }
 
 /// Which images a List covers. The request's `repository_name` wins over `registry_id`, which
@@ -79,6 +114,10 @@ pub struct Pushed {
 pub enum ImageStoreError {
     /// The registry does not exist.
     NoRegistry(String),
+    /// The registry exists but takes no pushes now (it is being created or deleted).
+    RegistryNotActive(String),
+    /// Another registry of the folder has this name.
+    NameTaken(String),
     /// A page token's image is no longer known (its listing is too old).
     CursorGone(String),
     /// The store could not do it now; the text is for the log.
@@ -89,6 +128,10 @@ impl std::fmt::Display for ImageStoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ImageStoreError::NoRegistry(id) => write!(f, "registry {id} not found"),
+            ImageStoreError::RegistryNotActive(id) => write!(f, "registry {id} is not ACTIVE"),
+            ImageStoreError::NameTaken(name) => {
+                write!(f, "a registry named {name:?} exists in the folder")
+            }
             ImageStoreError::CursorGone(id) => {
                 write!(f, "the page token's image {id} is no longer known")
             }
@@ -102,11 +145,33 @@ impl std::error::Error for ImageStoreError {}
 /// Persistence of registries and their images. Each method is atomic.
 #[async_trait]
 pub trait ImageStore: Send + Sync + 'static {
-    /// Creates the registry, or leaves it as it is if it exists.
-    async fn ensure_registry(&self, registry: &Registry) -> Result<(), ImageStoreError>;
+    /// Creates the registry as given but ACTIVE (created now if it gives no time), or leaves
+    /// a registry of that id as it is: for seeding. Returns whether it was new.
+    async fn ensure_registry(&self, registry: &Registry) -> Result<bool, ImageStoreError>;
 
-    /// The registry with this id.
+    /// Stores a new registry; [`ImageStoreError::NameTaken`] when another registry of the
+    /// folder has its name.
+    async fn create_registry(&self, registry: &Registry) -> Result<(), ImageStoreError>;
+
+    /// The registry with this id; deleted registries are gone.
     async fn registry(&self, id: &str) -> Result<Option<Registry>, ImageStoreError>;
+
+    /// Changes the registry `id` in one transaction, serialized with pushes into it.
+    async fn modify_registry(
+        &self,
+        id: &str,
+        change: &RegistryChange<'_>,
+    ) -> Result<RegistryModified, ImageStoreError>;
+
+    /// Deletes the registry; returns whether it existed. Its id keeps its place in List
+    /// for a while, so that a page token that stops at it still continues.
+    async fn delete_registry(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;
+
+    /// One page of a List of registries, served by an index.
+    async fn list_registries(
+        &self,
+        query: &RegistryQuery,
+    ) -> Result<Vec<Registry>, ImageStoreError>;
 
     /// Stores a pushed image (or finds the same manifest already in the repository) and
     /// points the tag at it, moving the tag off the image that had it.

@@ -63,6 +63,7 @@ pub(crate) async fn load(
                 id: id.clone(),
                 folder_id,
                 name,
+                ..Default::default()
             })
             .await
             .map_err(anyhow::Error::msg)?;

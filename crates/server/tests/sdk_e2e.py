@@ -1,6 +1,7 @@
 """Drives a running yc-images with the official Yandex Cloud Python SDK's generated stubs and
 its OperationWaiter, over a plaintext gRPC channel: every RPC of the compute ImageService and
-OperationService, the registry ImageService's reads and errors, and endpoint discovery.
+OperationService, the registry ImageService's reads and errors, every RPC of the
+RegistryService, and endpoint discovery.
 
 Usage: sdk_e2e.py ADDRESS IMAGE_URI. Exits non-zero, saying what differed, on any mismatch.
 """
@@ -14,6 +15,7 @@ from yandexcloud._operation_waiter import OperationWaiter
 from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
 from yandex.cloud.containerregistry.v1 import image_service_pb2 as cr_service_pb2
 from yandex.cloud.containerregistry.v1 import image_service_pb2_grpc as cr_service_grpc
+from yandex.cloud.containerregistry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 from yandex.cloud.endpoint import api_endpoint_service_pb2, api_endpoint_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
 
@@ -22,6 +24,7 @@ channel = grpc.insecure_channel(address)
 images = image_service_pb2_grpc.ImageServiceStub(channel)
 operations = operation_service_pb2_grpc.OperationServiceStub(channel)
 registry = cr_service_grpc.ImageServiceStub(channel)
+registries = registry_service_pb2_grpc.RegistryServiceStub(channel)
 endpoints = api_endpoint_service_pb2_grpc.ApiEndpointServiceStub(channel)
 metadata = [("authorization", "Bearer test-token")]
 
@@ -101,6 +104,50 @@ check(len(empty.images) == 0 and empty.next_page_token == "", "registry List of 
 expect_code(lambda: registry.Get(cr_service_pb2.GetImageRequest(image_id="crpnosuchimage")), grpc.StatusCode.NOT_FOUND, "registry Get")
 expect_code(lambda: registry.Delete(cr_service_pb2.DeleteImageRequest(image_id="crpnosuchimage")), grpc.StatusCode.NOT_FOUND, "registry Delete")
 expect_code(lambda: registry.List(cr_service_pb2.ListImagesRequest()), grpc.StatusCode.INVALID_ARGUMENT, "registry List without a scope")
+
+# The RegistryService: a registry's whole life, as the SDK's stubs and waiter see it.
+create = registries.Create(
+    registry_service_pb2.CreateRegistryRequest(folder_id=folder, name="sdk-registry", labels={"team": "sdk"}),
+    metadata=metadata,
+)
+meta = registry_service_pb2.CreateRegistryMetadata()
+check(create.metadata.Unpack(meta), "Create metadata is CreateRegistryMetadata")
+made = registry_pb2.Registry()
+check(wait(create).response.Unpack(made), "Create response is a Registry")
+check(made.id == meta.registry_id and made.id.startswith("crp"), "the registry's id")
+check(made.status == registry_pb2.Registry.Status.ACTIVE, "a created registry is ACTIVE")
+check(made.folder_id == folder and made.name == "sdk-registry" and made.labels["team"] == "sdk", "what Create gave")
+got = registries.Get(registry_service_pb2.GetRegistryRequest(registry_id=made.id))
+check(got == made, "Get answers what Create made")
+listed = registries.List(registry_service_pb2.ListRegistriesRequest(folder_id=folder, filter='name = "sdk-registry"'))
+check([r.id for r in listed.registries] == [made.id], "List with a name filter")
+expect_code(
+    lambda: registries.Create(registry_service_pb2.CreateRegistryRequest(folder_id=folder, name="sdk-registry")),
+    grpc.StatusCode.ALREADY_EXISTS,
+    "a second registry of the same name",
+)
+error = expect_code(
+    lambda: registries.Create(registry_service_pb2.CreateRegistryRequest(folder_id=folder, name="Bad_Name")),
+    grpc.StatusCode.INVALID_ARGUMENT,
+    "a name the rules refuse",
+)
+check(error.details().startswith("Request validation error: name:"), f"the validation message: {error.details()}")
+update = registries.Update(
+    registry_service_pb2.UpdateRegistryRequest(
+        registry_id=made.id, update_mask=field_mask_pb2.FieldMask(paths=["labels"]), labels={"env": "test"}
+    )
+)
+updated = registry_pb2.Registry()
+check(wait(update).response.Unpack(updated), "Update response is a Registry")
+check(dict(updated.labels) == {"env": "test"} and updated.name == "sdk-registry", "Update changes the masked field only")
+done = wait(registries.Delete(registry_service_pb2.DeleteRegistryRequest(registry_id=made.id)))
+check(done.HasField("response") and not done.HasField("error"), "Delete finishes")
+expect_code(lambda: registries.Get(registry_service_pb2.GetRegistryRequest(registry_id=made.id)), grpc.StatusCode.NOT_FOUND, "Get after Delete")
+expect_code(
+    lambda: registry.List(cr_service_pb2.ListImagesRequest(registry_id=made.id)),
+    grpc.StatusCode.NOT_FOUND,
+    "images of a deleted registry",
+)
 
 found = endpoints.List(api_endpoint_service_pb2.ListApiEndpointsRequest())
 check({e.id: e.address for e in found.endpoints}.get("compute") == address, "endpoint discovery names this server")

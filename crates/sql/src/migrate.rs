@@ -59,6 +59,20 @@ impl Db {
         version: i64,
         statements: &[String],
     ) -> Result<(), MigrateError> {
+        self.migrate_from(component, version, &[], statements).await
+    }
+
+    /// [`migrate`](Self::migrate) a component whose tables changed: before `statements`, each
+    /// upgrade `(to, steps)` runs its steps (`ALTER TABLE …`) when the database holds the
+    /// component in a version older than `to`. A new database gets `statements` only, which
+    /// create the tables as the newest version has them.
+    pub async fn migrate_from(
+        &self,
+        component: &str,
+        version: i64,
+        upgrades: &[(i64, Vec<String>)],
+        statements: &[String],
+    ) -> Result<(), MigrateError> {
         let fail = |error: DbError| MigrateError::Db {
             component: component.to_owned(),
             error,
@@ -88,6 +102,15 @@ impl Db {
                 found,
                 known: version,
             });
+        }
+        if let Some(found) = found {
+            for (to, steps) in upgrades {
+                if found < *to {
+                    for step in steps {
+                        tx.execute(&query(step.as_str())).await.map_err(fail)?;
+                    }
+                }
+            }
         }
         for statement in statements {
             tx.execute(&query(statement.as_str())).await.map_err(fail)?;
@@ -144,5 +167,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(b, None);
+    }
+
+    #[tokio::test]
+    async fn upgrades_run_only_on_databases_older_than_them() {
+        let db = Db::sqlite_memory().await.unwrap();
+        let t = db.dialect().types();
+        let v1 = format!("CREATE TABLE IF NOT EXISTS r (id {} PRIMARY KEY)", t.text);
+        let v2 = format!(
+            "CREATE TABLE IF NOT EXISTS r (id {} PRIMARY KEY, size {} NOT NULL DEFAULT 7)",
+            t.text, t.int
+        );
+        let upgrade = vec![(
+            2,
+            vec![format!(
+                "ALTER TABLE r ADD COLUMN size {} NOT NULL DEFAULT 7",
+                t.int
+            )],
+        )];
+        db.migrate("r", 1, std::slice::from_ref(&v1)).await.unwrap();
+        db.execute(&query("INSERT INTO r (id) VALUES ('kept')"))
+            .await
+            .unwrap();
+        db.migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
+            .await
+            .unwrap();
+        let size: Option<i64> = db
+            .fetch_scalar(&query("SELECT size FROM r WHERE id = 'kept'"))
+            .await
+            .unwrap();
+        assert_eq!(size, Some(7));
+        // Again at version 2: the column exists, so the upgrade must not run twice.
+        db.migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
+            .await
+            .unwrap();
+        // A new database gets the newest tables without the upgrade.
+        let fresh = Db::sqlite_memory().await.unwrap();
+        fresh
+            .migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
+            .await
+            .unwrap();
+        fresh
+            .execute(&query("INSERT INTO r (id) VALUES ('new')"))
+            .await
+            .unwrap();
     }
 }

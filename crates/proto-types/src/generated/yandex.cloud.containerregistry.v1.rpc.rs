@@ -37,3 +37,59 @@ pub mod image_service_rpc {
         rest
     }
 }
+/// The methods of `yandex.cloud.containerregistry.v1.RegistryService`: each a typed [`Rpc`](crate::rpc::Rpc), and [`rest`], them
+/// calling a server implementation, for the REST transcoder.
+pub mod registry_service_rpc {
+    /// `yandex.cloud.containerregistry.v1.RegistryService.Get`.
+    pub const GET: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::GetRegistryRequest, crate::yandex::cloud::containerregistry::v1::Registry> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RegistryService", "Get", "/yandex.cloud.containerregistry.v1.RegistryService/Get");
+    /// `yandex.cloud.containerregistry.v1.RegistryService.List`.
+    pub const LIST: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::ListRegistriesRequest, crate::yandex::cloud::containerregistry::v1::ListRegistriesResponse> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RegistryService", "List", "/yandex.cloud.containerregistry.v1.RegistryService/List");
+    /// `yandex.cloud.containerregistry.v1.RegistryService.Create`.
+    pub const CREATE: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::CreateRegistryRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RegistryService", "Create", "/yandex.cloud.containerregistry.v1.RegistryService/Create");
+    /// `yandex.cloud.containerregistry.v1.RegistryService.Update`.
+    pub const UPDATE: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::UpdateRegistryRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RegistryService", "Update", "/yandex.cloud.containerregistry.v1.RegistryService/Update");
+    /// `yandex.cloud.containerregistry.v1.RegistryService.Delete`.
+    pub const DELETE: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::DeleteRegistryRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RegistryService", "Delete", "/yandex.cloud.containerregistry.v1.RegistryService/Delete");
+    /// The REST methods of `yandex.cloud.containerregistry.v1.RegistryService`, each calling `service`.
+    pub fn rest<T: super::registry_service_server::RegistryService>(service: std::sync::Arc<T>) -> crate::rpc::RestService {
+        #[allow(unused_mut)]
+        let mut rest = crate::rpc::RestService::new("yandex.cloud.containerregistry.v1.RegistryService");
+        {
+            let service = service.clone();
+            rest.unary(GET, move |request| {
+                let service = service.clone();
+                async move { service.get(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(LIST, move |request| {
+                let service = service.clone();
+                async move { service.list(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(CREATE, move |request| {
+                let service = service.clone();
+                async move { service.create(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(UPDATE, move |request| {
+                let service = service.clone();
+                async move { service.update(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(DELETE, move |request| {
+                let service = service.clone();
+                async move { service.delete(request).await }
+            });
+        }
+        drop(service);
+        rest
+    }
+}

@@ -629,3 +629,908 @@ pub mod image_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// A container registry: the repositories and images of a folder that push and pull together.
+#[derive(Clone, PartialEq, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct Registry {
+    /// Output only. Id of the registry, `crp…`.
+    #[prost(string, tag = "1")]
+    pub id: crate::wire::alloc::string::String,
+    /// Id of the folder the registry belongs to.
+    #[prost(string, tag = "2")]
+    pub folder_id: crate::wire::alloc::string::String,
+    /// Name of the registry, unique within its folder.
+    #[prost(string, tag = "3")]
+    pub name: crate::wire::alloc::string::String,
+    /// Output only. Status of the registry.
+    #[prost(enumeration = "registry::Status", tag = "4")]
+    pub status: i32,
+    /// Output only. When the registry was created.
+    #[prost(message, optional, tag = "5")]
+    pub created_at: ::core::option::Option<crate::wkt::Timestamp>,
+    /// Resource labels as `key:value` pairs, at most 64.
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub labels: crate::wire::alloc::collections::BTreeMap<
+        crate::wire::alloc::string::String,
+        crate::wire::alloc::string::String,
+    >,
+}
+/// Nested message and enum types in `Registry`.
+pub mod registry {
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        crate::wire::Enumeration
+    )]
+    #[prost(prost_path = "crate::wire")]
+    #[repr(i32)]
+    pub enum Status {
+        Unspecified = 0,
+        /// Being created; images cannot be pushed yet.
+        Creating = 1,
+        /// Ready: images can be pushed and pulled.
+        Active = 2,
+        /// Being deleted; images cannot be pushed.
+        Deleting = 3,
+    }
+    impl Status {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Unspecified => "STATUS_UNSPECIFIED",
+                Self::Creating => "CREATING",
+                Self::Active => "ACTIVE",
+                Self::Deleting => "DELETING",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "STATUS_UNSPECIFIED" => Some(Self::Unspecified),
+                "CREATING" => Some(Self::Creating),
+                "ACTIVE" => Some(Self::Active),
+                "DELETING" => Some(Self::Deleting),
+                _ => None,
+            }
+        }
+    }
+}
+impl crate::wire::Name for Registry {
+    const NAME: &'static str = "Registry";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.Registry".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.Registry".into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct GetRegistryRequest {
+    /// Id of the registry to return.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for GetRegistryRequest {
+    const NAME: &'static str = "GetRegistryRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.GetRegistryRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.GetRegistryRequest".into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct ListRegistriesRequest {
+    /// Folder to list the registries of.
+    #[prost(string, tag = "1")]
+    pub folder_id: crate::wire::alloc::string::String,
+    /// Page size; 0 means the default, 100.
+    #[prost(int64, tag = "2")]
+    pub page_size: i64,
+    /// Opaque token of the next page, from `ListRegistriesResponse.next_page_token`.
+    #[prost(string, tag = "3")]
+    pub page_token: crate::wire::alloc::string::String,
+    /// A condition on `name`: `name = "my-registry"`.
+    #[prost(string, tag = "4")]
+    pub filter: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for ListRegistriesRequest {
+    const NAME: &'static str = "ListRegistriesRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.ListRegistriesRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.ListRegistriesRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct ListRegistriesResponse {
+    /// The registries of this page.
+    #[prost(message, repeated, tag = "1")]
+    pub registries: crate::wire::alloc::vec::Vec<Registry>,
+    /// Token of the next page; empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for ListRegistriesResponse {
+    const NAME: &'static str = "ListRegistriesResponse";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.ListRegistriesResponse".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.ListRegistriesResponse"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct CreateRegistryRequest {
+    /// Folder to create the registry in.
+    #[prost(string, tag = "1")]
+    pub folder_id: crate::wire::alloc::string::String,
+    /// Name of the registry, unique within the folder.
+    #[prost(string, tag = "2")]
+    pub name: crate::wire::alloc::string::String,
+    /// Resource labels as `key:value` pairs.
+    #[prost(btree_map = "string, string", tag = "3")]
+    pub labels: crate::wire::alloc::collections::BTreeMap<
+        crate::wire::alloc::string::String,
+        crate::wire::alloc::string::String,
+    >,
+    /// Whether the registry scans images on push and every 7 days (accepted, not acted on).
+    #[prost(bool, tag = "4")]
+    pub secure: bool,
+}
+impl crate::wire::Name for CreateRegistryRequest {
+    const NAME: &'static str = "CreateRegistryRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.CreateRegistryRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.CreateRegistryRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct CreateRegistryMetadata {
+    /// Id of the registry being created.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for CreateRegistryMetadata {
+    const NAME: &'static str = "CreateRegistryMetadata";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.CreateRegistryMetadata".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.CreateRegistryMetadata"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct UpdateRegistryRequest {
+    /// Id of the registry to update.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+    /// The fields to change: `name`, `labels`.
+    #[prost(message, optional, tag = "2")]
+    pub update_mask: ::core::option::Option<crate::wkt::FieldMask>,
+    /// The new name, unique within the folder.
+    #[prost(string, tag = "3")]
+    pub name: crate::wire::alloc::string::String,
+    /// The new labels; they replace the registry's.
+    #[prost(btree_map = "string, string", tag = "4")]
+    pub labels: crate::wire::alloc::collections::BTreeMap<
+        crate::wire::alloc::string::String,
+        crate::wire::alloc::string::String,
+    >,
+}
+impl crate::wire::Name for UpdateRegistryRequest {
+    const NAME: &'static str = "UpdateRegistryRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.UpdateRegistryRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.UpdateRegistryRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct UpdateRegistryMetadata {
+    /// Id of the registry being updated.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for UpdateRegistryMetadata {
+    const NAME: &'static str = "UpdateRegistryMetadata";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.UpdateRegistryMetadata".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.UpdateRegistryMetadata"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct DeleteRegistryRequest {
+    /// Id of the registry to delete.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for DeleteRegistryRequest {
+    const NAME: &'static str = "DeleteRegistryRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.DeleteRegistryRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.DeleteRegistryRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct DeleteRegistryMetadata {
+    /// Id of the registry being deleted.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for DeleteRegistryMetadata {
+    const NAME: &'static str = "DeleteRegistryMetadata";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.DeleteRegistryMetadata".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.DeleteRegistryMetadata"
+            .into()
+    }
+}
+/// Generated client implementations.
+pub mod registry_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Creates, reads, updates and deletes container registries.
+    #[derive(Debug, Clone)]
+    pub struct RegistryServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl<T> RegistryServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> RegistryServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            RegistryServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Returns the registry with the given id.
+        pub async fn get(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRegistryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Registry>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RegistryService/Get",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RegistryService",
+                        "Get",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists the registries of a folder.
+        pub async fn list(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListRegistriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRegistriesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RegistryService/List",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RegistryService",
+                        "List",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Creates a registry in a folder.
+        pub async fn create(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CreateRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RegistryService/Create",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RegistryService",
+                        "Create",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Changes the name or labels of a registry.
+        pub async fn update(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RegistryService/Update",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RegistryService",
+                        "Update",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deletes a registry that holds no images.
+        pub async fn delete(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RegistryService/Delete",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RegistryService",
+                        "Delete",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod registry_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with RegistryServiceServer.
+    #[async_trait]
+    pub trait RegistryService: std::marker::Send + std::marker::Sync + 'static {
+        /// Returns the registry with the given id.
+        async fn get(
+            &self,
+            request: tonic::Request<super::GetRegistryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Registry>, tonic::Status>;
+        /// Lists the registries of a folder.
+        async fn list(
+            &self,
+            request: tonic::Request<super::ListRegistriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRegistriesResponse>,
+            tonic::Status,
+        >;
+        /// Creates a registry in a folder.
+        async fn create(
+            &self,
+            request: tonic::Request<super::CreateRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        >;
+        /// Changes the name or labels of a registry.
+        async fn update(
+            &self,
+            request: tonic::Request<super::UpdateRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        >;
+        /// Deletes a registry that holds no images.
+        async fn delete(
+            &self,
+            request: tonic::Request<super::DeleteRegistryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        >;
+    }
+    /// Creates, reads, updates and deletes container registries.
+    #[derive(Debug)]
+    pub struct RegistryServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> RegistryServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for RegistryServiceServer<T>
+    where
+        T: RegistryService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/yandex.cloud.containerregistry.v1.RegistryService/Get" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetSvc<T: RegistryService>(pub Arc<T>);
+                    impl<
+                        T: RegistryService,
+                    > tonic::server::UnaryService<super::GetRegistryRequest>
+                    for GetSvc<T> {
+                        type Response = super::Registry;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetRegistryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RegistryService>::get(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RegistryService/List" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListSvc<T: RegistryService>(pub Arc<T>);
+                    impl<
+                        T: RegistryService,
+                    > tonic::server::UnaryService<super::ListRegistriesRequest>
+                    for ListSvc<T> {
+                        type Response = super::ListRegistriesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListRegistriesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RegistryService>::list(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RegistryService/Create" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateSvc<T: RegistryService>(pub Arc<T>);
+                    impl<
+                        T: RegistryService,
+                    > tonic::server::UnaryService<super::CreateRegistryRequest>
+                    for CreateSvc<T> {
+                        type Response = super::super::super::operation::Operation;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CreateRegistryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RegistryService>::create(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RegistryService/Update" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateSvc<T: RegistryService>(pub Arc<T>);
+                    impl<
+                        T: RegistryService,
+                    > tonic::server::UnaryService<super::UpdateRegistryRequest>
+                    for UpdateSvc<T> {
+                        type Response = super::super::super::operation::Operation;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateRegistryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RegistryService>::update(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RegistryService/Delete" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteSvc<T: RegistryService>(pub Arc<T>);
+                    impl<
+                        T: RegistryService,
+                    > tonic::server::UnaryService<super::DeleteRegistryRequest>
+                    for DeleteSvc<T> {
+                        type Response = super::super::super::operation::Operation;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteRegistryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RegistryService>::delete(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for RegistryServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "yandex.cloud.containerregistry.v1.RegistryService";
+    impl<T> tonic::server::NamedService for RegistryServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}

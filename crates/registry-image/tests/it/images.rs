@@ -30,6 +30,7 @@ async fn service() -> RegistryImages {
             id: id.into(),
             folder_id: folder.into(),
             name: id.into(),
+            ..Default::default()
         };
         images.ensure_registry(&registry).await.unwrap();
     }

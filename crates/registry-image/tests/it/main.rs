@@ -10,5 +10,6 @@ mod fuzz;
 mod images;
 mod oci;
 mod query_plans;
+mod registries;
 mod stores;
 mod transport;

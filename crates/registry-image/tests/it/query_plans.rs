@@ -15,6 +15,7 @@ async fn every_list_shape_searches_an_index() {
         id: "crp1".into(),
         folder_id: "b1g".into(),
         name: "r".into(),
+        ..Default::default()
     };
     store.ensure_registry(&registry).await.unwrap();
     let pushed = store

@@ -51,6 +51,7 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
                 id: id.into(),
                 folder_id: folder.into(),
                 name: id.into(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -293,6 +294,7 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
         id: "crpone".into(),
         folder_id: "b1g".into(),
         name: "one".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -386,6 +388,7 @@ async fn tags_page_and_resolve(store: &SqlImageStore) {
             id: "crpone".into(),
             folder_id: "b1g".into(),
             name: "one".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

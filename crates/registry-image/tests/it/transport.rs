@@ -33,6 +33,7 @@ async fn serve() -> Fixture {
         id: "crp1".into(),
         folder_id: "b1gfolder".into(),
         name: "main".into(),
+        ..Default::default()
     };
     images.ensure_registry(&registry).await.unwrap();
     for (repo, seed, tag) in [

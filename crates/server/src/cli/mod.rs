@@ -20,7 +20,7 @@ use yc_proto_types::yandex::cloud::compute::v1 as compute;
 use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::operation::Operation;
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
-use yc_registry_image::client::RegistryImageClient;
+use yc_registry_image::client::{RegistryClient, RegistryImageClient};
 use yc_registry_image::push::Pushed;
 
 mod compute_images;
@@ -158,14 +158,19 @@ impl Output {
         }
     }
 
-    /// The image an operation made or changed (its response), else the operation.
+    /// The image or registry an operation made or changed (its response), else the operation.
     fn done(&self, op: &Operation) -> Result<()> {
         use yc_proto_types::yandex::cloud::operation::operation::Result as Outcome;
         match &op.result {
-            Some(Outcome::Response(any)) => match any.to_msg::<compute::Image>() {
-                Ok(image) => self.one(&image),
-                Err(_) => self.one(op),
-            },
+            Some(Outcome::Response(any)) => {
+                if let Ok(image) = any.to_msg::<compute::Image>() {
+                    self.one(&image)
+                } else if let Ok(registry) = any.to_msg::<registry::Registry>() {
+                    self.one(&registry)
+                } else {
+                    self.one(op)
+                }
+            }
             _ => self.one(op),
         }
     }

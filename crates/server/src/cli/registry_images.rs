@@ -1,4 +1,4 @@
-//! `yc-images registry`: Container Registry images, and importing OCI layouts.
+//! `yc-images registry`: registries, their images, and importing OCI layouts.
 
 use super::*;
 
@@ -13,6 +13,38 @@ pub(crate) struct RegistryArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum RegistryCommand {
+    /// Creates a registry in a folder and waits until it is ACTIVE.
+    Create {
+        #[arg(long)]
+        folder_id: String,
+        /// Unique within the folder: 3-63 of `a-z`, `0-9`, `-`, starting with a letter.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// `key=value`; repeat for more.
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Every registry of a folder, page after page.
+    List {
+        #[arg(long)]
+        folder_id: String,
+        /// e.g. `name = "main"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+    },
+    /// One registry.
+    Get { registry_id: String },
+    /// Changes the name or labels of a registry, and waits.
+    Update {
+        registry_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// `key=value`; repeat for more. Replaces every label.
+        #[arg(long = "label", value_parser = label)]
+        labels: Option<Vec<(String, String)>>,
+    },
+    /// Deletes a registry that holds no images, and waits until it is gone.
+    Delete { registry_id: String },
     /// Container Registry images.
     #[command(subcommand)]
     Image(RegistryImageCommand),
@@ -58,12 +90,95 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
     let images =
         RegistryImageClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
     let source = operations(&channel, &token);
+    let registries =
+        RegistryClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
     let command = match args.command {
         RegistryCommand::Image(command) => command,
         RegistryCommand::Import { layout, target } => {
-            let pushed =
-                import(&channel, args.connection.token.as_deref(), &layout, &target).await?;
+            let pushed = import(
+                &channel,
+                &registries,
+                args.connection.token.as_deref(),
+                &layout,
+                &target,
+            )
+            .await?;
             return out.one(&images.get(&pushed.image_id).await.map_err(failed)?);
+        }
+        RegistryCommand::Create {
+            folder_id,
+            name,
+            labels,
+        } => {
+            let request = registry::CreateRegistryRequest {
+                folder_id,
+                name,
+                labels: labels.into_iter().collect(),
+                ..Default::default()
+            };
+            let registry = registries
+                .create_and_wait(request)
+                .await
+                .map_err(wait_failed)?;
+            return out.one(&registry);
+        }
+        RegistryCommand::List { folder_id, filter } => {
+            let request = registry::ListRegistriesRequest {
+                folder_id,
+                filter,
+                ..Default::default()
+            };
+            let all: Vec<registry::Registry> = registries
+                .list_all(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            return out.list(&all, &["ID", "NAME", "STATUS", "CREATED"], |r| {
+                vec![
+                    r.id.clone(),
+                    r.name.clone(),
+                    registry::registry::Status::try_from(r.status)
+                        .unwrap_or_default()
+                        .as_str_name()
+                        .to_owned(),
+                    time(r.created_at),
+                ]
+            });
+        }
+        RegistryCommand::Get { registry_id } => {
+            return out.one(&registries.get(&registry_id).await.map_err(failed)?);
+        }
+        RegistryCommand::Update {
+            registry_id,
+            name,
+            labels,
+        } => {
+            let mut paths = Vec::new();
+            let mut request = registry::UpdateRegistryRequest {
+                registry_id,
+                ..Default::default()
+            };
+            if let Some(name) = name {
+                request.name = name;
+                paths.push("name".to_owned());
+            }
+            if let Some(labels) = labels {
+                request.labels = labels.into_iter().collect();
+                paths.push("labels".to_owned());
+            }
+            if paths.is_empty() {
+                bail!("nothing to change: give --name or --label");
+            }
+            request.update_mask = Some(FieldMask { paths });
+            let registry = registries
+                .update_and_wait(request)
+                .await
+                .map_err(wait_failed)?;
+            return out.one(&registry);
+        }
+        RegistryCommand::Delete { registry_id } => {
+            let op = registries.delete(&registry_id).await.map_err(failed)?;
+            return out.one(&wait(&source, op, WaitPolicy::default()).await?);
         }
     };
     match command {
@@ -117,6 +232,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
 /// `yc-images registry import`: pushes the layout with a progress bar of the bytes.
 pub(super) async fn import(
     channel: &Channel,
+    registries: &RegistryClient,
     token: Option<&str>,
     dir: &std::path::Path,
     target: &str,
@@ -127,8 +243,19 @@ pub(super) async fn import(
         Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
         _ => (target, None),
     };
-    if !repository.contains('/') {
+    let Some((registry_id, _)) = repository.split_once('/') else {
         bail!("{target:?} is not <registry id>/<repository>[:<tag>]");
+    };
+    // Nothing is created on the way: a registry that does not exist is said so, with how to
+    // make one.
+    if let Err(status) = registries.get(registry_id).await {
+        if status.grpc_code() == tonic::Code::NotFound {
+            bail!(
+                "NOT_FOUND: registry {registry_id} does not exist; create one with \
+                 `yc-images registry create --folder-id <folder>` and push to the id it shows"
+            );
+        }
+        return Err(failed(status));
     }
     let layout = Layout::open(dir, tag).map_err(failed)?;
     let pusher = LayoutPusher::new(channel.clone(), token).map_err(failed)?;

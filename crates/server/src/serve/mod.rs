@@ -12,7 +12,7 @@ use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages};
 use yc_operations::{OperationGrpc, OperationRunner, Resumers};
 use yc_proto_types::rpc::RestRouter;
-use yc_registry_image::{RegistryImageGrpc, RegistryImages};
+use yc_registry_image::{Registries, RegistryGrpc, RegistryImageGrpc, RegistryImages};
 
 use crate::endpoints::Endpoints;
 use crate::iam::Iam;
@@ -49,6 +49,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let stores = open_stores(&args).await?;
     let runner =
         OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));
+    let registries = Registries::new(stores.registry.clone(), runner.clone());
     let registry = RegistryImages::new(stores.registry, runner.clone());
     let fetch = FetchPolicy {
         allowed_hosts: args.fetch_allow.clone(),
@@ -66,7 +67,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     let recovery = runner
-        .recover(compute.resumers(registry.resumers(Resumers::new())))
+        .recover(compute.resumers(registry.resumers(registries.resumers(Resumers::new()))))
         .await
         .map_err(anyhow::Error::msg)?;
     if !(recovery.resumed.is_empty() && recovery.aborted.is_empty()) {
@@ -100,6 +101,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let grpc = tonic::service::Routes::new(
         RegistryImageGrpc::server(registry.clone()).max_decoding_message_size(max),
     )
+    .add_service(RegistryGrpc::server(registries.clone()).max_decoding_message_size(max))
     .add_service(ComputeImageGrpc::server(compute.clone()).max_decoding_message_size(max))
     .add_service(OperationGrpc::server(runner.clone()).max_decoding_message_size(max))
     .add_service(Endpoints::server(address.to_string()).max_decoding_message_size(max))
@@ -110,6 +112,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     .into_axum_router();
     for service in [
         "yandex.cloud.containerregistry.v1.ImageService",
+        "yandex.cloud.containerregistry.v1.RegistryService",
         "yandex.cloud.compute.v1.ImageService",
         "yandex.cloud.operation.OperationService",
         "yandex.cloud.endpoint.ApiEndpointService",
@@ -124,6 +127,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     // The REST API: every `google.api.http` rule of the schema, served by the transcoder.
     let rest = Arc::new(RestRouter::new([
         RegistryImageGrpc::rest(registry.clone()),
+        RegistryGrpc::rest(registries),
         ComputeImageGrpc::rest(compute.clone()),
         OperationGrpc::rest(runner.clone()),
         Endpoints::rest(address.to_string()),

@@ -1,5 +1,5 @@
 //! Who may do what, end to end: `yc-images serve --iam FILE`, and every RPC of both
-//! ImageServices and of OperationService called over gRPC and over REST with no token, an
+//! ImageServices, of the RegistryService and of OperationService called over gRPC and over REST with no token, an
 //! unknown token, the token of a subject whose roles are in another folder, a viewer's and an
 //! editor's; then List with paging and filters as the other folder's subject, which must not
 //! see a thing of the team's folder.
@@ -335,6 +335,79 @@ async fn every_grpc_call_as_everyone() {
     .await;
     assert_eq!(deleted.created_by, EDITOR);
 
+    // Container Registry RegistryService.
+    let registries = registry::registry_service_client::RegistryServiceClient::new(channel.clone());
+    let got = matrix("registry service Get", Needs::Read, |who| {
+        let mut c = registries.clone();
+        async move {
+            let request = registry::GetRegistryRequest {
+                registry_id: TEAM_REGISTRY.into(),
+            };
+            answer(c.get(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(got.folder_id, TEAM);
+    let listed = matrix("registry service List", Needs::Read, |who| {
+        let mut c = registries.clone();
+        async move {
+            let request = registry::ListRegistriesRequest {
+                folder_id: TEAM.into(),
+                ..Default::default()
+            };
+            answer(c.list(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    let ids: Vec<&str> = listed.registries.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [TEAM_REGISTRY]);
+    let created = matrix("registry service Create", Needs::Change, |who| {
+        let mut c = registries.clone();
+        async move {
+            let request = registry::CreateRegistryRequest {
+                folder_id: TEAM.into(),
+                name: "made-by-editor".into(),
+                ..Default::default()
+            };
+            answer(c.create(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(created.created_by, EDITOR);
+    let made = wait_grpc(&operations, &created.id).await;
+    let made_id = made
+        .metadata
+        .as_ref()
+        .and_then(|m| m.to_msg::<registry::CreateRegistryMetadata>().ok())
+        .map(|m| m.registry_id)
+        .unwrap_or_default();
+    matrix("registry service Update", Needs::Change, |who| {
+        let mut c = registries.clone();
+        async move {
+            let request = registry::UpdateRegistryRequest {
+                registry_id: TEAM_REGISTRY.into(),
+                labels: [("changed-by".to_owned(), format!("{who:?}").to_lowercase())].into(),
+                ..Default::default()
+            };
+            answer(c.update(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    matrix("registry service Delete", Needs::Change, |who| {
+        let mut c = registries.clone();
+        let registry_id = made_id.clone();
+        async move {
+            answer(
+                c.delete(grpc_request(
+                    who,
+                    registry::DeleteRegistryRequest { registry_id },
+                ))
+                .await,
+            )
+        }
+    })
+    .await;
+
     // Discovery needs no token: SDKs ask before they send one.
     let endpoints = ApiEndpointServiceClient::new(channel.clone())
         .list(ListApiEndpointsRequest::default())
@@ -414,6 +487,32 @@ async fn every_grpc_call_as_everyone() {
     .unwrap_or_else(|c| panic!("{c:?}"));
     assert_eq!(theirs.images.len(), 1);
     assert!(theirs.images[0].name.starts_with(OTHER_REGISTRY));
+}
+
+/// The operation `id`, polled as its starter (the editor) until it is done.
+async fn wait_grpc(
+    operations: &OperationServiceClient<Channel>,
+    id: &str,
+) -> yc_proto_types::yandex::cloud::operation::Operation {
+    for _ in 0..400 {
+        let op = answer(
+            operations
+                .clone()
+                .get(grpc_request(
+                    Who::Editor,
+                    GetOperationRequest {
+                        operation_id: id.to_owned(),
+                    },
+                ))
+                .await,
+        )
+        .unwrap_or_else(|c| panic!("{c:?}"));
+        if op.done {
+            return op;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("operation {id} did not finish");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -559,6 +658,70 @@ async fn every_rest_call_as_everyone() {
     })
     .await;
     assert_eq!(deleted["createdBy"], EDITOR);
+
+    // Container Registry RegistryService.
+    let got = matrix("registry service Get", Needs::Read, |who| {
+        get(
+            who,
+            format!("/container-registry/v1/registries/{TEAM_REGISTRY}"),
+        )
+    })
+    .await;
+    assert_eq!(got["folderId"], TEAM);
+    let listed = matrix("registry service List", Needs::Read, |who| {
+        get(
+            who,
+            format!("/container-registry/v1/registries?folderId={TEAM}"),
+        )
+    })
+    .await;
+    assert_eq!(listed["registries"][0]["id"], TEAM_REGISTRY);
+    assert_eq!(listed["registries"].as_array().map(Vec::len), Some(1));
+    let created = matrix("registry service Create", Needs::Change, |who| {
+        let body = json!({"folderId": TEAM, "name": "made-by-editor"});
+        call(
+            who,
+            Method::POST,
+            "/container-registry/v1/registries".into(),
+            Some(body),
+        )
+    })
+    .await;
+    assert_eq!(created["createdBy"], EDITOR);
+    let made_id = created["metadata"]["registryId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let op_id = created["id"].as_str().unwrap_or_default().to_owned();
+    for _ in 0..400 {
+        let op = get(Who::Editor, format!("/operations/{op_id}"))
+            .await
+            .unwrap_or_else(|c| panic!("{c:?}"));
+        if op["done"] == true {
+            assert_eq!(op["response"]["status"], "ACTIVE", "{op}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    matrix("registry service Update", Needs::Change, |who| {
+        let body = json!({"labels": {"changed-by": format!("{who:?}").to_lowercase()}, "updateMask": "labels"});
+        call(
+            who,
+            Method::PATCH,
+            format!("/container-registry/v1/registries/{TEAM_REGISTRY}"),
+            Some(body),
+        )
+    })
+    .await;
+    matrix("registry service Delete", Needs::Change, |who| {
+        call(
+            who,
+            Method::DELETE,
+            format!("/container-registry/v1/registries/{made_id}"),
+            None,
+        )
+    })
+    .await;
 
     // Health checks need no token.
     let healthz = http.get(format!("{base}/healthz")).send().await.unwrap();

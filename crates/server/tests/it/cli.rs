@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{Server, seed_compute_image, seed_registry, start_seeded, write_iam};
+use crate::support::{
+    Server, seed_compute_image, seed_registry, start_seeded, write_iam, write_layout,
+};
 use serde_json::Value;
 
 const FOLDER: &str = "b1gteam";
@@ -203,6 +205,125 @@ fn the_cli_drives_both_apis_and_says_what_failed() {
     assert!(
         invalid.starts_with("yc-images: INVALID_ARGUMENT: Request validation error: image_id"),
         "{invalid}"
+    );
+}
+
+/// Registries from the command line: create (waiting until ACTIVE), list, get, update,
+/// import into one (and into one that does not exist, which says so and creates nothing),
+/// delete refused while it holds an image, then done once it holds none.
+#[test]
+fn the_cli_manages_registries_and_import_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+
+    let made = json_of(
+        &server,
+        &[
+            "registry",
+            "create",
+            "--folder-id",
+            FOLDER,
+            "--name",
+            "from-cli",
+            "--label",
+            "team=cli",
+        ],
+    );
+    assert_eq!(made["status"], "ACTIVE", "{made}");
+    assert_eq!(made["labels"]["team"], "cli");
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let table = ok(&server, &["registry", "list", "--folder-id", FOLDER]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&id) && l.contains("from-cli") && l.contains("ACTIVE")),
+        "{table}"
+    );
+    assert!(
+        table.contains(REGISTRY),
+        "the seeded registry is listed: {table}"
+    );
+    let filtered = json_of(
+        &server,
+        &[
+            "registry",
+            "list",
+            "--folder-id",
+            FOLDER,
+            "--filter",
+            "name = \"from-cli\"",
+        ],
+    );
+    assert_eq!(filtered.as_array().map(Vec::len), Some(1), "{filtered}");
+    assert_eq!(
+        json_of(&server, &["registry", "get", &id])["name"],
+        "from-cli"
+    );
+    let renamed = json_of(&server, &["registry", "update", &id, "--name", "renamed"]);
+    assert_eq!(renamed["name"], "renamed");
+    assert_eq!(
+        renamed["labels"]["team"], "cli",
+        "labels were not in the mask"
+    );
+
+    // Import creates nothing: into a registry that does not exist it says so.
+    let layout = dir.path().join("layout");
+    write_layout(&layout, "cli-app", "v1");
+    let layout_arg = layout.display().to_string();
+    let missing = failure(
+        &server,
+        "editor-token",
+        &[
+            "registry",
+            "import",
+            &layout_arg,
+            "crpnosuchregistry000/app:v1",
+        ],
+    );
+    assert!(
+        missing.starts_with("yc-images: NOT_FOUND: registry crpnosuchregistry000 does not exist")
+            && missing.contains("yc-images registry create"),
+        "{missing}"
+    );
+    let unknown = failure(
+        &server,
+        "editor-token",
+        &["registry", "get", "crpnosuchregistry000"],
+    );
+    assert_eq!(
+        unknown,
+        "yc-images: NOT_FOUND: Registry crpnosuchregistry000 not found"
+    );
+    let pushed = json_of(
+        &server,
+        &["registry", "import", &layout_arg, &format!("{id}/app:v1")],
+    );
+    let image = pushed["id"].as_str().unwrap_or_default().to_owned();
+
+    // Delete: refused while the image is there, done once it is gone.
+    let refused = failure(&server, "editor-token", &["registry", "delete", &id]);
+    assert!(
+        refused.starts_with("yc-images: FAILED_PRECONDITION: Registry ")
+            && refused.contains("not empty"),
+        "{refused}"
+    );
+    let denied = failure(
+        &server,
+        "viewer-token",
+        &["registry", "create", "--folder-id", FOLDER],
+    );
+    assert_eq!(denied, "yc-images: PERMISSION_DENIED: Permission denied");
+    ok(&server, &["registry", "image", "delete", &image]);
+    assert_eq!(json_of(&server, &["registry", "delete", &id])["done"], true);
+    let gone = failure(&server, "editor-token", &["registry", "get", &id]);
+    assert_eq!(
+        gone,
+        format!("yc-images: NOT_FOUND: Registry {id} not found")
     );
 }
 

@@ -1157,12 +1157,12 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
             called += 1;
         }
     }
-    // Every RPC of the three APIs and discovery; Cancel has two rules.
+    // Every RPC of the four services and discovery; Cancel has two rules.
     assert_eq!(
         rules.len(),
-        14,
+        19,
         "{:?}",
         rules.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    assert_eq!(called, 15);
+    assert_eq!(called, 20);
 }
