@@ -1,5 +1,6 @@
-//! Typed clients of the Container Registry ImageService ([`RegistryImageClient`]) and
-//! RegistryService ([`RegistryClient`]) over the shared [`ApiClient`] (gRPC or REST).
+//! Typed clients of the Container Registry ImageService ([`RegistryImageClient`]),
+//! RegistryService ([`RegistryClient`]) and RepositoryService ([`RepositoryClient`]) over the
+//! shared [`ApiClient`] (gRPC or REST).
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -24,11 +25,14 @@ use yc_operations::{WaitError, paged};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_rpc as rpc;
-use yc_proto_types::yandex::cloud::containerregistry::v1::registry_service_rpc;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{
     CreateRegistryRequest, DeleteImageRequest, DeleteRegistryRequest, GetImageRequest,
     GetRegistryRequest, Image, ListImagesRequest, ListImagesResponse, ListRegistriesRequest,
     ListRegistriesResponse, Registry, UpdateRegistryRequest,
+};
+use yc_proto_types::yandex::cloud::containerregistry::v1::{
+    GetRepositoryByNameRequest, GetRepositoryRequest, ListRepositoriesRequest,
+    ListRepositoriesResponse, Repository, registry_service_rpc, repository_service_rpc,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
@@ -217,5 +221,67 @@ impl RegistryClient {
             .call_and_wait::<_, Empty>(registry_service_rpc::DELETE, request)
             .await
             .map(drop)
+    }
+}
+
+/// The Container Registry RepositoryService, over gRPC or REST as its [`ApiClient`] is.
+#[derive(Debug, Clone)]
+pub struct RepositoryClient {
+    api: ApiClient,
+}
+
+impl From<ApiClient> for RepositoryClient {
+    fn from(api: ApiClient) -> Self {
+        Self { api }
+    }
+}
+
+impl RepositoryClient {
+    /// The service through `api`.
+    pub fn new(api: ApiClient) -> Self {
+        Self { api }
+    }
+
+    /// `Get`.
+    pub async fn get(&self, repository_id: &str) -> Result<Repository, Status> {
+        let request = GetRepositoryRequest {
+            repository_id: repository_id.to_owned(),
+        };
+        self.api.call(repository_service_rpc::GET, request).await
+    }
+
+    /// `GetByName`: `<registry_id>/<name>`.
+    pub async fn get_by_name(&self, repository_name: &str) -> Result<Repository, Status> {
+        let request = GetRepositoryByNameRequest {
+            repository_name: repository_name.to_owned(),
+        };
+        self.api
+            .call(repository_service_rpc::GET_BY_NAME, request)
+            .await
+    }
+
+    /// One page of `List`.
+    pub async fn list(
+        &self,
+        request: &ListRepositoriesRequest,
+    ) -> Result<ListRepositoriesResponse, Status> {
+        self.api
+            .call(repository_service_rpc::LIST, request.clone())
+            .await
+    }
+
+    /// Every repository of a List, page after page, as a stream.
+    pub fn list_all(
+        &self,
+        request: ListRepositoriesRequest,
+    ) -> impl Stream<Item = Result<Repository, Status>> + '_ {
+        paged(request, move |request| async move {
+            let page = self.list(&request).await?;
+            let next = (!page.next_page_token.is_empty()).then(|| ListRepositoriesRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+            Ok((page.repositories, next))
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! `yandex.cloud.containerregistry.v1.ImageService` and `RegistryService` over gRPC.
+//! `yandex.cloud.containerregistry.v1.ImageService`, `RegistryService` and
+//! `RepositoryService` over gRPC.
 
 use tonic::{Request, Response};
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_server::{
@@ -7,15 +8,23 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_server::
 use yc_proto_types::yandex::cloud::containerregistry::v1::registry_service_server::{
     RegistryService, RegistryServiceServer,
 };
+use yc_proto_types::yandex::cloud::containerregistry::v1::repository_service_server::{
+    RepositoryService, RepositoryServiceServer,
+};
 use yc_proto_types::yandex::cloud::containerregistry::v1::{
     CreateRegistryRequest, DeleteImageRequest, DeleteRegistryRequest, GetImageRequest,
     GetRegistryRequest, Image, ListImagesRequest, ListImagesResponse, ListRegistriesRequest,
     ListRegistriesResponse, Registry, UpdateRegistryRequest, image_service_rpc,
     registry_service_rpc,
 };
+use yc_proto_types::yandex::cloud::containerregistry::v1::{
+    GetRepositoryByNameRequest, GetRepositoryRequest, ListRepositoriesRequest,
+    ListRepositoriesResponse, Repository, repository_service_rpc,
+};
 use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::registries::Registries;
+use crate::repositories::Repositories;
 use crate::service::{Caller, RegistryImages};
 
 /// The gRPC ImageService over the registry image service.
@@ -126,6 +135,56 @@ impl RegistryService for RegistryGrpc {
         let caller = Caller::from_grpc(&request)?;
         Ok(Response::new(
             self.registries.delete(request.get_ref(), &caller).await?,
+        ))
+    }
+}
+
+/// The gRPC RepositoryService over [`Repositories`].
+#[derive(Clone)]
+pub struct RepositoryGrpc {
+    repositories: Repositories,
+}
+
+impl RepositoryGrpc {
+    /// The service, ready to add to a tonic server.
+    pub fn server(repositories: Repositories) -> RepositoryServiceServer<Self> {
+        RepositoryServiceServer::new(Self { repositories })
+    }
+
+    /// The service's REST methods, for the REST transcoder.
+    pub fn rest(repositories: Repositories) -> yc_proto_types::rpc::RestService {
+        repository_service_rpc::rest(std::sync::Arc::new(Self { repositories }))
+    }
+}
+
+#[tonic::async_trait]
+impl RepositoryService for RepositoryGrpc {
+    async fn get(&self, request: Request<GetRepositoryRequest>) -> Answer<Repository> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.repositories.get(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn get_by_name(
+        &self,
+        request: Request<GetRepositoryByNameRequest>,
+    ) -> Answer<Repository> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.repositories
+                .get_by_name(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListRepositoriesRequest>,
+    ) -> Answer<ListRepositoriesResponse> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.repositories.list(request.get_ref(), &caller).await?,
         ))
     }
 }

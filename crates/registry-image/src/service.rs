@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use yc_api_runtime::list::{FilterExpr, ListSpec, OrderItem, Page, token_too_old};
 use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{OperationRunner, Resumers, StartOperation};
@@ -74,15 +73,7 @@ fn not_found(id: &str) -> Status {
 
 /// The id of a blob in a registry: the same digest in the same registry is the same blob.
 pub fn blob_id(registry_id: &str, digest: &str) -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-    let hash = Sha256::digest(format!("{registry_id}\0{digest}").as_bytes());
-    let mut id = String::from("crp");
-    id.extend(
-        hash.iter()
-            .take(17)
-            .map(|b| ALPHABET[usize::from(b & 0x1f)] as char),
-    );
-    id
+    crate::store::hashed_id(&format!("{registry_id}\0{digest}"))
 }
 
 impl RegistryImages {

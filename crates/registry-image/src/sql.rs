@@ -20,12 +20,13 @@ use yc_sql::{Db, Query, Tx, query};
 
 use crate::store::{
     ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, RegistryChange,
-    RegistryFacts, RegistryModified, RegistryQuery, Scope,
+    RegistryFacts, RegistryModified, RegistryQuery, Repository, RepositoryQuery, RepositoryScope,
+    Scope,
 };
 use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
 
 const COMPONENT: &str = "registry-image";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// From version 1, whose registries had only an id, a folder and a name (all ACTIVE).
 fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
@@ -59,6 +60,17 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         // List: a folder's registries in id order.
         "CREATE INDEX IF NOT EXISTS cr_registries_folder ON cr_registries (folder_id, id) WHERE deleted_at IS NULL".to_owned(),
         "CREATE INDEX IF NOT EXISTS cr_registries_deleted ON cr_registries (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
+        // A repository while it holds an image; List by registry or folder, by name or id.
+        format!("CREATE TABLE IF NOT EXISTS cr_repositories (
+        id {text} PRIMARY KEY,
+        registry_id {text} NOT NULL,
+        folder_id {text} NOT NULL,
+        name {text} NOT NULL UNIQUE
+    )"),
+        "CREATE INDEX IF NOT EXISTS cr_repositories_registry_name ON cr_repositories (registry_id, name, id)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS cr_repositories_registry_id ON cr_repositories (registry_id, id)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS cr_repositories_folder_name ON cr_repositories (folder_id, name, id)".to_owned(),
+        "CREATE INDEX IF NOT EXISTS cr_repositories_folder_id ON cr_repositories (folder_id, id)".to_owned(),
         format!("CREATE TABLE IF NOT EXISTS cr_images (
         id {text} PRIMARY KEY,
         registry_id {text} NOT NULL,
@@ -126,6 +138,82 @@ impl SqlImageStore {
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
+    /// The query plan of a List of repositories (see [`SqlImageStore::query_plan`]).
+    pub async fn repositories_query_plan(
+        &self,
+        list: &RepositoryQuery,
+    ) -> Result<Vec<String>, ImageStoreError> {
+        let sql = self.repositories_sql(list).await?;
+        self.db.query_plan(&sql).await.map_err(unavailable)
+    }
+
+    /// The query plan of a List of registries (see [`SqlImageStore::query_plan`]).
+    pub async fn registries_query_plan(
+        &self,
+        list: &RegistryQuery,
+    ) -> Result<Vec<String>, ImageStoreError> {
+        let sql = self.registries_sql(list).await?;
+        self.db.query_plan(&sql).await.map_err(unavailable)
+    }
+
+    /// The SQL of a List of repositories.
+    async fn repositories_sql(&self, list: &RepositoryQuery) -> Result<Query, ImageStoreError> {
+        let keys = sort_keys(
+            &list.order,
+            |field| if field == "name" { "name" } else { "id" },
+        );
+        let cursor = match &list.after {
+            None => None,
+            Some(id) => Some(
+                cursor_values(&self.db, "cr_repositories", &keys, &[], id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
+            ),
+        };
+        let scope = match &list.scope {
+            RepositoryScope::Registry(id) => ("registry_id", id.clone()),
+            RepositoryScope::Folder(id) => ("folder_id", id.clone()),
+        };
+        // Every row is a live repository; `1 = 1` stands for the live-rows condition.
+        Ok(KeysetSelect {
+            select: "SELECT id, name FROM cr_repositories WHERE 1 = 1",
+            steer_from_scope: false,
+            scope,
+            conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
+            keys,
+            cursor,
+            limit: list.limit,
+        }
+        .build(self.db.dialect()))
+    }
+
+    /// The SQL of a List of registries.
+    async fn registries_sql(&self, list: &RegistryQuery) -> Result<Query, ImageStoreError> {
+        let keys = vec![("id", false)];
+        let cursor = match &list.after {
+            None => None,
+            Some(id) => Some(
+                cursor_values(&self.db, "cr_registries", &keys, &[], id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
+            ),
+        };
+        let select =
+            format!("SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE deleted_at IS NULL");
+        Ok(KeysetSelect {
+            select: &select,
+            steer_from_scope: false,
+            scope: ("folder_id", list.folder_id.clone()),
+            conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
+            keys,
+            cursor,
+            limit: list.limit,
+        }
+        .build(self.db.dialect()))
+    }
+
     /// The SQL of a List.
     async fn list_sql(&self, query: &ImageQuery) -> Result<Query, ImageStoreError> {
         let keys = sort_keys(&query.order, column);
@@ -187,10 +275,34 @@ impl SqlImageStore {
         }
         // Listing one repository by name (its default order) needs (name, id).
         schema.push("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL".to_owned());
-        db.migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades(db.dialect()), &schema)
+        let found = db
+            .migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades(db.dialect()), &schema)
             .await
             .map_err(|e| ImageStoreError::Unavailable(e.to_string()))?;
-        Ok(Self { db })
+        let store = Self { db };
+        if found.is_some_and(|found| found < 3) {
+            store.fill_repositories().await?;
+        }
+        Ok(store)
+    }
+
+    /// Records the repositories of a database from before repositories were recorded
+    /// (schema version 3): once, when it is upgraded.
+    async fn fill_repositories(&self) -> Result<(), ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let rows = tx
+            .fetch_all(&query(
+                "SELECT DISTINCT name, registry_id, folder_id FROM cr_images WHERE deleted_at IS NULL",
+            ))
+            .await
+            .map_err(unavailable)?;
+        for row in rows {
+            let name: String = row.get(0).map_err(unavailable)?;
+            let registry_id: String = row.get(1).map_err(unavailable)?;
+            let folder_id: String = row.get(2).map_err(unavailable)?;
+            record_repository(&mut tx, &name, &registry_id, &folder_id).await?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 }
 
@@ -264,7 +376,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
                 )
                 .bind(&id)
                 .bind(&push.registry_id)
-                .bind(folder_id)
+                .bind(&folder_id)
                 .bind(&push.repository)
                 .bind(&push.digest)
                 .bind(now)
@@ -273,6 +385,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
             )
             .await
             .map_err(unavailable)?;
+            record_repository(tx, &push.repository, &push.registry_id, &folder_id).await?;
             id
         }
     };
@@ -305,6 +418,28 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     }
     let image = body(tx, &id).await?;
     Ok(Pushed { image, created })
+}
+
+/// Records the repository `name` (a no-op when it is recorded).
+async fn record_repository(
+    tx: &mut Tx,
+    name: &str,
+    registry_id: &str,
+    folder_id: &str,
+) -> Result<(), ImageStoreError> {
+    tx.execute(
+        &query(
+            "INSERT INTO cr_repositories (id, registry_id, folder_id, name) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(crate::store::repository_id(name))
+        .bind(registry_id)
+        .bind(folder_id)
+        .bind(name),
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The stored image `id`.
@@ -363,6 +498,13 @@ fn registry_of_row(row: &yc_sql::Row) -> Result<Registry, ImageStoreError> {
             nanos: i32::try_from(created.rem_euclid(1_000_000_000)).unwrap_or_default(),
         }),
         labels: Default::default(),
+    })
+}
+
+fn repository_of_row(row: &yc_sql::Row) -> Result<Repository, ImageStoreError> {
+    Ok(Repository {
+        id: row.get(0).map_err(unavailable)?,
+        name: row.get(1).map_err(unavailable)?,
     })
 }
 
@@ -508,32 +650,40 @@ impl ImageStore for SqlImageStore {
         Ok(deleted)
     }
 
+    async fn repository(&self, id: &str) -> Result<Option<Repository>, ImageStoreError> {
+        let row = self
+            .db
+            .fetch_optional(&query("SELECT id, name FROM cr_repositories WHERE id = $1").bind(id))
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(repository_of_row).transpose()
+    }
+
+    async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>, ImageStoreError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &query("SELECT id, name FROM cr_repositories WHERE name = $1").bind(name),
+            )
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(repository_of_row).transpose()
+    }
+
+    async fn list_repositories(
+        &self,
+        list: &RepositoryQuery,
+    ) -> Result<Vec<Repository>, ImageStoreError> {
+        let sql = self.repositories_sql(list).await?;
+        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
+        rows.iter().map(repository_of_row).collect()
+    }
+
     async fn list_registries(
         &self,
         list: &RegistryQuery,
     ) -> Result<Vec<Registry>, ImageStoreError> {
-        let keys = vec![("id", false)];
-        let cursor = match &list.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(&self.db, "cr_registries", &keys, &[], id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
-            ),
-        };
-        let select =
-            format!("SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE deleted_at IS NULL");
-        let sql = KeysetSelect {
-            select: &select,
-            steer_from_scope: false,
-            scope: ("folder_id", list.folder_id.clone()),
-            conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
-            keys,
-            cursor,
-            limit: list.limit,
-        }
-        .build(self.db.dialect());
+        let sql = self.registries_sql(list).await?;
         let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
         rows.iter().map(registry_of_row).collect()
     }
@@ -603,6 +753,33 @@ impl ImageStore for SqlImageStore {
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError> {
         let now = nanos(at);
         let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let row = tx
+            .fetch_optional(
+                &query(
+                    "SELECT name, registry_id FROM cr_images WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(id),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        };
+        let name: String = row.get(0).map_err(unavailable)?;
+        let registry_id: String = row.get(1).map_err(unavailable)?;
+        // Serialized with pushes into the registry (see `push_in`), so that a repository is
+        // recorded exactly while it holds an image.
+        let _: Option<String> = tx
+            .fetch_scalar(
+                &query(format!(
+                    "SELECT id FROM cr_registries WHERE id = $1{}",
+                    tx.dialect().for_update()
+                ))
+                .bind(&registry_id),
+            )
+            .await
+            .map_err(unavailable)?;
         let deleted = mark_deleted(&mut tx, "cr_images", id, now)
             .await
             .map_err(unavailable)?;
@@ -610,6 +787,15 @@ impl ImageStore for SqlImageStore {
             tx.execute(&query("DELETE FROM cr_tags WHERE image_id = $1").bind(id))
                 .await
                 .map_err(unavailable)?;
+            tx.execute(
+                &query(
+                    "DELETE FROM cr_repositories WHERE name = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM cr_images WHERE name = $1 AND deleted_at IS NULL)",
+                )
+                .bind(&name),
+            )
+            .await
+            .map_err(unavailable)?;
         }
         purge_deleted(&mut tx, "cr_images", now)
             .await

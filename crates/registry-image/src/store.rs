@@ -12,6 +12,53 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
 pub use yc_proto_types::yandex::cloud::containerregistry::v1::Registry;
 use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
 
+pub use yc_proto_types::yandex::cloud::containerregistry::v1::Repository;
+
+/// An id of the Yandex form (`crp` and 17 more characters) that `key` always gets.
+pub(crate) fn hashed_id(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let hash = Sha256::digest(key.as_bytes());
+    let mut id = String::from("crp");
+    id.extend(
+        hash.iter()
+            .take(17)
+            .map(|b| ALPHABET[usize::from(b & 0x1f)] as char),
+    );
+    id
+}
+
+/// The id of the repository `name` (`<registry_id>/<name>`): the same whenever the name is
+/// used, so a repository emptied and pushed to again keeps it.
+pub fn repository_id(name: &str) -> String {
+    hashed_id(&format!("repository\0{name}"))
+}
+
+/// Which repositories a List covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryScope {
+    /// The repositories of a registry.
+    Registry(String),
+    /// The repositories of every registry of a folder.
+    Folder(String),
+}
+
+/// A List of repositories: a scope, conditions on `name`, an order (by `name` or `id`, the
+/// id breaking ties) and where to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryQuery {
+    /// The repositories in question.
+    pub scope: RepositoryScope,
+    /// Conditions on `name`.
+    pub filter: FilterExpr,
+    /// Sort keys among `name` and `id`; never empty.
+    pub order: Vec<OrderItem>,
+    /// Continue after this repository (from a page token).
+    pub after: Option<String>,
+    /// The page size.
+    pub limit: usize,
+}
+
 /// A List of registries: a folder's, maybe with conditions on `name`, in id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryQuery {
@@ -166,6 +213,18 @@ pub trait ImageStore: Send + Sync + 'static {
     /// Deletes the registry; returns whether it existed. Its id keeps its place in List
     /// for a while, so that a page token that stops at it still continues.
     async fn delete_registry(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;
+
+    /// The repository with this id; a repository exists while it holds an image.
+    async fn repository(&self, id: &str) -> Result<Option<Repository>, ImageStoreError>;
+
+    /// The repository with this name, `<registry_id>/<name>`.
+    async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>, ImageStoreError>;
+
+    /// One page of a List of repositories, served by an index.
+    async fn list_repositories(
+        &self,
+        query: &RepositoryQuery,
+    ) -> Result<Vec<Repository>, ImageStoreError>;
 
     /// One page of a List of registries, served by an index.
     async fn list_registries(

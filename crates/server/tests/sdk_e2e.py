@@ -16,6 +16,7 @@ from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_
 from yandex.cloud.containerregistry.v1 import image_service_pb2 as cr_service_pb2
 from yandex.cloud.containerregistry.v1 import image_service_pb2_grpc as cr_service_grpc
 from yandex.cloud.containerregistry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
+from yandex.cloud.containerregistry.v1 import repository_service_pb2, repository_service_pb2_grpc
 from yandex.cloud.endpoint import api_endpoint_service_pb2, api_endpoint_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
 
@@ -25,6 +26,7 @@ images = image_service_pb2_grpc.ImageServiceStub(channel)
 operations = operation_service_pb2_grpc.OperationServiceStub(channel)
 registry = cr_service_grpc.ImageServiceStub(channel)
 registries = registry_service_pb2_grpc.RegistryServiceStub(channel)
+repositories = repository_service_pb2_grpc.RepositoryServiceStub(channel)
 endpoints = api_endpoint_service_pb2_grpc.ApiEndpointServiceStub(channel)
 metadata = [("authorization", "Bearer test-token")]
 
@@ -132,6 +134,13 @@ error = expect_code(
     "a name the rules refuse",
 )
 check(error.details().startswith("Request validation error: name:"), f"the validation message: {error.details()}")
+no_repositories = repositories.List(repository_service_pb2.ListRepositoriesRequest(registry_id=made.id))
+check(len(no_repositories.repositories) == 0, "a new registry has no repositories")
+expect_code(
+    lambda: repositories.GetByName(repository_service_pb2.GetRepositoryByNameRequest(repository_name=made.id + "/app")),
+    grpc.StatusCode.NOT_FOUND,
+    "a repository without images",
+)
 update = registries.Update(
     registry_service_pb2.UpdateRegistryRequest(
         registry_id=made.id, update_mask=field_mask_pb2.FieldMask(paths=["labels"]), labels={"env": "test"}

@@ -59,20 +59,23 @@ impl Db {
         version: i64,
         statements: &[String],
     ) -> Result<(), MigrateError> {
-        self.migrate_from(component, version, &[], statements).await
+        self.migrate_from(component, version, &[], statements)
+            .await
+            .map(drop)
     }
 
     /// [`migrate`](Self::migrate) a component whose tables changed: before `statements`, each
     /// upgrade `(to, steps)` runs its steps (`ALTER TABLE …`) when the database holds the
     /// component in a version older than `to`. A new database gets `statements` only, which
-    /// create the tables as the newest version has them.
+    /// create the tables as the newest version has them. Returns the version the database
+    /// held before (`None` for a new one), for upgrades that need more than SQL.
     pub async fn migrate_from(
         &self,
         component: &str,
         version: i64,
         upgrades: &[(i64, Vec<String>)],
         statements: &[String],
-    ) -> Result<(), MigrateError> {
+    ) -> Result<Option<i64>, MigrateError> {
         let fail = |error: DbError| MigrateError::Db {
             component: component.to_owned(),
             error,
@@ -125,7 +128,8 @@ impl Db {
         )
         .await
         .map_err(fail)?;
-        tx.commit().await.map_err(fail)
+        tx.commit().await.map_err(fail)?;
+        Ok(found)
     }
 }
 

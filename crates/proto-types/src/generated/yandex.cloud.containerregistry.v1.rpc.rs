@@ -93,3 +93,41 @@ pub mod registry_service_rpc {
         rest
     }
 }
+/// The methods of `yandex.cloud.containerregistry.v1.RepositoryService`: each a typed [`Rpc`](crate::rpc::Rpc), and [`rest`], them
+/// calling a server implementation, for the REST transcoder.
+pub mod repository_service_rpc {
+    /// `yandex.cloud.containerregistry.v1.RepositoryService.Get`.
+    pub const GET: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::GetRepositoryRequest, crate::yandex::cloud::containerregistry::v1::Repository> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RepositoryService", "Get", "/yandex.cloud.containerregistry.v1.RepositoryService/Get");
+    /// `yandex.cloud.containerregistry.v1.RepositoryService.GetByName`.
+    pub const GET_BY_NAME: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::GetRepositoryByNameRequest, crate::yandex::cloud::containerregistry::v1::Repository> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RepositoryService", "GetByName", "/yandex.cloud.containerregistry.v1.RepositoryService/GetByName");
+    /// `yandex.cloud.containerregistry.v1.RepositoryService.List`.
+    pub const LIST: crate::rpc::Rpc<crate::yandex::cloud::containerregistry::v1::ListRepositoriesRequest, crate::yandex::cloud::containerregistry::v1::ListRepositoriesResponse> = crate::rpc::Rpc::new("yandex.cloud.containerregistry.v1.RepositoryService", "List", "/yandex.cloud.containerregistry.v1.RepositoryService/List");
+    /// The REST methods of `yandex.cloud.containerregistry.v1.RepositoryService`, each calling `service`.
+    pub fn rest<T: super::repository_service_server::RepositoryService>(service: std::sync::Arc<T>) -> crate::rpc::RestService {
+        #[allow(unused_mut)]
+        let mut rest = crate::rpc::RestService::new("yandex.cloud.containerregistry.v1.RepositoryService");
+        {
+            let service = service.clone();
+            rest.unary(GET, move |request| {
+                let service = service.clone();
+                async move { service.get(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(GET_BY_NAME, move |request| {
+                let service = service.clone();
+                async move { service.get_by_name(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(LIST, move |request| {
+                let service = service.clone();
+                async move { service.list(request).await }
+            });
+        }
+        drop(service);
+        rest
+    }
+}

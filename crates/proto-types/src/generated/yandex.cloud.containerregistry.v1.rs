@@ -1534,3 +1534,565 @@ pub mod registry_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// A repository of a registry: the images pushed under one name.
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct Repository {
+    /// Name of the repository, `<registry_id>/<name>`, unique within the registry.
+    #[prost(string, tag = "1")]
+    pub name: crate::wire::alloc::string::String,
+    /// Output only. Id of the repository; the same for as long as the name is used.
+    #[prost(string, tag = "2")]
+    pub id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for Repository {
+    const NAME: &'static str = "Repository";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.Repository".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.Repository".into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct GetRepositoryRequest {
+    /// Id of the repository to return.
+    #[prost(string, tag = "1")]
+    pub repository_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for GetRepositoryRequest {
+    const NAME: &'static str = "GetRepositoryRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.GetRepositoryRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.GetRepositoryRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct GetRepositoryByNameRequest {
+    /// Name of the repository to return, `<registry_id>/<name>`.
+    #[prost(string, tag = "1")]
+    pub repository_name: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for GetRepositoryByNameRequest {
+    const NAME: &'static str = "GetRepositoryByNameRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.GetRepositoryByNameRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.GetRepositoryByNameRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct ListRepositoriesRequest {
+    /// Registry to list the repositories of.
+    #[prost(string, tag = "1")]
+    pub registry_id: crate::wire::alloc::string::String,
+    /// Page size; 0 means the default, 100.
+    #[prost(int64, tag = "2")]
+    pub page_size: i64,
+    /// Opaque token of the next page, from `ListRepositoriesResponse.next_page_token`.
+    #[prost(string, tag = "3")]
+    pub page_token: crate::wire::alloc::string::String,
+    /// Conditions on `name`: `name = "crp…/app"`.
+    #[prost(string, tag = "4")]
+    pub filter: crate::wire::alloc::string::String,
+    /// Sort order: `name` or `id`, each maybe with `desc`.
+    #[prost(string, tag = "5")]
+    pub order_by: crate::wire::alloc::string::String,
+    /// Folder to list the repositories of; ignored when `registry_id` is set.
+    #[prost(string, tag = "6")]
+    pub folder_id: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for ListRepositoriesRequest {
+    const NAME: &'static str = "ListRepositoriesRequest";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.ListRepositoriesRequest".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.ListRepositoriesRequest"
+            .into()
+    }
+}
+#[derive(Clone, PartialEq, crate::wire::Message)]
+#[prost(prost_path = "crate::wire")]
+pub struct ListRepositoriesResponse {
+    /// The repositories of this page.
+    #[prost(message, repeated, tag = "1")]
+    pub repositories: crate::wire::alloc::vec::Vec<Repository>,
+    /// Token of the next page; empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: crate::wire::alloc::string::String,
+}
+impl crate::wire::Name for ListRepositoriesResponse {
+    const NAME: &'static str = "ListRepositoriesResponse";
+    const PACKAGE: &'static str = "yandex.cloud.containerregistry.v1";
+    fn full_name() -> crate::wire::alloc::string::String {
+        "yandex.cloud.containerregistry.v1.ListRepositoriesResponse".into()
+    }
+    fn type_url() -> crate::wire::alloc::string::String {
+        "type.googleapis.com/yandex.cloud.containerregistry.v1.ListRepositoriesResponse"
+            .into()
+    }
+}
+/// Generated client implementations.
+pub mod repository_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Reads repositories: a repository exists while it holds images.
+    #[derive(Debug, Clone)]
+    pub struct RepositoryServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl<T> RepositoryServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> RepositoryServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            RepositoryServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Returns the repository with the given id.
+        pub async fn get(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRepositoryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Repository>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RepositoryService/Get",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RepositoryService",
+                        "Get",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Returns the repository with the given name, `<registry_id>/<name>`.
+        pub async fn get_by_name(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRepositoryByNameRequest>,
+        ) -> std::result::Result<tonic::Response<super::Repository>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RepositoryService/GetByName",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RepositoryService",
+                        "GetByName",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists the repositories of a registry or of a folder's registries.
+        pub async fn list(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListRepositoriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRepositoriesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.containerregistry.v1.RepositoryService/List",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.containerregistry.v1.RepositoryService",
+                        "List",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod repository_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with RepositoryServiceServer.
+    #[async_trait]
+    pub trait RepositoryService: std::marker::Send + std::marker::Sync + 'static {
+        /// Returns the repository with the given id.
+        async fn get(
+            &self,
+            request: tonic::Request<super::GetRepositoryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Repository>, tonic::Status>;
+        /// Returns the repository with the given name, `<registry_id>/<name>`.
+        async fn get_by_name(
+            &self,
+            request: tonic::Request<super::GetRepositoryByNameRequest>,
+        ) -> std::result::Result<tonic::Response<super::Repository>, tonic::Status>;
+        /// Lists the repositories of a registry or of a folder's registries.
+        async fn list(
+            &self,
+            request: tonic::Request<super::ListRepositoriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRepositoriesResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Reads repositories: a repository exists while it holds images.
+    #[derive(Debug)]
+    pub struct RepositoryServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> RepositoryServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for RepositoryServiceServer<T>
+    where
+        T: RepositoryService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/yandex.cloud.containerregistry.v1.RepositoryService/Get" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetSvc<T: RepositoryService>(pub Arc<T>);
+                    impl<
+                        T: RepositoryService,
+                    > tonic::server::UnaryService<super::GetRepositoryRequest>
+                    for GetSvc<T> {
+                        type Response = super::Repository;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetRepositoryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RepositoryService>::get(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RepositoryService/GetByName" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetByNameSvc<T: RepositoryService>(pub Arc<T>);
+                    impl<
+                        T: RepositoryService,
+                    > tonic::server::UnaryService<super::GetRepositoryByNameRequest>
+                    for GetByNameSvc<T> {
+                        type Response = super::Repository;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetRepositoryByNameRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RepositoryService>::get_by_name(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetByNameSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.containerregistry.v1.RepositoryService/List" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListSvc<T: RepositoryService>(pub Arc<T>);
+                    impl<
+                        T: RepositoryService,
+                    > tonic::server::UnaryService<super::ListRepositoriesRequest>
+                    for ListSvc<T> {
+                        type Response = super::ListRepositoriesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListRepositoriesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as RepositoryService>::list(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for RepositoryServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "yandex.cloud.containerregistry.v1.RepositoryService";
+    impl<T> tonic::server::NamedService for RepositoryServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}

@@ -11,5 +11,6 @@ mod images;
 mod oci;
 mod query_plans;
 mod registries;
+mod repositories;
 mod stores;
 mod transport;

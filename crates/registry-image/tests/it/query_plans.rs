@@ -95,3 +95,96 @@ async fn every_list_shape_searches_an_index() {
     }
     assert_eq!(checked, 3 * 4 * 4 * 2 * 2);
 }
+
+/// Every List of repositories (by registry or folder, by name or id either way, filtered or
+/// not, from the start or after a cursor) and of registries searches an index and sorts
+/// nothing.
+#[tokio::test]
+async fn repository_and_registry_lists_search_an_index() {
+    use yc_registry_image::store::{RegistryQuery, RepositoryQuery, RepositoryScope};
+    let store = SqlImageStore::in_memory().await.unwrap();
+    store
+        .ensure_registry(&Registry {
+            id: "crp1".into(),
+            folder_id: "b1g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .push(
+            PushImage {
+                registry_id: "crp1".into(),
+                repository: "crp1/app".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                config: Blob::default(),
+                layers: vec![],
+                compressed_size: 0,
+                tag: None,
+            },
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let cursor = yc_registry_image::store::repository_id("crp1/app");
+    let spec = FilterSpec {
+        fields: &["name"],
+        max_value_length: 256,
+    };
+    let filters = ["", r#"name = "crp1/app""#, r#"name != "crp1/app""#];
+    let mut checked = 0;
+    let check = |table: &str, what: &dyn std::fmt::Debug, plan: &[String]| {
+        let reads: Vec<&String> = plan.iter().filter(|s| s.contains(table)).collect();
+        assert!(!reads.is_empty(), "{what:?}: {plan:?}");
+        for step in reads {
+            assert!(
+                step.starts_with(&format!("SEARCH {table} USING INDEX"))
+                    || step.starts_with(&format!("SEARCH {table} USING COVERING INDEX")),
+                "{what:?} is not served by an index search: {plan:?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{what:?} sorts: {plan:?}"
+        );
+    };
+    for filter in filters {
+        for scope in [
+            RepositoryScope::Registry("crp1".into()),
+            RepositoryScope::Folder("b1g".into()),
+        ] {
+            for field in ["name", "id"] {
+                for descending in [false, true] {
+                    for after in [None, Some(cursor.clone())] {
+                        let query = RepositoryQuery {
+                            scope: scope.clone(),
+                            filter: FilterExpr::parse(filter, spec).unwrap(),
+                            order: vec![OrderItem {
+                                field: field.into(),
+                                descending,
+                            }],
+                            after,
+                            limit: 101,
+                        };
+                        let plan = store.repositories_query_plan(&query).await.unwrap();
+                        check("cr_repositories", &query, &plan);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        let query = RegistryQuery {
+            folder_id: "b1g".into(),
+            filter: FilterExpr::parse(filter, spec).unwrap(),
+            after: None,
+            limit: 101,
+        };
+        check(
+            "cr_registries",
+            &query,
+            &store.registries_query_plan(&query).await.unwrap(),
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3 * (2 * 2 * 2 * 2 + 1));
+}

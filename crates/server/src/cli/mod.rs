@@ -20,7 +20,7 @@ use yc_proto_types::yandex::cloud::compute::v1 as compute;
 use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::operation::Operation;
 use yc_proto_types::yandex::cloud::operation::operation_service_client::OperationServiceClient;
-use yc_registry_image::client::{RegistryClient, RegistryImageClient};
+use yc_registry_image::client::{RegistryClient, RegistryImageClient, RepositoryClient};
 use yc_registry_image::push::Pushed;
 
 mod compute_images;

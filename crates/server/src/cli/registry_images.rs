@@ -45,6 +45,9 @@ pub(super) enum RegistryCommand {
     },
     /// Deletes a registry that holds no images, and waits until it is gone.
     Delete { registry_id: String },
+    /// Repositories: the images of a registry under one name.
+    #[command(subcommand)]
+    Repository(RepositoryCommand),
     /// Container Registry images.
     #[command(subcommand)]
     Image(RegistryImageCommand),
@@ -57,6 +60,25 @@ pub(super) enum RegistryCommand {
         /// `<registry id>/<repository>:<tag>`; without `:<tag>`, the layout's tag.
         target: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum RepositoryCommand {
+    /// Every repository of a registry, or of a folder's registries, page after page.
+    List {
+        #[arg(long, required_unless_present = "folder_id")]
+        registry_id: Option<String>,
+        #[arg(long)]
+        folder_id: Option<String>,
+        /// Conditions on `name`, e.g. `name = "crp…/app"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// `name` or `id`, maybe with `desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+    },
+    /// One repository, by id or by name (`<registry id>/<name>`).
+    Get { repository: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -144,6 +166,42 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
                     time(r.created_at),
                 ]
             });
+        }
+        RegistryCommand::Repository(command) => {
+            let repositories =
+                RepositoryClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
+            return match command {
+                RepositoryCommand::List {
+                    registry_id,
+                    folder_id,
+                    filter,
+                    order_by,
+                } => {
+                    let request = registry::ListRepositoriesRequest {
+                        registry_id: registry_id.unwrap_or_default(),
+                        folder_id: folder_id.unwrap_or_default(),
+                        filter,
+                        order_by,
+                        ..Default::default()
+                    };
+                    let all: Vec<registry::Repository> = repositories
+                        .list_all(request)
+                        .try_collect()
+                        .await
+                        .map_err(failed)?;
+                    out.list(&all, &["ID", "NAME"], |r| {
+                        vec![r.id.clone(), r.name.clone()]
+                    })
+                }
+                RepositoryCommand::Get { repository } => {
+                    let found = if repository.contains('/') {
+                        repositories.get_by_name(&repository).await
+                    } else {
+                        repositories.get(&repository).await
+                    };
+                    out.one(&found.map_err(failed)?)
+                }
+            };
         }
         RegistryCommand::Get { registry_id } => {
             return out.one(&registries.get(&registry_id).await.map_err(failed)?);

@@ -12,7 +12,9 @@ use yc_compute_image::source::FetchPolicy;
 use yc_compute_image::{ComputeImageGrpc, ComputeImages};
 use yc_operations::{OperationGrpc, OperationRunner, Resumers};
 use yc_proto_types::rpc::RestRouter;
-use yc_registry_image::{Registries, RegistryGrpc, RegistryImageGrpc, RegistryImages};
+use yc_registry_image::{
+    Registries, RegistryGrpc, RegistryImageGrpc, RegistryImages, Repositories, RepositoryGrpc,
+};
 
 use crate::endpoints::Endpoints;
 use crate::iam::Iam;
@@ -50,6 +52,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let runner =
         OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));
     let registries = Registries::new(stores.registry.clone(), runner.clone());
+    let repositories = Repositories::new(stores.registry.clone(), runner.clone());
     let registry = RegistryImages::new(stores.registry, runner.clone());
     let fetch = FetchPolicy {
         allowed_hosts: args.fetch_allow.clone(),
@@ -102,6 +105,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         RegistryImageGrpc::server(registry.clone()).max_decoding_message_size(max),
     )
     .add_service(RegistryGrpc::server(registries.clone()).max_decoding_message_size(max))
+    .add_service(RepositoryGrpc::server(repositories.clone()).max_decoding_message_size(max))
     .add_service(ComputeImageGrpc::server(compute.clone()).max_decoding_message_size(max))
     .add_service(OperationGrpc::server(runner.clone()).max_decoding_message_size(max))
     .add_service(Endpoints::server(address.to_string()).max_decoding_message_size(max))
@@ -113,6 +117,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     for service in [
         "yandex.cloud.containerregistry.v1.ImageService",
         "yandex.cloud.containerregistry.v1.RegistryService",
+        "yandex.cloud.containerregistry.v1.RepositoryService",
         "yandex.cloud.compute.v1.ImageService",
         "yandex.cloud.operation.OperationService",
         "yandex.cloud.endpoint.ApiEndpointService",
@@ -128,6 +133,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let rest = Arc::new(RestRouter::new([
         RegistryImageGrpc::rest(registry.clone()),
         RegistryGrpc::rest(registries),
+        RepositoryGrpc::rest(repositories),
         ComputeImageGrpc::rest(compute.clone()),
         OperationGrpc::rest(runner.clone()),
         Endpoints::rest(address.to_string()),

@@ -1,5 +1,5 @@
 //! Who may do what, end to end: `yc-images serve --iam FILE`, and every RPC of both
-//! ImageServices, of the RegistryService and of OperationService called over gRPC and over REST with no token, an
+//! ImageServices, of the RegistryService, the RepositoryService and of OperationService called over gRPC and over REST with no token, an
 //! unknown token, the token of a subject whose roles are in another folder, a viewer's and an
 //! editor's; then List with paging and filters as the other folder's subject, which must not
 //! see a thing of the team's folder.
@@ -322,6 +322,63 @@ async fn every_grpc_call_as_everyone() {
         }
     })
     .await;
+    // Container Registry RepositoryService: the seeded image's repository.
+    let repositories =
+        registry::repository_service_client::RepositoryServiceClient::new(channel.clone());
+    let repository = matrix("repository GetByName", Needs::Read, |who| {
+        let mut c = repositories.clone();
+        async move {
+            let request = registry::GetRepositoryByNameRequest {
+                repository_name: format!("{TEAM_REGISTRY}/app"),
+            };
+            answer(c.get_by_name(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    let repository_id = repository.id.clone();
+    matrix("repository Get", Needs::Read, |who| {
+        let mut c = repositories.clone();
+        let repository_id = repository_id.clone();
+        async move {
+            answer(
+                c.get(grpc_request(
+                    who,
+                    registry::GetRepositoryRequest { repository_id },
+                ))
+                .await,
+            )
+        }
+    })
+    .await;
+    for (what, request) in [
+        (
+            "repository List by registry",
+            registry::ListRepositoriesRequest {
+                registry_id: TEAM_REGISTRY.into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "repository List by folder",
+            registry::ListRepositoriesRequest {
+                folder_id: TEAM.into(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let listed = matrix(what, Needs::Read, |who| {
+            let mut c = repositories.clone();
+            let request = request.clone();
+            async move { answer(c.list(grpc_request(who, request)).await) }
+        })
+        .await;
+        assert_eq!(
+            listed.repositories,
+            std::slice::from_ref(&repository),
+            "{what}"
+        );
+    }
+
     let deleted = matrix("registry Delete", Needs::Change, |who| {
         let mut c = registry.clone();
         let image_id = image_id.clone();
@@ -648,6 +705,32 @@ async fn every_rest_call_as_everyone() {
         get(who, format!("/container-registry/v1/images/{image_id}"))
     })
     .await;
+    let repository = matrix("repository GetByName", Needs::Read, |who| {
+        get(
+            who,
+            format!("/container-registry/v1/repositories/{TEAM_REGISTRY}%2Fapp:byName"),
+        )
+    })
+    .await;
+    assert_eq!(repository["name"], format!("{TEAM_REGISTRY}/app"));
+    let repository_id = repository["id"].as_str().unwrap_or_default().to_owned();
+    matrix("repository Get", Needs::Read, |who| {
+        get(
+            who,
+            format!("/container-registry/v1/repositories/{repository_id}"),
+        )
+    })
+    .await;
+    for query in [
+        format!("registryId={TEAM_REGISTRY}"),
+        format!("folderId={TEAM}"),
+    ] {
+        let listed = matrix(&format!("repository List {query}"), Needs::Read, |who| {
+            get(who, format!("/container-registry/v1/repositories?{query}"))
+        })
+        .await;
+        assert_eq!(listed["repositories"][0], repository, "{query}");
+    }
     let deleted = matrix("registry Delete", Needs::Change, |who| {
         call(
             who,

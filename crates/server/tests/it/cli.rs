@@ -209,7 +209,7 @@ fn the_cli_drives_both_apis_and_says_what_failed() {
 }
 
 /// Registries from the command line: create (waiting until ACTIVE), list, get, update,
-/// import into one (and into one that does not exist, which says so and creates nothing),
+/// repositories, import into one (and into one that does not exist, which says so and creates nothing),
 /// delete refused while it holds an image, then done once it holds none.
 #[test]
 fn the_cli_manages_registries_and_import_creates_none() {
@@ -304,6 +304,26 @@ fn the_cli_manages_registries_and_import_creates_none() {
         &["registry", "import", &layout_arg, &format!("{id}/app:v1")],
     );
     let image = pushed["id"].as_str().unwrap_or_default().to_owned();
+    let repositories = ok(
+        &server,
+        &["registry", "repository", "list", "--registry-id", &id],
+    );
+    assert!(
+        repositories
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.ends_with(&format!("{id}/app"))),
+        "{repositories}"
+    );
+    let repository = json_of(
+        &server,
+        &["registry", "repository", "get", &format!("{id}/app")],
+    );
+    let repository_id = repository["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        json_of(&server, &["registry", "repository", "get", &repository_id])["name"],
+        format!("{id}/app")
+    );
 
     // Delete: refused while the image is there, done once it is gone.
     let refused = failure(&server, "editor-token", &["registry", "delete", &id]);
@@ -320,6 +340,16 @@ fn the_cli_manages_registries_and_import_creates_none() {
     assert_eq!(denied, "yc-images: PERMISSION_DENIED: Permission denied");
     ok(&server, &["registry", "image", "delete", &image]);
     assert_eq!(json_of(&server, &["registry", "delete", &id])["done"], true);
+    let no_repository = failure(
+        &server,
+        "editor-token",
+        &["registry", "repository", "get", &repository_id],
+    );
+    assert_eq!(
+        no_repository,
+        format!("yc-images: NOT_FOUND: Repository {repository_id} not found"),
+        "a repository without images is gone"
+    );
     let gone = failure(&server, "editor-token", &["registry", "get", &id]);
     assert_eq!(
         gone,

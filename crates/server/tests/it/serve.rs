@@ -1160,9 +1160,9 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
     // Every RPC of the four services and discovery; Cancel has two rules.
     assert_eq!(
         rules.len(),
-        19,
+        22,
         "{:?}",
         rules.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    assert_eq!(called, 20);
+    assert_eq!(called, 23);
 }
