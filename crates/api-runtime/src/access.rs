@@ -74,6 +74,19 @@ impl Access {
         }
     }
 
+    /// The folders where `role` (or a stronger one) is held, sorted; `None` for
+    /// [`Access::unrestricted`], which holds it everywhere.
+    pub fn folders(&self, role: Role) -> Option<Vec<&str>> {
+        let roles = self.roles.as_ref()?;
+        let mut folders: Vec<&str> = roles
+            .iter()
+            .filter(|(_, held)| **held >= role)
+            .map(|(folder, _)| folder.as_str())
+            .collect();
+        folders.sort_unstable();
+        Some(folders)
+    }
+
     /// Whether this is [`Access::unrestricted`].
     pub fn is_unrestricted(&self) -> bool {
         self.roles.is_none()

@@ -20,7 +20,7 @@
 //! that brought them ends well; a failed request leaves the upload as it was.
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use yc_api_runtime::list::sql::nanos;
@@ -635,6 +635,55 @@ impl SqlBlobStore {
             content.extend_from_slice(&self.piece(&blob.storage, seq).await?);
         }
         Ok(content)
+    }
+
+    /// `length` bytes of the blob's content from `start` (within its size), as a stream of
+    /// pieces read one at a time: for `Range` reads, which resume interrupted pulls.
+    pub async fn read_range(
+        &self,
+        blob: &BlobInfo,
+        start: i64,
+        length: i64,
+    ) -> Result<impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static, BlobError> {
+        // Where each piece begins: pieces are whole `PIECE`s but for the last of each request
+        // that wrote the blob.
+        let rows = self
+            .db
+            .fetch_all(
+                &query(
+                    "SELECT seq, length(data) FROM cr_blob_data WHERE storage = $1 ORDER BY seq",
+                )
+                .bind(&blob.storage),
+            )
+            .await?;
+        let end = start + length;
+        let mut wanted = Vec::new();
+        let mut offset = 0i64;
+        for row in rows {
+            let seq: i64 = row.get(0)?;
+            let size: i64 = row.get(1)?;
+            let (from, to) = (offset, offset + size);
+            offset = to;
+            if to <= start || from >= end {
+                continue;
+            }
+            // The part of this piece inside the range.
+            let skip = usize::try_from(start.max(from) - from).unwrap_or_default();
+            let take = usize::try_from(end.min(to) - start.max(from)).unwrap_or_default();
+            wanted.push((seq, skip, take));
+        }
+        let store = self.clone();
+        let storage = blob.storage.clone();
+        Ok(
+            futures_util::stream::iter(wanted).then(move |(seq, skip, take)| {
+                let store = store.clone();
+                let storage = storage.clone();
+                async move {
+                    let piece = Bytes::from(store.piece(&storage, seq).await?);
+                    Ok(piece.slice(skip.min(piece.len())..(skip + take).min(piece.len())))
+                }
+            }),
+        )
     }
 
     /// The blob's content as a stream of pieces, read one at a time.

@@ -249,6 +249,46 @@ impl RegistryImages {
         self.registry_for(id, caller, role).await.map(drop)
     }
 
+    /// Up to `limit` repository names after `after`, of the registries the caller may read:
+    /// the distribution API's catalog.
+    pub async fn catalog(
+        &self,
+        caller: &Caller,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, Status> {
+        let folders = caller.access.folders(Role::Viewer);
+        self.store
+            .catalog(folders.as_deref(), after, limit)
+            .await
+            .map_err(store_status)
+    }
+
+    /// Deletes what `reference` names in `repository`, for a caller that may change its
+    /// registry (checked by [`RegistryImages::registry_for`]): a manifest digest deletes the
+    /// image and its tags, as `Delete` does; a tag is taken off its image. Returns whether
+    /// there was such a manifest or tag.
+    pub async fn delete_reference(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<bool, Status> {
+        if reference.starts_with("sha256:") {
+            let Some(image) = self.resolve(repository, reference).await? else {
+                return Ok(false);
+            };
+            self.store
+                .delete(&image.id, Timestamp::now())
+                .await
+                .map_err(store_status)
+        } else {
+            self.store
+                .untag(repository, reference, Timestamp::now())
+                .await
+                .map_err(store_status)
+        }
+    }
+
     /// Whether `repository` holds an image, for a caller that may read its registry.
     pub async fn repository_exists(&self, repository: &str) -> Result<bool, Status> {
         let query = ImageQuery {

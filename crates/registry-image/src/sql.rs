@@ -650,6 +650,71 @@ impl ImageStore for SqlImageStore {
         Ok(deleted)
     }
 
+    async fn catalog(
+        &self,
+        folders: Option<&[&str]>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, ImageStoreError> {
+        let mut sql = query("SELECT name FROM cr_repositories WHERE name > ");
+        sql.push_bind(after.to_owned());
+        if let Some(folders) = folders {
+            if folders.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The index on (folder_id, name, id) serves each folder in name order.
+            sql.push(" AND folder_id IN (");
+            for (i, folder) in folders.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind((*folder).to_owned());
+            }
+            sql.push(")");
+        }
+        sql.push(" ORDER BY name LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
+        rows.iter()
+            .map(|row| row.get(0))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
+    async fn untag(
+        &self,
+        repository: &str,
+        tag: &str,
+        at: Timestamp,
+    ) -> Result<bool, ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let image: Option<String> = tx
+            .fetch_scalar(
+                &query(format!(
+                    "SELECT image_id FROM cr_tags WHERE name = $1 AND tag = $2{}",
+                    tx.dialect().for_update()
+                ))
+                .bind(repository)
+                .bind(tag),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(image) = image else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        };
+        tx.execute(
+            &query("DELETE FROM cr_tags WHERE name = $1 AND tag = $2")
+                .bind(repository)
+                .bind(tag),
+        )
+        .await
+        .map_err(unavailable)?;
+        refresh_tags(&mut tx, &image, nanos(at)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
     async fn repository(&self, id: &str) -> Result<Option<Repository>, ImageStoreError> {
         let row = self
             .db

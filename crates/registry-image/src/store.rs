@@ -220,6 +220,23 @@ pub trait ImageStore: Send + Sync + 'static {
     /// The repository with this name, `<registry_id>/<name>`.
     async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>, ImageStoreError>;
 
+    /// Up to `limit` repository names in lexical order after `after`, of every registry, or
+    /// only of registries in `folders`: the distribution API's catalog.
+    async fn catalog(
+        &self,
+        folders: Option<&[&str]>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, ImageStoreError>;
+
+    /// Removes `tag` from the image of `repository` it points at; returns whether it did.
+    async fn untag(
+        &self,
+        repository: &str,
+        tag: &str,
+        at: Timestamp,
+    ) -> Result<bool, ImageStoreError>;
+
     /// One page of a List of repositories, served by an index.
     async fn list_repositories(
         &self,

@@ -1,5 +1,5 @@
-//! Manifests and tags: `PUT`, `GET` and `HEAD` of `/v2/<repo>/manifests/<reference>`,
-//! `GET /v2/<repo>/tags/list`.
+//! Manifests and tags: `PUT`, `GET`, `HEAD` and `DELETE` of
+//! `/v2/<repo>/manifests/<reference>`, `GET /v2/<repo>/tags/list`.
 
 use super::*;
 
@@ -180,6 +180,38 @@ impl Distribution {
                 (IMAGE_ID_HEADER, image.id),
                 ("content-length", "0".to_owned()),
             ],
+            Body::empty(),
+        ))
+    }
+
+    pub(super) async fn delete_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        self.authorize(repo, caller, Role::Editor).await?;
+        if reference.starts_with("sha256:") {
+            checked_digest(reference)?;
+        } else {
+            crate::service::check_tag(reference)
+                .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", s.message))?;
+        }
+        let deleted = self
+            .images
+            .delete_reference(repo, reference)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "MANIFEST_UNKNOWN", "MANIFEST_INVALID"))?;
+        if !deleted {
+            return Err(OciApiError::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!("{repo} has no manifest {reference}"),
+            ));
+        }
+        Ok(with_headers(
+            StatusCode::ACCEPTED,
+            &[("content-length", "0".to_owned())],
             Body::empty(),
         ))
     }

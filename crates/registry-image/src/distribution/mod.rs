@@ -18,8 +18,12 @@
 //!   have been pushed to the registry, with the size it gives. The answer's `yc-image-id`
 //!   header is the image's id in the ImageService.
 //! - `HEAD`/`GET /v2/<repo>/manifests/<tag or digest>`: a pushed manifest.
+//! - `DELETE /v2/<repo>/manifests/<digest>` deletes the image (and its tags), as the
+//!   ImageService's Delete does; `DELETE …/manifests/<tag>` takes the tag off its image.
 //! - `GET /v2/<repo>/tags/list` (`?n=` and `?last=` page it; a `Link` header names the next
 //!   page): the repository's tags.
+//! - `GET /v2/_catalog` (paged the same way): the repositories of the registries the caller
+//!   may read.
 //!
 //! Errors are the spec's `{"errors": [{"code", "message"}]}` with its codes.
 
@@ -55,6 +59,7 @@ pub fn router(images: RegistryImages, blobs: SqlBlobStore) -> Router {
     Router::new()
         .route("/v2/", get(version))
         .route("/v2", get(version))
+        .route("/v2/_catalog", get(catalog))
         .route("/v2/{*path}", any(dispatch))
         .with_state(Arc::new(Distribution { images, blobs }))
 }
@@ -104,6 +109,34 @@ impl<'a> Target<'a> {
             _ => None,
         }
     }
+}
+
+/// `GET /v2/_catalog`: the repositories of the registries the caller may read, by name,
+/// `n` at a time (at most 1000) after `last`, with a `Link` to the next page.
+async fn catalog(State(api): State<Arc<Distribution>>, caller: Caller, uri: Uri) -> Response {
+    const MOST: usize = 1000;
+    let params = match Params::of(&uri) {
+        Ok(params) => params,
+        Err(e) => return e.into_response(),
+    };
+    let limit = params.n.unwrap_or(MOST).clamp(1, MOST);
+    let after = params.last.unwrap_or_default();
+    let mut names = match api.images.catalog(&caller, &after, limit + 1).await {
+        Ok(names) => names,
+        Err(s) => {
+            return OciApiError::from_status(s, "NAME_UNKNOWN", "UNSUPPORTED").into_response();
+        }
+    };
+    let more = names.len() > limit;
+    names.truncate(limit);
+    let mut response = axum::Json(serde_json::json!({"repositories": names})).into_response();
+    if more && let Some(last) = names.last() {
+        let next = format!("</v2/_catalog?n={limit}&last={last}>; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&next) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
 }
 
 async fn version() -> Response {
@@ -281,6 +314,64 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(i64, i64)>, OciApiError>
     })
 }
 
+/// What a `Range` header asks of a body of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranged {
+    /// All of it: no range this server serves as a part (several ranges, another unit, a
+    /// header it cannot read), which RFC 9110 lets a server answer with the whole body.
+    Whole,
+    /// `length` bytes from `start`, all within the body.
+    Part { start: i64, length: i64 },
+    /// A range that starts past the end: 416.
+    Unsatisfiable,
+}
+
+/// Reads `bytes=<start>-<end>`, `bytes=<start>-` or `bytes=-<suffix length>`.
+fn byte_range(value: &str, size: i64) -> Ranged {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ranged::Whole;
+    };
+    if spec.contains(',') {
+        return Ranged::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ranged::Whole;
+    };
+    let number = |text: &str| -> Option<i64> {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<i64>().ok())
+            .flatten()
+    };
+    match (number(first), number(last)) {
+        // The last `n` bytes.
+        (None, Some(suffix)) if first.trim().is_empty() => {
+            if suffix == 0 || size == 0 {
+                return Ranged::Unsatisfiable;
+            }
+            let length = suffix.min(size);
+            Ranged::Part {
+                start: size - length,
+                length,
+            }
+        }
+        (Some(start), end) if last.trim().is_empty() || end.is_some() => {
+            if start >= size {
+                return Ranged::Unsatisfiable;
+            }
+            let end = end.map_or(size - 1, |end| end.min(size - 1));
+            if end < start {
+                return Ranged::Whole;
+            }
+            Ranged::Part {
+                start,
+                length: end - start + 1,
+            }
+        }
+        _ => Ranged::Whole,
+    }
+}
+
 impl Distribution {
     async fn serve(&self, target: Target<'_>, call: Call) -> Result<Response, OciApiError> {
         let repo = match &target {
@@ -299,11 +390,12 @@ impl Distribution {
                         .await
                 }
                 Method::PUT => self.put_manifest(repo, reference, call).await,
+                Method::DELETE => self.delete_manifest(repo, reference, &call.caller).await,
                 ref other => Err(method_not_allowed(other)),
             },
             Target::Blob { repo, digest } => match call.method {
                 Method::GET | Method::HEAD => {
-                    self.get_blob(repo, digest, &call.method, &call.caller)
+                    self.get_blob(repo, digest, &call.method, &call.headers, &call.caller)
                         .await
                 }
                 ref other => Err(method_not_allowed(other)),
@@ -383,6 +475,24 @@ mod tests {
     }
 
     #[test]
+    fn byte_ranges_read_as_rfc_9110_says() {
+        let part = |start, length| Ranged::Part { start, length };
+        assert_eq!(byte_range("bytes=0-9", 100), part(0, 10));
+        assert_eq!(byte_range("bytes=90-", 100), part(90, 10));
+        assert_eq!(byte_range("bytes=90-1000", 100), part(90, 10));
+        assert_eq!(byte_range("bytes=-10", 100), part(90, 10));
+        assert_eq!(byte_range("bytes=-1000", 100), part(0, 100));
+        assert_eq!(byte_range("bytes=100-", 100), Ranged::Unsatisfiable);
+        assert_eq!(byte_range("bytes=-0", 100), Ranged::Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-0", 0), Ranged::Unsatisfiable);
+        assert_eq!(byte_range("bytes=5-2", 100), Ranged::Whole);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), Ranged::Whole);
+        assert_eq!(byte_range("items=0-1", 100), Ranged::Whole);
+        assert_eq!(byte_range("bytes=a-b", 100), Ranged::Whole);
+        assert_eq!(byte_range("bytes=+1-2", 100), Ranged::Whole);
+    }
+
+    #[test]
     fn query_parameters_are_percent_decoded() {
         let uri: Uri = "/v2/crp1/app/blobs/uploads/?mount=sha256%3Aab&from=crp1%2Fapp&x=1"
             .parse()
@@ -407,6 +517,17 @@ mod tests {
                     | Target::Tags { repo } => repo,
                 };
                 proptest::prop_assert!(path.starts_with(repo));
+            }
+        }
+
+        /// Any `Range` value on any size: a part is inside the body and never empty.
+        #[test]
+        fn fuzz_byte_ranges(value in "(bytes=)?[0-9 ,-]{0,24}|[\\PC]{0,24}", size in 0i64..1 << 40) {
+            match byte_range(&value, size) {
+                Ranged::Part { start, length } => {
+                    proptest::prop_assert!(start >= 0 && length >= 1 && start + length <= size);
+                }
+                Ranged::Whole | Ranged::Unsatisfiable => {}
             }
         }
 

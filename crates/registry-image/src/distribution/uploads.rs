@@ -8,6 +8,7 @@ impl Distribution {
         repo: &str,
         digest: &str,
         method: &Method,
+        headers: &HeaderMap,
         caller: &Caller,
     ) -> Result<Response, OciApiError> {
         let registry = self.authorize(repo, caller, Role::Viewer).await?;
@@ -19,17 +20,55 @@ impl Distribution {
                 format!("blob {digest} has not been pushed to {registry}"),
             )
         })?;
-        let headers = [
+        let range = match headers.get(header::RANGE) {
+            None => None,
+            Some(value) => match byte_range(value.to_str().unwrap_or_default(), blob.size) {
+                Ranged::Whole => None,
+                Ranged::Part { start, length } => Some((start, length)),
+                Ranged::Unsatisfiable => {
+                    let mut refused = OciApiError::new(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "BLOB_UNKNOWN",
+                        format!("the range is outside blob {digest} of {} bytes", blob.size),
+                    )
+                    .into_response();
+                    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
+                        refused.headers_mut().insert(header::CONTENT_RANGE, value);
+                    }
+                    return Ok(refused);
+                }
+            },
+        };
+        let Some((start, length)) = range else {
+            let answer = [
+                ("content-type", "application/octet-stream".to_owned()),
+                (CONTENT_DIGEST, blob.digest.clone()),
+                ("content-length", blob.size.to_string()),
+                ("accept-ranges", "bytes".to_owned()),
+            ];
+            let body = if *method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::from_stream(self.blobs.read(&blob))
+            };
+            return Ok(with_headers(StatusCode::OK, &answer, body));
+        };
+        let answer = [
             ("content-type", "application/octet-stream".to_owned()),
             (CONTENT_DIGEST, blob.digest.clone()),
-            ("content-length", blob.size.to_string()),
+            ("content-length", length.to_string()),
+            (
+                "content-range",
+                format!("bytes {start}-{}/{}", start + length - 1, blob.size),
+            ),
+            ("accept-ranges", "bytes".to_owned()),
         ];
         let body = if *method == Method::HEAD {
             Body::empty()
         } else {
-            Body::from_stream(self.blobs.read(&blob))
+            Body::from_stream(self.blobs.read_range(&blob, start, length).await?)
         };
-        Ok(with_headers(StatusCode::OK, &headers, body))
+        Ok(with_headers(StatusCode::PARTIAL_CONTENT, &answer, body))
     }
 
     pub(super) async fn start_upload(

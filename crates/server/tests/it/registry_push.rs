@@ -789,3 +789,208 @@ async fn skopeo_pushes_and_pulls() {
     // skopeo sends the layout's manifest as it is.
     assert_eq!(listed[0]["digest"], digest.as_str());
 }
+
+/// The rest of what registry clients use: the catalog (paged, only what the caller may read),
+/// `Range` reads of a blob (206, resuming a pull at any byte across the store's pieces), and
+/// deletes of a tag and of a manifest (the image is gone from the ImageService too).
+#[tokio::test]
+async fn catalog_ranges_and_deletes_work_as_registry_clients_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let layout = dir.path().join("layout");
+    let (digest, layer) = big_layout(&layout, 3 * 1024 * 1024 + 5);
+    let layout_arg = layout.to_string_lossy().into_owned();
+    for repository in ["web", "app", "tools/cli"] {
+        cli_json(
+            &server,
+            "editor-token",
+            &[
+                "registry",
+                "import",
+                &layout_arg,
+                &format!("{REGISTRY}/{repository}:v1"),
+            ],
+        );
+    }
+
+    // The catalog: the team's repositories (`app` was seeded too) by name, two at a time;
+    // the other folder's registry is not in it.
+    let mut names = Vec::new();
+    let mut next = format!("{base}/v2/_catalog?n=2");
+    loop {
+        let page = get(&http, &next, "viewer-token").await;
+        assert_eq!(page.status(), 200);
+        let link = page
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let body: Value = serde_json::from_slice(&page.bytes().await.unwrap()).unwrap();
+        let repositories = body["repositories"].as_array().unwrap();
+        assert!(repositories.len() <= 2, "{body}");
+        names.extend(repositories.iter().map(|r| r.as_str().unwrap().to_owned()));
+        match link {
+            Some(link) => {
+                let path = link.trim_start_matches('<').split('>').next().unwrap();
+                next = format!("{base}{path}");
+            }
+            None => break,
+        }
+    }
+    let expected: Vec<String> = ["app", "tools/cli", "web"]
+        .iter()
+        .map(|r| format!("{REGISTRY}/{r}"))
+        .collect();
+    assert_eq!(names, expected);
+    let theirs: Value = serde_json::from_slice(
+        &get(&http, format!("{base}/v2/_catalog"), "stranger-token")
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        theirs["repositories"],
+        serde_json::json!([format!("{OTHER_REGISTRY}/app")])
+    );
+    let anonymous = http
+        .get(format!("{base}/v2/_catalog"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Ranges of the layer: within a piece, across pieces, to the end, the last bytes; a
+    // range past the end is 416; a whole read says ranges are accepted.
+    let layer_digest = sha256(&layer);
+    let blob = format!("{base}/v2/{REGISTRY}/app/blobs/{layer_digest}");
+    let size = layer.len();
+    for (range, start, end) in [
+        ("bytes=0-99".to_owned(), 0, 99),
+        (
+            format!("bytes={}-{}", (1 << 20) - 10, (1 << 20) + 10),
+            (1 << 20) - 10,
+            (1 << 20) + 10,
+        ),
+        (format!("bytes={}-", size - 1000), size - 1000, size - 1),
+        ("bytes=-7".to_owned(), size - 7, size - 1),
+        (format!("bytes=5-{}", size + 100), 5, size - 1),
+    ] {
+        let response = http
+            .get(&blob)
+            .bearer_auth("viewer-token")
+            .header("range", &range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {start}-{end}/{size}").as_str(),
+            "{range}"
+        );
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(&bytes[..], &layer[start..=end], "{range}");
+    }
+    let past = http
+        .get(&blob)
+        .bearer_auth("viewer-token")
+        .header("range", format!("bytes={size}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    let whole = get(&http, &blob, "viewer-token").await;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().await.unwrap().len(), size);
+
+    // Deletes: a viewer may not; a tag goes off its image; a manifest takes the image with it.
+    let manifest = |repository: &str, reference: &str| {
+        format!("{base}/v2/{REGISTRY}/{repository}/manifests/{reference}")
+    };
+    let denied = http
+        .delete(manifest("web", "v1"))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let untagged = http
+        .delete(manifest("web", "v1"))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untagged.status(), 202);
+    assert_eq!(
+        get(&http, manifest("web", "v1"), "viewer-token")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(&http, manifest("web", &digest), "viewer-token")
+            .await
+            .status(),
+        200
+    );
+    let web = listed(&server, &format!("{REGISTRY}/web"));
+    assert_eq!(web[0]["tags"], serde_json::json!(null), "{web}");
+    let gone = http
+        .delete(manifest("web", &digest))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 202);
+    let again = http
+        .delete(manifest("web", &digest))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    assert_eq!(error_code(again).await, "MANIFEST_UNKNOWN");
+    assert_eq!(
+        get(&http, manifest("web", &digest), "viewer-token")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        listed(&server, &format!("{REGISTRY}/web"))
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    // Its repository is gone from the catalog; the others' images are untouched.
+    let catalog: Value = serde_json::from_slice(
+        &get(&http, format!("{base}/v2/_catalog"), "viewer-token")
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !catalog["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &Value::from(format!("{REGISTRY}/web"))),
+        "{catalog}"
+    );
+    assert_eq!(
+        get(&http, manifest("app", "v1"), "viewer-token")
+            .await
+            .status(),
+        200
+    );
+}
