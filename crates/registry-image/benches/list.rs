@@ -57,6 +57,7 @@ async fn populate(size: usize) -> RegistryImages {
             }],
             compressed_size: 30_000_000,
             tag: (i % 7 == 0).then(|| format!("t{i}")),
+            ..Default::default()
         };
         let at = Timestamp {
             seconds: 1_700_000_000 + (i as i64 % 86_400),

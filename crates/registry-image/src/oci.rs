@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The media type of a Docker schema-2 manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The media type of an OCI image index (a multi-platform image).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The media type of a Docker manifest list (a multi-platform image).
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// A content descriptor: what a blob is, its digest and its size.
@@ -52,6 +54,16 @@ pub struct Manifest {
     pub config: Descriptor,
     /// The layer blobs.
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (a signature's or an SBOM's image): the referrers API
+    /// lists it under that manifest.
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    /// What kind of artifact it is, when it is not an image.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -88,7 +100,7 @@ impl ImageManifest {
             None | Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => {}
             Some(OCI_INDEX | DOCKER_LIST) => {
                 return Err(OciError::Unsupported(
-                    "image indexes (multi-platform images) are not supported; push one platform's image"
+                    "this is an image index (a multi-platform image), not one image's manifest"
                         .into(),
                 ));
             }
@@ -98,7 +110,7 @@ impl ImageManifest {
                 )));
             }
         }
-        for descriptor in manifest.blobs() {
+        for descriptor in manifest.blobs().chain(&manifest.subject) {
             check_descriptor(descriptor)?;
         }
         Ok(Self {
@@ -150,6 +162,143 @@ pub(crate) fn digest_of(hasher: Sha256) -> String {
     let hash = hasher.finalize();
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
+}
+
+/// An image index (OCI) or manifest list (Docker): a multi-platform image, naming one image
+/// manifest per platform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Always 2.
+    pub schema_version: u32,
+    /// [`OCI_INDEX`] or [`DOCKER_LIST`]; OCI allows it to be absent.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// The manifests, one per platform.
+    pub manifests: Vec<Descriptor>,
+    /// The manifest this one refers to.
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    /// What kind of artifact it is.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// An index as pushed: its exact bytes, their digest, and what they say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexManifest {
+    /// The index's bytes.
+    pub bytes: Vec<u8>,
+    /// `sha256:` of the bytes.
+    pub digest: String,
+    /// The parsed index.
+    pub index: Index,
+}
+
+/// A manifest pushed to a registry: one image's, or a multi-platform index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushedManifest {
+    /// An image manifest.
+    Image(ImageManifest),
+    /// An image index or manifest list.
+    Index(IndexManifest),
+}
+
+impl PushedManifest {
+    /// Parses and checks manifest bytes of either kind: by its `mediaType`, or without one,
+    /// by whether it lists `manifests`.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, OciError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Kind {
+            #[serde(default)]
+            media_type: Option<String>,
+            #[serde(default)]
+            manifests: Option<serde::de::IgnoredAny>,
+        }
+        let kind: Kind = serde_json::from_slice(&bytes)
+            .map_err(|e| OciError::Invalid(format!("not a manifest: {e}")))?;
+        let index = match kind.media_type.as_deref() {
+            Some(OCI_INDEX | DOCKER_LIST) => true,
+            None => kind.manifests.is_some(),
+            Some(_) => false,
+        };
+        if !index {
+            return ImageManifest::parse(bytes).map(PushedManifest::Image);
+        }
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| OciError::Invalid(format!("not an image index: {e}")))?;
+        if index.schema_version != 2 {
+            return Err(OciError::Invalid(format!(
+                "schemaVersion is {}, not 2",
+                index.schema_version
+            )));
+        }
+        for descriptor in index.manifests.iter().chain(&index.subject) {
+            check_descriptor(descriptor)?;
+        }
+        Ok(PushedManifest::Index(IndexManifest {
+            digest: sha256_digest(&bytes),
+            bytes,
+            index,
+        }))
+    }
+
+    /// `sha256:` of the bytes.
+    pub fn digest(&self) -> &str {
+        match self {
+            PushedManifest::Image(m) => &m.digest,
+            PushedManifest::Index(m) => &m.digest,
+        }
+    }
+
+    /// The bytes as pushed.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            PushedManifest::Image(m) => &m.bytes,
+            PushedManifest::Index(m) => &m.bytes,
+        }
+    }
+
+    /// Its media type: as it says, or the OCI type of its kind.
+    pub fn media_type(&self) -> &str {
+        match self {
+            PushedManifest::Image(m) => m.manifest.media_type.as_deref().unwrap_or(OCI_MANIFEST),
+            PushedManifest::Index(m) => m.index.media_type.as_deref().unwrap_or(OCI_INDEX),
+        }
+    }
+
+    /// The manifest it refers to, if any.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            PushedManifest::Image(m) => m.manifest.subject.as_ref(),
+            PushedManifest::Index(m) => m.index.subject.as_ref(),
+        }
+    }
+
+    /// Its artifact type: as it says, else (for an image manifest) its config's media type.
+    pub fn artifact_type(&self) -> Option<&str> {
+        match self {
+            PushedManifest::Image(m) => m
+                .manifest
+                .artifact_type
+                .as_deref()
+                .or(Some(m.manifest.config.media_type.as_str()))
+                .filter(|t| !t.is_empty()),
+            PushedManifest::Index(m) => m.index.artifact_type.as_deref(),
+        }
+    }
+
+    /// Its annotations.
+    pub fn annotations(&self) -> &std::collections::BTreeMap<String, String> {
+        match self {
+            PushedManifest::Image(m) => &m.manifest.annotations,
+            PushedManifest::Index(m) => &m.index.annotations,
+        }
+    }
 }
 
 /// Why a manifest or a layout was refused. Nothing is stored when there is one.

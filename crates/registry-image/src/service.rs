@@ -17,8 +17,10 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{
 use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::blobs::{BlobError, SqlBlobStore};
-use crate::oci::{Descriptor, ImageManifest, OciError, read_layout};
-use crate::store::{ImageQuery, ImageStore, ImageStoreError, PushImage, Registry, Scope};
+use crate::oci::{Descriptor, ImageManifest, OciError, PushedManifest, read_layout};
+use crate::store::{
+    ImageQuery, ImageStore, ImageStoreError, PushImage, Referrer, Referring, Registry, Scope,
+};
 
 /// The full name of the Delete RPC: the scope of its idempotency keys and its resumer.
 pub const DELETE_METHOD: &str = "yandex.cloud.containerregistry.v1.ImageService.Delete";
@@ -364,6 +366,20 @@ impl RegistryImages {
         manifest: &ImageManifest,
         tag: Option<&str>,
     ) -> Result<Image, Status> {
+        self.push_manifest(repository, &PushedManifest::Image(manifest.clone()), tag)
+            .await
+    }
+
+    /// [`push`](Self::push) of either kind of manifest. An index (a multi-platform image) is
+    /// one image whose digest is the index's, whose layers are its platforms' (each once) and
+    /// which has no config; every platform's manifest must have been pushed to the repository
+    /// first (`FAILED_PRECONDITION` otherwise), as registry clients do.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        manifest: &PushedManifest,
+        tag: Option<&str>,
+    ) -> Result<Image, Status> {
         let registry_id = check_repository(repository)?;
         if let Some(tag) = tag {
             check_tag(tag)?;
@@ -374,14 +390,64 @@ impl RegistryImages {
             size: d.size,
             urls: d.urls.clone(),
         };
-        let push = PushImage {
-            registry_id: registry_id.to_owned(),
-            repository: repository.to_owned(),
-            digest: manifest.digest.clone(),
-            config: blob(&manifest.manifest.config),
-            layers: manifest.manifest.layers.iter().map(blob).collect(),
-            compressed_size: manifest.compressed_size(),
-            tag: tag.map(str::to_owned),
+        let referrer = manifest.subject().map(|subject| Referrer {
+            subject: subject.digest.clone(),
+            media_type: manifest.media_type().to_owned(),
+            artifact_type: manifest.artifact_type().unwrap_or_default().to_owned(),
+            size: i64::try_from(manifest.bytes().len()).unwrap_or(i64::MAX),
+            annotations: serde_json::to_string(manifest.annotations()).unwrap_or_default(),
+        });
+        let push = match manifest {
+            PushedManifest::Image(image) => PushImage {
+                registry_id: registry_id.to_owned(),
+                repository: repository.to_owned(),
+                digest: image.digest.clone(),
+                config: blob(&image.manifest.config),
+                layers: image.manifest.layers.iter().map(blob).collect(),
+                compressed_size: image.compressed_size(),
+                tag: tag.map(str::to_owned),
+                blobs: std::iter::once(image.digest.clone())
+                    .chain(image.manifest.blobs().map(|d| d.digest.clone()))
+                    .collect(),
+                referrer,
+            },
+            PushedManifest::Index(index) => {
+                let mut layers: Vec<Blob> = Vec::new();
+                let mut blobs = vec![index.digest.clone()];
+                for platform in &index.index.manifests {
+                    let Some(image) = self.resolve(repository, &platform.digest).await? else {
+                        return Err(Status::new(
+                            tonic::Code::FailedPrecondition,
+                            format!(
+                                "manifest {} of the index has not been pushed to {repository}; \
+                                 push every platform's manifest first",
+                                platform.digest
+                            ),
+                        ));
+                    };
+                    blobs.push(image.digest.clone());
+                    blobs.extend(image.config.iter().map(|c| c.digest.clone()));
+                    for layer in image.layers {
+                        blobs.push(layer.digest.clone());
+                        if !layers.iter().any(|l| l.digest == layer.digest) {
+                            layers.push(layer);
+                        }
+                    }
+                }
+                blobs.sort();
+                blobs.dedup();
+                PushImage {
+                    registry_id: registry_id.to_owned(),
+                    repository: repository.to_owned(),
+                    digest: index.digest.clone(),
+                    config: Blob::default(),
+                    compressed_size: layers.iter().map(|l| l.size).sum(),
+                    layers,
+                    tag: tag.map(str::to_owned),
+                    blobs,
+                    referrer,
+                }
+            }
         };
         Ok(self
             .store
@@ -389,6 +455,19 @@ impl RegistryImages {
             .await
             .map_err(store_status)?
             .image)
+    }
+
+    /// The manifests of `repository` that refer to `subject`, for a caller that may read the
+    /// repository's registry.
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+    ) -> Result<Vec<Referring>, Status> {
+        self.store
+            .referrers(repository, subject)
+            .await
+            .map_err(store_status)
     }
 
     /// Imports the image tagged `tag` (or the only one) of the OCI image layout in `dir` into

@@ -19,14 +19,14 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
 use yc_sql::{Db, Query, Tx, query};
 
 use crate::store::{
-    ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Registry, RegistryChange,
-    RegistryFacts, RegistryModified, RegistryQuery, Repository, RepositoryQuery, RepositoryScope,
-    Scope,
+    ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Referrer, Referring, Registry,
+    RegistryChange, RegistryFacts, RegistryModified, RegistryQuery, Repository, RepositoryQuery,
+    RepositoryScope, Scope,
 };
 use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
 
 const COMPONENT: &str = "registry-image";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// From version 1, whose registries had only an id, a folder and a name (all ACTIVE).
 fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
@@ -71,6 +71,26 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         "CREATE INDEX IF NOT EXISTS cr_repositories_registry_id ON cr_repositories (registry_id, id)".to_owned(),
         "CREATE INDEX IF NOT EXISTS cr_repositories_folder_name ON cr_repositories (folder_id, name, id)".to_owned(),
         "CREATE INDEX IF NOT EXISTS cr_repositories_folder_id ON cr_repositories (folder_id, id)".to_owned(),
+        // The blobs each live image needs: what garbage collection keeps.
+        format!("CREATE TABLE IF NOT EXISTS cr_image_blobs (
+        image_id {text} NOT NULL,
+        registry_id {text} NOT NULL,
+        digest {text} NOT NULL,
+        PRIMARY KEY (image_id, digest)
+    )"),
+        "CREATE INDEX IF NOT EXISTS cr_image_blobs_digest ON cr_image_blobs (registry_id, digest)".to_owned(),
+        // Manifests that refer to another (signatures, SBOMs), for the referrers API.
+        format!("CREATE TABLE IF NOT EXISTS cr_referrers (
+        image_id {text} PRIMARY KEY,
+        name {text} NOT NULL,
+        subject {text} NOT NULL,
+        digest {text} NOT NULL,
+        media_type {text} NOT NULL,
+        artifact_type {text} NOT NULL,
+        size {int} NOT NULL,
+        annotations {text} NOT NULL
+    )"),
+        "CREATE INDEX IF NOT EXISTS cr_referrers_subject ON cr_referrers (name, subject, digest)".to_owned(),
         format!("CREATE TABLE IF NOT EXISTS cr_images (
         id {text} PRIMARY KEY,
         registry_id {text} NOT NULL,
@@ -283,7 +303,33 @@ impl SqlImageStore {
         if found.is_some_and(|found| found < 3) {
             store.fill_repositories().await?;
         }
+        if found.is_some_and(|found| found < 4) {
+            store.fill_image_blobs().await?;
+        }
         Ok(store)
+    }
+
+    /// Records the blobs of the images of a database from before they were recorded (schema
+    /// version 4): once, when it is upgraded. Those images are single-platform: their
+    /// manifest, config and layers.
+    async fn fill_image_blobs(&self) -> Result<(), ImageStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let rows = tx
+            .fetch_all(&query(
+                "SELECT registry_id, body FROM cr_images WHERE deleted_at IS NULL",
+            ))
+            .await
+            .map_err(unavailable)?;
+        for row in rows {
+            let registry_id: String = row.get(0).map_err(unavailable)?;
+            let image = decode(&row.get::<Vec<u8>>(1).map_err(unavailable)?)?;
+            let blobs: Vec<String> = std::iter::once(image.digest.clone())
+                .chain(image.config.iter().map(|c| c.digest.clone()))
+                .chain(image.layers.iter().map(|l| l.digest.clone()))
+                .collect();
+            record_blobs(&mut tx, &image.id, &registry_id, &blobs).await?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     /// Records the repositories of a database from before repositories were recorded
@@ -364,7 +410,7 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
                 name: push.repository.clone(),
                 digest: push.digest.clone(),
                 compressed_size: push.compressed_size,
-                config: Some(push.config.clone()),
+                config: (!push.config.digest.is_empty()).then(|| push.config.clone()),
                 layers: push.layers.clone(),
                 tags: Vec::new(),
                 created_at: Some(at),
@@ -386,6 +432,25 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
             .await
             .map_err(unavailable)?;
             record_repository(tx, &push.repository, &push.registry_id, &folder_id).await?;
+            record_blobs(tx, &id, &push.registry_id, &push.blobs).await?;
+            if let Some(referrer) = &push.referrer {
+                tx.execute(
+                    &query(
+                        "INSERT INTO cr_referrers (image_id, name, subject, digest, media_type, \
+                         artifact_type, size, annotations) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&id)
+                    .bind(&push.repository)
+                    .bind(&referrer.subject)
+                    .bind(&push.digest)
+                    .bind(&referrer.media_type)
+                    .bind(&referrer.artifact_type)
+                    .bind(referrer.size)
+                    .bind(&referrer.annotations),
+                )
+                .await
+                .map_err(unavailable)?;
+            }
             id
         }
     };
@@ -418,6 +483,29 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     }
     let image = body(tx, &id).await?;
     Ok(Pushed { image, created })
+}
+
+/// Records that the image `id` of `registry_id` needs `blobs`.
+async fn record_blobs(
+    tx: &mut Tx,
+    id: &str,
+    registry_id: &str,
+    blobs: &[String],
+) -> Result<(), ImageStoreError> {
+    for digest in blobs {
+        tx.execute(
+            &query(
+                "INSERT INTO cr_image_blobs (image_id, registry_id, digest) VALUES ($1, $2, $3) \
+                 ON CONFLICT (image_id, digest) DO NOTHING",
+            )
+            .bind(id)
+            .bind(registry_id)
+            .bind(digest),
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// Records the repository `name` (a no-op when it is recorded).
@@ -715,6 +803,40 @@ impl ImageStore for SqlImageStore {
         Ok(true)
     }
 
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+    ) -> Result<Vec<Referring>, ImageStoreError> {
+        let rows = self
+            .db
+            .fetch_all(
+                &query(
+                    "SELECT digest, media_type, artifact_type, size, annotations FROM cr_referrers \
+                     WHERE name = $1 AND subject = $2 ORDER BY digest",
+                )
+                .bind(repository)
+                .bind(subject),
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referring {
+                    digest: row.get(0)?,
+                    referrer: Referrer {
+                        subject: subject.to_owned(),
+                        media_type: row.get(1)?,
+                        artifact_type: row.get(2)?,
+                        size: row.get(3)?,
+                        annotations: row.get(4)?,
+                    },
+                })
+            })
+            .collect::<Result<_, yc_sql::DbError>>()
+            .map_err(unavailable)
+    }
+
     async fn repository(&self, id: &str) -> Result<Option<Repository>, ImageStoreError> {
         let row = self
             .db
@@ -849,9 +971,11 @@ impl ImageStore for SqlImageStore {
             .await
             .map_err(unavailable)?;
         if deleted {
-            tx.execute(&query("DELETE FROM cr_tags WHERE image_id = $1").bind(id))
-                .await
-                .map_err(unavailable)?;
+            for table in ["cr_tags", "cr_image_blobs", "cr_referrers"] {
+                tx.execute(&query(format!("DELETE FROM {table} WHERE image_id = $1")).bind(id))
+                    .await
+                    .map_err(unavailable)?;
+            }
             tx.execute(
                 &query(
                     "DELETE FROM cr_repositories WHERE name = $1 AND NOT EXISTS \

@@ -129,7 +129,7 @@ pub struct ImageQuery {
 }
 
 /// An image to store: a manifest pushed into a repository, maybe with a tag.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PushImage {
     /// The registry.
     pub registry_id: String,
@@ -137,14 +137,43 @@ pub struct PushImage {
     pub repository: String,
     /// `sha256:` of the manifest bytes.
     pub digest: String,
-    /// The config blob.
+    /// The config blob; an index has none (an empty digest).
     pub config: Blob,
-    /// The layer blobs.
+    /// The layer blobs (of every platform, for an index).
     pub layers: Vec<Blob>,
     /// The sum of the layer sizes.
     pub compressed_size: i64,
     /// A tag to point at the image; it moves off any other image of the repository.
     pub tag: Option<String>,
+    /// Every blob of the registry the image needs (its manifest, config and layers; for an
+    /// index also its platforms' manifests and blobs): what garbage collection keeps.
+    pub blobs: Vec<String>,
+    /// The manifest it refers to, for the referrers API.
+    pub referrer: Option<Referrer>,
+}
+
+/// What the referrers API says of a manifest that refers to another (its `subject`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Referrer {
+    /// The digest of the manifest referred to.
+    pub subject: String,
+    /// The referring manifest's media type.
+    pub media_type: String,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Its annotations, as a JSON object.
+    pub annotations: String,
+}
+
+/// A manifest that refers to another, as the referrers API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referring {
+    /// Its digest.
+    pub digest: String,
+    /// What it says of itself.
+    pub referrer: Referrer,
 }
 
 /// What a push did.
@@ -236,6 +265,13 @@ pub trait ImageStore: Send + Sync + 'static {
         tag: &str,
         at: Timestamp,
     ) -> Result<bool, ImageStoreError>;
+
+    /// The manifests of `repository` that refer to `subject`, by digest.
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+    ) -> Result<Vec<Referring>, ImageStoreError>;
 
     /// One page of a List of repositories, served by an index.
     async fn list_repositories(

@@ -116,18 +116,18 @@ impl Distribution {
                     format!("the manifest could not be read (at most {MANIFEST_LIMIT} bytes): {e}"),
                 )
             })?;
-        let manifest = ImageManifest::parse(bytes.to_vec()).map_err(|e| {
+        let manifest = PushedManifest::parse(bytes.to_vec()).map_err(|e| {
             OciApiError::from_status(oci_status(&e), "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
         })?;
         // Everything is checked before anything is stored: a refused push leaves nothing.
         let tag = if reference.starts_with("sha256:") {
-            if reference != manifest.digest {
+            if reference != manifest.digest() {
                 return Err(OciApiError::new(
                     StatusCode::BAD_REQUEST,
                     "DIGEST_INVALID",
                     format!(
                         "the manifest's digest is {}, not {reference}",
-                        manifest.digest
+                        manifest.digest()
                     ),
                 ));
             }
@@ -137,50 +137,136 @@ impl Distribution {
                 .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", s.message))?;
             Some(reference)
         };
-        for descriptor in manifest.manifest.blobs() {
-            let blob = self.blobs.blob(registry, &descriptor.digest).await?;
-            match blob {
-                None if descriptor.urls.is_empty() => {
-                    return Err(OciApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "MANIFEST_BLOB_UNKNOWN",
-                        format!(
-                            "blob {} has not been pushed to {registry}; push it first",
-                            descriptor.digest
-                        ),
-                    ));
+        match &manifest {
+            PushedManifest::Image(image) => {
+                for descriptor in image.manifest.blobs() {
+                    self.check_blob(registry, descriptor).await?;
                 }
-                Some(blob) if blob.size != descriptor.size => {
-                    return Err(OciApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "MANIFEST_INVALID",
-                        format!(
-                            "blob {} is {} bytes, the manifest says {}",
-                            descriptor.digest, blob.size, descriptor.size
-                        ),
-                    ));
+            }
+            PushedManifest::Index(index) => {
+                // Every platform's manifest is in the repository already.
+                for platform in &index.index.manifests {
+                    let pushed =
+                        self.images
+                            .resolve(repo, &platform.digest)
+                            .await
+                            .map_err(|s| {
+                                OciApiError::from_status(s, "MANIFEST_UNKNOWN", "MANIFEST_INVALID")
+                            })?;
+                    if pushed.is_none() {
+                        return Err(OciApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "MANIFEST_BLOB_UNKNOWN",
+                            format!(
+                                "manifest {} has not been pushed to {repo}; push it first",
+                                platform.digest
+                            ),
+                        ));
+                    }
                 }
-                _ => {}
             }
         }
-        self.blobs.put(registry, &manifest.bytes).await?;
+        self.blobs.put(registry, manifest.bytes()).await?;
         let image = self
             .images
-            .push(repo, &manifest, tag)
+            .push_manifest(repo, &manifest, tag)
             .await
             .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "TAG_INVALID"))?;
-        Ok(with_headers(
-            StatusCode::CREATED,
-            &[
-                (
-                    "location",
-                    format!("/v2/{repo}/manifests/{}", manifest.digest),
+        let mut headers = vec![
+            (
+                "location",
+                format!("/v2/{repo}/manifests/{}", manifest.digest()),
+            ),
+            (CONTENT_DIGEST, manifest.digest().to_owned()),
+            (IMAGE_ID_HEADER, image.id),
+            ("content-length", "0".to_owned()),
+        ];
+        // The referrers API lists it under its subject: clients need not keep a tag for it.
+        if let Some(subject) = manifest.subject() {
+            headers.push((OCI_SUBJECT, subject.digest.clone()));
+        }
+        Ok(with_headers(StatusCode::CREATED, &headers, Body::empty()))
+    }
+
+    /// Refuses a manifest's blob that has not been pushed to `registry` (unless the manifest
+    /// says where else it is), or that has another size.
+    async fn check_blob(
+        &self,
+        registry: &str,
+        descriptor: &crate::oci::Descriptor,
+    ) -> Result<(), OciApiError> {
+        match self.blobs.blob(registry, &descriptor.digest).await? {
+            None if descriptor.urls.is_empty() => Err(OciApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_BLOB_UNKNOWN",
+                format!(
+                    "blob {} has not been pushed to {registry}; push it first",
+                    descriptor.digest
                 ),
-                (CONTENT_DIGEST, manifest.digest.clone()),
-                (IMAGE_ID_HEADER, image.id),
-                ("content-length", "0".to_owned()),
-            ],
-            Body::empty(),
+            )),
+            Some(blob) if blob.size != descriptor.size => Err(OciApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                format!(
+                    "blob {} is {} bytes, the manifest says {}",
+                    descriptor.digest, blob.size, descriptor.size
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `GET /v2/<repo>/referrers/<digest>`: an image index of the repository's manifests whose
+    /// `subject` is `digest` (`?artifactType=` keeps those of one type), as the OCI
+    /// distribution spec 1.1 says.
+    pub(super) async fn referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+        params: &Params,
+        caller: &Caller,
+    ) -> Result<Response, OciApiError> {
+        self.authorize(repo, caller, Role::Viewer).await?;
+        let digest = checked_digest(digest)?;
+        let referring = self
+            .images
+            .referrers(repo, digest)
+            .await
+            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "NAME_INVALID"))?;
+        let filter = params.artifact_type.as_deref();
+        let manifests: Vec<serde_json::Value> = referring
+            .iter()
+            .filter(|r| filter.is_none_or(|t| r.referrer.artifact_type == t))
+            .map(|r| {
+                let mut descriptor = serde_json::json!({
+                    "mediaType": r.referrer.media_type,
+                    "digest": r.digest,
+                    "size": r.referrer.size,
+                });
+                if !r.referrer.artifact_type.is_empty() {
+                    descriptor["artifactType"] = r.referrer.artifact_type.clone().into();
+                }
+                let annotations: serde_json::Value =
+                    serde_json::from_str(&r.referrer.annotations).unwrap_or_default();
+                if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+                    descriptor["annotations"] = annotations;
+                }
+                descriptor
+            })
+            .collect();
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::OCI_INDEX,
+            "manifests": manifests,
+        });
+        let mut headers = vec![("content-type", crate::oci::OCI_INDEX.to_owned())];
+        if filter.is_some() {
+            headers.push(("oci-filters-applied", "artifactType".to_owned()));
+        }
+        Ok(with_headers(
+            StatusCode::OK,
+            &headers,
+            Body::from(body.to_string()),
         ))
     }
 

@@ -24,6 +24,11 @@
 //!   page): the repository's tags.
 //! - `GET /v2/_catalog` (paged the same way): the repositories of the registries the caller
 //!   may read.
+//! - `GET /v2/<repo>/referrers/<digest>`: the manifests whose `subject` is that manifest
+//!   (signatures, SBOMs), as an image index; a push of such a manifest answers `OCI-Subject`.
+//!
+//! Manifests are image manifests (OCI, Docker schema 2) or indexes (OCI image index, Docker
+//! manifest list: multi-platform images, whose platforms are pushed first).
 //!
 //! Errors are the spec's `{"errors": [{"code", "message"}]}` with its codes.
 
@@ -39,7 +44,7 @@ use yc_api_runtime::Role;
 use yc_proto_types::google::rpc::Status;
 
 use crate::blobs::{BlobError, BlobInfo, SqlBlobStore, Upload};
-use crate::oci::{ImageManifest, OCI_MANIFEST};
+use crate::oci::{OCI_MANIFEST, PushedManifest};
 use crate::service::{Caller, RegistryImages, oci_status};
 
 mod errors;
@@ -82,6 +87,7 @@ enum Target<'a> {
     Uploads { repo: &'a str },
     Upload { repo: &'a str, id: &'a str },
     Tags { repo: &'a str },
+    Referrers { repo: &'a str, digest: &'a str },
 }
 
 impl<'a> Target<'a> {
@@ -102,6 +108,7 @@ impl<'a> Target<'a> {
             "blobs" if last == "uploads" => Some(Target::Uploads { repo }),
             "blobs" => Some(Target::Blob { repo, digest: last }),
             "tags" if last == "list" => Some(Target::Tags { repo }),
+            "referrers" => Some(Target::Referrers { repo, digest: last }),
             "uploads" => Some(Target::Upload {
                 repo: repo.strip_suffix("/blobs")?,
                 id: last,
@@ -150,6 +157,7 @@ async fn version() -> Response {
 const API_VERSION: &str = "docker-distribution-api-version";
 const CONTENT_DIGEST: &str = "docker-content-digest";
 const UPLOAD_UUID: &str = "docker-upload-uuid";
+const OCI_SUBJECT: &str = "oci-subject";
 
 struct Call {
     method: Method,
@@ -208,6 +216,9 @@ struct Params {
     n: Option<usize>,
     /// The tag a page continues after.
     last: Option<String>,
+    /// The referrers of one artifact type.
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
 }
 
 impl Params {
@@ -379,7 +390,8 @@ impl Distribution {
             | Target::Blob { repo, .. }
             | Target::Uploads { repo }
             | Target::Upload { repo, .. }
-            | Target::Tags { repo } => repo,
+            | Target::Tags { repo }
+            | Target::Referrers { repo, .. } => repo,
         };
         crate::service::check_repository(repo)
             .map_err(|s| OciApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", s.message))?;
@@ -407,6 +419,13 @@ impl Distribution {
             Target::Upload { repo, id } => self.upload(repo, id, call).await,
             Target::Tags { repo } => match call.method {
                 Method::GET => self.tags(repo, &call.params, &call.caller).await,
+                ref other => Err(method_not_allowed(other)),
+            },
+            Target::Referrers { repo, digest } => match call.method {
+                Method::GET => {
+                    self.referrers(repo, digest, &call.params, &call.caller)
+                        .await
+                }
                 ref other => Err(method_not_allowed(other)),
             },
         }
@@ -514,7 +533,8 @@ mod tests {
                     | Target::Blob { repo, .. }
                     | Target::Uploads { repo }
                     | Target::Upload { repo, .. }
-                    | Target::Tags { repo } => repo,
+                    | Target::Tags { repo }
+                    | Target::Referrers { repo, .. } => repo,
                 };
                 proptest::prop_assert!(path.starts_with(repo));
             }

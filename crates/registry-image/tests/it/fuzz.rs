@@ -86,6 +86,49 @@ proptest! {
         }
     }
 
+    /// What a push may send, image or index: parsed with every descriptor checked, or
+    /// refused with a reason; never a panic.
+    #[test]
+    fn fuzz_pushed_manifests_parse_or_say_why(
+        bytes in prop_oneof![
+            manifest_like(),
+            (prop::option::of(prop_oneof![
+                Just("application/vnd.oci.image.index.v1+json"),
+                Just("application/vnd.docker.distribution.manifest.list.v2+json"),
+                Just("text/plain"),
+            ]), prop::collection::vec(descriptor(), 0..4), prop::option::of(descriptor()))
+                .prop_map(|(media, manifests, subject)| {
+                    let mut m = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+                    if let Some(media) = media {
+                        m["mediaType"] = serde_json::Value::from(media);
+                    }
+                    if let Some(subject) = subject {
+                        m["subject"] = subject;
+                    }
+                    m.to_string().into_bytes()
+                }),
+            prop::collection::vec(any::<u8>(), 0..256),
+        ]
+    ) {
+        use yc_registry_image::oci::PushedManifest;
+        match PushedManifest::parse(bytes.clone()) {
+            Ok(PushedManifest::Image(manifest)) => {
+                prop_assert_eq!(&manifest.bytes, &bytes);
+                for blob in manifest.manifest.blobs() {
+                    prop_assert!(is_sha256_digest(&blob.digest), "{}", blob.digest);
+                }
+            }
+            Ok(PushedManifest::Index(index)) => {
+                prop_assert_eq!(&index.bytes, &bytes);
+                for d in index.index.manifests.iter().chain(&index.index.subject) {
+                    prop_assert!(is_sha256_digest(&d.digest), "{}", d.digest);
+                    prop_assert!(d.size >= 0);
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
     #[test]
     fn fuzz_layouts_read_or_say_why(
         index in prop_oneof![

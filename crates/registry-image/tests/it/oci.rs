@@ -125,7 +125,7 @@ fn manifests_that_are_not_single_images_are_refused() {
         ),
         (
             r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[]}"#,
-            "unsupported image: image indexes (multi-platform images) are not supported",
+            "unsupported image: this is an image index (a multi-platform image)",
         ),
         (
             r#"{"schemaVersion":2,"config":{"digest":"md5:abc","size":1},"layers":[]}"#,
@@ -152,4 +152,51 @@ fn manifests_that_are_not_single_images_are_refused() {
     );
     let parsed = ImageManifest::parse(docker.clone().into_bytes()).unwrap();
     assert_eq!(parsed.digest, crate::support::sha256(docker.as_bytes()));
+}
+
+/// Either kind of manifest a registry takes: an image's, or an index (OCI image index, Docker
+/// manifest list, or an index without a media type that lists `manifests`); an index's
+/// descriptors are checked like an image's.
+#[test]
+fn pushed_manifests_are_images_or_indexes() {
+    use yc_registry_image::oci::PushedManifest;
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let image_bytes = image().manifest;
+    match PushedManifest::parse(image_bytes.clone()).unwrap() {
+        PushedManifest::Image(m) => assert_eq!(m.digest, crate::support::sha256(&image_bytes)),
+        other => panic!("an image manifest read as {other:?}"),
+    }
+    for media_type in [
+        "\"mediaType\":\"application/vnd.oci.image.index.v1+json\",",
+        "\"mediaType\":\"application/vnd.docker.distribution.manifest.list.v2+json\",",
+        "",
+    ] {
+        let index = format!(
+            r#"{{"schemaVersion":2,{media_type}"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{zero}","size":7,"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        );
+        match PushedManifest::parse(index.clone().into_bytes()).unwrap() {
+            PushedManifest::Index(m) => {
+                assert_eq!(m.index.manifests[0].digest, zero);
+                assert_eq!(m.digest, crate::support::sha256(index.as_bytes()));
+            }
+            other => panic!("{index} read as {other:?}"),
+        }
+    }
+    let bad = r#"{"schemaVersion":2,"manifests":[{"digest":"sha256:xyz","size":1}]}"#;
+    let refused = PushedManifest::parse(bad.as_bytes().to_vec()).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("is not sha256:<64 lower-case hex>"),
+        "{refused}"
+    );
+    let subject = format!(
+        r#"{{"schemaVersion":2,"artifactType":"application/example","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{zero}","size":2}},"layers":[],"subject":{{"digest":"{zero}","size":9}}}}"#
+    );
+    let parsed = PushedManifest::parse(subject.into_bytes()).unwrap();
+    assert_eq!(
+        parsed.subject().map(|s| s.digest.as_str()),
+        Some(zero.as_str())
+    );
+    assert_eq!(parsed.artifact_type(), Some("application/example"));
 }

@@ -28,6 +28,7 @@ async fn every_list_shape_searches_an_index() {
                 layers: vec![],
                 compressed_size: 0,
                 tag: None,
+                ..Default::default()
             },
             Timestamp::now(),
         )
@@ -121,6 +122,7 @@ async fn repository_and_registry_lists_search_an_index() {
                 layers: vec![],
                 compressed_size: 0,
                 tag: None,
+                ..Default::default()
             },
             Timestamp::now(),
         )

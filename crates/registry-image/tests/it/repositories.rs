@@ -320,21 +320,28 @@ async fn repositories_on_postgres() {
     pg.drop_schema().await;
 }
 
-/// A database whose images were pushed before repositories were recorded (schema version 2)
-/// gets its repositories when it is upgraded.
+/// A database whose images were pushed before repositories and the blobs images need were
+/// recorded (schema version 2) gets both when it is upgraded.
 #[tokio::test]
 async fn an_upgraded_database_gets_its_repositories() {
     let db = yc_sql::Db::sqlite_memory().await.unwrap();
     let service = service(SqlImageStore::open(db.clone()).await.unwrap()).await;
     push(&service, "crpone/app", "a1").await;
     push(&service, "crptwo/web", "w1").await;
+    let count = "SELECT COUNT(*) FROM cr_image_blobs";
+    let needed: Option<i64> = db.fetch_scalar(&query(count)).await.unwrap();
+    // Each image needs its manifest, config and layer.
+    assert_eq!(needed, Some(6));
     for statement in [
         "DELETE FROM cr_repositories",
+        "DELETE FROM cr_image_blobs",
         "UPDATE yc_schema SET version = 2 WHERE component = 'registry-image'",
     ] {
         db.execute(&query(statement)).await.unwrap();
     }
-    let store = SqlImageStore::open(db).await.unwrap();
+    let store = SqlImageStore::open(db.clone()).await.unwrap();
+    let refilled: Option<i64> = db.fetch_scalar(&query(count)).await.unwrap();
+    assert_eq!(refilled, needed, "the blobs each image needs are recorded again");
     for name in ["crpone/app", "crptwo/web"] {
         let found = store.repository_by_name(name).await.unwrap();
         assert_eq!(

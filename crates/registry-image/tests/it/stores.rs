@@ -25,6 +25,7 @@ fn push(repository: &str, n: usize, tag: Option<&str>) -> PushImage {
         layers: vec![],
         compressed_size: i64::try_from(n).unwrap_or_default(),
         tag: tag.map(str::to_owned),
+        ..Default::default()
     }
 }
 

@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Server, seed_registry, sha256, start_seeded, write_iam, write_layout};
+use crate::support::{
+    Server, seed_registry, sha256, start_seeded, write_iam, write_layout,
+    write_multi_platform_layout,
+};
 use serde_json::Value;
 
 const FOLDER: &str = "b1gteam";
@@ -993,4 +996,269 @@ async fn catalog_ranges_and_deletes_work_as_registry_clients_expect() {
             .status(),
         200
     );
+}
+
+/// A multi-platform image (an OCI image index) goes up with `skopeo copy --all` and comes
+/// back byte for byte: every platform's manifest and blobs, and the index itself. It is one
+/// image of the ImageService whose digest is the index's, with every platform's layers; each
+/// platform's manifest is an image too. An index whose platforms were not pushed is refused.
+#[tokio::test]
+async fn skopeo_copies_a_multi_platform_image_in_and_out() {
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        assert!(
+            !crate::support::required("YC_REQUIRE_SKOPEO"),
+            "YC_REQUIRE_SKOPEO=1 or CI=true, but skopeo does not run"
+        );
+        eprintln!("SKIPPED: the multi-platform test needs skopeo (apt-get install skopeo)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let layout = dir.path().join("multi");
+    let (index_digest, platforms) = write_multi_platform_layout(&layout, "multi", "v1");
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let run = |args: &[&str]| {
+        let output = Command::new("skopeo").args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let remote = format!("docker://{address}/{REGISTRY}/multi:v1");
+    run(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "iam:editor-token",
+        &format!("oci:{}:v1", layout.display()),
+        &remote,
+    ]);
+    let back = dir.path().join("back");
+    run(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "iam:viewer-token",
+        &remote,
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    // Every blob of the layout, the index and the platforms' manifests among them, came back
+    // with the same bytes.
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let returned = std::fs::read(back.join("blobs/sha256").join(entry.file_name()))
+            .unwrap_or_else(|e| panic!("{:?} did not come back: {e}", entry.file_name()));
+        assert!(
+            returned == std::fs::read(entry.path()).unwrap(),
+            "{:?} changed on the way",
+            entry.file_name()
+        );
+    }
+    let back_index: Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(back_index["manifests"][0]["digest"], index_digest.as_str());
+
+    // In the ImageService: the index, tagged, with both platforms' layers and no config; and
+    // each platform's image.
+    let images = listed(&server, &format!("{REGISTRY}/multi"));
+    let images = images.as_array().unwrap();
+    assert_eq!(images.len(), 3, "{images:?}");
+    let index = images
+        .iter()
+        .find(|i| i["digest"] == index_digest.as_str())
+        .unwrap();
+    assert_eq!(index["tags"], serde_json::json!(["v1"]));
+    assert_eq!(index["layers"].as_array().map(Vec::len), Some(2), "{index}");
+    assert!(index.get("config").is_none(), "{index}");
+    for platform in &platforms {
+        assert!(images.iter().any(|i| i["digest"] == platform.as_str()));
+    }
+
+    // The index is served as it was pushed, with its media type.
+    let http = reqwest::Client::new();
+    let pulled = get(
+        &http,
+        format!("{}/v2/{REGISTRY}/multi/manifests/v1", server.url()),
+        "viewer-token",
+    )
+    .await;
+    assert_eq!(pulled.status(), 200);
+    assert_eq!(
+        pulled.headers()["content-type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(sha256(&pulled.bytes().await.unwrap()), index_digest);
+
+    // An index whose platforms are not in the repository is refused.
+    let index_bytes = std::fs::read(layout.join("blobs/sha256").join(&index_digest[7..])).unwrap();
+    let refused = http
+        .put(format!(
+            "{}/v2/{REGISTRY}/elsewhere/manifests/v1",
+            server.url()
+        ))
+        .bearer_auth("editor-token")
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(index_bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused).await, "MANIFEST_BLOB_UNKNOWN");
+}
+
+/// A manifest that refers to another (a signature, an SBOM) is found through the referrers
+/// API, filtered by artifact type; its push answers `OCI-Subject`.
+#[tokio::test]
+async fn referrers_of_a_manifest_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let layout = dir.path().join("layout");
+    let subject = write_layout(&layout, "signed", "v1");
+    cli_json(
+        &server,
+        "editor-token",
+        &[
+            "registry",
+            "import",
+            &layout.to_string_lossy(),
+            &format!("{REGISTRY}/signed:v1"),
+        ],
+    );
+    let subject_size = std::fs::read(layout.join("blobs/sha256").join(&subject[7..]))
+        .unwrap()
+        .len();
+    // The empty config artifacts use, and one blob each.
+    let empty = b"{}";
+    let upload = |bytes: Vec<u8>| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let digest = sha256(&bytes);
+            let response = http
+                .post(format!(
+                    "{base}/v2/{REGISTRY}/signed/blobs/uploads/?digest={digest}"
+                ))
+                .bearer_auth("editor-token")
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            digest
+        }
+    };
+    let empty_digest = upload(empty.to_vec()).await;
+    let mut pushed = Vec::new();
+    for (artifact_type, content) in [
+        (
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            "a signature",
+        ),
+        ("application/spdx+json", "an sbom"),
+    ] {
+        let blob = upload(content.as_bytes().to_vec()).await;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": blob, "size": content.len()}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size},
+            "annotations": {"org.opencontainers.image.created": "2026-12-05T00:00:00Z"},
+        })
+        .to_string();
+        let digest = sha256(manifest.as_bytes());
+        let response = http
+            .put(format!("{base}/v2/{REGISTRY}/signed/manifests/{digest}"))
+            .bearer_auth("editor-token")
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        assert_eq!(response.headers()["oci-subject"], subject.as_str());
+        pushed.push((digest, artifact_type, manifest.len()));
+    }
+    pushed.sort();
+
+    let referrers = |query: &str| {
+        let http = http.clone();
+        let url = format!("{base}/v2/{REGISTRY}/signed/referrers/{subject}{query}");
+        async move {
+            let response = get(&http, url, "viewer-token").await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/vnd.oci.image.index.v1+json"
+            );
+            let filtered = response.headers().contains_key("oci-filters-applied");
+            let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            (body, filtered)
+        }
+    };
+    let (all, filtered) = referrers("").await;
+    assert!(!filtered);
+    assert_eq!(all["schemaVersion"], 2);
+    let listed: Vec<(String, String, usize)> = all["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(
+                m["annotations"]["org.opencontainers.image.created"],
+                "2026-12-05T00:00:00Z"
+            );
+            (
+                m["digest"].as_str().unwrap().to_owned(),
+                m["artifactType"].as_str().unwrap().to_owned(),
+                m["size"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, usize)> = pushed
+        .iter()
+        .map(|(d, t, n)| (d.clone(), (*t).to_owned(), *n))
+        .collect();
+    assert_eq!(listed, expected);
+    let (sboms, filtered) = referrers("?artifactType=application%2Fspdx%2Bjson").await;
+    assert!(filtered);
+    assert_eq!(sboms["manifests"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        sboms["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    // No referrers: an empty index, not 404.
+    let (none, _) = {
+        let response = get(
+            &http,
+            format!("{base}/v2/{REGISTRY}/signed/referrers/{}", pushed[0].0),
+            "viewer-token",
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        (body, ())
+    };
+    assert_eq!(none["manifests"], serde_json::json!([]));
+    // Deleting a referrer takes it off the list.
+    let deleted = http
+        .delete(format!(
+            "{base}/v2/{REGISTRY}/signed/manifests/{}",
+            pushed[0].0
+        ))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let (after, _) = referrers("").await;
+    assert_eq!(after["manifests"].as_array().map(Vec::len), Some(1));
 }

@@ -170,6 +170,58 @@ pub(crate) fn write_layout(dir: &Path, seed: &str, tag: &str) -> String {
     digest
 }
 
+/// Writes an OCI image layout with one multi-platform image (an image index of an amd64 and
+/// an arm64 image) tagged `tag` into `dir`; returns the index's digest and the platforms'
+/// manifest digests.
+pub(crate) fn write_multi_platform_layout(
+    dir: &Path,
+    seed: &str,
+    tag: &str,
+) -> (String, Vec<String>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let write = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+        digest
+    };
+    let mut platforms = Vec::new();
+    let mut descriptors = Vec::new();
+    for architecture in ["amd64", "arm64"] {
+        let config = format!(
+            r#"{{"architecture":"{architecture}","os":"linux","config":{{"Labels":{{"seed":"{seed}"}}}}}}"#
+        );
+        let layer = format!("{architecture} layer of {seed}");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(config.as_bytes()), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": write(layer.as_bytes()), "size": layer.len()}],
+        })
+        .to_string();
+        let digest = write(manifest.as_bytes());
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+            "size": manifest.len(), "platform": {"architecture": architecture, "os": "linux"},
+        }));
+        platforms.push(digest);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": descriptors,
+    })
+    .to_string();
+    let digest = write(index.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layout_index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }]});
+    std::fs::write(dir.join("index.json"), layout_index.to_string()).unwrap();
+    (digest, platforms)
+}
+
 /// The Python of the official SDK's environment (`YC_SDK_PYTHON`, which `cargo xtask ci`
 /// sets), or `None` after saying on stderr that `test` is skipped (a failure instead when
 /// `YC_REQUIRE_SDK=1`).
