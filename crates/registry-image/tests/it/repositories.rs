@@ -341,7 +341,10 @@ async fn an_upgraded_database_gets_its_repositories() {
     }
     let store = SqlImageStore::open(db.clone()).await.unwrap();
     let refilled: Option<i64> = db.fetch_scalar(&query(count)).await.unwrap();
-    assert_eq!(refilled, needed, "the blobs each image needs are recorded again");
+    assert_eq!(
+        refilled, needed,
+        "the blobs each image needs are recorded again"
+    );
     for name in ["crpone/app", "crptwo/web"] {
         let found = store.repository_by_name(name).await.unwrap();
         assert_eq!(
