@@ -28,7 +28,7 @@ use yc_proto_types::google::protobuf::Timestamp;
 use yc_sql::{Db, DbError, query};
 
 const COMPONENT: &str = "registry-blobs";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The schema, in `dialect`.
 fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
@@ -64,6 +64,7 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS cr_blob_links (
         registry_id {text} NOT NULL,
         digest {text} NOT NULL,
+        linked_at {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (registry_id, digest)
     )"
         ),
@@ -76,6 +77,19 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
     )"
         ),
     ]
+}
+
+/// From version 2, whose links had no time: they count as made when the database is
+/// upgraded, so garbage collection waits a whole grace period before it may remove them.
+fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
+    let int = dialect.types().int;
+    let now = nanos(Timestamp::now());
+    vec![(
+        3,
+        vec![format!(
+            "ALTER TABLE cr_blob_links ADD COLUMN linked_at {int} NOT NULL DEFAULT {now}"
+        )],
+    )]
 }
 
 /// Blob bytes this process has stored and read back, for the server's metrics.
@@ -119,8 +133,21 @@ pub(crate) fn file_pieces(
 }
 
 /// Makes a blob visible in a registry.
-const LINK: &str =
-    "INSERT INTO cr_blob_links (registry_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// Links a blob to a registry, or renews the link's time: a blob pushed again (or named by a
+/// manifest being pushed) is kept a grace period from now by garbage collection.
+const LINK: &str = "INSERT INTO cr_blob_links (registry_id, digest, linked_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (registry_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Links of registries to blobs no image of theirs needs.
+    pub links_removed: u64,
+    /// Blobs no registry links any more, content and all.
+    pub blobs_removed: u64,
+    /// The bytes of their content.
+    pub bytes_freed: i64,
+}
 
 /// The blob `digest` from a row of its size, storage and pieces.
 fn blob_info(digest: &str, row: &yc_sql::Row) -> Result<BlobInfo, BlobError> {
@@ -236,9 +263,14 @@ impl SqlBlobStore {
     /// removed.
     pub async fn open(db: impl Into<Db>) -> Result<Self, BlobError> {
         let db = db.into();
-        db.migrate(COMPONENT, SCHEMA_VERSION, &schema(db.dialect()))
-            .await
-            .map_err(|e| BlobError::Unavailable(e.to_string()))?;
+        db.migrate_from(
+            COMPONENT,
+            SCHEMA_VERSION,
+            &upgrades(db.dialect()),
+            &schema(db.dialect()),
+        )
+        .await
+        .map_err(|e| BlobError::Unavailable(e.to_string()))?;
         let store = Self { db };
         store
             .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
@@ -300,17 +332,146 @@ impl SqlBlobStore {
         registry_id: &str,
         digest: &str,
     ) -> Result<Option<BlobInfo>, BlobError> {
-        let row = self
-            .db
+        // The blob's row stays locked until the link is in, so that garbage collection,
+        // which locks it before it removes the content, sees the link or removes first.
+        let mut tx = self.db.begin().await?;
+        let row = tx
             .fetch_optional(
-                &query("SELECT size, storage, pieces FROM cr_blobs WHERE digest = $1").bind(digest),
+                &query(format!(
+                    "SELECT size, storage, pieces FROM cr_blobs WHERE digest = $1{}",
+                    tx.dialect().for_update()
+                ))
+                .bind(digest),
             )
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        self.db
-            .execute(&query(LINK).bind(registry_id).bind(digest))
-            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        tx.execute(
+            &query(LINK)
+                .bind(registry_id)
+                .bind(digest)
+                .bind(nanos(Timestamp::now())),
+        )
+        .await?;
+        tx.commit().await?;
         blob_info(digest, &row).map(Some)
+    }
+
+    /// Renews the links of `digests` to `registry_id` (see [`LINK`]): a manifest being pushed
+    /// does this for the blobs it names, so that garbage collection keeps them until the
+    /// image is stored. Returns the digests that are not linked (garbage collection removed
+    /// them, or they were never pushed).
+    pub async fn touch(
+        &self,
+        registry_id: &str,
+        digests: &[&str],
+    ) -> Result<Vec<String>, BlobError> {
+        let now = nanos(Timestamp::now());
+        let mut missing = Vec::new();
+        for digest in digests {
+            let renewed = self
+                .db
+                .execute(
+                    &query(
+                        "UPDATE cr_blob_links SET linked_at = $1 WHERE registry_id = $2 AND digest = $3",
+                    )
+                    .bind(now)
+                    .bind(registry_id)
+                    .bind(*digest),
+                )
+                .await?;
+            if renewed == 0 {
+                missing.push((*digest).to_owned());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// The bytes of blob content stored, and how many blobs: what garbage collection frees.
+    pub async fn stored(&self) -> Result<(i64, i64), BlobError> {
+        let row = self
+            .db
+            .fetch_optional(&query(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM cr_blobs",
+            ))
+            .await?;
+        match row {
+            Some(row) => Ok((row.get(1)?, row.get(0)?)),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// Removes the blobs no image needs: first each link of a registry to a blob that no live
+    /// image of that registry needs (`cr_image_blobs`, kept by the image store) and that is
+    /// older than `grace` (a blob just pushed for a manifest not yet written is kept), then
+    /// the content of every blob no registry links any more. Safe while pushes and pulls run,
+    /// on one server or on replicas sharing PostgreSQL: a manifest being pushed renews the
+    /// links it needs ([`touch`](Self::touch)), and content is removed only under its blob's
+    /// row lock, which linking holds too.
+    pub async fn collect_garbage(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<Collected, BlobError> {
+        let cutoff = nanos(Timestamp::now()) - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
+        let links = self
+            .db
+            .execute(
+                &query(
+                    "DELETE FROM cr_blob_links WHERE linked_at < $1 AND NOT EXISTS \
+                     (SELECT 1 FROM cr_image_blobs i WHERE i.registry_id = cr_blob_links.registry_id \
+                     AND i.digest = cr_blob_links.digest)",
+                )
+                .bind(cutoff),
+            )
+            .await?;
+        let unlinked = self
+            .db
+            .fetch_all(&query(
+                "SELECT digest FROM cr_blobs b WHERE NOT EXISTS \
+                 (SELECT 1 FROM cr_blob_links l WHERE l.digest = b.digest)",
+            ))
+            .await?;
+        let mut collected = Collected {
+            links_removed: links,
+            ..Collected::default()
+        };
+        for row in unlinked {
+            let digest: String = row.get(0)?;
+            let mut tx = self.db.begin().await?;
+            let blob = tx
+                .fetch_optional(
+                    &query(format!(
+                        "SELECT storage, size FROM cr_blobs WHERE digest = $1{}",
+                        tx.dialect().for_update()
+                    ))
+                    .bind(&digest),
+                )
+                .await?;
+            // With the row locked, a link made meanwhile is seen (each statement reads what
+            // was committed before it).
+            let linked: Option<String> = tx
+                .fetch_scalar(
+                    &query("SELECT registry_id FROM cr_blob_links WHERE digest = $1 LIMIT 1")
+                        .bind(&digest),
+                )
+                .await?;
+            let (Some(blob), None) = (blob, linked) else {
+                tx.rollback().await?;
+                continue;
+            };
+            let storage: String = blob.get(0)?;
+            let size: i64 = blob.get(1)?;
+            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&storage))
+                .await?;
+            tx.execute(&query("DELETE FROM cr_blobs WHERE digest = $1").bind(&digest))
+                .await?;
+            tx.commit().await?;
+            collected.blobs_removed += 1;
+            collected.bytes_freed += size;
+        }
+        Ok(collected)
     }
 
     /// Stores small content (a manifest) whole, linked to the registry; returns its digest.
@@ -516,11 +677,40 @@ impl SqlBlobStore {
             )
             .await?;
         if stored == 0 {
-            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
+            // Stored already: that blob's row is locked until the link is in (see `link`);
+            // if garbage collection removed it meanwhile, this upload's content is the blob.
+            let kept: Option<String> = tx
+                .fetch_scalar(
+                    &query(format!(
+                        "SELECT digest FROM cr_blobs WHERE digest = $1{}",
+                        tx.dialect().for_update()
+                    ))
+                    .bind(digest),
+                )
                 .await?;
+            if kept.is_some() {
+                tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
+                    .await?;
+            } else {
+                tx.execute(
+                    &query(
+                        "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(digest)
+                    .bind(upload.size)
+                    .bind(id)
+                    .bind(upload.pieces),
+                )
+                .await?;
+            }
         }
-        tx.execute(&query(LINK).bind(&upload.registry_id).bind(digest))
-            .await?;
+        tx.execute(
+            &query(LINK)
+                .bind(&upload.registry_id)
+                .bind(digest)
+                .bind(nanos(Timestamp::now())),
+        )
+        .await?;
         tx.commit().await?;
         claim.released = true;
         self.blob(&upload.registry_id, digest)

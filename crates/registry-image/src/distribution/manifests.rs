@@ -139,6 +139,10 @@ impl Distribution {
         };
         match &manifest {
             PushedManifest::Image(image) => {
+                // Renewed first: garbage collection keeps them until the image is stored.
+                let digests: Vec<&str> =
+                    image.manifest.blobs().map(|d| d.digest.as_str()).collect();
+                self.blobs.touch(registry, &digests).await?;
                 for descriptor in image.manifest.blobs() {
                     self.check_blob(registry, descriptor).await?;
                 }

@@ -7,6 +7,7 @@ mod support;
 
 mod blobs;
 mod fuzz;
+mod gc;
 mod images;
 mod oci;
 mod query_plans;

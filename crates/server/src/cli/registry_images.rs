@@ -45,6 +45,18 @@ pub(super) enum RegistryCommand {
     },
     /// Deletes a registry that holds no images, and waits until it is gone.
     Delete { registry_id: String },
+    /// Removes the blobs no image needs any more, from the store itself (not through a
+    /// server): the embedded store of --data-dir (while no server uses it) or the PostgreSQL
+    /// database of --database-url (also while servers run on it). Servers also collect on
+    /// their own every --gc-interval.
+    Gc {
+        #[command(flatten)]
+        store: crate::serve::StoreArgs,
+        /// Seconds a blob pushed but named by no image yet is kept: a push in progress must
+        /// get from its first blob to its manifest in that time.
+        #[arg(long, default_value_t = 3600)]
+        grace: u64,
+    },
     /// Repositories: the images of a registry under one name.
     #[command(subcommand)]
     Repository(RepositoryCommand),
@@ -107,6 +119,9 @@ pub(super) enum RegistryImageCommand {
 
 /// Runs `yc-images registry …`.
 pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
+    if let RegistryCommand::Gc { store, grace } = &args.command {
+        return gc(store, *grace, Output(args.connection.format)).await;
+    }
     let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
     let images =
@@ -167,6 +182,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
                 ]
             });
         }
+        RegistryCommand::Gc { .. } => return Ok(()),
         RegistryCommand::Repository(command) => {
             let repositories =
                 RepositoryClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
@@ -285,6 +301,33 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
             out.one(&done)
         }
     }
+}
+
+/// `yc-images registry gc`: one garbage collection of the store, and what it freed.
+async fn gc(store: &crate::serve::StoreArgs, grace: u64, out: Output) -> Result<()> {
+    let (db, _, _lock) = crate::serve::open_db(store).await?;
+    // The image store's schema is set up first: it says which blobs images need.
+    yc_registry_image::SqlImageStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let blobs = yc_registry_image::blobs::SqlBlobStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (before, _) = blobs.stored().await.map_err(anyhow::Error::msg)?;
+    let collected = blobs
+        .collect_garbage(Duration::from_secs(grace))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (after, count) = blobs.stored().await.map_err(anyhow::Error::msg)?;
+    db.close().await;
+    out.one(&serde_json::json!({
+        "linksRemoved": collected.links_removed,
+        "blobsRemoved": collected.blobs_removed,
+        "bytesFreed": collected.bytes_freed,
+        "storedBytesBefore": before,
+        "storedBytes": after,
+        "storedBlobs": count,
+    }))
 }
 
 /// `yc-images registry import`: pushes the layout with a progress bar of the bytes.

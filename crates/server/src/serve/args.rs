@@ -26,10 +26,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "YC_IMAGES_LISTEN", default_value = "127.0.0.1:50051")]
     pub(crate) listen: SocketAddr,
 
-    /// Directory of the embedded store; created if missing. Every acknowledged change is in
-    /// it before the answer is sent.
-    #[arg(long, env = "YC_IMAGES_DATA_DIR", default_value = "./yc-images-data")]
-    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 
     /// Hosts that image URIs may be fetched from (repeat the flag, or separate with commas);
     /// `*` allows any. Loopback only by default.
@@ -115,15 +113,15 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) allow_unauthenticated: bool,
 
-    /// Keep the data in this PostgreSQL database instead of the data directory
-    /// (`postgres://user[:password]@host[:port]/database`). Several servers may share one
-    /// database: operations, idempotency keys and page tokens work across them.
-    #[arg(long, env = "YC_IMAGES_DATABASE_URL")]
-    pub(crate) database_url: Option<String>,
+    /// Seconds between garbage collections of blobs no image needs any more (0: never; `yc-images
+    /// registry gc` collects on demand).
+    #[arg(long, env = "YC_IMAGES_GC_INTERVAL", default_value_t = 3600)]
+    pub(crate) gc_interval: u64,
 
-    /// Connections to keep open to the database.
-    #[arg(long, env = "YC_IMAGES_DATABASE_CONNECTIONS", default_value_t = 8)]
-    pub(crate) database_connections: u32,
+    /// Seconds a blob pushed but named by no image yet is kept by garbage collection: longer
+    /// than a push takes from its first blob to its manifest.
+    #[arg(long, env = "YC_IMAGES_GC_GRACE", default_value_t = 3600)]
+    pub(crate) gc_grace: u64,
 
     /// Seconds an operation runner's lease lasts; renewed every third of it. When a server
     /// stops without finishing its operations, another server on the same database (or this
@@ -135,4 +133,23 @@ pub(crate) struct ServeArgs {
     /// idempotently (its layout is in the server's docs).
     #[arg(long, env = "YC_IMAGES_SEED")]
     pub(crate) seed: Option<PathBuf>,
+}
+
+/// Where the data is: the embedded store's directory, or a PostgreSQL database.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// Directory of the embedded store; created if missing. Every acknowledged change is in
+    /// it before the answer is sent.
+    #[arg(long, env = "YC_IMAGES_DATA_DIR", default_value = "./yc-images-data")]
+    pub(crate) data_dir: PathBuf,
+
+    /// Keep the data in this PostgreSQL database instead of the data directory
+    /// (`postgres://user[:password]@host[:port]/database`). Several servers may share one
+    /// database: operations, idempotency keys and page tokens work across them.
+    #[arg(long, env = "YC_IMAGES_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// Connections to keep open to the database.
+    #[arg(long, env = "YC_IMAGES_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pub(crate) database_connections: u32,
 }

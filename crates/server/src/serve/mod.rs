@@ -23,8 +23,9 @@ mod args;
 mod calls;
 mod stores;
 
-pub(crate) use args::{LogFormat, ServeArgs};
+pub(crate) use args::{LogFormat, ServeArgs, StoreArgs};
 use calls::RequestIdsLayer;
+pub(crate) use stores::open_db;
 use stores::open_stores;
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
@@ -41,7 +42,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ if args.tls => {
-            let local = crate::tls::local_certificate(&args.data_dir.join("tls"))?;
+            let local = crate::tls::local_certificate(&args.store.data_dir.join("tls"))?;
             // Before the address, which scripts and tests wait for.
             println!("yc-images TLS CA certificate: {}", local.ca.display());
             Some(crate::tls::acceptor(&local.cert, &local.key)?)
@@ -79,6 +80,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             aborted = recovery.aborted.len(),
             "operations left by an earlier run"
         );
+    }
+
+    if args.gc_interval > 0 {
+        tokio::spawn(collect_garbage(
+            stores.blobs.clone(),
+            Duration::from_secs(args.gc_interval),
+            Duration::from_secs(args.gc_grace),
+        ));
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -195,6 +204,30 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     stores.db.close().await;
     Ok(())
+}
+
+/// Collects the blobs no image needs, every `interval` (see
+/// [`SqlBlobStore::collect_garbage`](yc_registry_image::blobs::SqlBlobStore::collect_garbage)).
+async fn collect_garbage(
+    blobs: yc_registry_image::blobs::SqlBlobStore,
+    interval: Duration,
+    grace: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match blobs.collect_garbage(grace).await {
+            Ok(collected) => tracing::info!(
+                links_removed = collected.links_removed,
+                blobs_removed = collected.blobs_removed,
+                bytes_freed = collected.bytes_freed,
+                "garbage collection"
+            ),
+            Err(e) => tracing::warn!(error = %e, "garbage collection failed; it runs again later"),
+        }
+    }
 }
 
 /// SIGINT or SIGTERM. The handlers are installed here, before the server says it is listening,

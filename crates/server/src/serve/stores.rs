@@ -11,7 +11,7 @@ use yc_registry_image::blobs::SqlBlobStore;
 use yc_registry_image::store::ImageStore;
 use yc_sql::{Db, connect_postgres};
 
-use super::ServeArgs;
+use super::{ServeArgs, StoreArgs};
 
 /// The stores on one database.
 pub(super) struct Stores {
@@ -26,9 +26,9 @@ pub(super) struct Stores {
     pub(super) _lock: Option<std::fs::File>,
 }
 
-/// Opens the embedded store in the data directory, or the PostgreSQL database of
-/// `--database-url`, and creates or migrates its schema.
-pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
+/// The database `args` names, and the data directory's lock (embedded store only), held while
+/// it is in use: one process writes an embedded store at a time.
+pub(crate) async fn open_db(args: &StoreArgs) -> Result<(Db, String, Option<std::fs::File>)> {
     let mut lock = None;
     let (db, description) = match &args.database_url {
         Some(url) => {
@@ -53,7 +53,7 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
             match file.try_lock() {
                 Ok(()) => lock = Some(file),
                 Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                    "another yc-images serve is using the data directory {}; stop it, or give \
+                    "another yc-images is using the data directory {}; stop it, or give \
                      this one another --data-dir (several servers share data through \
                      --database-url)",
                     args.data_dir.display()
@@ -70,6 +70,13 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
             (db, database.display().to_string())
         }
     };
+    Ok((db, description, lock))
+}
+
+/// Opens the embedded store in the data directory, or the PostgreSQL database of
+/// `--database-url`, and creates or migrates its schema.
+pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
+    let (db, description, lock) = open_db(&args.store).await?;
     let operations = SqlOperationStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;

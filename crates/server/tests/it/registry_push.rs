@@ -1262,3 +1262,126 @@ async fn referrers_of_a_manifest_are_listed() {
     let (after, _) = referrers("").await;
     assert_eq!(after["manifests"].as_array().map(Vec::len), Some(1));
 }
+
+/// Storage goes down after images are deleted: the server's own collection (every second
+/// here, with no grace period) removes a deleted image's blobs while the other images pull
+/// whole; `yc-images registry gc` on the stopped server's data directory collects on demand
+/// and says how much it freed.
+#[tokio::test]
+async fn garbage_collection_frees_the_blobs_of_deleted_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(
+        &iam,
+        &[("ajeeditor00000000000", "editor-token", FOLDER, "editor")],
+    );
+    let seed = dir.path().join("seed");
+    seed_registry(&seed, REGISTRY, FOLDER, "kept");
+    let server = start_seeded(
+        dir.path(),
+        &iam,
+        &seed,
+        &["--gc-interval", "1", "--gc-grace", "0"],
+    );
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let push = |name: &str, size: usize| {
+        let layout = dir.path().join(name);
+        let (digest, layer) = big_layout(&layout, size);
+        let listed = cli_json(
+            &server,
+            "editor-token",
+            &[
+                "registry",
+                "import",
+                &layout.to_string_lossy(),
+                &format!("{REGISTRY}/{name}:v1"),
+            ],
+        );
+        (
+            digest,
+            sha256(&layer),
+            listed["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (_, first_layer, first_image) = push("first", 2 * 1024 * 1024 + 3);
+    let blob =
+        |layer: &str, repository: &str| format!("{base}/v2/{REGISTRY}/{repository}/blobs/{layer}");
+    assert_eq!(
+        get(&http, blob(&first_layer, "first"), "editor-token")
+            .await
+            .status(),
+        200
+    );
+    cli_json(
+        &server,
+        "editor-token",
+        &["registry", "image", "delete", &first_image],
+    );
+    let mut collected = false;
+    for _ in 0..100 {
+        if get(&http, blob(&first_layer, "first"), "editor-token")
+            .await
+            .status()
+            == 404
+        {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(collected, "the deleted image's layer is still stored");
+    // The seeded image pulls whole.
+    let kept = get(
+        &http,
+        format!("{base}/v2/{REGISTRY}/app/manifests/v1"),
+        "editor-token",
+    )
+    .await;
+    assert_eq!(kept.status(), 200);
+    let manifest: Value = serde_json::from_slice(&kept.bytes().await.unwrap()).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        assert_eq!(
+            get(&http, blob(digest, "app"), "editor-token")
+                .await
+                .status(),
+            200
+        );
+    }
+
+    // On demand, on the stopped server's data.
+    let (_, _, second_image) = push("second", 1024 * 1024 + 9);
+    cli_json(
+        &server,
+        "editor-token",
+        &["registry", "image", "delete", &second_image],
+    );
+    drop(server);
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args([
+            "registry",
+            "gc",
+            "--grace",
+            "0",
+            "--format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let freed = report["bytesFreed"].as_i64().unwrap();
+    assert!(freed > 1024 * 1024, "{report}");
+    assert_eq!(
+        report["storedBytes"].as_i64().unwrap(),
+        report["storedBytesBefore"].as_i64().unwrap() - freed,
+        "{report}"
+    );
+}

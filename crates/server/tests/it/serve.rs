@@ -327,7 +327,7 @@ fn a_second_server_on_one_data_dir_is_refused() {
     let first = Server::start(dir.path());
     let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
-        stderr.contains("another yc-images serve is using the data directory"),
+        stderr.contains("another yc-images is using the data directory"),
         "{stderr}"
     );
     first.kill();

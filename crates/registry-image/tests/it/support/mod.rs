@@ -78,6 +78,11 @@ impl TestImage {
         sha256(&self.manifest)
     }
 
+    /// The config and the layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.config.as_slice()).chain(self.layers.iter().map(Vec::as_slice))
+    }
+
     /// Writes the image into an OCI layout at `dir`, tagged `tag`, next to what is there.
     pub fn write_layout(&self, dir: &Path, tag: &str) {
         let blobs = dir.join("blobs/sha256");

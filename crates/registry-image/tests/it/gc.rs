@@ -1,0 +1,299 @@
+//! Garbage collection of blobs, on SQLite and on PostgreSQL: after an image is deleted the
+//! blobs only it needed go (storage goes down), blobs other images need stay, blobs pushed
+//! for a manifest not yet written stay for the grace period, and a multi-platform index keeps
+//! its platforms' blobs. On PostgreSQL, pushes on one replica while another collects with no
+//! grace at all never leave an image without a blob it needs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::TestImage;
+use yc_operations::{MemoryOperationStore, OperationRunner};
+use yc_registry_image::blobs::SqlBlobStore;
+use yc_registry_image::oci::{ImageManifest, PushedManifest};
+use yc_registry_image::store::{ImageStore, Registry};
+use yc_registry_image::{RegistryImages, SqlImageStore};
+use yc_sql::{Db, TestPostgres};
+
+const REGISTRY: &str = "crpgc";
+/// The grace period of the racing collections: shorter than the test, longer than a push.
+const GRACE: Duration = Duration::from_millis(150);
+
+struct Stores {
+    images: RegistryImages,
+    blobs: SqlBlobStore,
+}
+
+async fn stores(db: Db) -> Stores {
+    let store = SqlImageStore::open(db.clone()).await.unwrap();
+    store
+        .ensure_registry(&Registry {
+            id: REGISTRY.into(),
+            folder_id: "b1gfolder".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
+    Stores {
+        images: RegistryImages::new(Arc::new(store), runner),
+        blobs: SqlBlobStore::open(db).await.unwrap(),
+    }
+}
+
+/// Pushes an image as the distribution API does: its blobs, then (renewing their links) its
+/// manifest. `None` when garbage collection took a blob between the two, which the API
+/// answers with `MANIFEST_BLOB_UNKNOWN` (or, with no grace period at all, right after its
+/// upload, answered as unavailable); a client pushes again.
+async fn push(stores: &Stores, repository: &str, image: &TestImage) -> Option<ImageManifest> {
+    for blob in image.blobs() {
+        match stores.blobs.put(REGISTRY, blob).await {
+            Ok(_) => {}
+            Err(yc_registry_image::blobs::BlobError::Unavailable(why))
+                if why.contains("vanished") =>
+            {
+                return None;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let manifest = ImageManifest::parse(image.manifest.clone()).unwrap();
+    let digests: Vec<&str> = manifest
+        .manifest
+        .blobs()
+        .map(|d| d.digest.as_str())
+        .collect();
+    if !stores
+        .blobs
+        .touch(REGISTRY, &digests)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        return None;
+    }
+    stores.blobs.put(REGISTRY, &manifest.bytes).await.unwrap();
+    stores
+        .images
+        .push(repository, &manifest, Some("latest"))
+        .await
+        .unwrap();
+    Some(manifest)
+}
+
+async fn delete(stores: &Stores, repository: &str, digest: &str) {
+    assert!(
+        stores
+            .images
+            .delete_reference(repository, digest)
+            .await
+            .unwrap()
+    );
+}
+
+async fn linked(stores: &Stores, digest: &str) -> bool {
+    stores.blobs.blob(REGISTRY, digest).await.unwrap().is_some()
+}
+
+async fn collects_what_no_image_needs(db: Db) {
+    let stores = stores(db).await;
+    let shared = b"a base layer both images have".as_slice();
+    let one = TestImage::new("one", &[("base", shared), ("app", b"only one's layer")]);
+    let two = TestImage::new("two", &[("base", shared), ("app", b"only two's layer")]);
+    let one_manifest = push(&stores, "crpgc/one", &one).await.unwrap();
+    push(&stores, "crpgc/two", &two).await.unwrap();
+    let (before, count_before) = stores.blobs.stored().await.unwrap();
+
+    // Nothing unneeded: nothing goes.
+    let collected = stores.blobs.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!(collected.blobs_removed, 0, "{collected:?}");
+    assert_eq!(stores.blobs.stored().await.unwrap().0, before);
+
+    // Deleted: within the grace period its blobs stay; after it, what only it needed goes.
+    delete(&stores, "crpgc/one", &one_manifest.digest).await;
+    let kept = stores
+        .blobs
+        .collect_garbage(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept.blobs_removed, 0, "{kept:?}");
+    let collected = stores.blobs.collect_garbage(Duration::ZERO).await.unwrap();
+    // Its manifest, config and own layer.
+    assert_eq!(collected.blobs_removed, 3, "{collected:?}");
+    let (after, count_after) = stores.blobs.stored().await.unwrap();
+    assert_eq!(count_after, count_before - 3);
+    assert_eq!(collected.bytes_freed, before - after);
+    assert_eq!(
+        collected.bytes_freed,
+        (one_manifest.bytes.len() + one.config.len() + one.layers[1].len()) as i64,
+        "its manifest, config and own layer: {collected:?}"
+    );
+    // The shared layer stays, linked, with every blob of the other image.
+    let two_manifest = ImageManifest::parse(two.manifest.clone()).unwrap();
+    for digest in two_manifest
+        .manifest
+        .blobs()
+        .map(|d| d.digest.clone())
+        .chain([two_manifest.digest.clone()])
+    {
+        assert!(linked(&stores, &digest).await, "{digest} of two is kept");
+    }
+    assert!(!linked(&stores, &one_manifest.digest).await);
+
+    // A blob pushed for a manifest not yet written stays for the grace period.
+    let pending = stores
+        .blobs
+        .put(REGISTRY, b"uploaded, manifest still to come")
+        .await
+        .unwrap();
+    stores
+        .blobs
+        .collect_garbage(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(linked(&stores, &pending.digest).await);
+
+    // A multi-platform index keeps its platforms' blobs after their own images are deleted.
+    let amd = TestImage::new("amd64", &[("app", b"amd64 layer")]);
+    let arm = TestImage::new("arm64", &[("app", b"arm64 layer")]);
+    let mut platforms = Vec::new();
+    for image in [&amd, &arm] {
+        let manifest = push(&stores, "crpgc/multi", image).await.unwrap();
+        platforms.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest.digest, "size": manifest.bytes.len(),
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": platforms,
+    })
+    .to_string()
+    .into_bytes();
+    let index = PushedManifest::parse(index).unwrap();
+    stores.blobs.put(REGISTRY, index.bytes()).await.unwrap();
+    stores
+        .images
+        .push_manifest("crpgc/multi", &index, Some("v1"))
+        .await
+        .unwrap();
+    for image in [&amd, &arm] {
+        let manifest = ImageManifest::parse(image.manifest.clone()).unwrap();
+        delete(&stores, "crpgc/multi", &manifest.digest).await;
+    }
+    stores.blobs.collect_garbage(Duration::ZERO).await.unwrap();
+    for image in [&amd, &arm] {
+        let manifest = ImageManifest::parse(image.manifest.clone()).unwrap();
+        for digest in manifest
+            .manifest
+            .blobs()
+            .map(|d| d.digest.clone())
+            .chain([manifest.digest.clone()])
+        {
+            assert!(
+                linked(&stores, &digest).await,
+                "the index still needs {digest}"
+            );
+        }
+    }
+    // Once the index goes too, so do they.
+    delete(&stores, "crpgc/multi", index.digest()).await;
+    let collected = stores.blobs.collect_garbage(Duration::ZERO).await.unwrap();
+    // The index, and both platforms' manifests, configs and layers.
+    assert_eq!(collected.blobs_removed, 7, "{collected:?}");
+}
+
+#[tokio::test]
+async fn garbage_collection_on_sqlite() {
+    collects_what_no_image_needs(Db::sqlite_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn garbage_collection_on_postgres() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    collects_what_no_image_needs(Db::Postgres(pg.pool.clone())).await;
+    pg.drop_schema().await;
+}
+
+/// One replica pushes images again and again (each round deleting the last, so that its
+/// blobs become garbage) while another collects over and over with a grace period shorter
+/// than the test. Every image that was stored keeps every blob it needs, and the deleted
+/// images' blobs do go.
+#[tokio::test]
+async fn postgres_collection_racing_pushes_never_takes_a_needed_blob() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    let pusher = stores(Db::Postgres(pg.pool.clone())).await;
+    let collector = SqlBlobStore::open(Db::Postgres(pg.replica_pool().await))
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collecting = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                collector.collect_garbage(GRACE).await.unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let shared = b"the layer every image shares".as_slice();
+    let (mut stored, mut refused) = (0, 0);
+    let mut previous: Option<ImageManifest> = None;
+    let mut first_own_layer = None;
+    for n in 0..40 {
+        let own = format!("layer {n}");
+        let image = TestImage::new(
+            &format!("r{n}"),
+            &[("base", shared), ("app", own.as_bytes())],
+        );
+        first_own_layer.get_or_insert_with(|| crate::support::sha256(&image.layers[1]));
+        match push(&pusher, "crpgc/race", &image).await {
+            Some(manifest) => {
+                stored += 1;
+                for digest in manifest
+                    .manifest
+                    .blobs()
+                    .map(|d| d.digest.clone())
+                    .chain([manifest.digest.clone()])
+                {
+                    assert!(
+                        linked(&pusher, &digest).await,
+                        "round {n}: stored image lost {digest}"
+                    );
+                    let blob = pusher.blobs.blob(REGISTRY, &digest).await.unwrap().unwrap();
+                    pusher.blobs.read_all(&blob).await.unwrap();
+                }
+                if let Some(old) = previous.replace(manifest) {
+                    delete(&pusher, "crpgc/race", &old.digest).await;
+                }
+            }
+            None => refused += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = collecting.await.unwrap();
+    assert!(rounds > 0);
+    assert_eq!(stored + refused, 40);
+    assert!(stored > 0, "every push was refused");
+    // After the grace period, the deleted images' blobs go; the last image stays whole.
+    tokio::time::sleep(GRACE * 2).await;
+    pusher.blobs.collect_garbage(GRACE).await.unwrap();
+    let first = first_own_layer.unwrap();
+    assert!(
+        !linked(&pusher, &first).await,
+        "{first} of a deleted image is kept"
+    );
+    let last = previous.unwrap();
+    for digest in last.manifest.blobs().map(|d| d.digest.clone()) {
+        let blob = pusher.blobs.blob(REGISTRY, &digest).await.unwrap();
+        assert!(blob.is_some(), "the last image lost {digest}");
+    }
+    pg.drop_schema().await;
+}
