@@ -705,6 +705,94 @@ async fn every_rest_call_as_everyone() {
         get(who, format!("/container-registry/v1/images/{image_id}"))
     })
     .await;
+    // The registry API's reads and deletes, with the same rules: 401 without a known token,
+    // 403 without the role, the catalog only what the caller may read.
+    let digest = listed["images"][0]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let v2 = |who: Who, method: Method, path: String, range: bool| {
+        let mut request = http.request(method, format!("{base}{path}"));
+        if let Some(token) = who.token() {
+            request = request.bearer_auth(token);
+        }
+        if range {
+            request = request.header("range", "bytes=0-0");
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            match response.status().as_u16() {
+                401 => Err(Code::Unauthenticated),
+                403 => Err(Code::PermissionDenied),
+                200..=299 => Ok(response.bytes().await.unwrap()),
+                other => panic!("{other}: {:?}", response.bytes().await),
+            }
+        }
+    };
+    matrix("registry API referrers", Needs::Read, |who| {
+        v2(
+            who,
+            Method::GET,
+            format!("/v2/{TEAM_REGISTRY}/app/referrers/{digest}"),
+            false,
+        )
+    })
+    .await;
+    let manifest = matrix("registry API manifest", Needs::Read, |who| {
+        v2(
+            who,
+            Method::GET,
+            format!("/v2/{TEAM_REGISTRY}/app/manifests/{digest}"),
+            false,
+        )
+    })
+    .await;
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let part = matrix("registry API blob range", Needs::Read, |who| {
+        v2(
+            who,
+            Method::GET,
+            format!("/v2/{TEAM_REGISTRY}/app/blobs/{layer}"),
+            true,
+        )
+    })
+    .await;
+    assert_eq!(part.len(), 1);
+    for who in Who::ALL {
+        let catalog = v2(who, Method::GET, "/v2/_catalog".into(), false).await;
+        let names: Vec<String> = match catalog {
+            Err(code) => {
+                assert_eq!(code, expected(Needs::Read, Who::NoToken), "{who:?}");
+                assert!(matches!(who, Who::NoToken | Who::UnknownToken));
+                continue;
+            }
+            Ok(body) => serde_json::from_slice::<Value>(&body).unwrap()["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect(),
+        };
+        let expected = match who {
+            Who::Stranger => format!("{OTHER_REGISTRY}/app"),
+            _ => format!("{TEAM_REGISTRY}/app"),
+        };
+        assert_eq!(names, [expected], "the catalog as {who:?}");
+    }
+    matrix("registry API tag delete", Needs::Change, |who| {
+        v2(
+            who,
+            Method::DELETE,
+            format!("/v2/{TEAM_REGISTRY}/app/manifests/v1"),
+            false,
+        )
+    })
+    .await;
+
     let repository = matrix("repository GetByName", Needs::Read, |who| {
         get(
             who,

@@ -1385,3 +1385,94 @@ async fn garbage_collection_frees_the_blobs_of_deleted_images() {
         "{report}"
     );
 }
+
+/// Two servers on one PostgreSQL database: a registry created through one (REST) takes a push
+/// through the other (the CLI, over `/v2/`), pulls through the first byte for byte, lists its
+/// repository through the second, and is deleted through the second once its image is deleted
+/// through the first.
+#[tokio::test]
+async fn replicas_on_postgres_share_registries() {
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shared = ["--database-url", pg.url.as_str()];
+    let one = Server::start_with(&dir.path().join("one"), &shared);
+    let two = Server::start_with(&dir.path().join("two"), &shared);
+    let registries =
+        yc_registry_image::RegistryClient::new(yc_operations::ApiClient::rest(&one.url()).unwrap());
+    let registry = registries
+        .create_and_wait(
+            yc_proto_types::yandex::cloud::containerregistry::v1::CreateRegistryRequest {
+                folder_id: "b1gshared".into(),
+                name: "shared".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let layout = dir.path().join("layout");
+    let (digest, layer) = big_layout(&layout, 1024 * 1024 + 1);
+    let output = Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["registry", "import", "--format", "json"])
+        .arg(&layout)
+        .arg(format!("{}/app:v1", registry.id))
+        .env("YC_IMAGES_ENDPOINT", two.url())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let image: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let http = reqwest::Client::new();
+    let pulled = http
+        .get(format!(
+            "{}/v2/{}/app/blobs/{}",
+            one.url(),
+            registry.id,
+            sha256(&layer)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.status(), 200);
+    assert!(pulled.bytes().await.unwrap() == layer, "the layer changed");
+    let manifest = http
+        .get(format!("{}/v2/{}/app/manifests/v1", one.url(), registry.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&manifest.bytes().await.unwrap()), digest);
+    let repositories = yc_registry_image::RepositoryClient::new(
+        yc_operations::ApiClient::connect_grpc(&two.url())
+            .await
+            .unwrap(),
+    );
+    let repository = repositories
+        .get_by_name(&format!("{}/app", registry.id))
+        .await
+        .unwrap();
+    assert_eq!(repository.name, format!("{}/app", registry.id));
+    let refused = registries.delete(&registry.id).await.unwrap_err();
+    assert_eq!(refused.grpc_code(), tonic::Code::FailedPrecondition);
+    yc_registry_image::RegistryImageClient::new(
+        yc_operations::ApiClient::rest(&one.url()).unwrap(),
+    )
+    .delete_and_wait(image["id"].as_str().unwrap())
+    .await
+    .unwrap();
+    let through_two = yc_registry_image::RegistryClient::new(
+        yc_operations::ApiClient::connect_grpc(&two.url())
+            .await
+            .unwrap(),
+    );
+    through_two.delete_and_wait(&registry.id).await.unwrap();
+    assert_eq!(
+        registries.get(&registry.id).await.unwrap_err().grpc_code(),
+        tonic::Code::NotFound
+    );
+    drop((one, two));
+    pg.drop_schema().await;
+}
