@@ -1476,3 +1476,23 @@ async fn replicas_on_postgres_share_registries() {
     drop((one, two));
     pg.drop_schema().await;
 }
+
+/// The registry workflow with unmodified clients: the official Python SDK and python-dxf
+/// from PyPI (see `registry_client.py`), single- and multi-platform images, the catalog and
+/// tags, deletes, garbage collection. It needs the Python environment `cargo xtask ci`
+/// provides.
+#[tokio::test]
+async fn python_registry_clients_push_pull_list_and_delete() {
+    let Some(python) = crate::support::sdk_python("the python-dxf registry client test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--gc-interval", "1", "--gc-grace", "0"]);
+    crate::support::run_sdk_script(
+        python,
+        "registry_client.py",
+        &[server.address.as_ref()],
+        "python-dxf and the official Python SDK agree with yc-images",
+    )
+    .await;
+}
