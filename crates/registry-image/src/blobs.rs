@@ -408,24 +408,52 @@ impl SqlBlobStore {
     /// older than `grace` (a blob just pushed for a manifest not yet written is kept), then
     /// the content of every blob no registry links any more. Safe while pushes and pulls run,
     /// on one server or on replicas sharing PostgreSQL: a manifest being pushed renews the
-    /// links it needs ([`touch`](Self::touch)), and content is removed only under its blob's
-    /// row lock, which linking holds too.
+    /// links it needs ([`touch`](Self::touch)), and its image is stored only if they are still
+    /// there, checked under the registry's row lock, which the links' removal takes too;
+    /// content is removed only under its blob's row lock, which linking holds too. Needs the
+    /// image store's tables in the same database.
     pub async fn collect_garbage(
         &self,
         grace: std::time::Duration,
     ) -> Result<Collected, BlobError> {
         let cutoff = nanos(Timestamp::now()) - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
-        let links = self
+        const UNNEEDED: &str = "linked_at < $1 AND NOT EXISTS (SELECT 1 FROM cr_image_blobs i \
+             WHERE i.registry_id = cr_blob_links.registry_id AND i.digest = cr_blob_links.digest)";
+        let registries = self
             .db
-            .execute(
-                &query(
-                    "DELETE FROM cr_blob_links WHERE linked_at < $1 AND NOT EXISTS \
-                     (SELECT 1 FROM cr_image_blobs i WHERE i.registry_id = cr_blob_links.registry_id \
-                     AND i.digest = cr_blob_links.digest)",
-                )
+            .fetch_all(
+                &query(format!(
+                    "SELECT DISTINCT registry_id FROM cr_blob_links WHERE {UNNEEDED}"
+                ))
                 .bind(cutoff),
             )
             .await?;
+        let mut links = 0;
+        for row in registries {
+            let registry_id: String = row.get(0)?;
+            // A registry at a time, under its row lock, which a push holds from checking that
+            // its blobs are linked until its image (and what it needs) is stored.
+            let mut tx = self.db.begin().await?;
+            let _: Option<String> = tx
+                .fetch_scalar(
+                    &query(format!(
+                        "SELECT id FROM cr_registries WHERE id = $1{}",
+                        tx.dialect().for_update()
+                    ))
+                    .bind(&registry_id),
+                )
+                .await?;
+            links += tx
+                .execute(
+                    &query(format!(
+                        "DELETE FROM cr_blob_links WHERE {UNNEEDED} AND registry_id = $2"
+                    ))
+                    .bind(cutoff)
+                    .bind(&registry_id),
+                )
+                .await?;
+            tx.commit().await?;
+        }
         let unlinked = self
             .db
             .fetch_all(&query(

@@ -57,6 +57,13 @@ pub(crate) fn store_status(error: ImageStoreError) -> Status {
             tonic::Code::FailedPrecondition,
             format!("Registry {id} is being created or deleted; it takes no pushes"),
         ),
+        ImageStoreError::BlobsGone(digests) => Status::new(
+            tonic::Code::FailedPrecondition,
+            format!(
+                "blobs {} were removed from the registry while the manifest was pushed; push them again",
+                digests.join(", ")
+            ),
+        ),
         ImageStoreError::NameTaken(name) => Status::new(
             tonic::Code::AlreadyExists,
             format!(
@@ -380,6 +387,29 @@ impl RegistryImages {
         manifest: &PushedManifest,
         tag: Option<&str>,
     ) -> Result<Image, Status> {
+        self.store_manifest(repository, manifest, tag, false).await
+    }
+
+    /// [`push_manifest`](Self::push_manifest) of a manifest whose bytes and blobs were stored
+    /// in the registry's blob store (the registry API, a layout import): they are checked to
+    /// be there still when the image is stored, so that an image never names a blob garbage
+    /// collection took.
+    pub async fn push_linked(
+        &self,
+        repository: &str,
+        manifest: &PushedManifest,
+        tag: Option<&str>,
+    ) -> Result<Image, Status> {
+        self.store_manifest(repository, manifest, tag, true).await
+    }
+
+    async fn store_manifest(
+        &self,
+        repository: &str,
+        manifest: &PushedManifest,
+        tag: Option<&str>,
+        linked: bool,
+    ) -> Result<Image, Status> {
         let registry_id = check_repository(repository)?;
         if let Some(tag) = tag {
             check_tag(tag)?;
@@ -410,6 +440,20 @@ impl RegistryImages {
                     .chain(image.manifest.blobs().map(|d| d.digest.clone()))
                     .collect(),
                 referrer,
+                // Blobs with `urls` may live elsewhere.
+                linked: if linked {
+                    std::iter::once(image.digest.clone())
+                        .chain(
+                            image
+                                .manifest
+                                .blobs()
+                                .filter(|d| d.urls.is_empty())
+                                .map(|d| d.digest.clone()),
+                        )
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             },
             PushedManifest::Index(index) => {
                 let mut layers: Vec<Blob> = Vec::new();
@@ -446,6 +490,11 @@ impl RegistryImages {
                     tag: tag.map(str::to_owned),
                     blobs,
                     referrer,
+                    linked: if linked {
+                        vec![index.digest.clone()]
+                    } else {
+                        Vec::new()
+                    },
                 }
             }
         };
@@ -489,8 +538,14 @@ impl RegistryImages {
                 .map_err(|e| blob_status(&e))?;
         }
         let tag = tag.map(str::to_owned).or(layout.tag);
-        self.push(repository, &layout.manifest, tag.as_deref())
-            .await
+        let manifest = PushedManifest::Image(layout.manifest);
+        if blobs.is_some() {
+            self.push_linked(repository, &manifest, tag.as_deref())
+                .await
+        } else {
+            self.push_manifest(repository, &manifest, tag.as_deref())
+                .await
+        }
     }
 }
 

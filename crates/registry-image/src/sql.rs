@@ -390,6 +390,37 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
     if status != registry::Status::Active.as_str_name() {
         return Err(ImageStoreError::RegistryNotActive(push.registry_id));
     }
+    // With the registry locked, garbage collection of its blobs waits for this push (see
+    // `SqlBlobStore::collect_garbage`); what it took before is not there.
+    if !push.linked.is_empty() {
+        let mut sql = query("SELECT digest FROM cr_blob_links WHERE registry_id = ");
+        sql.push_bind(push.registry_id.clone())
+            .push(" AND digest IN (");
+        for (i, digest) in push.linked.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push_bind(digest.clone());
+        }
+        sql.push(")");
+        let present: Vec<String> = tx
+            .fetch_all(&sql)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        let gone: Vec<String> = push
+            .linked
+            .iter()
+            .filter(|d| !present.contains(d))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            return Err(ImageStoreError::BlobsGone(gone));
+        }
+    }
     let existing: Option<String> = tx
         .fetch_scalar(
             &query(

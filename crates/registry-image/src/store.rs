@@ -150,6 +150,11 @@ pub struct PushImage {
     pub blobs: Vec<String>,
     /// The manifest it refers to, for the referrers API.
     pub referrer: Option<Referrer>,
+    /// Blobs that must be linked to the registry in the blob store when the image is stored
+    /// (a push through the registry API, whose blobs garbage collection might have taken
+    /// since they were checked): checked in the push's transaction, which garbage
+    /// collection of the registry waits for.
+    pub linked: Vec<String>,
 }
 
 /// What the referrers API says of a manifest that refers to another (its `subject`).
@@ -194,6 +199,9 @@ pub enum ImageStoreError {
     RegistryNotActive(String),
     /// Another registry of the folder has this name.
     NameTaken(String),
+    /// Blobs a pushed manifest names are no longer in the registry (garbage collection took
+    /// them since they were checked).
+    BlobsGone(Vec<String>),
     /// A page token's image is no longer known (its listing is too old).
     CursorGone(String),
     /// The store could not do it now; the text is for the log.
@@ -207,6 +215,13 @@ impl std::fmt::Display for ImageStoreError {
             ImageStoreError::RegistryNotActive(id) => write!(f, "registry {id} is not ACTIVE"),
             ImageStoreError::NameTaken(name) => {
                 write!(f, "a registry named {name:?} exists in the folder")
+            }
+            ImageStoreError::BlobsGone(digests) => {
+                write!(
+                    f,
+                    "blobs {} are no longer in the registry",
+                    digests.join(", ")
+                )
             }
             ImageStoreError::CursorGone(id) => {
                 write!(f, "the page token's image {id} is no longer known")

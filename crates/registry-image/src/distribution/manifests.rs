@@ -173,9 +173,17 @@ impl Distribution {
         self.blobs.put(registry, manifest.bytes()).await?;
         let image = self
             .images
-            .push_manifest(repo, &manifest, tag)
+            .push_linked(repo, &manifest, tag)
             .await
-            .map_err(|s| OciApiError::from_status(s, "NAME_UNKNOWN", "TAG_INVALID"))?;
+            .map_err(|s| {
+                if s.grpc_code() == tonic::Code::FailedPrecondition
+                    && s.message.starts_with("blobs ")
+                {
+                    OciApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", s.message)
+                } else {
+                    OciApiError::from_status(s, "NAME_UNKNOWN", "TAG_INVALID")
+                }
+            })?;
         let mut headers = vec![
             (
                 "location",
