@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: runs the criterion benchmarks and the server under load (see
-//! [`crate::load`]) and writes their figures, with the commands and the machine, to
+//! `cargo xtask bench`: runs the criterion benchmarks, the server under load (see
+//! [`crate::load`]) and pushes and pulls against a reference registry (see
+//! [`crate::registry_load`]), and writes their figures, with the commands and the machine, to
 //! `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
@@ -56,6 +57,14 @@ pub(crate) fn run(which: Run) -> Result<()> {
         serde_json::from_str(&text)?
     } else {
         crate::load::run()?
+    };
+    let registry: crate::registry_load::RegistryResults = if which == Run::Report {
+        let path = crate::registry_load::results_path();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)?
+    } else {
+        crate::registry_load::run()?
     };
     // `--server` on a checkout whose List benchmarks never ran runs them too: the report needs
     // their figures.
@@ -116,7 +125,7 @@ pub(crate) fn run(which: Run) -> Result<()> {
          {table}\n\
          ## Machine\n\n\
          {}\n",
-        crate::load::section(&load)?,
+        crate::load::section(&load)? + "\n" + &crate::registry_load::section(&registry)?,
         machine()
     );
     let path = project_root().join("docs/benchmarks.md");
@@ -128,6 +137,15 @@ pub(crate) fn run(which: Run) -> Result<()> {
             100.0 * load.paired_share(),
             100.0 * crate::load::GRPC_GET_TARGET
         ));
+    }
+    if let Some((push, pull)) = registry.embedded_ratios() {
+        let target = crate::registry_load::TARGET;
+        if push < target || pull < target {
+            over.push(format!(
+                "pushes and pulls on the embedded store run at {push:.2}× and {pull:.2}× of the \
+                 reference registry's speed, below the target of {target:.1}×"
+            ));
+        }
     }
     if !over.is_empty() {
         bail!("benchmarks out of bounds: {}", over.join(", "));

@@ -12,6 +12,7 @@ mod ci;
 mod codegen;
 mod deps;
 mod load;
+mod registry_load;
 mod sdk;
 mod snapshots;
 
@@ -28,12 +29,13 @@ tasks:
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
   sdk-env            set up the Python venv with the official SDK, print its python
-  bench [--server | --report | --paired]
+  bench [--server | --report | --paired | --registry]
                      run the benchmarks, write docs/benchmarks.md, check their bounds;
                      --server runs only the server under load, --report runs nothing
                      (both reuse the last figures of what they do not run)
                      (--report: only rewrite the report from the last run's figures);
-                     --paired runs only the paired gRPC Get and prints its shares
+                     --paired runs only the paired gRPC Get and prints its shares;
+                     --registry only the pushes and pulls against docker-registry
   fuzz [--cases N]   the property tests of every parser of outside input (tests named
                      fuzz_*) with N cases each (default 100000); CI runs them with 4096
   ci                 rustfmt, clippy, codegen --check, tests, SDK conformance
@@ -64,6 +66,15 @@ fn main() -> Result<()> {
                 "bench: paired gRPC Get, share of the ceiling: {}",
                 text.join(", ")
             );
+            Ok(())
+        }
+        ["bench", "--registry"] => {
+            let results = registry_load::run()?;
+            if let Some((push, pull)) = results.embedded_ratios() {
+                println!(
+                    "bench: embedded store vs docker-registry: push {push:.2}×, pull {pull:.2}×"
+                );
+            }
             Ok(())
         }
         ["fuzz"] => ci::fuzz(100_000),

@@ -3,9 +3,11 @@
 //! every replica sharing a database sees the same blobs.
 //!
 //! Content is kept in pieces of at most [`PIECE`] bytes (`cr_blob_data`, keyed by a storage id
-//! and a sequence number): an upload appends pieces as its bytes arrive, so nothing holds a
-//! whole layer in memory, and finishing it checks the digest by reading the pieces back and
-//! then only renames: the blob's storage is the upload's. A blob is stored once per digest and
+//! and a sequence number): an upload appends pieces as its bytes arrive (several pieces per
+//! commit), so nothing holds a whole layer in memory, and finishing it checks the digest —
+//! the running digest of the bytes as they arrived when this process received them all,
+//! else by reading the pieces back — and then only renames: the blob's storage is the
+//! upload's. A blob is stored once per digest and
 //! linked to every registry it was pushed to (`cr_blob_links`); a registry sees only the blobs
 //! linked to it.
 //!
@@ -256,6 +258,7 @@ impl From<DbError> for BlobError {
 #[derive(Debug, Clone)]
 pub struct SqlBlobStore {
     db: Db,
+    digests: std::sync::Arc<RunningDigests>,
 }
 
 impl SqlBlobStore {
@@ -271,7 +274,10 @@ impl SqlBlobStore {
         )
         .await
         .map_err(|e| BlobError::Unavailable(e.to_string()))?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            digests: Default::default(),
+        };
         store
             .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
             .await?;
@@ -663,16 +669,24 @@ impl SqlBlobStore {
             return Err(e);
         }
         let upload = claim.upload.clone();
-        let mut hasher = Sha256::new();
-        for seq in 0..upload.pieces {
-            match self.piece(id, seq).await {
-                Ok(piece) => hasher.update(&piece),
-                Err(e) => {
-                    claim.release().await;
-                    return Err(e);
+        self.digests.forget(id);
+        let hasher = match claim.hasher.take() {
+            // Every byte went through this process: its digest is known.
+            Some(hasher) => hasher,
+            None => {
+                let mut hasher = Sha256::new();
+                for seq in 0..upload.pieces {
+                    match self.piece(id, seq).await {
+                        Ok(piece) => hasher.update(&piece),
+                        Err(e) => {
+                            claim.release().await;
+                            return Err(e);
+                        }
+                    }
                 }
+                hasher
             }
-        }
+        };
         let actual = crate::oci::digest_of(hasher);
         if actual != digest {
             claim.released = true;
@@ -749,6 +763,7 @@ impl SqlBlobStore {
     /// Cancels the upload and removes what it received. A request writing to it meanwhile
     /// fails.
     pub async fn cancel(&self, id: &str) -> Result<(), BlobError> {
+        self.digests.forget(id);
         let mut tx = self.db.begin().await?;
         // The writer's row first: a writer storing a piece holds it until the piece is in.
         tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = $1").bind(id))
@@ -814,6 +829,7 @@ impl SqlBlobStore {
         tx.commit().await?;
         Ok(Claim {
             store: self.clone(),
+            hasher: self.digests.get(&upload.id, upload.size),
             upload,
             writer,
             renewed: std::time::Instant::now(),
@@ -939,7 +955,51 @@ struct Claim {
     writer: String,
     renewed: std::time::Instant,
     released: bool,
+    /// The running digest of every byte of the upload, when this process wrote them all.
+    hasher: Option<Sha256>,
 }
+
+/// The running digests of uploads whose every byte went through one store (one server), by
+/// upload id, with the size they cover: finishing such an upload needs no second read of its
+/// bytes. An upload another replica (or a server before a restart) wrote to is read back.
+#[derive(Debug, Default)]
+struct RunningDigests(std::sync::Mutex<std::collections::HashMap<String, (i64, Sha256)>>);
+
+/// The most running digests kept; past it they are dropped (those uploads are read back).
+const MOST_DIGESTS: usize = 4096;
+
+impl RunningDigests {
+    /// The running digest of the upload `id` if it covers its first `size` bytes.
+    fn get(&self, id: &str, size: i64) -> Option<Sha256> {
+        if size == 0 {
+            return Some(Sha256::new());
+        }
+        let digests = self.0.lock().ok()?;
+        digests
+            .get(id)
+            .filter(|(covered, _)| *covered == size)
+            .map(|(_, hasher)| hasher.clone())
+    }
+
+    fn keep(&self, id: &str, size: i64, hasher: Sha256) {
+        if let Ok(mut digests) = self.0.lock() {
+            if digests.len() >= MOST_DIGESTS {
+                digests.clear();
+            }
+            digests.insert(id.to_owned(), (size, hasher));
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut digests) = self.0.lock() {
+            digests.remove(id);
+        }
+    }
+}
+
+/// Pieces written in one transaction: fewer commits (each waits for the disk), while a
+/// request's bytes still count only when it ends well.
+const PIECES_PER_COMMIT: usize = 8;
 
 impl Claim {
     /// Whether this request still holds the upload; in `tx`, whose rows it then locks in the
@@ -974,6 +1034,7 @@ impl Claim {
         let mut body = std::pin::pin!(body);
         let mut received = 0i64;
         let mut next = self.upload.pieces;
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(PIECES_PER_COMMIT);
         loop {
             let chunk = match body.next().await {
                 Some(Ok(chunk)) => Some(chunk),
@@ -985,13 +1046,27 @@ impl Claim {
                 if let Some(expected) = length.filter(|expected| received > *expected) {
                     return Err(BlobError::LengthMismatch { expected, received });
                 }
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(chunk);
+                }
                 buffer.extend_from_slice(chunk);
             }
             while buffer.len() >= PIECE || (chunk.is_none() && !buffer.is_empty()) {
                 let rest = buffer.split_off(buffer.len().min(PIECE));
                 let piece = std::mem::replace(&mut buffer, rest);
-                self.store_piece(next, piece).await?;
-                next += 1;
+                batch.push(piece);
+                if batch.len() == PIECES_PER_COMMIT {
+                    let pieces = std::mem::take(&mut batch);
+                    let count = pieces.len() as i64;
+                    self.store_pieces(next, pieces).await?;
+                    next += count;
+                }
+            }
+            if chunk.is_none() && !batch.is_empty() {
+                let pieces = std::mem::take(&mut batch);
+                let count = pieces.len() as i64;
+                self.store_pieces(next, pieces).await?;
+                next += count;
             }
             if chunk.is_none() {
                 break;
@@ -1008,22 +1083,24 @@ impl Claim {
         Ok(())
     }
 
-    /// Stores one piece, renewing the claim in the same transaction; refused once the claim
-    /// is lost.
-    async fn store_piece(&mut self, seq: i64, piece: Vec<u8>) -> Result<(), BlobError> {
-        let size = piece.len() as u64;
+    /// Stores pieces from `seq` on, renewing the claim in the same transaction; refused once
+    /// the claim is lost.
+    async fn store_pieces(&mut self, seq: i64, pieces: Vec<Vec<u8>>) -> Result<(), BlobError> {
+        let size: u64 = pieces.iter().map(|p| p.len() as u64).sum();
         let mut tx = self.store.db.begin().await?;
         if !self.renew_in(&mut tx).await? {
             tx.rollback().await?;
             return Err(self.store.lost(&self.upload.id).await);
         }
-        tx.execute(
-            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
-                .bind(&self.upload.id)
-                .bind(seq)
-                .bind(piece),
-        )
-        .await?;
+        for (n, piece) in pieces.into_iter().enumerate() {
+            tx.execute(
+                &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
+                    .bind(&self.upload.id)
+                    .bind(seq + n as i64)
+                    .bind(piece),
+            )
+            .await?;
+        }
         tx.commit().await?;
         BYTES_WRITTEN.fetch_add(size, Ordering::Relaxed);
         self.renewed = std::time::Instant::now();
@@ -1076,6 +1153,11 @@ impl Claim {
         .await?;
         tx.commit().await?;
         self.released = true;
+        if let Some(hasher) = self.hasher.take() {
+            self.store
+                .digests
+                .keep(&self.upload.id, self.upload.size, hasher);
+        }
         Ok(self.upload.clone())
     }
 

@@ -337,3 +337,52 @@ async fn postgres_uploads_keep_every_byte_and_check_it() {
     );
     pg.drop_schema().await;
 }
+
+/// Finishing checks the digest from the bytes as they arrived when this server received them
+/// all, and by reading them back when another replica wrote some: either way a wrong digest is
+/// refused and a right one stores exactly the bytes sent.
+#[tokio::test]
+async fn digests_are_checked_whoever_wrote_the_bytes() {
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let one = SqlBlobStore::open(db.clone()).await.unwrap();
+    let two = SqlBlobStore::open(db).await.unwrap();
+    let data = content(3 * PIECE + 77);
+    let digest = sha256_digest(&data);
+    let (first, rest) = data.split_at(PIECE + 5);
+    let (second, last) = rest.split_at(PIECE);
+
+    // All through one: a wrong digest is refused, the right one stores the bytes.
+    for (claimed, ok) in [(sha256_digest(b"other"), false), (digest.clone(), true)] {
+        let upload = one.start("crpone").await.unwrap();
+        one.append(&upload.id, Some(0), None, body(&[first]))
+            .await
+            .unwrap();
+        one.append(&upload.id, None, None, body(&[second]))
+            .await
+            .unwrap();
+        let finished = one.finish_with(&upload.id, body(&[last]), &claimed).await;
+        assert_eq!(finished.is_ok(), ok, "{claimed}: {finished:?}");
+    }
+    assert_eq!(read(&one, "crpone", &digest).await, data);
+
+    // Written through both, finished through one (which reads the bytes back), and the other
+    // way round.
+    for (writers, finisher) in [([&one, &two], &one), ([&two, &one], &two)] {
+        for (claimed, ok) in [(sha256_digest(b"other"), false), (digest.clone(), true)] {
+            let upload = writers[0].start("crptwo").await.unwrap();
+            writers[0]
+                .append(&upload.id, Some(0), None, body(&[first]))
+                .await
+                .unwrap();
+            writers[1]
+                .append(&upload.id, None, None, body(&[second]))
+                .await
+                .unwrap();
+            let finished = finisher
+                .finish_with(&upload.id, body(&[last]), &claimed)
+                .await;
+            assert_eq!(finished.is_ok(), ok, "{claimed}: {finished:?}");
+        }
+    }
+    assert_eq!(read(&two, "crptwo", &digest).await, data);
+}

@@ -1,0 +1,365 @@
+//! The registry API under load: a push and a pull of a 200 MiB image with skopeo (the copy a
+//! user makes), against `yc-images serve` on its embedded store, on PostgreSQL when one is
+//! reachable, and against Debian's `docker-registry` (the distribution project's reference
+//! server, filesystem storage), in turn in one run on this machine.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::{project_root, target_dir};
+
+/// The size of the image's one layer: random, so that nothing compresses it.
+const LAYER_MIB: usize = 200;
+/// Pushes and pulls against each server; the median is reported.
+const ROUNDS: usize = 3;
+/// The registry every push goes to on yc-images (seeded).
+const REGISTRY: &str = "crpbenchregistry0000";
+/// Where `cargo xtask bench` finds PostgreSQL (as the tests do).
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The target: yc-images at least as fast as the reference, push and pull.
+pub(crate) const TARGET: f64 = 1.0;
+
+/// The seconds of each server's pushes and pulls.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Transfers {
+    pub(crate) server: String,
+    pub(crate) push_seconds: Vec<f64>,
+    pub(crate) pull_seconds: Vec<f64>,
+}
+
+impl Transfers {
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    pub(crate) fn push(&self) -> f64 {
+        Self::median(&self.push_seconds)
+    }
+
+    pub(crate) fn pull(&self) -> f64 {
+        Self::median(&self.pull_seconds)
+    }
+}
+
+/// Everything [`run`] measured: the reference first.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RegistryResults {
+    pub(crate) servers: Vec<Transfers>,
+}
+
+impl RegistryResults {
+    /// The reference's median time over yc-images' on its embedded store, push and pull:
+    /// 1.0 is as fast, more is faster.
+    pub(crate) fn embedded_ratios(&self) -> Option<(f64, f64)> {
+        let reference = self.servers.first()?;
+        let embedded = self.servers.get(1)?;
+        Some((
+            reference.push() / embedded.push(),
+            reference.pull() / embedded.pull(),
+        ))
+    }
+}
+
+/// A process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_listening(address: &str, what: &str) -> Result<()> {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on {address}")
+}
+
+/// `yc-images serve` with the registry seeded; its address.
+fn start_yc_images(
+    binary: &Path,
+    work: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<(Running, String)> {
+    let seed = work.join(format!("seed-{name}/container-registry/{REGISTRY}"));
+    fs::create_dir_all(&seed)?;
+    fs::write(
+        seed.join("registry.json"),
+        r#"{"folderId": "b1gbenchfolder", "name": "bench"}"#,
+    )?;
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let child = Command::new(binary)
+        .args(["serve", "--listen", &address, "--data-dir"])
+        .arg(work.join(format!("data-{name}")))
+        .arg("--seed")
+        .arg(work.join(format!("seed-{name}")))
+        .args(extra)
+        .env("YC_IMAGES_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting yc-images serve")?;
+    let running = Running(child);
+    wait_listening(&address, "yc-images serve")?;
+    Ok((running, address))
+}
+
+/// Debian's `docker-registry` with filesystem storage in `work`; its address.
+fn start_reference(work: &Path) -> Result<(Running, String)> {
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let config = work.join("docker-registry.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: \"{address}\"}}\n",
+            work.join("docker-registry").display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting docker-registry (apt-get install docker-registry)")?;
+    let running = Running(child);
+    wait_listening(&address, "docker-registry")?;
+    Ok((running, address))
+}
+
+/// A little generator of bytes nothing compresses.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let bytes = self.0.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Writes an OCI layout of one image whose layer is new (`seed` makes it so) into `dir`.
+fn write_layout(dir: &Path, seed: u64) -> Result<()> {
+    let _ = fs::remove_dir_all(dir);
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+    let write = |bytes: &[u8]| -> Result<String> {
+        let digest = sha256(bytes);
+        fs::write(blobs.join(&digest[7..]), bytes)?;
+        Ok(digest)
+    };
+    let mut layer = vec![0u8; LAYER_MIB << 20];
+    Noise(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).fill(&mut layer);
+    let layer_digest = write(&layer)?;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(config)?, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let manifest_digest = write(manifest.as_bytes())?;
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+        "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "v1"},
+    }]});
+    fs::write(dir.join("index.json"), index.to_string())?;
+    Ok(())
+}
+
+/// How long `skopeo copy from to` takes.
+fn skopeo_copy(from: &str, to: &str) -> Result<f64> {
+    let started = Instant::now();
+    let output = Command::new("skopeo")
+        .args([
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            from,
+            to,
+        ])
+        .output()
+        .context("running skopeo (apt-get install skopeo)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "skopeo copy {from} {to}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(seconds)
+}
+
+/// Whether PostgreSQL answers where the tests look for it.
+fn postgres_reachable() -> bool {
+    std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().expect("a socket address"),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+/// Builds the server and measures the pushes and pulls of every server, in turn.
+pub(crate) fn run() -> Result<RegistryResults> {
+    for (tool, package) in [("skopeo", "skopeo"), ("docker-registry", "docker-registry")] {
+        if !Command::new("which")
+            .arg(tool)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            bail!("the registry benchmark needs {tool}: apt-get install {package}");
+        }
+    }
+    let status = Command::new(env!("CARGO"))
+        .current_dir(project_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "yc-images",
+            "--bin",
+            "yc-images",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building yc-images failed: {status}");
+    }
+    let binary = target_dir().join("release/yc-images");
+    let work = tempfile::tempdir()?;
+    let (_reference, reference) = start_reference(work.path())?;
+    let (_embedded, embedded) = start_yc_images(&binary, work.path(), "embedded", &[])?;
+    let mut servers = vec![
+        (
+            "docker-registry (filesystem)".to_owned(),
+            reference,
+            "bench".to_owned(),
+        ),
+        (
+            "yc-images (embedded store)".to_owned(),
+            embedded,
+            REGISTRY.to_owned(),
+        ),
+    ];
+    let _postgres = if postgres_reachable() {
+        let (running, address) = start_yc_images(
+            &binary,
+            work.path(),
+            "postgres",
+            &["--database-url", POSTGRES],
+        )?;
+        servers.push((
+            "yc-images (PostgreSQL)".to_owned(),
+            address,
+            REGISTRY.to_owned(),
+        ));
+        Some(running)
+    } else {
+        println!("bench: no PostgreSQL on 127.0.0.1:5432; the registry benchmark skips it");
+        None
+    };
+    let mut results: Vec<Transfers> = servers
+        .iter()
+        .map(|(name, _, _)| Transfers {
+            server: name.clone(),
+            push_seconds: Vec::new(),
+            pull_seconds: Vec::new(),
+        })
+        .collect();
+    let layout = work.path().join("layout");
+    let pulled = work.path().join("pulled");
+    let mut seed = 1;
+    for round in 0..ROUNDS {
+        for ((name, address, prefix), figures) in servers.iter().zip(results.iter_mut()) {
+            // A new layer every time: no server has it, no client cache can mount it.
+            seed += 1;
+            write_layout(&layout, seed)?;
+            let remote = format!("docker://{address}/{prefix}/bench{round}-{seed}:v1");
+            let push = skopeo_copy(&format!("oci:{}:v1", layout.display()), &remote)?;
+            let _ = fs::remove_dir_all(&pulled);
+            let pull = skopeo_copy(&remote, &format!("oci:{}:v1", pulled.display()))?;
+            println!("bench: {name}: push {push:.2} s, pull {pull:.2} s");
+            let _ = std::io::stdout().flush();
+            figures.push_seconds.push(push);
+            figures.pull_seconds.push(pull);
+        }
+    }
+    let results = RegistryResults { servers: results };
+    fs::write(results_path(), serde_json::to_string_pretty(&results)?)?;
+    Ok(results)
+}
+
+/// Where the last run's figures are kept, for `cargo xtask bench --report`.
+pub(crate) fn results_path() -> std::path::PathBuf {
+    target_dir().join("yc-images-registry-load.json")
+}
+
+/// The report's section on pushes and pulls.
+pub(crate) fn section(results: &RegistryResults) -> Result<String> {
+    let mut table = String::from(
+        "| server | push (median) | push MiB/s | pull (median) | pull MiB/s | push, pull vs the reference |\n|---|---|---|---|---|---|\n",
+    );
+    let reference = results.servers.first();
+    for s in &results.servers {
+        let vs = match reference {
+            Some(r) if r.server != s.server => {
+                format!("{:.2}×, {:.2}×", r.push() / s.push(), r.pull() / s.pull())
+            }
+            _ => "1×, 1×".to_owned(),
+        };
+        writeln!(
+            table,
+            "| {} | {:.2} s | {:.0} | {:.2} s | {:.0} | {vs} |",
+            s.server,
+            s.push(),
+            LAYER_MIB as f64 / s.push(),
+            s.pull(),
+            LAYER_MIB as f64 / s.pull(),
+        )?;
+    }
+    Ok(format!(
+        "## Pushing and pulling images\n\n\
+         `skopeo copy --preserve-digests` of an image with one {LAYER_MIB} MiB layer of random\n\
+         bytes from an OCI layout to each server (push) and back into a new layout (pull), each\n\
+         a new layer, {ROUNDS} times in turn, the median shown: yc-images (release build, no\n\
+         IAM) on its embedded store and on PostgreSQL at 127.0.0.1:5432, and Debian's\n\
+         `docker-registry` (the distribution project's reference server) with filesystem\n\
+         storage, on the same machine. \"vs the reference\" is the reference's time over\n\
+         yc-images': 1× is as fast, more is faster; the target is {TARGET:.1}× or more for both\n\
+         on the embedded store.\n\n{table}"
+    ))
+}
