@@ -999,7 +999,7 @@ impl RunningDigests {
 
 /// Pieces written in one transaction: fewer commits (each waits for the disk), while a
 /// request's bytes still count only when it ends well.
-const PIECES_PER_COMMIT: usize = 8;
+const PIECES_PER_COMMIT: usize = 32;
 
 impl Claim {
     /// Whether this request still holds the upload; in `tx`, whose rows it then locks in the
@@ -1029,8 +1029,31 @@ impl Claim {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        // While one batch of pieces is being stored, the next is received and hashed.
+        let mut pending = None;
+        let written = self.write_pieces(body, length, &mut pending).await;
+        let stored = match pending {
+            Some(last) => wait_stored(last).await,
+            None => Ok(()),
+        };
+        written?;
+        stored?;
+        self.renewed = std::time::Instant::now();
+        Ok(())
+    }
+
+    async fn write_pieces<S, E>(
+        &mut self,
+        body: S,
+        length: Option<i64>,
+        pending: &mut Option<Storing>,
+    ) -> Result<(), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
         use futures_util::StreamExt as _;
-        let mut buffer: Vec<u8> = Vec::new();
+        let mut buffer: Vec<u8> = Vec::with_capacity(PIECE);
         let mut body = std::pin::pin!(body);
         let mut received = 0i64;
         let mut next = self.upload.pieces;
@@ -1049,26 +1072,31 @@ impl Claim {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(chunk);
                 }
-                buffer.extend_from_slice(chunk);
-            }
-            while buffer.len() >= PIECE || (chunk.is_none() && !buffer.is_empty()) {
-                let rest = buffer.split_off(buffer.len().min(PIECE));
-                let piece = std::mem::replace(&mut buffer, rest);
-                batch.push(piece);
-                if batch.len() == PIECES_PER_COMMIT {
+                let mut data = chunk.as_ref();
+                while !data.is_empty() {
+                    let take = (PIECE - buffer.len()).min(data.len());
+                    buffer.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if buffer.len() == PIECE {
+                        batch.push(std::mem::replace(&mut buffer, Vec::with_capacity(PIECE)));
+                    }
+                    if batch.len() == PIECES_PER_COMMIT {
+                        let pieces = std::mem::take(&mut batch);
+                        let count = pieces.len() as i64;
+                        self.store_pieces(pending, next, pieces).await?;
+                        next += count;
+                    }
+                }
+            } else {
+                if !buffer.is_empty() {
+                    batch.push(std::mem::take(&mut buffer));
+                }
+                if !batch.is_empty() {
                     let pieces = std::mem::take(&mut batch);
                     let count = pieces.len() as i64;
-                    self.store_pieces(next, pieces).await?;
+                    self.store_pieces(pending, next, pieces).await?;
                     next += count;
                 }
-            }
-            if chunk.is_none() && !batch.is_empty() {
-                let pieces = std::mem::take(&mut batch);
-                let count = pieces.len() as i64;
-                self.store_pieces(next, pieces).await?;
-                next += count;
-            }
-            if chunk.is_none() {
                 break;
             }
             if self.renewed.elapsed() > WRITER_LEASE / 3 {
@@ -1083,27 +1111,24 @@ impl Claim {
         Ok(())
     }
 
-    /// Stores pieces from `seq` on, renewing the claim in the same transaction; refused once
-    /// the claim is lost.
-    async fn store_pieces(&mut self, seq: i64, pieces: Vec<Vec<u8>>) -> Result<(), BlobError> {
-        let size: u64 = pieces.iter().map(|p| p.len() as u64).sum();
-        let mut tx = self.store.db.begin().await?;
-        if !self.renew_in(&mut tx).await? {
-            tx.rollback().await?;
-            return Err(self.store.lost(&self.upload.id).await);
+    /// Stores pieces from `seq` on in the background, once the batch before is stored.
+    async fn store_pieces(
+        &mut self,
+        pending: &mut Option<Storing>,
+        seq: i64,
+        pieces: Vec<Vec<u8>>,
+    ) -> Result<(), BlobError> {
+        if let Some(previous) = pending.take() {
+            wait_stored(previous).await?;
+            self.renewed = std::time::Instant::now();
         }
-        for (n, piece) in pieces.into_iter().enumerate() {
-            tx.execute(
-                &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
-                    .bind(&self.upload.id)
-                    .bind(seq + n as i64)
-                    .bind(piece),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        BYTES_WRITTEN.fetch_add(size, Ordering::Relaxed);
-        self.renewed = std::time::Instant::now();
+        *pending = Some(tokio::spawn(store_pieces(
+            self.store.clone(),
+            self.upload.id.clone(),
+            self.writer.clone(),
+            seq,
+            pieces,
+        )));
         Ok(())
     }
 
@@ -1119,17 +1144,7 @@ impl Claim {
     }
 
     async fn renew_in(&self, tx: &mut yc_sql::Tx) -> Result<bool, BlobError> {
-        let renewed = tx
-            .execute(
-                &query(
-                    "UPDATE cr_upload_writers SET until_at = $1 WHERE upload_id = $2 AND writer = $3",
-                )
-                .bind(nanos(Timestamp::now()) + lease_nanos())
-                .bind(&self.upload.id)
-                .bind(&self.writer),
-            )
-            .await?;
-        Ok(renewed > 0)
+        renew_claim(tx, &self.upload.id, &self.writer).await
     }
 
     /// Counts what this request wrote in the upload and lets the upload go.
@@ -1168,6 +1183,59 @@ impl Claim {
             tracing::warn!(upload = %self.upload.id, error = %e, "cannot release an upload; its claim runs out");
         }
     }
+}
+
+/// A batch of pieces being stored.
+type Storing = tokio::task::JoinHandle<Result<(), BlobError>>;
+
+async fn wait_stored(storing: Storing) -> Result<(), BlobError> {
+    storing
+        .await
+        .map_err(|e| BlobError::Unavailable(format!("storing pieces failed: {e}")))?
+}
+
+/// Stores pieces from `seq` on for `writer`, renewing its claim in the same transaction;
+/// refused once the claim is lost (then nothing is stored).
+async fn store_pieces(
+    store: SqlBlobStore,
+    id: String,
+    writer: String,
+    seq: i64,
+    pieces: Vec<Vec<u8>>,
+) -> Result<(), BlobError> {
+    let size: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+    let mut tx = store.db.begin().await?;
+    if !renew_claim(&mut tx, &id, &writer).await? {
+        tx.rollback().await?;
+        return Err(store.lost(&id).await);
+    }
+    for (n, piece) in pieces.into_iter().enumerate() {
+        tx.execute(
+            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(seq + n as i64)
+                .bind(piece),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    BYTES_WRITTEN.fetch_add(size, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Renews `writer`'s claim on the upload `id`; false when it holds it no more.
+async fn renew_claim(tx: &mut yc_sql::Tx, id: &str, writer: &str) -> Result<bool, BlobError> {
+    let renewed = tx
+        .execute(
+            &query(
+                "UPDATE cr_upload_writers SET until_at = $1 WHERE upload_id = $2 AND writer = $3",
+            )
+            .bind(nanos(Timestamp::now()) + lease_nanos())
+            .bind(id)
+            .bind(writer),
+        )
+        .await?;
+    Ok(renewed > 0)
 }
 
 /// Ends `writer`'s claim on the upload `id` without counting what it wrote.

@@ -79,6 +79,51 @@ struct SqliteInner {
     idle: Mutex<Vec<rusqlite::Connection>>,
     permits: Arc<Semaphore>,
     max: usize,
+    /// Dropped with the pool, which stops its checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the checkpointer looks at the write-ahead log.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// A log at least this large is checkpointed once it stops growing.
+const CHECKPOINT_IDLE_BYTES: u64 = 4 << 20;
+/// A log this large is checkpointed even while it grows.
+const CHECKPOINT_BUSY_BYTES: u64 = 1 << 30;
+
+/// Copies the write-ahead log of the database at `path` into it in the background, when
+/// writes pause (or the log grows very large), so that commits only append to the log: a large
+/// write (a layer being pushed) is written to the disk once while it is acknowledged, not
+/// twice. Commits still checkpoint themselves past `wal_autocheckpoint` (see `open_sqlite`)
+/// should this thread fall behind. Stops when `stop`'s sender is dropped.
+fn checkpointer(path: std::path::PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+    let wal = {
+        let mut name = path.clone().into_os_string();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
+    let mut conn = None;
+    let mut last = 0u64;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let idle = size == last && size >= CHECKPOINT_IDLE_BYTES;
+        last = size;
+        if !(idle || size >= CHECKPOINT_BUSY_BYTES) {
+            continue;
+        }
+        if conn.is_none() {
+            conn = open_sqlite(&SqliteTarget::File(path.clone())).ok();
+        }
+        if let Some(c) = &conn {
+            // PASSIVE: copies what no reader needs, never waits for or blocks a writer.
+            // On failure, a new connection next time; commits checkpoint meanwhile.
+            if c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .is_err()
+            {
+                conn = None;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -135,12 +180,25 @@ impl SqliteConn {
 impl SqlitePool {
     pub(crate) fn new(target: SqliteTarget, max_connections: u32) -> SqlitePool {
         let max = usize::try_from(max_connections.max(1)).unwrap_or(1);
+        let checkpointing = match &target {
+            SqliteTarget::File(path) => {
+                let (stop, stopped) = std::sync::mpsc::channel();
+                let path = path.clone();
+                std::thread::Builder::new()
+                    .name("sqlite-checkpoint".into())
+                    .spawn(move || checkpointer(path, stopped))
+                    .ok()
+                    .map(|_| stop)
+            }
+            SqliteTarget::Memory => None,
+        };
         SqlitePool {
             inner: Arc::new(SqliteInner {
                 target,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max)),
                 max,
+                _checkpointer: checkpointing,
             }),
         }
     }
@@ -208,6 +266,11 @@ fn open_sqlite(target: &SqliteTarget) -> Result<rusqlite::Connection, DbError> {
                 )));
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            // The checkpointer copies the log into the database when writes pause; a commit
+            // does it only past 1 GiB of log, should the checkpointer fall behind. The log
+            // file is cut back to 64 MiB once copied.
+            conn.pragma_update(None, "wal_autocheckpoint", 262_144)?;
+            conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
             conn
         }
     };
@@ -220,4 +283,55 @@ pub(crate) fn writes(sql: &str) -> bool {
     !sql.trim_start()
         .get(..6)
         .is_some_and(|head| head.eq_ignore_ascii_case("SELECT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, query};
+
+    /// A large write goes to the log at commit, and into the database file once writes
+    /// pause, without a commit waiting for it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_log_is_copied_into_the_database_when_writes_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let db = Db::sqlite_file(&path, 2).await.unwrap();
+        let t = db.dialect().types();
+        db.execute(&query(format!(
+            "CREATE TABLE IF NOT EXISTS b (n {} PRIMARY KEY, data {})",
+            t.int, t.bytes
+        )))
+        .await
+        .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for n in 0..16i64 {
+            tx.execute(
+                &query("INSERT INTO b (n, data) VALUES ($1, $2)")
+                    .bind(n)
+                    .bind(vec![n as u8; 1 << 20]),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = dir.path().join("db.sqlite-wal");
+        assert!(size(&wal) >= 16 << 20, "the commit wrote the log");
+        assert!(size(&path) < 1 << 20, "and nothing more yet");
+        let mut copied = false;
+        for _ in 0..100 {
+            if size(&path) >= 16 << 20 {
+                copied = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(copied, "the log was not copied into the database");
+        let count: Option<i64> = db
+            .fetch_scalar(&query("SELECT COUNT(*) FROM b"))
+            .await
+            .unwrap();
+        assert_eq!(count, Some(16));
+        db.close().await;
+    }
 }
