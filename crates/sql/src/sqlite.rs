@@ -81,6 +81,8 @@ struct SqliteInner {
     max: usize,
     /// Dropped with the pool, which stops its checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// Connections taken so far: the checkpointer waits for reads to pause too.
+    taken: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often the checkpointer looks at the write-ahead log.
@@ -89,28 +91,41 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 const CHECKPOINT_IDLE_BYTES: u64 = 4 << 20;
 /// A log this large is checkpointed even while it grows.
 const CHECKPOINT_BUSY_BYTES: u64 = 1 << 30;
+/// A log left this long uncopied is checkpointed even while the database is busy.
+const CHECKPOINT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Copies the write-ahead log of the database at `path` into it in the background, when
-/// writes pause (or the log grows very large), so that commits only append to the log: a large
-/// write (a layer being pushed) is written to the disk once while it is acknowledged, not
-/// twice. Commits still checkpoint themselves past `wal_autocheckpoint` (see `open_sqlite`)
-/// should this thread fall behind. Stops when `stop`'s sender is dropped.
-fn checkpointer(path: std::path::PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+/// Copies the write-ahead log of the database at `path` into it in the background, when the
+/// database is idle (no connection taken and the log not grown since the last look; or the
+/// log very large, or left uncopied for a while), so that commits only append to the log: a
+/// large write (a layer being pushed) is written to the disk once while it is acknowledged,
+/// and a read that follows it (its pull) does not share the disk with the copy. Commits still
+/// checkpoint themselves past `wal_autocheckpoint` (see `open_sqlite`) should this thread fall
+/// behind. Stops when `stop`'s sender is dropped.
+fn checkpointer(
+    path: std::path::PathBuf,
+    taken: Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
     let wal = {
         let mut name = path.clone().into_os_string();
         name.push("-wal");
         std::path::PathBuf::from(name)
     };
     let mut conn = None;
-    let mut last = 0u64;
+    let mut last = (0u64, 0u64);
+    let mut copied = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
         let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        let idle = size == last && size >= CHECKPOINT_IDLE_BYTES;
-        last = size;
-        if !(idle || size >= CHECKPOINT_BUSY_BYTES) {
+        let now = (size, taken.load(std::sync::atomic::Ordering::Relaxed));
+        let idle = now == last;
+        last = now;
+        let due = size >= CHECKPOINT_IDLE_BYTES
+            && (idle || copied.elapsed() >= CHECKPOINT_AT_LEAST_EVERY);
+        if !(due || size >= CHECKPOINT_BUSY_BYTES) {
             continue;
         }
+        copied = std::time::Instant::now();
         if conn.is_none() {
             conn = open_sqlite(&SqliteTarget::File(path.clone())).ok();
         }
@@ -180,13 +195,14 @@ impl SqliteConn {
 impl SqlitePool {
     pub(crate) fn new(target: SqliteTarget, max_connections: u32) -> SqlitePool {
         let max = usize::try_from(max_connections.max(1)).unwrap_or(1);
+        let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let checkpointing = match &target {
             SqliteTarget::File(path) => {
                 let (stop, stopped) = std::sync::mpsc::channel();
-                let path = path.clone();
+                let (path, taken) = (path.clone(), taken.clone());
                 std::thread::Builder::new()
                     .name("sqlite-checkpoint".into())
-                    .spawn(move || checkpointer(path, stopped))
+                    .spawn(move || checkpointer(path, taken, stopped))
                     .ok()
                     .map(|_| stop)
             }
@@ -199,6 +215,7 @@ impl SqlitePool {
                 permits: Arc::new(Semaphore::new(max)),
                 max,
                 _checkpointer: checkpointing,
+                taken,
             }),
         }
     }
@@ -211,6 +228,9 @@ impl SqlitePool {
             .acquire_owned()
             .await
             .map_err(|_| DbError::new("the SQLite pool is closed"))?;
+        self.inner
+            .taken
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let idle = self
             .inner
             .idle
