@@ -253,6 +253,26 @@ fn h2load(url: &str, args: &[&str], work: &Path, name: &str) -> Result<Figures> 
     })
 }
 
+/// Builds `yc-images` (and what `extra` names) in release mode; the release directory.
+pub(crate) fn build_release(extra: &[&str]) -> Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(project_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "yc-images",
+            "--bin",
+            "yc-images",
+        ])
+        .args(extra)
+        .status()?;
+    if !status.success() {
+        bail!("building yc-images {} failed: {status}", extra.join(" "));
+    }
+    Ok(target_dir().join("release"))
+}
+
 /// Builds both servers, seeds the real one, and measures every scenario against both.
 pub(crate) fn run() -> Result<LoadResults> {
     run_shapes(true)
@@ -269,23 +289,7 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     if Command::new("h2load").arg("--version").output().is_err() {
         bail!("the server benchmarks need h2load: apt-get install nghttp2-client");
     }
-    let status = Command::new(env!("CARGO"))
-        .current_dir(project_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "yc-images",
-            "--bin",
-            "yc-images",
-            "--example",
-            "ceiling",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building the server and the ceiling failed: {status}");
-    }
-    let release = target_dir().join("release");
+    let release = build_release(&["--example", "ceiling"])?;
     let work = tempfile::tempdir()?;
     let seed = work.path().join("seed/compute");
     fs::create_dir_all(&seed)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::{project_root, target_dir};
+use crate::target_dir;
 
 /// The size of the image's one layer: random, so that nothing compresses it.
 const LAYER_MIB: usize = 200;
@@ -230,7 +230,7 @@ fn skopeo_copy(from: &str, to: &str) -> Result<f64> {
 /// Whether PostgreSQL answers where the tests look for it.
 fn postgres_reachable() -> bool {
     std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("a socket address"),
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
         Duration::from_secs(1),
     )
     .is_ok()
@@ -247,21 +247,7 @@ pub(crate) fn run() -> Result<RegistryResults> {
             bail!("the registry benchmark needs {tool}: apt-get install {package}");
         }
     }
-    let status = Command::new(env!("CARGO"))
-        .current_dir(project_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "yc-images",
-            "--bin",
-            "yc-images",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building yc-images failed: {status}");
-    }
-    let binary = target_dir().join("release/yc-images");
+    let binary = crate::load::build_release(&[])?.join("yc-images");
     let work = tempfile::tempdir()?;
     let (_reference, reference) = start_reference(work.path())?;
     let (_embedded, embedded) = start_yc_images(&binary, work.path(), "embedded", &[])?;
