@@ -451,12 +451,9 @@ impl ComputeImages {
             .add(CREATE_METHOD, CancelMode::Notify, move |record, ctx| {
                 let service = create.clone();
                 async move {
-                    let request: CreateImageRequest = decode_request(&record.request)?;
+                    let request: CreateImageRequest = record.request()?;
                     let id = record
-                        .operation
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.to_msg::<CreateImageMetadata>().ok())
+                        .metadata::<CreateImageMetadata>()
                         .map(|m| m.image_id)
                         .unwrap_or_default();
                     let stored = service.store.get(&id).await.map_err(store_status)?;
@@ -497,7 +494,7 @@ impl ComputeImages {
             .add(UPDATE_METHOD, false, move |record, _ctx| {
                 let service = update.clone();
                 async move {
-                    let request: UpdateImageRequest = decode_request(&record.request)?;
+                    let request: UpdateImageRequest = record.request()?;
                     service
                         .apply_update(&request, &update_paths(&request)?)
                         .await
@@ -506,7 +503,7 @@ impl ComputeImages {
             .add(DELETE_METHOD, false, move |record, _ctx| {
                 let service = delete.clone();
                 async move {
-                    let request: DeleteImageRequest = decode_request(&record.request)?;
+                    let request: DeleteImageRequest = record.request()?;
                     // Marked DELETING before the restart, or not yet; gone already is done.
                     match service
                         .mark_deleting(&request.image_id, DeletingBy::Resumed)
@@ -720,15 +717,6 @@ fn apply_mask(
         }
     }
     Ok(())
-}
-
-fn decode_request<Q: prost::Message + Default>(bytes: &[u8]) -> Result<Q, Status> {
-    Q::decode(bytes).map_err(|e| {
-        Status::new(
-            tonic::Code::Internal,
-            format!("a stored request does not decode: {e}"),
-        )
-    })
 }
 
 fn check_min_disk(requested: i64, needed: i64) -> Result<(), Status> {

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use yc_api_runtime::list::page_token::TokenKey;
 use yc_proto_types::google::protobuf::{Any, Timestamp};
+use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::operation::{Operation, operation};
 
 /// A new operation, as the runner hands it to the store.
@@ -42,6 +43,26 @@ pub struct OperationRecord {
     pub request: Vec<u8>,
     /// See [`NewOperation::owner`].
     pub owner: String,
+}
+
+impl OperationRecord {
+    /// The request that started the operation, for the work that resumes it.
+    pub fn request<Q: prost::Message + Default>(&self) -> Result<Q, Status> {
+        Q::decode(self.request.as_slice()).map_err(|e| {
+            Status::new(
+                tonic::Code::Internal,
+                format!("a stored request does not decode: {e}"),
+            )
+        })
+    }
+
+    /// The operation's metadata as `M`, if it is one.
+    pub fn metadata<M: prost::Name + Default>(&self) -> Option<M> {
+        self.operation
+            .metadata
+            .as_ref()
+            .and_then(|m| m.to_msg::<M>().ok())
+    }
 }
 
 /// What [`OperationStore::create`] did.

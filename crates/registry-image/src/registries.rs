@@ -49,20 +49,29 @@ pub struct Registries {
     runner: OperationRunner,
 }
 
+/// The registry `id` of `store`, if the caller holds `role` in its folder: `NOT_FOUND` when
+/// there is none (for anyone signed in), `PERMISSION_DENIED` when the caller may not. Every
+/// service of registries, repositories, images and the registry API looks registries up so.
+pub(crate) async fn registry_for(
+    store: &dyn ImageStore,
+    id: &str,
+    caller: &Caller,
+    role: Role,
+) -> Result<Registry, Status> {
+    let registry = store
+        .registry(id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| not_found(id))?;
+    caller.require(&registry.folder_id, role)?;
+    Ok(registry)
+}
+
 fn not_found(id: &str) -> Status {
     Status::new(
         tonic::Code::NotFound,
         format!("Registry {} not found", yc_proto_types::bounded(id, 64)),
     )
-}
-
-fn decode_request<Q: prost::Message + Default>(bytes: &[u8]) -> Result<Q, Status> {
-    Q::decode(bytes).map_err(|e| {
-        Status::new(
-            tonic::Code::Internal,
-            format!("a stored request does not decode: {e}"),
-        )
-    })
 }
 
 /// Refuses a registry that is not ACTIVE: Update and Delete wait for a Create to finish, and
@@ -105,14 +114,7 @@ impl Registries {
         caller: &Caller,
         role: Role,
     ) -> Result<Registry, Status> {
-        let registry = self
-            .store
-            .registry(id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| not_found(id))?;
-        caller.require(&registry.folder_id, role)?;
-        Ok(registry)
+        registry_for(&*self.store, id, caller, role).await
     }
 
     /// `Get`.
@@ -356,12 +358,9 @@ impl Registries {
             .add(CREATE_METHOD, false, move |record, _ctx| {
                 let service = create.clone();
                 async move {
-                    let request: CreateRegistryRequest = decode_request(&record.request)?;
+                    let request: CreateRegistryRequest = record.request()?;
                     let id = record
-                        .operation
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.to_msg::<CreateRegistryMetadata>().ok())
+                        .metadata::<CreateRegistryMetadata>()
                         .map(|m| m.registry_id)
                         .unwrap_or_default();
                     if service
@@ -384,7 +383,7 @@ impl Registries {
             .add(UPDATE_METHOD, false, move |record, _ctx| {
                 let service = update.clone();
                 async move {
-                    let request: UpdateRegistryRequest = decode_request(&record.request)?;
+                    let request: UpdateRegistryRequest = record.request()?;
                     service
                         .apply_update(&request, &update_paths(&request)?)
                         .await
@@ -393,7 +392,7 @@ impl Registries {
             .add(DELETE_METHOD, false, move |record, _ctx| {
                 let service = delete.clone();
                 async move {
-                    let request: DeleteRegistryRequest = decode_request(&record.request)?;
+                    let request: DeleteRegistryRequest = record.request()?;
                     match service
                         .mark_deleting(&request.registry_id, DeletingBy::Resumed)
                         .await

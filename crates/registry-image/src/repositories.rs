@@ -17,8 +17,8 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{
     ListRepositoriesResponse, Repository,
 };
 
-use crate::registries::Registries;
-use crate::service::store_status;
+use crate::registries::registry_for;
+use crate::service::{registry_of, store_status};
 use crate::store::{ImageStore, RepositoryQuery, RepositoryScope};
 
 /// What List accepts.
@@ -33,7 +33,6 @@ const LIST: ListSpec<'static> = ListSpec {
 #[derive(Clone)]
 pub struct Repositories {
     store: Arc<dyn ImageStore>,
-    registries: Registries,
     runner: OperationRunner,
 }
 
@@ -47,19 +46,10 @@ fn not_found(what: &str) -> Status {
     )
 }
 
-/// The registry id of a repository name, `<registry_id>/<name>`.
-fn registry_of(name: &str) -> &str {
-    name.split('/').next().unwrap_or_default()
-}
-
 impl Repositories {
     /// The repositories of `store`; page tokens are sealed with `runner`'s keys.
     pub fn new(store: Arc<dyn ImageStore>, runner: OperationRunner) -> Self {
-        Self {
-            registries: Registries::new(store.clone(), runner.clone()),
-            store,
-            runner,
-        }
+        Self { store, runner }
     }
 
     /// `repository`, if the caller may read its registry.
@@ -68,9 +58,13 @@ impl Repositories {
         repository: Repository,
         caller: &Caller,
     ) -> Result<Repository, Status> {
-        self.registries
-            .registry(registry_of(&repository.name), caller, Role::Viewer)
-            .await?;
+        registry_for(
+            &*self.store,
+            registry_of(&repository.name),
+            caller,
+            Role::Viewer,
+        )
+        .await?;
         Ok(repository)
     }
 
@@ -99,9 +93,7 @@ impl Repositories {
     ) -> Result<Repository, Status> {
         validate(request)?;
         let name = &request.repository_name;
-        self.registries
-            .registry(registry_of(name), caller, Role::Viewer)
-            .await?;
+        registry_for(&*self.store, registry_of(name), caller, Role::Viewer).await?;
         self.store
             .repository_by_name(name)
             .await
@@ -118,9 +110,7 @@ impl Repositories {
     ) -> Result<ListRepositoriesResponse, Status> {
         validate(request)?;
         let scope = if !request.registry_id.is_empty() {
-            self.registries
-                .registry(&request.registry_id, caller, Role::Viewer)
-                .await?;
+            registry_for(&*self.store, &request.registry_id, caller, Role::Viewer).await?;
             RepositoryScope::Registry(request.registry_id.clone())
         } else if !request.folder_id.is_empty() {
             caller.require(&request.folder_id, Role::Viewer)?;

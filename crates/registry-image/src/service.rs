@@ -107,11 +107,7 @@ impl RegistryImages {
         resumers.add(DELETE_METHOD, false, move |record, _ctx| {
             let store = store.clone();
             async move {
-                let request =
-                    <DeleteImageRequest as prost::Message>::decode(record.request.as_slice())
-                        .map_err(|e| {
-                            Status::new(tonic::Code::Internal, format!("stored request: {e}"))
-                        })?;
+                let request: DeleteImageRequest = record.request()?;
                 store
                     .delete(&request.image_id, Timestamp::now())
                     .await
@@ -207,16 +203,7 @@ impl RegistryImages {
         caller: &Caller,
         role: Role,
     ) -> Result<Registry, Status> {
-        match self.store.registry(id).await.map_err(store_status)? {
-            Some(registry) => {
-                caller.require(&registry.folder_id, role)?;
-                Ok(registry)
-            }
-            None => Err(Status::new(
-                tonic::Code::NotFound,
-                format!("Registry {} not found", yc_proto_types::bounded(id, 64)),
-            )),
-        }
+        crate::registries::registry_for(&*self.store, id, caller, role).await
     }
 
     /// The image of `repository` a tag or manifest digest names, for a caller that may read
@@ -609,6 +596,6 @@ pub fn check_tag(tag: &str) -> Result<(), Status> {
 }
 
 /// The registry id of a repository or image name, `<registry_id>/<repository>`.
-fn registry_of(name: &str) -> &str {
+pub(crate) fn registry_of(name: &str) -> &str {
     name.split('/').next().unwrap_or_default()
 }
