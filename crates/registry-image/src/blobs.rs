@@ -22,7 +22,7 @@
 //! that brought them ends well; a failed request leaves the upload as it was.
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::Stream;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use yc_api_runtime::list::sql::nanos;
@@ -109,6 +109,9 @@ pub fn blob_bytes() -> (u64, u64) {
 
 /// The largest piece of content stored in one row.
 pub const PIECE: usize = 1 << 20;
+
+/// How many pieces a blob's reader keeps ready ahead of its client.
+pub const READ_AHEAD: usize = 4;
 
 /// How long a request's claim on an upload lasts without being renewed; it is renewed while
 /// its bytes arrive.
@@ -906,37 +909,56 @@ impl SqlBlobStore {
             let take = usize::try_from(end.min(to) - start.max(from)).unwrap_or_default();
             wanted.push((seq, skip, take));
         }
-        let store = self.clone();
-        let storage = blob.storage.clone();
-        Ok(
-            futures_util::stream::iter(wanted).then(move |(seq, skip, take)| {
-                let store = store.clone();
-                let storage = storage.clone();
-                async move {
-                    let piece = Bytes::from(store.piece(&storage, seq).await?);
-                    Ok(piece.slice(skip.min(piece.len())..(skip + take).min(piece.len())))
-                }
-            }),
-        )
+        Ok(self.read_ahead(blob, wanted))
     }
 
-    /// The blob's content as a stream of pieces, read one at a time.
+    /// The blob's content as a stream of pieces, read ahead of the client (see
+    /// [`READ_AHEAD`]).
     pub fn read(
         &self,
         blob: &BlobInfo,
     ) -> impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static {
-        let store = self.clone();
-        let storage = blob.storage.clone();
-        futures_util::stream::try_unfold((0i64, blob.pieces), move |(seq, pieces)| {
-            let store = store.clone();
-            let storage = storage.clone();
-            async move {
-                if seq >= pieces {
-                    return Ok(None);
+        let whole = usize::MAX;
+        self.read_ahead(blob, (0..blob.pieces).map(|seq| (seq, 0, whole)).collect())
+    }
+
+    /// The parts `(seq, skip, take)` of the blob's pieces, in order, read by a task of their
+    /// own up to [`READ_AHEAD`] pieces ahead of the stream, so that the next piece comes out
+    /// of the database while the one before goes to the client. The task stops at the first
+    /// error (the stream's last item) or when the stream is dropped (the client went away).
+    fn read_ahead(
+        &self,
+        blob: &BlobInfo,
+        parts: Vec<(i64, usize, usize)>,
+    ) -> impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static {
+        enum State {
+            Idle(SqlBlobStore, String, Vec<(i64, usize, usize)>),
+            Reading(tokio::sync::mpsc::Receiver<Result<Bytes, BlobError>>),
+        }
+        let start = State::Idle(self.clone(), blob.storage.clone(), parts);
+        futures_util::stream::unfold(start, |state| async move {
+            let mut pieces = match state {
+                State::Reading(pieces) => pieces,
+                State::Idle(store, storage, parts) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+                    tokio::spawn(async move {
+                        for (seq, skip, take) in parts {
+                            let piece = store.piece(&storage, seq).await.map(|piece| {
+                                let piece = Bytes::from(piece);
+                                let from = skip.min(piece.len());
+                                piece.slice(from..from.saturating_add(take).min(piece.len()))
+                            });
+                            let failed = piece.is_err();
+                            if tx.send(piece).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                    rx
                 }
-                let piece = store.piece(&storage, seq).await?;
-                Ok(Some((Bytes::from(piece), (seq + 1, pieces))))
-            }
+            };
+            let piece = pieces.recv().await?;
+            Some((piece, State::Reading(pieces)))
         })
     }
 }

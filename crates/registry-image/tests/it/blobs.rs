@@ -386,3 +386,54 @@ async fn digests_are_checked_whoever_wrote_the_bytes() {
     }
     assert_eq!(read(&two, "crptwo", &digest).await, data);
 }
+
+/// Reads run ahead of the client by a few pieces: a blob of many pieces and a range across
+/// several still come out whole and in order, a reader dropped half-way leaves the store
+/// serving, and a piece that cannot be read ends the stream with the error (no short blob
+/// passed off as whole).
+#[tokio::test]
+async fn reads_ahead_in_order_and_stop_at_a_missing_piece() {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    use yc_registry_image::blobs::READ_AHEAD;
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let store = SqlBlobStore::open(db.clone()).await.unwrap();
+    let data = content((2 * READ_AHEAD + 3) * PIECE + 99);
+    let blob = store.put("crpone", &data).await.unwrap();
+    assert_eq!(read(&store, "crpone", &blob.digest).await, data);
+
+    let (start, length) = (PIECE as i64 + 17, 3 * PIECE as i64 + 5);
+    let range: Vec<Bytes> = store
+        .read_range(&blob, start, length)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let range = range.concat();
+    assert_eq!(range, data[start as usize..(start + length) as usize]);
+
+    let mut abandoned = Box::pin(store.read(&blob));
+    assert_eq!(abandoned.next().await.unwrap().unwrap(), data[..PIECE]);
+    drop(abandoned);
+    assert_eq!(read(&store, "crpone", &blob.digest).await, data);
+
+    let removed = db
+        .execute(
+            &yc_sql::query(
+                "DELETE FROM cr_blob_data WHERE seq = 3 \
+                 AND storage = (SELECT storage FROM cr_blobs WHERE digest = $1)",
+            )
+            .bind(&blob.digest),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let pieces: Vec<Result<Bytes, BlobError>> = store.read(&blob).collect().await;
+    assert_eq!(
+        pieces.len(),
+        4,
+        "three pieces, then the error, then nothing"
+    );
+    assert!(pieces[..3].iter().all(Result::is_ok));
+    assert!(matches!(pieces[3], Err(BlobError::Unavailable(_))));
+}
