@@ -36,6 +36,7 @@ const RUST_PACKAGES: &[&str] = &[
     "yandex.cloud.compute.v1",
     "yandex.cloud.containerregistry.v1",
     "yandex.cloud.endpoint",
+    "yandex.cloud.iam.v1",
     "yandex.cloud.operation",
 ];
 

@@ -42,6 +42,13 @@ impl ReachedAt {
     }
 }
 
+impl ReachedAt {
+    /// The address, `host:port`.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Whether `path` is a call of ApiEndpointService.
 pub(crate) fn is_discovery(path: &str) -> bool {
     path.starts_with("/yandex.cloud.endpoint.ApiEndpointService/")

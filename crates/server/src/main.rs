@@ -39,6 +39,8 @@ enum Command {
     Compute(cli::ComputeArgs),
     /// Long-running operations on a server: get, wait.
     Operation(cli::OperationArgs),
+    /// Credentials for the server's IAM: service-account keys.
+    Iam(cli::IamArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
                     Command::Registry(args) => cli::registry(args).await,
                     Command::Compute(args) => cli::compute(args).await,
                     Command::Operation(args) => cli::operation(args).await,
+                    Command::Iam(args) => cli::iam(args),
                 }
             })
         });

@@ -29,6 +29,13 @@ pub mod yandex {
             include!("yandex.cloud.endpoint.serde.rs");
             include!("yandex.cloud.endpoint.rpc.rs");
         }
+        pub mod iam {
+            pub mod v1 {
+                include!("yandex.cloud.iam.v1.rs");
+                include!("yandex.cloud.iam.v1.serde.rs");
+                include!("yandex.cloud.iam.v1.rpc.rs");
+            }
+        }
         pub mod operation {
             include!("yandex.cloud.operation.rs");
             include!("yandex.cloud.operation.serde.rs");

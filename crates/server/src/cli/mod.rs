@@ -24,10 +24,12 @@ use yc_registry_image::client::{RegistryClient, RegistryImageClient, RepositoryC
 use yc_registry_image::push::Pushed;
 
 mod compute_images;
+mod iam;
 mod operation;
 mod registry_images;
 
 pub(crate) use compute_images::{ComputeArgs, compute};
+pub(crate) use iam::{IamArgs, iam};
 use operation::{OPERATION_COLUMNS, operation_row, wait};
 pub(crate) use operation::{OperationArgs, operation};
 pub(crate) use registry_images::{RegistryArgs, registry};

@@ -123,6 +123,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "YC_IMAGES_GC_GRACE", default_value_t = 3600)]
     pub(crate) gc_grace: u64,
 
+    /// Seconds an IAM token this server issues (IamTokenService.Create, for a
+    /// service-account JWT or an OAuth token) is valid: 12 hours, as the cloud's.
+    #[arg(long, env = "YC_IMAGES_IAM_TOKEN_LIFETIME", default_value_t = crate::iam::tokens::DEFAULT_LIFETIME.as_secs())]
+    pub(crate) iam_token_lifetime: u64,
+
     /// Seconds an operation runner's lease lasts; renewed every third of it. When a server
     /// stops without finishing its operations, another server on the same database (or this
     /// one, restarted) takes them over once the lease has run out.

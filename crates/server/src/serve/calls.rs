@@ -75,7 +75,8 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Instant::now();
-        if crate::endpoints::is_discovery(request.uri().path())
+        let path = request.uri().path();
+        if (crate::endpoints::is_discovery(path) || crate::iam::is_token_exchange(path))
             && let Some(reached) = crate::endpoints::ReachedAt::of(&request)
         {
             request.extensions_mut().insert(reached);

@@ -17,7 +17,8 @@ use yc_registry_image::{
 };
 
 use crate::endpoints::Endpoints;
-use crate::iam::Iam;
+use crate::iam::tokens::{IamTokens, IssuedTokens};
+use crate::iam::{Config as IamConfig, Iam};
 
 mod args;
 mod calls;
@@ -30,8 +31,9 @@ use stores::open_stores;
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let started = Instant::now();
-    let iam = args.iam.as_deref().map(Iam::load).transpose()?;
-    if iam.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+    let iam_config = args.iam.as_deref().map(IamConfig::load).transpose()?;
+    let authenticated = iam_config.is_some();
+    if !authenticated && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
         anyhow::bail!(
             "refusing to serve on {} without authentication: every caller could read and change \
              everything. Give an IAM file with --iam, listen on a loopback address (127.0.0.1, \
@@ -50,6 +52,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         _ => None,
     };
     let stores = open_stores(&args).await?;
+    let issued = IssuedTokens::open(
+        stores.db.clone(),
+        Duration::from_secs(args.iam_token_lifetime),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let iam = Iam::new(args.iam.as_deref(), iam_config.unwrap_or_default(), issued);
     let runner =
         OperationRunner::with_lease(stores.operations, Duration::from_secs(args.operation_lease));
     let registries = Registries::new(stores.registry.clone(), runner.clone());
@@ -118,6 +127,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     .add_service(ComputeImageGrpc::server(compute.clone()).max_decoding_message_size(max))
     .add_service(OperationGrpc::server(runner.clone()).max_decoding_message_size(max))
     .add_service(Endpoints::server(address.to_string()).max_decoding_message_size(max))
+    .add_service(
+        IamTokens::new(iam.clone(), address.to_string())
+            .server()
+            .max_decoding_message_size(max),
+    )
     .add_service(health_service.max_decoding_message_size(max))
     .add_service(reflection.max_decoding_message_size(max))
     .add_service(reflection_alpha.max_decoding_message_size(max))
@@ -130,6 +144,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         "yandex.cloud.compute.v1.ImageService",
         "yandex.cloud.operation.OperationService",
         "yandex.cloud.endpoint.ApiEndpointService",
+        "yandex.cloud.iam.v1.IamTokenService",
     ] {
         health
             .set_service_status(service, tonic_health::ServingStatus::Serving)
@@ -146,6 +161,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ComputeImageGrpc::rest(compute.clone()),
         OperationGrpc::rest(runner.clone()),
         Endpoints::rest(address.to_string()),
+        IamTokens::new(iam.clone(), address.to_string()).rest(),
     ]));
     let mut app = grpc
         .merge(yc_registry_image::distribution::router(
@@ -163,8 +179,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .layer(axum::extract::DefaultBodyLimit::disable());
     // Every call carries a principal: IAM's, or the explicit anonymous one of a server without
     // IAM. A call without one is refused by the services (UNAUTHENTICATED).
-    let authenticated = iam.is_some();
-    if let Some(iam) = iam {
+    if authenticated {
         app = app.layer(axum::middleware::from_fn_with_state(
             iam,
             crate::iam::authenticate,

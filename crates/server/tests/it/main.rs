@@ -8,6 +8,7 @@ mod support;
 mod access;
 mod bad_input;
 mod cli;
+mod credentials;
 mod hostile;
 mod integrity;
 mod registry_push;

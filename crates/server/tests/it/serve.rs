@@ -1157,12 +1157,13 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
             called += 1;
         }
     }
-    // Every RPC of the four services and discovery; Cancel has two rules.
+    // Every RPC of the image, registry, repository and operation services, discovery and
+    // IAM tokens; Cancel has two rules.
     assert_eq!(
         rules.len(),
-        22,
+        25,
         "{:?}",
         rules.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    assert_eq!(called, 23);
+    assert_eq!(called, 26);
 }

@@ -1,0 +1,217 @@
+//! Credentials exchanged for IAM tokens (`IamTokenService`): service-account keys made by
+//! `yc-images iam key create` and registered while the server runs, OAuth tokens, and the
+//! tokens the server issues, which act as their subject, survive a restart and are refused
+//! once revoked; every bad credential is UNAUTHENTICATED with the check that failed.
+
+use std::path::Path;
+
+use crate::support::Server;
+
+const FOLDER: &str = "b1gteam";
+const BUILDER: &str = "ajebuilder0000000000";
+const USER: &str = "ajeuser0000000000000";
+const OAUTH: &str = "y0_user-oauth-token";
+
+fn write_iam(path: &Path) {
+    let file = serde_json::json!({
+        "subjects": [
+            {"id": BUILDER},
+            {"id": USER, "oauthTokens": [OAUTH]},
+        ],
+        "accessBindings": [
+            {"folderId": FOLDER, "subjectId": BUILDER, "roleId": "editor"},
+            {"folderId": FOLDER, "subjectId": USER, "roleId": "viewer"},
+        ],
+    });
+    std::fs::write(path, file.to_string()).unwrap();
+}
+
+fn key_create(iam: &Path, output: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args(["iam", "key", "create", "--service-account-id", BUILDER])
+        .arg("--output")
+        .arg(output)
+        .arg("--iam")
+        .arg(iam)
+        .output()
+        .unwrap()
+}
+
+/// POST /iam/v1/tokens with `body`: the status and the JSON answer.
+async fn exchange(server: &Server, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/iam/v1/tokens", server.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&answer.text().await.unwrap()).unwrap(),
+    )
+}
+
+async fn list_registries(server: &Server, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/container-registry/v1/registries?folderId={FOLDER}",
+            server.url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn oauth_tokens_become_iam_tokens_that_outlive_a_restart_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--iam", &iam_arg]);
+
+    let (status, answer) = exchange(
+        &server,
+        serde_json::json!({"yandexPassportOauthToken": OAUTH}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["iamToken"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("t1."), "{answer}");
+    assert!(
+        answer["expiresAt"].as_str().unwrap().ends_with('Z'),
+        "{answer}"
+    );
+    assert_eq!(list_registries(&server, &token).await, 200);
+
+    // Bad credentials: UNAUTHENTICATED (401), saying what failed; none is half-taken.
+    for (body, says) in [
+        (
+            serde_json::json!({"yandexPassportOauthToken": "y0_unknown"}),
+            "OAuth token is not valid",
+        ),
+        (serde_json::json!({"jwt": "a.b.c"}), "not base64url"),
+        (
+            serde_json::json!({"jwt": "only-one-part"}),
+            "three base64url parts",
+        ),
+    ] {
+        let (status, answer) = exchange(&server, body.clone()).await;
+        assert_eq!(status, 401, "{body}: {answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    // Neither or both of the oneof: a validation error naming it.
+    let (status, answer) = exchange(&server, serde_json::json!({})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("identity"),
+        "{answer}"
+    );
+    assert_eq!(list_registries(&server, "t1.not-issued").await, 401);
+
+    // The token is in the store: a server started after `kill -9` takes it.
+    server.kill();
+    let server = Server::start_with(&data, &["--iam", &iam_arg]);
+    assert_eq!(list_registries(&server, &token).await, 200);
+
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/iam/v1/tokens:revoke", server.url()))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"iamToken": token}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    let revoked: serde_json::Value = serde_json::from_str(&revoked.text().await.unwrap()).unwrap();
+    assert_eq!(revoked["subjectId"], USER);
+    assert_eq!(list_registries(&server, &token).await, 401);
+}
+
+/// `yc-images iam key create` against the IAM file of a running server: the key file is in
+/// the real format, and the official Python SDK signs in with it (JWT → IamTokenService.Create
+/// through discovery, over TLS) and with an OAuth token. Needs the SDK's Python environment,
+/// which `cargo xtask ci` provides.
+#[tokio::test]
+async fn the_official_python_sdk_signs_in_with_a_key_file_and_an_oauth_token() {
+    let Some(python) = crate::support::sdk_python("the Python SDK credentials test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg, "--tls"]);
+
+    // Registered while the server runs.
+    let key_file = dir.path().join("key.json");
+    let made = key_create(&iam, &key_file);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    assert_eq!(key["service_account_id"], BUILDER);
+    assert_eq!(key["key_algorithm"], "RSA_2048");
+    assert!(key["id"].as_str().unwrap().starts_with("aje"));
+    let private_key = key["private_key"].as_str().unwrap();
+    assert!(private_key.starts_with("PLEASE DO NOT REMOVE THIS LINE! Yandex.Cloud SA Key ID <"));
+    assert!(private_key.contains("-----BEGIN PRIVATE KEY-----"));
+    assert!(
+        key["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key file is its owner's only: {mode:o}"
+        );
+    }
+
+    let ca = dir.path().join("data/tls/ca.pem");
+    let args = [
+        server.address.as_ref(),
+        ca.as_os_str(),
+        key_file.as_os_str(),
+        BUILDER.as_ref(),
+        OAUTH.as_ref(),
+        USER.as_ref(),
+        FOLDER.as_ref(),
+    ];
+    crate::support::run_sdk_script(
+        python,
+        "sdk_credentials.py",
+        &args,
+        "the official Python SDK signed in with a key file and with an OAuth token",
+    )
+    .await;
+}
+
+/// A key file for a service account the IAM file's subject does not match, or an IAM file
+/// that is not one, is refused by the command without writing anything.
+#[test]
+fn key_create_refuses_what_it_cannot_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    std::fs::write(&iam, "not json").unwrap();
+    let key_file = dir.path().join("key.json");
+    let refused = key_create(&iam, &key_file);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not JSON"));
+    assert!(!key_file.exists());
+    assert_eq!(std::fs::read_to_string(&iam).unwrap(), "not json");
+}
