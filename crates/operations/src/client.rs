@@ -28,7 +28,11 @@ use yc_proto_types::yandex::cloud::operation::{
     GetOperationRequest, Operation, operation_service_rpc,
 };
 
+use crate::credentials::Credentials;
 use crate::{OperationWaiter, WaitError, WaitPolicy};
+
+/// Shared credentials.
+type SharedCredentials = std::sync::Arc<dyn Credentials>;
 
 /// Reads an operation by id.
 #[async_trait]
@@ -117,6 +121,7 @@ pub struct RestApi {
     base: Url,
     http: reqwest::Client,
     token: Option<String>,
+    credentials: Option<SharedCredentials>,
 }
 
 impl RestApi {
@@ -132,12 +137,29 @@ impl RestApi {
             base,
             http: reqwest::Client::new(),
             token: None,
+            credentials: None,
         })
+    }
+
+    /// Sends the token `credentials` gives with every request (instead of a fixed one).
+    pub fn with_credentials(mut self, credentials: SharedCredentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The audience of JWTs exchanged at this API: `https://iam.<host:port>/iam/v1/tokens`.
+    fn iam_audience(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port_or_known_default() {
+            Some(port) if port != 443 => format!("https://iam.{host}:{port}/iam/v1/tokens"),
+            _ => format!("https://iam.{host}/iam/v1/tokens"),
+        }
     }
 
     /// Sends `authorization: Bearer <token>` with every request.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self.credentials = None;
         self
     }
 
@@ -172,7 +194,9 @@ impl RestApi {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
         let mut request = self.http.request(call.method, url.clone());
-        if let Some(token) = &self.token {
+        if let Some(credentials) = &self.credentials {
+            request = request.bearer_auth(credentials.iam_token().await?);
+        } else if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = call.body {
@@ -265,6 +289,10 @@ enum Transport {
 pub struct ApiClient {
     transport: Transport,
     wait: WaitPolicy,
+    /// Where calls get their token, overriding a fixed one.
+    credentials: Option<SharedCredentials>,
+    /// The `host:port` a gRPC client connected to, when known.
+    authority: Option<String>,
 }
 
 impl ApiClient {
@@ -278,17 +306,24 @@ impl ApiClient {
         Self {
             transport: Transport::Grpc(channel, token),
             wait: WaitPolicy::default(),
+            credentials: None,
+            authority: None,
         }
     }
 
     /// Connects over gRPC to `endpoint`, e.g. `http://127.0.0.1:50051`.
     pub async fn connect_grpc(endpoint: &str) -> Result<Self, Status> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| Status::new(tonic::Code::InvalidArgument, e.to_string()))?
+        let endpoint = Channel::from_shared(endpoint.to_owned())
+            .map_err(|e| Status::new(tonic::Code::InvalidArgument, e.to_string()))?;
+        let authority = endpoint.uri().authority().map(|a| a.as_str().to_owned());
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| Status::new(tonic::Code::Unavailable, e.to_string()))?;
-        Ok(Self::grpc(channel))
+        Ok(Self {
+            authority,
+            ..Self::grpc(channel)
+        })
     }
 
     /// Over the REST API at `base_url`, e.g. `http://127.0.0.1:50051`.
@@ -301,6 +336,37 @@ impl ApiClient {
         Self {
             transport: Transport::Rest(api),
             wait: WaitPolicy::default(),
+            credentials: None,
+            authority: None,
+        }
+    }
+
+    /// Every call carries the token `credentials` gives (see [`crate::credentials`]).
+    pub fn with_credentials(self, credentials: impl Credentials + 'static) -> Self {
+        self.with_shared_credentials(std::sync::Arc::new(credentials))
+    }
+
+    /// [`with_credentials`](Self::with_credentials), credentials shared with other clients.
+    pub fn with_shared_credentials(mut self, credentials: SharedCredentials) -> Self {
+        // The credentials' token replaces a fixed one.
+        self.transport = match self.transport {
+            Transport::Rest(api) => Transport::Rest(api.with_credentials(credentials.clone())),
+            Transport::Grpc(channel, _) => Transport::Grpc(channel, BearerToken::none()),
+        };
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The audience the SDKs give JWTs exchanged at this API's endpoint:
+    /// `https://iam.<host:port>/iam/v1/tokens`, or the cloud's when the endpoint is unknown.
+    pub fn iam_audience(&self) -> String {
+        match (&self.transport, &self.authority) {
+            (Transport::Rest(api), _) => api.iam_audience(),
+            (Transport::Grpc(..), Some(authority)) => {
+                let authority = authority.strip_suffix(":443").unwrap_or(authority);
+                format!("https://iam.{authority}/iam/v1/tokens")
+            }
+            (Transport::Grpc(..), None) => crate::credentials::CLOUD_AUDIENCE.to_owned(),
         }
     }
 
@@ -310,7 +376,11 @@ impl ApiClient {
             Transport::Rest(api) => Transport::Rest(api.with_token(token)),
             Transport::Grpc(channel, _) => Transport::Grpc(channel, BearerToken::new(token)?),
         };
-        Ok(Self { transport, ..self })
+        Ok(Self {
+            transport,
+            credentials: None,
+            ..self
+        })
     }
 
     /// How waiting for an operation polls.
@@ -333,7 +403,18 @@ impl ApiClient {
                     .map_err(|e| Status::new(tonic::Code::Unavailable, e.to_string()))?;
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(rpc.grpc_path());
                 let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-                grpc.unary(tonic::Request::new(request), path, codec)
+                let mut request = tonic::Request::new(request);
+                if let Some(credentials) = &self.credentials {
+                    let token = credentials.iam_token().await?;
+                    let value = format!("Bearer {token}").parse().map_err(|_| {
+                        Status::new(
+                            tonic::Code::Unauthenticated,
+                            "the IAM token has characters a header cannot carry",
+                        )
+                    })?;
+                    request.metadata_mut().insert("authorization", value);
+                }
+                grpc.unary(request, path, codec)
                     .await
                     .map(tonic::Response::into_inner)
                     .map_err(Status::from)

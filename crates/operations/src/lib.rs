@@ -43,6 +43,7 @@
 //! ```
 
 pub mod client;
+pub mod credentials;
 #[cfg(feature = "server")]
 mod memory;
 #[cfg(feature = "server")]

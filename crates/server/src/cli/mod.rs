@@ -1,7 +1,8 @@
 //! The command line for both APIs: `yc-images registry …`, `yc-images compute …`,
-//! `yc-images operation …`. It speaks gRPC to a server (`--endpoint`), with a token
-//! (`--token`) and, over TLS, the CA to trust (`--ca`); each also read from an environment
-//! variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
+//! `yc-images operation …`. It speaks gRPC to a server (`--endpoint`), with credentials (an
+//! IAM token `--token`, a service-account key file `--sa-key`, or an OAuth token
+//! `--oauth-token`, the last two exchanged for an IAM token at the same server) and, over TLS,
+//! the CA to trust (`--ca`); each also read from an environment variable. Answers are a table for a person, or `--format json|yaml` (the canonical JSON of
 //! the API) for scripts; an error is one line with its code, and a non-zero exit.
 
 use std::path::PathBuf;
@@ -37,8 +38,9 @@ pub(crate) use registry_images::{RegistryArgs, registry};
 /// Where the server is and how to talk to it; every command takes these.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Connection {
-    /// The server's URL: `http://host:port`, or `https://host:port` (with --ca) for one
-    /// serving TLS.
+    /// The server: `http://host:port`, `https://host:port` (with --ca) for one serving TLS,
+    /// or `host:port` as `yc` takes it (TLS when --ca is given or the port is 443,
+    /// cleartext otherwise).
     #[arg(
         long,
         env = "YC_IMAGES_ENDPOINT",
@@ -47,9 +49,18 @@ pub(crate) struct Connection {
     )]
     endpoint: String,
 
-    /// IAM token sent as `authorization: Bearer <token>`.
+    /// IAM token sent as `authorization: Bearer <token>` (also read from `YC_IAM_TOKEN`).
     #[arg(long, env = "YC_IMAGES_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+
+    /// A service account's authorized key file (`yc iam key create`, `yc-images iam key
+    /// create`): a JWT signed with it is exchanged for an IAM token at the server.
+    #[arg(long, env = "YC_SERVICE_ACCOUNT_KEY_FILE", global = true)]
+    sa_key: Option<PathBuf>,
+
+    /// A user's OAuth token, exchanged for an IAM token at the server.
+    #[arg(long, env = "YC_TOKEN", hide_env_values = true, global = true)]
+    oauth_token: Option<String>,
 
     /// CA certificate (PEM) to trust for an `https://` endpoint, such as the one
     /// `yc-images serve --tls` prints.
@@ -95,14 +106,30 @@ fn wait_failed(error: WaitError) -> anyhow::Error {
     failed(error.status())
 }
 
-/// A gRPC channel to the server `connection` names, its calls carrying the token.
+/// `--endpoint` as a URL, and what was chosen for an endpoint without a scheme: `host:port`
+/// is `https://` when a CA is given or the port is 443, else `http://`, as `yc` decides.
+fn endpoint_url(endpoint: &str, ca: bool) -> (String, Option<String>) {
+    if endpoint.contains("://") {
+        return (endpoint.to_owned(), None);
+    }
+    let (scheme, why) = if ca {
+        ("https", "--ca is given")
+    } else if endpoint.ends_with(":443") {
+        ("https", "the port is 443")
+    } else {
+        ("http", "no --ca is given and the port is not 443")
+    };
+    let url = format!("{scheme}://{endpoint}");
+    let chosen = format!("--endpoint {endpoint} taken as {url}, since {why}");
+    (url, Some(chosen))
+}
+
+/// A gRPC channel to the server `connection` names, its calls carrying the IAM token of the
+/// connection's credentials (exchanged at the server for a key file or an OAuth token).
 async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-    let token = match &connection.token {
-        Some(token) => BearerToken::new(token).map_err(failed)?,
-        None => BearerToken::none(),
-    };
-    let mut endpoint = Endpoint::from_shared(connection.endpoint.clone())
+    let (url, chosen) = endpoint_url(&connection.endpoint, connection.ca.is_some());
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("--endpoint {:?} is not a URL", connection.endpoint))?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60));
@@ -119,13 +146,63 @@ async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
         (None, true) => bail!("an https:// endpoint needs the CA to trust: give --ca"),
         (None, false) => {}
     }
+    let authority = endpoint
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
     let channel = endpoint.connect().await.map_err(|e| {
+        let chosen = chosen
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
         failed(Status::new(
             tonic::Code::Unavailable,
-            format!("cannot reach {}: {e}", connection.endpoint),
+            format!("cannot reach {url}{chosen}: {e}"),
         ))
     })?;
+    let token = credentials_token(connection, &channel, &authority).await?;
     Ok((channel, token))
+}
+
+/// The IAM token the connection's credentials give, the first of: `--token` (or
+/// `YC_IAM_TOKEN`), `--sa-key`, `--oauth-token`; none without credentials. Key files and
+/// OAuth tokens are exchanged through the server's IamTokenService, the JWT's audience the
+/// server's address as the SDKs build it.
+async fn credentials_token(
+    connection: &Connection,
+    channel: &Channel,
+    authority: &str,
+) -> Result<BearerToken> {
+    use yc_operations::credentials::{Credentials as _, OAuthToken, ServiceAccountKey};
+    let token = connection
+        .token
+        .clone()
+        .or_else(|| std::env::var("YC_IAM_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty());
+    if let Some(token) = token {
+        return BearerToken::new(token.trim()).map_err(failed);
+    }
+    let exchange = ApiClient::grpc(channel.clone());
+    let audience = format!(
+        "https://iam.{}/iam/v1/tokens",
+        authority.strip_suffix(":443").unwrap_or(authority)
+    );
+    let exchanged = if let Some(path) = &connection.sa_key {
+        let key = ServiceAccountKey::from_file(path)
+            .map_err(failed)?
+            .with_audience(audience)
+            .exchanging_at(exchange);
+        key.iam_token().await
+    } else if let Some(oauth) = connection.oauth_token.as_deref().filter(|t| !t.is_empty()) {
+        OAuthToken::new(oauth.trim())
+            .exchanging_at(exchange)
+            .iam_token()
+            .await
+    } else {
+        return Ok(BearerToken::none());
+    };
+    BearerToken::new(&exchanged.map_err(failed)?).map_err(failed)
 }
 
 /// Reads operations over `channel`.
@@ -247,6 +324,22 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_without_a_scheme_are_taken_as_yc_takes_them() {
+        assert_eq!(
+            endpoint_url("http://h:1", false),
+            ("http://h:1".to_owned(), None)
+        );
+        let (url, chosen) = endpoint_url("localhost:50051", false);
+        assert_eq!(url, "http://localhost:50051");
+        assert!(chosen.unwrap().contains("no --ca is given"));
+        let (url, chosen) = endpoint_url("localhost:50051", true);
+        assert_eq!(url, "https://localhost:50051");
+        assert!(chosen.unwrap().contains("--ca is given"));
+        let (url, _) = endpoint_url("api.cloud.yandex.net:443", false);
+        assert_eq!(url, "https://api.cloud.yandex.net:443");
+    }
 
     #[test]
     fn tables_align_columns_and_codes_read_as_the_api_names_them() {

@@ -215,3 +215,191 @@ fn key_create_refuses_what_it_cannot_register() {
     assert!(!key_file.exists());
     assert_eq!(std::fs::read_to_string(&iam).unwrap(), "not json");
 }
+
+/// The Rust clients with each kind of credentials, over gRPC and REST, against the server: a
+/// key file made by `yc-images iam key create`, an OAuth token, a fixed IAM token, and the
+/// metadata service (a loopback stand-in answering as a VM's does). Bad credentials fail the
+/// call with UNAUTHENTICATED and the reason.
+#[tokio::test]
+async fn the_rust_clients_sign_in_with_every_kind_of_credentials() {
+    use yc_operations::ApiClient;
+    use yc_operations::credentials::{IamToken, MetadataService, OAuthToken, ServiceAccountKey};
+    use yc_proto_types::yandex::cloud::containerregistry::v1::{
+        ListRegistriesRequest, registry_service_rpc,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let key_file = dir.path().join("key.json");
+    assert!(key_create(&iam, &key_file).status.success());
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg]);
+
+    // A VM's metadata service, answering with a token the server issued for the user.
+    let (status, answer) = exchange(
+        &server,
+        serde_json::json!({"yandexPassportOauthToken": OAUTH}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let vm_token = answer["iamToken"].as_str().unwrap().to_owned();
+    let stub = axum::Router::new().route(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let token = vm_token.clone();
+            async move {
+                if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                    return (axum::http::StatusCode::FORBIDDEN, String::new());
+                }
+                let body = serde_json::json!({
+                    "access_token": token, "expires_in": 3600, "token_type": "Bearer"
+                });
+                (axum::http::StatusCode::OK, body.to_string())
+            }
+        }),
+    );
+    let metadata = crate::support::serve_router(stub).await;
+    let metadata = metadata.trim_start_matches("http://").to_owned();
+
+    let request = || ListRegistriesRequest {
+        folder_id: FOLDER.into(),
+        ..Default::default()
+    };
+    let grpc = ApiClient::connect_grpc(&server.url()).await.unwrap();
+    let rest = ApiClient::rest(&server.url()).unwrap();
+    for (transport, api) in [("gRPC", grpc), ("REST", rest)] {
+        let with_key = api.clone().with_credentials(
+            ServiceAccountKey::from_file(&key_file)
+                .unwrap()
+                .exchanging_at(api.clone()),
+        );
+        let with_oauth = api
+            .clone()
+            .with_credentials(OAuthToken::new(OAUTH).exchanging_at(api.clone()));
+        let with_metadata = api
+            .clone()
+            .with_credentials(MetadataService::new(&metadata));
+        for (who, client) in [
+            ("key", &with_key),
+            ("OAuth", &with_oauth),
+            ("metadata", &with_metadata),
+        ] {
+            client
+                .call(registry_service_rpc::LIST, request())
+                .await
+                .unwrap_or_else(|e| panic!("{transport}, {who}: {}", e.message));
+        }
+        // Later calls reuse the exchanged token and keep working.
+        for _ in 0..3 {
+            with_key
+                .call(registry_service_rpc::LIST, request())
+                .await
+                .unwrap();
+        }
+
+        for (who, client, says) in [
+            (
+                "unknown OAuth token",
+                api.clone()
+                    .with_credentials(OAuthToken::new("y0_unknown").exchanging_at(api.clone())),
+                "OAuth token is not valid",
+            ),
+            (
+                "key for another audience",
+                api.clone().with_credentials(
+                    ServiceAccountKey::from_file(&key_file)
+                        .unwrap()
+                        .with_audience("https://iam.api.cloud.yandex.net/iam/v1/tokens")
+                        .exchanging_at(api.clone()),
+                ),
+                "aud",
+            ),
+            (
+                "forged token",
+                api.clone().with_credentials(IamToken::new("t1.forged")),
+                "invalid",
+            ),
+            (
+                "no metadata service",
+                api.clone()
+                    .with_credentials(MetadataService::new("127.0.0.1:9")),
+                "not reachable",
+            ),
+        ] {
+            let error = client
+                .call(registry_service_rpc::LIST, request())
+                .await
+                .expect_err(who);
+            assert!(
+                error.message.contains(says),
+                "{transport}, {who}: {}",
+                error.message
+            );
+        }
+    }
+}
+
+/// The CLI signs in with a key file or an OAuth token (exchanged at the server) and takes
+/// `--endpoint host:port` as `yc` does; a bad key file fails with the reason.
+#[tokio::test]
+async fn the_cli_signs_in_with_a_key_file_or_an_oauth_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let key_file = dir.path().join("key.json");
+    assert!(key_create(&iam, &key_file).status.success());
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg]);
+    let cli = |credentials: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_yc-images"))
+            .args(["registry", "create", "--folder-id", FOLDER, "--name"])
+            .arg(format!(
+                "cli-{}",
+                credentials.len() + credentials.concat().len() % 97
+            ))
+            .args(["--endpoint", &server.address])
+            .args(credentials)
+            .env_remove("YC_IMAGES_TOKEN")
+            .env_remove("YC_IAM_TOKEN")
+            .env_remove("YC_TOKEN")
+            .env_remove("YC_SERVICE_ACCOUNT_KEY_FILE")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let key = key_file.to_string_lossy().into_owned();
+    let (ok, said) = cli(&["--sa-key", &key]);
+    assert!(ok, "{said}");
+    // The user is a viewer: signed in, and refused.
+    let (ok, said) = cli(&["--oauth-token", OAUTH]);
+    assert!(!ok && said.contains("PERMISSION_DENIED"), "{said}");
+    let (ok, said) = cli(&["--oauth-token", "y0_unknown"]);
+    assert!(
+        !ok && said.contains("UNAUTHENTICATED") && said.contains("OAuth"),
+        "{said}"
+    );
+    let bad_key = dir.path().join("bad.json");
+    std::fs::write(&bad_key, "{}").unwrap();
+    let (ok, said) = cli(&["--sa-key", &bad_key.to_string_lossy()]);
+    assert!(!ok && said.contains("not an authorized key"), "{said}");
+    // Nothing listens there: the error says how the endpoint was taken.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_yc-images"))
+        .args([
+            "registry",
+            "list",
+            "--folder-id",
+            FOLDER,
+            "--endpoint",
+            "127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(said.contains("taken as http://127.0.0.1:9"), "{said}");
+}
