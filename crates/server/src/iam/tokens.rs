@@ -251,6 +251,11 @@ impl IamTokens {
     }
 }
 
+/// The request checked against the rules its proto states.
+fn validate<M: prost::Message + prost::Name + 'static>(request: &M) -> Result<(), Status> {
+    yc_proto_types::validate(request).map_err(Status::from)
+}
+
 fn unauthenticated(message: impl std::fmt::Display) -> Status {
     Status::unauthenticated(format!("Unable to create the IAM token: {message}"))
 }
@@ -261,6 +266,7 @@ impl IamTokenService for IamTokens {
         &self,
         request: Request<CreateIamTokenRequest>,
     ) -> Result<Response<CreateIamTokenResponse>, Status> {
+        validate(request.get_ref())?;
         let reached = request
             .extensions()
             .get::<ReachedAt>()
@@ -287,12 +293,8 @@ impl IamTokenService for IamTokens {
                     Err(message) => return Err(unauthenticated(message)),
                 }
             }
-            None => {
-                return Err(Status::invalid_argument(
-                    "Request validation error: identity: exactly one of jwt or \
-                     yandex_passport_oauth_token must be set",
-                ));
-            }
+            // Validation requires exactly one.
+            None => return Err(Status::internal("a validated request has no identity")),
         };
         self.issue(&subject).await
     }
@@ -301,6 +303,7 @@ impl IamTokenService for IamTokens {
         &self,
         request: Request<CreateIamTokenForServiceAccountRequest>,
     ) -> Result<Response<CreateIamTokenResponse>, Status> {
+        validate(request.get_ref())?;
         let Some(caller) = request.extensions().get::<yc_api_runtime::Principal>() else {
             return Err(Status::unauthenticated(
                 "The call carries no authenticated principal",
@@ -320,6 +323,7 @@ impl IamTokenService for IamTokens {
         &self,
         request: Request<RevokeIamTokenRequest>,
     ) -> Result<Response<RevokeIamTokenResponse>, Status> {
+        validate(request.get_ref())?;
         let token = &request.get_ref().iam_token;
         let revoked = self.iam.issued().revoke(token).await.map_err(|e| {
             tracing::error!(error = %e, "revoking an IAM token failed");

@@ -196,7 +196,11 @@ async fn grpc_barrage(server: &Server) {
                             || method.ends_with("IamTokenService/Create")
                             || method.ends_with("IamTokenService/Revoke");
                         if token != Some(TOKEN) && !public {
-                            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{what}");
+                            assert_eq!(
+                                status.code(),
+                                tonic::Code::Unauthenticated,
+                                "{what}: {status:?}"
+                            );
                         }
                     }
                 }
