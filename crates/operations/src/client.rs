@@ -185,15 +185,45 @@ impl RestApi {
         self.send(rule.request(request)?).await
     }
 
+    /// [`call`](Self::call) with these headers besides (request id, idempotency key).
+    async fn call_with<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: Rpc<Req, Resp>,
+        request: &Req,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Resp, Status> {
+        let rule = rpc.http_rules().first().ok_or_else(|| {
+            Status::new(
+                tonic::Code::Unimplemented,
+                format!("{} has no REST route", rpc.grpc_path()),
+            )
+        })?;
+        self.send_with(rule.request(request)?, headers).await
+    }
+
     /// Sends one REST call and reads the answer as `T`, or the API's error.
     pub async fn send<T: DeserializeOwned>(&self, call: RestCall) -> Result<T, Status> {
+        self.send_with(call, &[]).await
+    }
+
+    async fn send_with<T: DeserializeOwned>(
+        &self,
+        call: RestCall,
+        headers: &[(&'static str, &str)],
+    ) -> Result<T, Status> {
         let mut url = self.base.clone();
         let base_path = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base_path}{}", call.path));
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
-        let mut request = self.http.request(call.method, url.clone());
+        let mut request = self
+            .http
+            .request(call.method, url.clone())
+            .header("user-agent", crate::cloud::USER_AGENT);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(credentials) = &self.credentials {
             request = request.bearer_auth(credentials.iam_token().await?);
         } else if let Some(token) = &self.token {
@@ -293,7 +323,15 @@ pub struct ApiClient {
     credentials: Option<SharedCredentials>,
     /// The `host:port` a gRPC client connected to, when known.
     authority: Option<String>,
+    /// Where operations are read while waiting, when not through this client.
+    operations: Option<Box<ApiClient>>,
 }
+
+/// How many times a call answered `UNAVAILABLE` is tried again.
+pub const RETRIES: u32 = 3;
+
+/// The wait before the first retry; each next one waits four times longer.
+pub const FIRST_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl ApiClient {
     /// Over a gRPC channel.
@@ -308,6 +346,7 @@ impl ApiClient {
             wait: WaitPolicy::default(),
             credentials: None,
             authority: None,
+            operations: None,
         }
     }
 
@@ -338,6 +377,7 @@ impl ApiClient {
             wait: WaitPolicy::default(),
             credentials: None,
             authority: None,
+            operations: None,
         }
     }
 
@@ -354,6 +394,13 @@ impl ApiClient {
             Transport::Grpc(channel, _) => Transport::Grpc(channel, BearerToken::none()),
         };
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Waits for operations by reading them through `operations` (the `operation` endpoint
+    /// of a cloud whose APIs are served at several addresses).
+    pub fn with_operations(mut self, operations: ApiClient) -> Self {
+        self.operations = Some(Box::new(operations));
         self
     }
 
@@ -389,8 +436,46 @@ impl ApiClient {
         self
     }
 
-    /// Calls `rpc`: over gRPC at its path, over REST by its `google.api.http` rule.
+    /// Calls `rpc`: over gRPC at its path, over REST by its `google.api.http` rule. Every call
+    /// carries an `x-client-request-id`; one that starts an operation (a mutation) carries an
+    /// `idempotency-key` too. A call answered `UNAVAILABLE` is tried again ([`RETRIES`]
+    /// times, waiting longer each time) with the same request id and key, so that a mutation
+    /// the server did apply is not applied twice.
     pub async fn call<Req, Resp>(&self, rpc: Rpc<Req, Resp>, request: Req) -> Result<Resp, Status>
+    where
+        Req: Message + Serialize + Clone + Send + Sync + 'static,
+        Resp: Message + Default + DeserializeOwned + Send + Sync + 'static,
+    {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mutation = std::any::TypeId::of::<Resp>() == std::any::TypeId::of::<Operation>();
+        let idempotency_key = mutation.then(|| uuid::Uuid::new_v4().to_string());
+        let mut headers = vec![("x-client-request-id", request_id.as_str())];
+        if let Some(key) = &idempotency_key {
+            headers.push(("idempotency-key", key.as_str()));
+        }
+        let mut wait = FIRST_RETRY_AFTER;
+        let mut attempt = 0;
+        loop {
+            match self.call_once(rpc, request.clone(), &headers).await {
+                Err(status)
+                    if status.grpc_code() == tonic::Code::Unavailable && attempt < RETRIES =>
+                {
+                    attempt += 1;
+                    tracing::debug!(method = rpc.grpc_path(), attempt, message = %status.message, "retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn call_once<Req, Resp>(
+        &self,
+        rpc: Rpc<Req, Resp>,
+        request: Req,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Resp, Status>
     where
         Req: Message + Serialize + Send + Sync + 'static,
         Resp: Message + Default + DeserializeOwned + Send + Sync + 'static,
@@ -404,6 +489,11 @@ impl ApiClient {
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(rpc.grpc_path());
                 let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
                 let mut request = tonic::Request::new(request);
+                for (name, value) in headers {
+                    if let Ok(value) = value.parse() {
+                        request.metadata_mut().insert(*name, value);
+                    }
+                }
                 if let Some(credentials) = &self.credentials {
                     let token = credentials.iam_token().await?;
                     let value = format!("Bearer {token}").parse().map_err(|_| {
@@ -419,7 +509,7 @@ impl ApiClient {
                     .map(tonic::Response::into_inner)
                     .map_err(Status::from)
             }
-            Transport::Rest(api) => api.call(rpc, &request).await,
+            Transport::Rest(api) => api.call_with(rpc, &request, headers).await,
         }
     }
 
@@ -438,7 +528,7 @@ impl ApiClient {
         request: Req,
     ) -> Result<R, WaitError>
     where
-        Req: Message + Serialize + Send + Sync + 'static,
+        Req: Message + Serialize + Clone + Send + Sync + 'static,
         R: Name + Default,
     {
         let op = self.call(rpc, request).await.map_err(WaitError::Poll)?;
@@ -452,7 +542,10 @@ impl OperationSource for ApiClient {
         let request = GetOperationRequest {
             operation_id: id.to_owned(),
         };
-        self.call(operation_service_rpc::GET, request).await
+        match &self.operations {
+            Some(operations) => operations.call(operation_service_rpc::GET, request).await,
+            None => self.call(operation_service_rpc::GET, request).await,
+        }
     }
 }
 

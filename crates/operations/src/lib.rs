@@ -43,6 +43,7 @@
 //! ```
 
 pub mod client;
+pub mod cloud;
 pub mod credentials;
 #[cfg(feature = "server")]
 mod memory;

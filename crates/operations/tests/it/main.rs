@@ -3,6 +3,7 @@
 // A test fails by panicking, with the error it met.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod retries;
 mod runner;
 mod store_contract;
 mod transport;

@@ -403,3 +403,76 @@ async fn the_cli_signs_in_with_a_key_file_or_an_oauth_token() {
     assert!(!output.status.success());
     assert!(said.contains("taken as http://127.0.0.1:9"), "{said}");
 }
+
+/// The Rust clients found as the SDKs find them: `Cloud::at` the server's address with its CA
+/// (the same code as `Cloud::new()` for the real cloud), a key file exchanged at the `iam`
+/// endpoint discovery gave, a registry created and waited for through the `operation`
+/// endpoint, over TLS.
+#[tokio::test]
+async fn the_rust_clients_find_every_api_by_discovery_over_tls() {
+    use yc_operations::cloud::Cloud;
+    use yc_operations::credentials::ServiceAccountKey;
+    use yc_proto_types::yandex::cloud::containerregistry::v1::{
+        CreateRegistryRequest, ListRegistriesRequest,
+    };
+    use yc_registry_image::client::RegistryClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let key_file = dir.path().join("key.json");
+    assert!(key_create(&iam, &key_file).status.success());
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg, "--tls"]);
+    let ca = std::fs::read(dir.path().join("data/tls/ca.pem")).unwrap();
+
+    let cloud = Cloud::at(&server.address)
+        .with_ca_pem(ca.clone())
+        .with_service_account_key(ServiceAccountKey::from_file(&key_file).unwrap());
+    let registries = RegistryClient::new(cloud.client("container-registry").await.unwrap());
+    let made = registries
+        .create_and_wait(CreateRegistryRequest {
+            folder_id: FOLDER.into(),
+            name: "found-by-discovery".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(made.name, "found-by-discovery");
+    let listed = registries
+        .list(&ListRegistriesRequest {
+            folder_id: FOLDER.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.registries.len(), 1);
+    assert!(cloud.client("no-such-api").await.is_err());
+
+    // Without the CA, the server's certificate is not trusted: a clear UNAVAILABLE.
+    let untrusted = Cloud::at(&server.address)
+        .client("container-registry")
+        .await
+        .unwrap_err();
+    assert_eq!(untrusted.grpc_code(), tonic::Code::Unavailable);
+    assert!(
+        untrusted.message.contains("cannot reach https://"),
+        "{}",
+        untrusted.message
+    );
+
+    // The same with an OAuth token; the user is a viewer.
+    let as_user = Cloud::at(&server.address)
+        .with_ca_pem(ca)
+        .with_oauth_token(OAUTH);
+    let registries = RegistryClient::new(as_user.client("container-registry").await.unwrap());
+    let refused = registries
+        .create_and_wait(CreateRegistryRequest {
+            folder_id: FOLDER.into(),
+            name: "viewer-may-not".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().grpc_code(), tonic::Code::PermissionDenied);
+}
