@@ -30,12 +30,15 @@ pub(crate) fn run() -> Result<()> {
     step("lean clients", deps::lean_clients)?;
     let python = step("SDK environment", sdk::ensure_env)?;
     let python = python.to_string_lossy().into_owned();
+    let node = step("Node SDK environment", sdk::ensure_node_env)?;
+    let node = node.to_string_lossy().into_owned();
     // Under CI (`CI=true`, as `.ci/run` sets), a suite that cannot run fails instead of
     // being skipped.
     let strict = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let postgres = postgres_url();
     let mut test_env = vec![
         ("YC_SDK_PYTHON", python.as_str()),
+        ("YC_NODE_SDK", node.as_str()),
         ("YC_REQUIRE_SDK", "1"),
         // Snapshot mismatches fail and nothing is written beside them.
         ("INSTA_UPDATE", "no"),

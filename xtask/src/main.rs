@@ -28,7 +28,7 @@ tasks:
                      (--check: fail if that would change anything)
   snapshots          re-run the snapshot tests, accepting changed snapshots
                      and removing unreferenced ones
-  sdk-env            set up the Python venv with the official SDK, print its python
+  sdk-env            set up the official Python and Node SDKs, print their variables
   bench [--server | --report | --paired | --registry]
                      run the benchmarks, write docs/benchmarks.md, check their bounds;
                      --server runs only the server under load, --report runs nothing
@@ -50,7 +50,9 @@ fn main() -> Result<()> {
         ["snapshots"] => snapshots::run(),
         ["sdk-env"] => {
             let python = sdk::ensure_env()?;
-            println!("{}", python.display());
+            let node = sdk::ensure_node_env()?;
+            println!("YC_SDK_PYTHON={}", python.display());
+            println!("YC_NODE_SDK={}", node.display());
             Ok(())
         }
         ["bench"] => bench::run(bench::Run::All),

@@ -1,7 +1,9 @@
-//! The Python environment with the official Yandex Cloud SDK, for the conformance suite.
+//! The environments with the official Yandex Cloud SDKs, for the conformance suite and the
+//! end-to-end tests.
 //!
-//! A venv under the cargo target directory, holding exactly `xtask/sdk-requirements.txt`. It
-//! is made once and reused while the requirements stay the same.
+//! A Python venv under the cargo target directory, holding exactly
+//! `xtask/sdk-requirements.txt`, and the Node SDK as `xtask/node-sdk/package-lock.json` pins
+//! it. Each is made once and reused while its pins stay the same.
 
 use std::fs;
 use std::path::PathBuf;
@@ -57,4 +59,42 @@ fn run(command: &mut Command) -> Result<()> {
         bail!("{command:?} failed: {status}");
     }
     Ok(())
+}
+
+/// Makes sure the Node SDK is installed as `xtask/node-sdk/package-lock.json` pins it; returns
+/// its `node_modules` directory (for `NODE_PATH`).
+pub(crate) fn ensure_node_env() -> Result<PathBuf> {
+    let pins = project_root().join("xtask/node-sdk");
+    let lock = fs::read_to_string(pins.join("package-lock.json"))
+        .with_context(|| format!("reading {}", pins.join("package-lock.json").display()))?;
+    let dir = target_dir().join("node-sdk");
+    let modules = dir.join("node_modules");
+    let stamp = dir.join("yc-package-lock.json");
+    if modules.join("@yandex-cloud/nodejs-sdk").exists()
+        && fs::read_to_string(&stamp).is_ok_and(|s| s == lock)
+    {
+        return Ok(modules);
+    }
+    fs::create_dir_all(&dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        fs::copy(pins.join(file), dir.join(file))
+            .with_context(|| format!("copying {file} to {}", dir.display()))?;
+    }
+    eprintln!("sdk-env: installing the Node SDK into {}", dir.display());
+    run(Command::new("npm")
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+        ])
+        .current_dir(&dir))
+    .context("installing the Node SDK from npm (is Node.js with npm installed?)")?;
+    run(Command::new("node")
+        .args(["-e", "require('@yandex-cloud/nodejs-sdk')"])
+        .env("NODE_PATH", &modules))
+    .context("the Node SDK installed but does not load")?;
+    fs::write(&stamp, lock)?;
+    Ok(modules)
 }

@@ -476,3 +476,67 @@ async fn the_rust_clients_find_every_api_by_discovery_over_tls() {
         .unwrap_err();
     assert_eq!(refused.status().grpc_code(), tonic::Code::PermissionDenied);
 }
+
+/// The official Node SDK with an IAM token this server issued (for an OAuth token), the
+/// server's CA and its address given to each client, lists and gets images over TLS (see
+/// `node_sdk.js`). Needs the SDK, which `cargo xtask ci` installs from npm.
+#[tokio::test]
+async fn the_official_node_sdk_lists_and_gets_images_with_an_issued_token() {
+    let Some(modules) = crate::support::node_sdk("the Node SDK test") else {
+        return;
+    };
+    const IMAGE: &str = "fd8nodeimage00000000";
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let seed = dir.path().join("seed");
+    crate::support::seed_compute_image(&seed, IMAGE, FOLDER, "node-base");
+    let (iam_arg, seed_arg) = (iam.to_string_lossy(), seed.to_string_lossy());
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--iam", &iam_arg, "--seed", &seed_arg, "--tls"],
+    );
+    // The token, from the server's own exchange (over TLS, trusting its CA).
+    let ca = dir.path().join("data/tls/ca.pem");
+    let cloud =
+        yc_operations::cloud::Cloud::at(&server.address).with_ca_pem(std::fs::read(&ca).unwrap());
+    let iam_api = cloud.client("iam").await.unwrap();
+    use yc_proto_types::yandex::cloud::iam::v1::{
+        CreateIamTokenRequest, create_iam_token_request::Identity, iam_token_service_rpc,
+    };
+    let token = iam_api
+        .call(
+            iam_token_service_rpc::CREATE,
+            CreateIamTokenRequest {
+                identity: Some(Identity::YandexPassportOauthToken(OAUTH.into())),
+            },
+        )
+        .await
+        .unwrap()
+        .iam_token;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node_sdk.js");
+    let output = tokio::process::Command::new("node")
+        .arg(script)
+        .args([
+            server.address.as_str(),
+            &ca.to_string_lossy(),
+            &token,
+            FOLDER,
+            IMAGE,
+        ])
+        .env("NODE_PATH", modules)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Node SDK failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("the official Node SDK listed and got images"),
+        "{stdout}"
+    );
+}

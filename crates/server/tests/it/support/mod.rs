@@ -237,6 +237,20 @@ pub(crate) fn sdk_python(test: &str) -> Option<std::ffi::OsString> {
     python
 }
 
+/// The official Node SDK's `node_modules` (`YC_NODE_SDK`, which `cargo xtask ci` sets), or
+/// `None` (the test is skipped, or fails where it must run).
+pub(crate) fn node_sdk(test: &str) -> Option<std::ffi::OsString> {
+    let modules = std::env::var_os("YC_NODE_SDK");
+    if modules.is_none() {
+        assert!(
+            !crate::support::required("YC_REQUIRE_SDK"),
+            "YC_REQUIRE_SDK=1 or CI=true, but YC_NODE_SDK is not set"
+        );
+        eprintln!("SKIPPED: {test} needs YC_NODE_SDK; run `cargo xtask ci`");
+    }
+    modules
+}
+
 /// Writes an IAM file giving each `(subject, token, folder, role)` its token and role.
 pub(crate) fn write_iam(path: &Path, grants: &[(&str, &str, &str, &str)]) {
     let subjects: Vec<serde_json::Value> = grants
