@@ -396,7 +396,16 @@ pub fn from_env(
     iam: &ApiClient,
     use_metadata: bool,
 ) -> Result<Option<Arc<dyn Credentials>>, Status> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    from_vars(|name| std::env::var(name).ok(), iam, use_metadata)
+}
+
+/// [`from_env`] with the variables `var` gives.
+fn from_vars(
+    var: impl Fn(&str) -> Option<String>,
+    iam: &ApiClient,
+    use_metadata: bool,
+) -> Result<Option<Arc<dyn Credentials>>, Status> {
+    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
     if let Some(token) = var("YC_IAM_TOKEN") {
         return Ok(Some(Arc::new(IamToken::new(token.trim()))));
     }
@@ -419,6 +428,7 @@ pub fn from_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Counts fetches; each answers a new token valid for `lifetime`.
@@ -492,6 +502,46 @@ mod tests {
             failing.get(|| fetch(&count, lifetime)).await.unwrap(),
             "t1.token-4"
         );
+    }
+
+    #[tokio::test]
+    async fn the_environment_chooses_as_the_cli_and_sdks_do() {
+        let iam = ApiClient::rest("http://127.0.0.1:9").unwrap();
+        let chosen = |vars: &[(&str, &str)], metadata: bool| {
+            let vars: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            from_vars(|name| vars.get(name).cloned(), &iam, metadata)
+                .map(|c| c.map(|c| format!("{c:?}")))
+        };
+        let all = [
+            ("YC_IAM_TOKEN", "t1.fixed"),
+            ("YC_TOKEN", "y0_oauth"),
+            ("YC_METADATA_ADDR", "127.0.0.1:1"),
+        ];
+        assert_eq!(chosen(&all, false).unwrap().unwrap(), "IamToken(…)");
+        assert_eq!(chosen(&all[1..], false).unwrap().unwrap(), "OAuthToken(…)");
+        assert!(
+            chosen(&all[2..], false)
+                .unwrap()
+                .unwrap()
+                .contains("127.0.0.1:1")
+        );
+        assert!(chosen(&[], false).unwrap().is_none());
+        assert!(
+            chosen(&[], true)
+                .unwrap()
+                .unwrap()
+                .contains(METADATA_ADDRESS)
+        );
+        // Blank values count as unset; a key file that is not there is an error, not a skip.
+        assert!(chosen(&[("YC_IAM_TOKEN", "  ")], false).unwrap().is_none());
+        let missing = chosen(
+            &[("YC_SERVICE_ACCOUNT_KEY_FILE", "/no/such/key.json")],
+            false,
+        );
+        assert!(missing.unwrap_err().message.contains("/no/such/key.json"));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub(crate) use registry_images::{RegistryArgs, registry};
 /// Where the server is and how to talk to it; every command takes these.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Connection {
-    /// The server: `http://host:port`, `https://host:port` (with --ca) for one serving TLS,
+    /// The server: `http://host:port`, `https://host:port` for one serving TLS (trusting the
+    /// public roots, or the CA of --ca),
     /// or `host:port` as `yc` takes it (TLS when --ca is given or the port is 443,
     /// cleartext otherwise).
     #[arg(
@@ -143,7 +144,12 @@ async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
                 .context("setting up TLS")?;
         }
         (Some(_), false) => bail!("--ca is for an https:// endpoint; use https://host:port"),
-        (None, true) => bail!("an https:// endpoint needs the CA to trust: give --ca"),
+        // The public roots, as for the real cloud.
+        (None, true) => {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                .context("setting up TLS")?;
+        }
         (None, false) => {}
     }
     let authority = endpoint
@@ -156,9 +162,21 @@ async fn connect(connection: &Connection) -> Result<(Channel, BearerToken)> {
             .as_deref()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
+        // tonic's error says only "transport error"; its sources say what failed.
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            cause = format!("{cause}: {inner}");
+            source = inner.source();
+        }
+        let hint = if https && connection.ca.is_none() {
+            " (the public roots were trusted; for a server with its own CA, give --ca)"
+        } else {
+            ""
+        };
         failed(Status::new(
             tonic::Code::Unavailable,
-            format!("cannot reach {url}{chosen}: {e}"),
+            format!("cannot reach {url}{chosen}: {cause}{hint}"),
         ))
     })?;
     let token = credentials_token(connection, &channel, &authority).await?;

@@ -540,3 +540,52 @@ async fn the_official_node_sdk_lists_and_gets_images_with_an_issued_token() {
         "{stdout}"
     );
 }
+
+/// Two servers on one PostgreSQL database: a token issued by one (for a key file's JWT, over
+/// gRPC) acts at the other, and revoked through the other stops working at the first within
+/// the time a server trusts what it read (10 s).
+#[tokio::test]
+async fn issued_tokens_hold_on_every_replica() {
+    use yc_operations::ApiClient;
+    use yc_operations::credentials::{Credentials as _, ServiceAccountKey};
+
+    let Some(pg) = yc_sql::TestPostgres::fresh().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let iam = dir.path().join("iam.json");
+    write_iam(&iam);
+    let key_file = dir.path().join("key.json");
+    assert!(key_create(&iam, &key_file).status.success());
+    let iam_arg = iam.to_string_lossy().into_owned();
+    let shared = ["--database-url", pg.url.as_str(), "--iam", &iam_arg];
+    let one = Server::start_with(&dir.path().join("one"), &shared);
+    let two = Server::start_with(&dir.path().join("two"), &shared);
+
+    let at_one = ApiClient::connect_grpc(&one.url()).await.unwrap();
+    let key = ServiceAccountKey::from_file(&key_file)
+        .unwrap()
+        .exchanging_at(at_one);
+    let token = key.iam_token().await.unwrap();
+    assert_eq!(list_registries(&one, &token).await, 200);
+    assert_eq!(list_registries(&two, &token).await, 200);
+
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/iam/v1/tokens:revoke", two.url()))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"iamToken": token}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    assert_eq!(list_registries(&two, &token).await, 401);
+    // The first server read the token less than 10 s ago; within 10 s more it reads again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while list_registries(&one, &token).await != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted after 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
