@@ -494,6 +494,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_reads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/iam.example.json");
+        let config = Config::load(&example).unwrap();
+        assert_eq!(
+            config.oauth_subject("y0_bob-oauth-change-me"),
+            Some("ajebob00000000000000")
+        );
+    }
+
+    #[test]
     fn files_that_cannot_be_meant_are_refused_with_what_is_wrong() {
         for (text, wrong) in [
             (
