@@ -121,7 +121,11 @@ impl ComputeImages {
             image.status = image::Status::Ready as i32;
         }
         image.os = Some(os_or_default(image.os.take()));
-        image.min_disk_size = image.min_disk_size.max(needed_disk(image.size));
+        // A disk holds the whole image: its size, or its storage size when that is all the
+        // seed gives.
+        image.min_disk_size = image
+            .min_disk_size
+            .max(needed_disk(image.size.max(image.storage_size)));
         self.store.insert(&image).await.map_err(store_status)?;
         Ok(true)
     }
@@ -286,7 +290,17 @@ impl ComputeImages {
         };
 
         let id = yc_api_runtime::ids::new_id("fd8");
-        let image = new_image(request, &id, Timestamp::now());
+        let mut image = new_image(request, &id, Timestamp::now());
+        if let Sourced::Image(source) = &source {
+            // The source's OS and hardware generation, unless the request gives its own (the
+            // request's fields override the source's).
+            if request.os.is_none() {
+                image.os = Some(os_or_default(source.os.clone()));
+            }
+            if request.hardware_generation.is_none() {
+                image.hardware_generation = source.hardware_generation;
+            }
+        }
         let start = StartOperation::new(
             "fd8",
             CREATE_METHOD,
@@ -601,8 +615,8 @@ enum Filled {
 }
 
 impl Filled {
-    /// Sizes (and, from an image, OS, hardware generation and licenses when the request did
-    /// not give them) on the new image.
+    /// Sizes (and, from an image, licenses when the request did not give them) on the new
+    /// image; its OS and hardware generation were settled when it was stored.
     fn apply(&self, image: &mut Image) -> Result<(), Status> {
         match self {
             Filled::Image(source) => {
@@ -614,9 +628,6 @@ impl Filled {
                     .max(needed_disk(source.size));
                 if image.product_ids.is_empty() {
                     image.product_ids = source.product_ids.clone();
-                }
-                if source.os.is_some() {
-                    image.os = source.os.clone();
                 }
             }
             Filled::Fetched(inspected) => {

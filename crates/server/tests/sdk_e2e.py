@@ -12,7 +12,7 @@ import time
 import grpc
 from google.protobuf import field_mask_pb2
 from yandexcloud._operation_waiter import OperationWaiter
-from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.compute.v1 import hardware_generation_pb2, image_pb2, image_service_pb2, image_service_pb2_grpc
 from yandex.cloud.containerregistry.v1 import image_service_pb2 as cr_service_pb2
 from yandex.cloud.containerregistry.v1 import image_service_pb2_grpc as cr_service_grpc
 from yandex.cloud.containerregistry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
@@ -67,6 +67,45 @@ done = wait(create)
 created = image_pb2.Image()
 check(done.response.Unpack(created), "Create response is an Image")
 check(created.status == image_pb2.Image.READY and created.id == meta.image_id, "the image is READY")
+
+# Create from an image: the source's OS and hardware generation unless the request gives its
+# own, which override them.
+hw = hardware_generation_pb2
+gen2 = hw.HardwareGeneration(generation2_features=hw.Generation2HardwareFeatures())
+legacy = hw.HardwareGeneration(legacy_features=hw.LegacyHardwareFeatures(pci_topology=hw.PCI_TOPOLOGY_V2))
+windows = image_pb2.Os(type=image_pb2.Os.Type.WINDOWS)
+linux = image_pb2.Os(type=image_pb2.Os.Type.LINUX)
+source = image_pb2.Image()
+wait(
+    images.Create(
+        image_service_pb2.CreateImageRequest(
+            folder_id=folder, name="sdk-source", uri=uri, os=windows, hardware_generation=gen2
+        )
+    )
+).response.Unpack(source)
+check(source.os == windows and source.hardware_generation == gen2, f"the source as given: {source}")
+inherits = image_pb2.Image()
+wait(
+    images.Create(image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-inherits", image_id=source.id))
+).response.Unpack(inherits)
+check(
+    inherits.os == windows and inherits.hardware_generation == gen2,
+    f"a copy inherits the source's OS and hardware generation: {inherits}",
+)
+overrides = image_pb2.Image()
+wait(
+    images.Create(
+        image_service_pb2.CreateImageRequest(
+            folder_id=folder, name="sdk-overrides", image_id=source.id, os=linux, hardware_generation=legacy
+        )
+    )
+).response.Unpack(overrides)
+check(
+    overrides.os == linux and overrides.hardware_generation == legacy,
+    f"the request's OS and hardware generation override the source's: {overrides}",
+)
+for made in (source, inherits, overrides):
+    wait(images.Delete(image_service_pb2.DeleteImageRequest(image_id=made.id)))
 
 got = images.Get(image_service_pb2.GetImageRequest(image_id=created.id), metadata=metadata)
 check(got == created, "Get returns the created image")

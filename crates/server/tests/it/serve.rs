@@ -180,6 +180,12 @@ async fn seeding_loads_layouts_and_compute_images_once() {
         r#"{"id":"fd8seededimage000000","folderId":"standard-images","name":"ubuntu-2204","family":"ubuntu-2204-lts","size":"2361393152"}"#,
     )
     .unwrap();
+    // Only a storage size, as the README's example gives: the smallest disk holds it.
+    std::fs::write(
+        seed.path().join("compute/stored.json"),
+        r#"{"id":"fd8storedimage000000","folderId":"standard-images","name":"stored","storageSize":"4294967296"}"#,
+    )
+    .unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let seed_arg = seed.path().to_string_lossy().into_owned();
@@ -216,6 +222,9 @@ async fn seeding_loads_layouts_and_compute_images_once() {
             ("fd8seededimage000000", image::Status::Ready as i32)
         );
         assert_eq!(latest.size, 2_361_393_152);
+        assert_eq!(latest.min_disk_size, 2_361_393_152);
+        let stored = compute.get("fd8storedimage000000").await.unwrap();
+        assert_eq!(stored.min_disk_size, 4_294_967_296, "{stored:?}");
     }
 }
 
