@@ -32,7 +32,8 @@ enum Command {
     /// Serve the registry ImageService, the compute ImageService, OperationService and
     /// ApiEndpointService over gRPC, and the REST API at its documented paths, on one address.
     Serve(serve::ServeArgs),
-    /// Container Registry images on a server: list, get, delete.
+    /// Container Registry on a server: registries (create, list, get, update, delete),
+    /// repositories, images, import of an OCI layout, garbage collection.
     Registry(cli::RegistryArgs),
     /// Compute images on a server: list, get, create, update, delete, latest-by-family,
     /// operations.
@@ -41,6 +42,11 @@ enum Command {
     Operation(cli::OperationArgs),
     /// Credentials for the server's IAM: service-account keys.
     Iam(cli::IamArgs),
+    /// Prints the completion script of a shell: `source <(yc-images completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,16 @@ fn main() -> ExitCode {
                     Command::Compute(args) => cli::compute(args).await,
                     Command::Operation(args) => cli::operation(args).await,
                     Command::Iam(args) => cli::iam(args),
+                    Command::Completion { shell } => {
+                        use clap::CommandFactory as _;
+                        clap_complete::generate(
+                            shell,
+                            &mut Cli::command(),
+                            "yc-images",
+                            &mut std::io::stdout(),
+                        );
+                        Ok(())
+                    }
                 }
             })
         });
@@ -109,5 +125,36 @@ fn main() -> ExitCode {
             eprintln!("yc-images: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every command says what it does and every flag and argument what it takes, as `yc`'s
+    /// do: `--help` is enough to use any of them.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() && path != " yc-images" {
+                missing.push(format!("{path}: no about"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        Cli::command().debug_assert();
     }
 }

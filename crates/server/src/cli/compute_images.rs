@@ -22,6 +22,7 @@ pub(super) enum ComputeCommand {
 pub(super) enum ComputeImageCommand {
     /// Every image of a folder, page after page.
     List {
+        /// The folder whose images to list.
         #[arg(long)]
         folder_id: String,
         /// Conditions on `name`, `family`, `status` and `id`, e.g. `family = "ubuntu"`.
@@ -32,22 +33,36 @@ pub(super) enum ComputeImageCommand {
         order_by: String,
     },
     /// One image.
-    Get { image_id: String },
+    Get {
+        /// The image's id.
+        image_id: String,
+    },
     /// The newest READY image of a family.
     LatestByFamily {
+        /// The folder the family's images are in.
         #[arg(long)]
         folder_id: String,
+        /// The family, e.g. `ubuntu-2204-lts`.
         #[arg(long)]
         family: String,
     },
     /// Creates an image from another image or a URL and waits until it is READY.
+    #[command(group(
+        clap::ArgGroup::new("source")
+            .required(true)
+            .args(["source_image_id", "source_image_name", "source_family", "source_uri"])
+    ))]
     Create {
+        /// The folder to create the image in.
         #[arg(long)]
         folder_id: String,
+        /// Unique within the folder: 1-63 of `a-z`, `0-9`, `-`, starting with a letter.
         #[arg(long)]
         name: String,
+        /// Up to 256 characters.
         #[arg(long, default_value = "")]
         description: String,
+        /// The family the image joins; `latest-by-family` finds its newest.
         #[arg(long, default_value = "")]
         family: String,
         /// Bytes; at least the image's size.
@@ -56,24 +71,33 @@ pub(super) enum ComputeImageCommand {
         /// `key=value`; repeat for more.
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
-        /// Copy this image.
-        #[arg(
-            long,
-            conflicts_with = "source_uri",
-            required_unless_present = "source_uri"
-        )]
+        /// Copy this image (or give --source-image-name, --source-family or --source-uri).
+        #[arg(long)]
         source_image_id: Option<String>,
+        /// Copy the image of this name in --source-folder-id.
+        #[arg(long)]
+        source_image_name: Option<String>,
+        /// Copy the newest READY image of this family in --source-folder-id.
+        #[arg(long)]
+        source_family: Option<String>,
+        /// Where --source-image-name and --source-family look (default: --folder-id).
+        #[arg(long)]
+        source_folder_id: Option<String>,
         /// Fetch the image (qcow2 or raw) from this URL.
         #[arg(long)]
         source_uri: Option<String>,
     },
     /// Changes the name, description, minimum disk size or labels of an image, and waits.
     Update {
+        /// The image's id.
         image_id: String,
+        /// The new name.
         #[arg(long)]
         name: Option<String>,
+        /// The new description.
         #[arg(long)]
         description: Option<String>,
+        /// The new minimum disk size, in bytes.
         #[arg(long)]
         min_disk_size: Option<i64>,
         /// `key=value`; repeat for more. Replaces every label.
@@ -81,9 +105,15 @@ pub(super) enum ComputeImageCommand {
         labels: Option<Vec<(String, String)>>,
     },
     /// Deletes an image and waits until it is gone.
-    Delete { image_id: String },
+    Delete {
+        /// The image's id.
+        image_id: String,
+    },
     /// The image's operations, newest first.
-    Operations { image_id: String },
+    Operations {
+        /// The image's id.
+        image_id: String,
+    },
 }
 
 /// Runs `yc-images compute …`.
@@ -103,7 +133,7 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             compute::image::Status::try_from(i.status)
                 .map(|s| s.as_str_name().to_owned())
                 .unwrap_or_else(|_| i.status.to_string()),
-            i.storage_size.to_string(),
+            size(i.storage_size),
             time(i.created_at),
         ]
     };
@@ -143,13 +173,30 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             min_disk_size,
             labels,
             source_image_id,
+            source_image_name,
+            source_family,
+            source_folder_id,
             source_uri,
         } => {
             use compute::create_image_request::Source;
-            let from = match (source_image_id, source_uri) {
-                (Some(id), _) => Source::ImageId(id),
-                (None, Some(uri)) => Source::Uri(uri),
-                (None, None) => bail!("give --source-image-id or --source-uri"),
+            let source_folder = source_folder_id.unwrap_or_else(|| folder_id.clone());
+            let from = if let Some(id) = source_image_id {
+                Source::ImageId(id)
+            } else if let Some(family) = source_family {
+                let latest = images
+                    .latest_by_family(&source_folder, &family)
+                    .await
+                    .map_err(failed)?;
+                Source::ImageId(latest.id)
+            } else if let Some(wanted) = source_image_name {
+                Source::ImageId(image_named(&images, &source_folder, &wanted).await?)
+            } else if let Some(uri) = source_uri {
+                Source::Uri(uri)
+            } else {
+                bail!(
+                    "give a source: --source-image-id, --source-image-name, --source-family or \
+                     --source-uri"
+                );
             };
             let request = compute::CreateImageRequest {
                 folder_id,
@@ -219,5 +266,23 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             }
             out.list(&all, &OPERATION_COLUMNS, operation_row)
         }
+    }
+}
+
+/// The id of the image named `name` in `folder` (a List with a name filter), or NOT_FOUND.
+async fn image_named(images: &ComputeImageClient, folder: &str, name: &str) -> Result<String> {
+    let request = compute::ListImagesRequest {
+        folder_id: folder.to_owned(),
+        filter: format!("name = {}", serde_json::Value::String(name.to_owned())),
+        page_size: 1,
+        ..Default::default()
+    };
+    let listed = images.list(&request).await.map_err(failed)?;
+    match listed.images.into_iter().next() {
+        Some(image) => Ok(image.id),
+        None => Err(failed(Status::new(
+            tonic::Code::NotFound,
+            format!("no image is named {name:?} in folder {folder}"),
+        ))),
     }
 }

@@ -228,8 +228,35 @@ fn operations(channel: &Channel, token: &BearerToken) -> OperationServiceClient<
     OperationServiceClient::new(token.clone().channel(channel.clone()))
 }
 
+/// A time in a table: to the second (JSON and YAML keep every digit).
 fn time(t: Option<yc_proto_types::google::protobuf::Timestamp>) -> String {
-    t.and_then(|t| t.to_rfc3339().ok()).unwrap_or_default()
+    t.and_then(|t| {
+        yc_proto_types::google::protobuf::Timestamp {
+            seconds: t.seconds,
+            nanos: 0,
+        }
+        .to_rfc3339()
+        .ok()
+    })
+    .unwrap_or_default()
+}
+
+/// A size in a table, for a person: `512 B`, `1.5 MiB`, `4.0 GiB` (JSON and YAML keep bytes).
+fn size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
 }
 
 /// Writes answers in the chosen format.
@@ -342,6 +369,21 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_show_sizes_and_times_for_a_person() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536 * 1024), "1.5 MiB");
+        assert_eq!(size(4 << 30), "4.0 GiB");
+        assert_eq!(size(3 << 40), "3.0 TiB");
+        let at = yc_proto_types::google::protobuf::Timestamp {
+            seconds: 1_718_873_645,
+            nanos: 123_456_789,
+        };
+        assert_eq!(time(Some(at)), "2024-06-20T08:54:05Z");
+        assert_eq!(time(None), "");
+    }
 
     #[test]
     fn endpoints_without_a_scheme_are_taken_as_yc_takes_them() {

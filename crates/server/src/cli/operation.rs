@@ -14,9 +14,13 @@ pub(crate) struct OperationArgs {
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum OperationCommand {
     /// An operation as it is now.
-    Get { operation_id: String },
+    Get {
+        /// The operation's id.
+        operation_id: String,
+    },
     /// Waits until an operation is done; fails as the operation did.
     Wait {
+        /// The operation's id.
         operation_id: String,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]

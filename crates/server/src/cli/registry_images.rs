@@ -15,6 +15,7 @@ pub(crate) struct RegistryArgs {
 pub(super) enum RegistryCommand {
     /// Creates a registry in a folder and waits until it is ACTIVE.
     Create {
+        /// The folder to create the registry in.
         #[arg(long)]
         folder_id: String,
         /// Unique within the folder: 3-63 of `a-z`, `0-9`, `-`, starting with a letter.
@@ -26,6 +27,7 @@ pub(super) enum RegistryCommand {
     },
     /// Every registry of a folder, page after page.
     List {
+        /// The folder whose registries to list.
         #[arg(long)]
         folder_id: String,
         /// e.g. `name = "main"`.
@@ -33,10 +35,15 @@ pub(super) enum RegistryCommand {
         filter: String,
     },
     /// One registry.
-    Get { registry_id: String },
+    Get {
+        /// The registry's id.
+        registry_id: String,
+    },
     /// Changes the name or labels of a registry, and waits.
     Update {
+        /// The registry's id.
         registry_id: String,
+        /// The new name.
         #[arg(long)]
         name: Option<String>,
         /// `key=value`; repeat for more. Replaces every label.
@@ -44,7 +51,10 @@ pub(super) enum RegistryCommand {
         labels: Option<Vec<(String, String)>>,
     },
     /// Deletes a registry that holds no images, and waits until it is gone.
-    Delete { registry_id: String },
+    Delete {
+        /// The registry's id.
+        registry_id: String,
+    },
     /// Removes the blobs no image needs any more, from the store itself (not through a
     /// server): the embedded store of --data-dir (while no server uses it) or the PostgreSQL
     /// database of --database-url (also while servers run on it). Servers also collect on
@@ -78,8 +88,10 @@ pub(super) enum RegistryCommand {
 pub(super) enum RepositoryCommand {
     /// Every repository of a registry, or of a folder's registries, page after page.
     List {
+        /// The registry whose repositories to list (or give --folder-id).
         #[arg(long, required_unless_present = "folder_id")]
         registry_id: Option<String>,
+        /// The folder whose registries' repositories to list.
         #[arg(long)]
         folder_id: Option<String>,
         /// Conditions on `name`, e.g. `name = "crp…/app"`.
@@ -90,7 +102,10 @@ pub(super) enum RepositoryCommand {
         order_by: String,
     },
     /// One repository, by id or by name (`<registry id>/<name>`).
-    Get { repository: String },
+    Get {
+        /// The repository's id, or its name `<registry id>/<name>`.
+        repository: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -100,8 +115,10 @@ pub(super) enum RegistryImageCommand {
         /// `<registry id>/<repository>`.
         #[arg(long)]
         repository_name: Option<String>,
+        /// The registry whose images to list.
         #[arg(long)]
         registry_id: Option<String>,
+        /// The folder whose registries' images to list.
         #[arg(long)]
         folder_id: Option<String>,
         /// Conditions on `name`, e.g. `name = "crp…/app"`.
@@ -112,9 +129,15 @@ pub(super) enum RegistryImageCommand {
         order_by: String,
     },
     /// One image.
-    Get { image_id: String },
+    Get {
+        /// The image's id.
+        image_id: String,
+    },
     /// Deletes an image and waits until it is gone.
-    Delete { image_id: String },
+    Delete {
+        /// The image's id.
+        image_id: String,
+    },
 }
 
 /// Runs `yc-images registry …`.
@@ -285,7 +308,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
                         i.name.clone(),
                         i.digest.clone(),
                         i.tags.join(","),
-                        i.compressed_size.to_string(),
+                        size(i.compressed_size),
                         time(i.created_at),
                     ]
                 },

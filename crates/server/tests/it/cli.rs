@@ -396,3 +396,125 @@ fn the_cli_trusts_the_ca_it_is_given() {
     assert!(said.starts_with("yc-images: "), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
 }
+
+/// What a newcomer meets before any server: a Create without a source names every way to
+/// give one, each group's help lists all its commands, and the shells get completions.
+#[test]
+fn the_cli_guides_a_newcomer() {
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_yc-images"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, _, said) = cli(&[
+        "compute",
+        "image",
+        "create",
+        "--folder-id",
+        FOLDER,
+        "--name",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(
+        said.contains("--source-image-id") && said.contains("--source-uri"),
+        "{said}"
+    );
+    let (ok, _, said) = cli(&[
+        "compute",
+        "image",
+        "create",
+        "--folder-id",
+        FOLDER,
+        "--name",
+        "x",
+        "--source-image-id",
+        "fd8a",
+        "--source-uri",
+        "http://h/i.qcow2",
+    ]);
+    assert!(!ok && said.contains("cannot be used with"), "{said}");
+
+    let (ok, help, _) = cli(&["registry", "--help"]);
+    assert!(ok);
+    for command in [
+        "create",
+        "list",
+        "get",
+        "update",
+        "delete",
+        "gc",
+        "repository",
+        "image",
+        "import",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "registry --help lacks {command}:\n{help}"
+        );
+    }
+    let (ok, help, _) = cli(&["--help"]);
+    assert!(ok && help.contains("import of an OCI layout"), "{help}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, script, said) = cli(&["completion", shell]);
+        assert!(ok, "{shell}: {said}");
+        assert!(
+            script.contains("yc-images") && script.contains("registry"),
+            "{shell}"
+        );
+    }
+}
+
+/// `compute image create` finds its source by family or by name, as `yc` does, and says so
+/// when there is none.
+#[test]
+fn the_cli_finds_a_source_by_family_or_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let create = |name: &str, source: &[&str]| {
+        let mut args = vec![
+            "compute",
+            "image",
+            "create",
+            "--folder-id",
+            FOLDER,
+            "--name",
+            name,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(source);
+        run(&server, "editor-token", &args)
+    };
+    for (name, source) in [
+        ("by-family", ["--source-family", "base"]),
+        ("by-name", ["--source-image-name", "base"]),
+    ] {
+        let output = create(name, &source);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let made: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(made["name"], name);
+        assert_eq!(made["status"], "READY");
+    }
+    let output = create("nothing", &["--source-image-name", "no-such-image"]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("NOT_FOUND") && said.contains("no-such-image"),
+        "{said}"
+    );
+    let output = create("nothing", &["--source-family", "no-such-family"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NOT_FOUND"));
+}
