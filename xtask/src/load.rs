@@ -492,7 +492,8 @@ pub(crate) fn section(load: &LoadResults) -> Result<String> {
          `yc-images serve` (release build, embedded store, one log line per call written to a\n\
          file from the server's log buffer) seeded with {IMAGES} Compute images, and the ceiling\n\
          (`crates/server/examples/ceiling.rs`: a bare tonic and axum server answering the same\n\
-         calls with the same fixed images, so the most this stack serves on this machine), each\n\
+         calls with the same fixed images, on the same allocator (mimalloc), so the most this\n\
+         stack serves on this machine), each\n\
          driven in turn by h2load on the same machine (the servers pinned to CPU {SERVER_CPU},\n\
          h2load to CPU {LOAD_CPU}) for {DURATION} s after {WARM_UP} s of\n\
          warm-up, {ROUNDS} times each, alternating (the run with the median throughput is\n\

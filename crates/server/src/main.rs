@@ -15,6 +15,11 @@ mod tls;
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system's: measured in `cargo xtask bench` (see
+/// docs/benchmarks.md), a call spends a tenth of its time in the allocator otherwise.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
