@@ -147,12 +147,12 @@ impl RestApi {
         self
     }
 
-    /// The audience of JWTs exchanged at this API: `https://iam.<host:port>/iam/v1/tokens`.
+    /// The audience of JWTs exchanged at this API (see [`crate::credentials::audience`]).
     fn iam_audience(&self) -> String {
         let host = self.base.host_str().unwrap_or_default();
         match self.base.port_or_known_default() {
-            Some(port) if port != 443 => format!("https://iam.{host}:{port}/iam/v1/tokens"),
-            _ => format!("https://iam.{host}/iam/v1/tokens"),
+            Some(port) => crate::credentials::audience(&format!("{host}:{port}")),
+            None => crate::credentials::audience(host),
         }
     }
 
@@ -176,13 +176,7 @@ impl RestApi {
         rpc: Rpc<Req, Resp>,
         request: &Req,
     ) -> Result<Resp, Status> {
-        let rule = rpc.http_rules().first().ok_or_else(|| {
-            Status::new(
-                tonic::Code::Unimplemented,
-                format!("{} has no REST route", rpc.grpc_path()),
-            )
-        })?;
-        self.send(rule.request(request)?).await
+        self.call_with(rpc, request, &[]).await
     }
 
     /// [`call`](Self::call) with these headers besides (request id, idempotency key).
@@ -409,10 +403,7 @@ impl ApiClient {
     pub fn iam_audience(&self) -> String {
         match (&self.transport, &self.authority) {
             (Transport::Rest(api), _) => api.iam_audience(),
-            (Transport::Grpc(..), Some(authority)) => {
-                let authority = authority.strip_suffix(":443").unwrap_or(authority);
-                format!("https://iam.{authority}/iam/v1/tokens")
-            }
+            (Transport::Grpc(..), Some(authority)) => crate::credentials::audience(authority),
             (Transport::Grpc(..), None) => crate::credentials::CLOUD_AUDIENCE.to_owned(),
         }
     }

@@ -122,10 +122,7 @@ impl Cloud {
     /// A service account's key, its JWTs exchanged at the `iam` endpoint found, with the
     /// audience the SDKs give this endpoint.
     pub fn with_service_account_key(self, key: ServiceAccountKey) -> Self {
-        let audience = format!(
-            "https://iam.{}/iam/v1/tokens",
-            self.endpoint.strip_suffix(":443").unwrap_or(&self.endpoint)
-        );
+        let audience = crate::credentials::audience(&self.endpoint);
         self.give(Given::Key(Box::new(key.with_audience(audience))))
     }
 
@@ -187,13 +184,17 @@ impl Cloud {
                     .into_iter()
                     .map(|e| (e.id, e.address))
                     .collect();
-                let address = |id: &str| {
-                    addresses.get(id).cloned().ok_or_else(|| {
-                        Status::new(
-                            tonic::Code::NotFound,
-                            format!("{} lists no endpoint for {id}", self.endpoint),
-                        )
-                    })
+                // Everything that may fail comes before the credentials are taken, so that a
+                // discovery that fails keeps them for the next try.
+                let operations = self.connect(&addresses, "operation").await?;
+                let exchanges = self
+                    .given
+                    .lock()
+                    .map(|g| matches!(*g, Some(Given::Key(_) | Given::OAuth(_))))
+                    .unwrap_or(false);
+                let iam = match exchanges {
+                    true => Some(self.connect(&addresses, "iam").await?),
+                    false => None,
                 };
                 let given = self
                     .given
@@ -201,22 +202,18 @@ impl Cloud {
                     .ok()
                     .and_then(|mut g| g.take())
                     .unwrap_or(Given::None);
-                let credentials: Option<Arc<dyn Credentials>> = match given {
-                    Given::None => None,
-                    Given::Ready(credentials) => Some(credentials),
-                    Given::Key(key) => {
-                        let iam = ApiClient::grpc(self.channel(&address("iam")?).await?);
-                        Some(Arc::new(key.exchanging_at(iam)))
-                    }
-                    Given::OAuth(token) => {
-                        let iam = ApiClient::grpc(self.channel(&address("iam")?).await?);
+                let credentials: Option<Arc<dyn Credentials>> = match (given, iam) {
+                    (Given::Ready(credentials), _) => Some(credentials),
+                    (Given::Key(key), Some(iam)) => Some(Arc::new(key.exchanging_at(iam))),
+                    (Given::OAuth(token), Some(iam)) => {
                         Some(Arc::new(OAuthToken::new(token).exchanging_at(iam)))
                     }
+                    _ => None,
                 };
-                let mut operations = ApiClient::grpc(self.channel(&address("operation")?).await?);
-                if let Some(credentials) = &credentials {
-                    operations = operations.with_shared_credentials(credentials.clone());
-                }
+                let operations = match &credentials {
+                    Some(credentials) => operations.with_shared_credentials(credentials.clone()),
+                    None => operations,
+                };
                 Ok(Found {
                     addresses,
                     credentials,
@@ -231,24 +228,99 @@ impl Cloud {
     /// `operation` endpoint.
     pub async fn client(&self, id: &str) -> Result<ApiClient, Status> {
         let found = self.found().await?;
-        let address = found.addresses.get(id).ok_or_else(|| {
+        let mut client = self
+            .connect(&found.addresses, id)
+            .await?
+            .with_operations(found.operations.clone());
+        if let Some(credentials) = &found.credentials {
+            client = client.with_shared_credentials(credentials.clone());
+        }
+        Ok(client)
+    }
+
+    /// A client (without credentials) of the API `id` at the address discovery gave.
+    async fn connect(
+        &self,
+        addresses: &HashMap<String, String>,
+        id: &str,
+    ) -> Result<ApiClient, Status> {
+        let address = addresses.get(id).ok_or_else(|| {
             Status::new(
                 tonic::Code::NotFound,
                 format!("{} lists no endpoint for {id}", self.endpoint),
             )
         })?;
-        let mut client =
-            ApiClient::grpc(self.channel(address).await?).with_operations(found.operations.clone());
-        if let Some(credentials) = &found.credentials {
-            client = client.with_shared_credentials(credentials.clone());
-        }
-        Ok(client)
+        Ok(ApiClient::grpc(self.channel(address).await?))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yc_proto_types::yandex::cloud::endpoint::api_endpoint_service_server::{
+        ApiEndpointService, ApiEndpointServiceServer,
+    };
+    use yc_proto_types::yandex::cloud::endpoint::{
+        ApiEndpoint, GetApiEndpointRequest, ListApiEndpointsResponse,
+    };
+
+    /// Discovery that lists `operation` at itself and `iam` where nothing listens.
+    struct Discovery(String);
+
+    #[tonic::async_trait]
+    impl ApiEndpointService for Discovery {
+        async fn get(
+            &self,
+            _: tonic::Request<GetApiEndpointRequest>,
+        ) -> Result<tonic::Response<ApiEndpoint>, tonic::Status> {
+            Err(tonic::Status::unimplemented("List only"))
+        }
+        async fn list(
+            &self,
+            _: tonic::Request<ListApiEndpointsRequest>,
+        ) -> Result<tonic::Response<ListApiEndpointsResponse>, tonic::Status> {
+            let endpoint = |id: &str, address: &str| ApiEndpoint {
+                id: id.into(),
+                address: address.into(),
+            };
+            Ok(tonic::Response::new(ListApiEndpointsResponse {
+                endpoints: vec![
+                    endpoint("operation", &self.0),
+                    endpoint("iam", "127.0.0.1:9"),
+                ],
+                next_page_token: String::new(),
+            }))
+        }
+    }
+
+    /// A discovery whose `iam` cannot be reached fails, and keeps the credentials for the next
+    /// try instead of going on without them.
+    #[tokio::test]
+    async fn a_failed_discovery_keeps_the_credentials() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server =
+            tonic::service::Routes::new(ApiEndpointServiceServer::new(Discovery(address.clone())))
+                .prepare()
+                .into_axum_router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, server).await;
+        });
+
+        let cloud = Cloud::at(&address).insecure().with_oauth_token("y0_token");
+        for _ in 0..2 {
+            let error = cloud.client("compute").await.unwrap_err();
+            assert_eq!(
+                error.grpc_code(),
+                tonic::Code::Unavailable,
+                "{}",
+                error.message
+            );
+            assert!(error.message.contains("127.0.0.1:9"), "{}", error.message);
+            let kept = cloud.given.lock().unwrap();
+            assert!(matches!(*kept, Some(Given::OAuth(_))), "{kept:?}");
+        }
+    }
 
     #[test]
     fn with_no_endpoint_the_real_cloud_is_used_over_tls() {

@@ -46,6 +46,14 @@ pub const MOST_AGE: Duration = Duration::from_secs(3600);
 /// The audience of JWTs for the real cloud.
 pub const CLOUD_AUDIENCE: &str = "https://iam.api.cloud.yandex.net/iam/v1/tokens";
 
+/// The audience the SDKs give JWTs exchanged at `endpoint` (`host:port`):
+/// `https://iam.<endpoint>/iam/v1/tokens`, without the port when it is 443 (so the cloud's
+/// `api.cloud.yandex.net:443` gives [`CLOUD_AUDIENCE`]).
+pub fn audience(endpoint: &str) -> String {
+    let endpoint = endpoint.strip_suffix(":443").unwrap_or(endpoint);
+    format!("https://iam.{endpoint}/iam/v1/tokens")
+}
+
 /// The metadata service of a Yandex Cloud VM.
 pub const METADATA_ADDRESS: &str = "169.254.169.254";
 
@@ -542,6 +550,15 @@ mod tests {
             false,
         );
         assert!(missing.unwrap_err().message.contains("/no/such/key.json"));
+    }
+
+    #[test]
+    fn audiences_are_the_sdks_for_an_endpoint() {
+        assert_eq!(audience("api.cloud.yandex.net:443"), CLOUD_AUDIENCE);
+        assert_eq!(
+            audience("localhost:8443"),
+            "https://iam.localhost:8443/iam/v1/tokens"
+        );
     }
 
     #[test]

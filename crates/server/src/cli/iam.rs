@@ -50,9 +50,13 @@ pub(crate) fn iam(args: IamArgs) -> Result<()> {
                     iam,
                 },
         } => {
-            if service_account_id.is_empty() || service_account_id.len() > 50 {
-                anyhow::bail!("--service-account-id must be 1 to 50 characters");
-            }
+            // The rule the API states for a service account id.
+            yc_proto_types::validate(
+                &yc_proto_types::yandex::cloud::iam::v1::CreateIamTokenForServiceAccountRequest {
+                    service_account_id: service_account_id.clone(),
+                },
+            )
+            .map_err(|status| anyhow::anyhow!("--service-account-id: {}", status.message))?;
             let key = crate::iam::keys::new_key_file(&service_account_id)?;
             crate::iam::keys::register(&key, &output, &iam)?;
             println!(

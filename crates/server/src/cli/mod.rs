@@ -202,10 +202,7 @@ async fn credentials_token(
         return BearerToken::new(token.trim()).map_err(failed);
     }
     let exchange = ApiClient::grpc(channel.clone());
-    let audience = format!(
-        "https://iam.{}/iam/v1/tokens",
-        authority.strip_suffix(":443").unwrap_or(authority)
-    );
+    let audience = yc_operations::credentials::audience(authority);
     let exchanged = if let Some(path) = &connection.sa_key {
         let key = ServiceAccountKey::from_file(path)
             .map_err(failed)?

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use rsa::pkcs8::DecodePublicKey as _;
 use serde::Deserialize;
+use yc_proto_types::quote;
 
 /// The longest a JWT may be valid for, as the real service allows.
 pub(crate) const MOST_LIFETIME_SECS: i64 = 3600;
@@ -55,17 +56,6 @@ struct Claims {
     aud: Option<Audience>,
     iat: Option<i64>,
     exp: Option<i64>,
-}
-
-/// At most this much of what a client sent is quoted in a refusal.
-const QUOTED: usize = 64;
-
-fn quote(text: &str) -> String {
-    let mut quoted: String = text.chars().take(QUOTED).collect();
-    if quoted.len() < text.len() {
-        quoted.push('…');
-    }
-    format!("{quoted:?}")
 }
 
 /// The service account a JWT acts for, if it checks out: signed with PS256 by the key its
@@ -261,5 +251,30 @@ mod tests {
         let long_kid = format!(r#"{{"alg":"PS256","kid":"{}"}}"#, "k".repeat(5000));
         let message = refused(&sign(&private, &long_kid, "{}"), now);
         assert!(message.len() < 200, "{message}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a JWT, even made of well-formed parts, it is refused
+        /// without a panic and with a message of bounded length.
+        #[test]
+        fn fuzz_jwts_are_refused_with_a_bounded_message(
+            raw in ".{0,400}",
+            header in ".{0,300}",
+            claims in ".{0,300}",
+            signature in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let keys = HashMap::new();
+            let audiences = audiences(["localhost:8443"]);
+            let parts = format!(
+                "{}.{}.{}",
+                b64(header.as_bytes()),
+                b64(claims.as_bytes()),
+                b64(&signature)
+            );
+            for jwt in [raw.as_str(), parts.as_str()] {
+                let refused = verify(jwt, &keys, &audiences, 1_800_000_000).unwrap_err();
+                proptest::prop_assert!(refused.len() < 400, "{refused}");
+            }
+        }
     }
 }

@@ -28,21 +28,10 @@ pub(crate) struct KeyFile {
     pub(crate) private_key: String,
 }
 
-/// A new key id: `aje` and 17 characters of the cloud's id alphabet, like real key ids.
-fn new_key_id() -> Result<String> {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
-    let mut random = [0u8; 17];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
-    let tail: String = random
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
-        .collect();
-    Ok(format!("aje{tail}"))
-}
-
 /// A new authorized key of `service_account_id`.
 pub(crate) fn new_key_file(service_account_id: &str) -> Result<KeyFile> {
-    let id = new_key_id()?;
+    // `aje` and the cloud's id alphabet, as real key ids.
+    let id = yc_api_runtime::ids::new_id("aje");
     let private = generate_private_key()?;
     let private_pem = private
         .to_pkcs8_pem(LineEnding::LF)
