@@ -37,6 +37,35 @@ fn key_create(iam: &Path, output: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A directory holding the IAM file (and, when asked, a key of [`BUILDER`] made by
+/// `yc-images iam key create`), and the servers started on it.
+struct Setup {
+    dir: tempfile::TempDir,
+    iam: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new(with_key: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let iam = dir.path().join("iam.json");
+        write_iam(&iam);
+        let key_file = dir.path().join("key.json");
+        if with_key {
+            assert!(key_create(&iam, &key_file).status.success());
+        }
+        Self { dir, iam, key_file }
+    }
+
+    /// A server with this IAM file, its data in `data`, and `extra` arguments.
+    fn serve(&self, data: &str, extra: &[&str]) -> Server {
+        let iam = self.iam.to_string_lossy();
+        let mut args = vec!["--iam", &iam];
+        args.extend_from_slice(extra);
+        Server::start_with(&self.dir.path().join(data), &args)
+    }
+}
+
 /// POST /iam/v1/tokens with `body`: the status and the JSON answer.
 async fn exchange(server: &Server, body: serde_json::Value) -> (u16, serde_json::Value) {
     let answer = reqwest::Client::new()
@@ -69,12 +98,8 @@ async fn list_registries(server: &Server, token: &str) -> u16 {
 
 #[tokio::test]
 async fn oauth_tokens_become_iam_tokens_that_outlive_a_restart_until_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let data = dir.path().join("data");
-    let server = Server::start_with(&data, &["--iam", &iam_arg]);
+    let setup = Setup::new(false);
+    let server = setup.serve("data", &[]);
 
     let (status, answer) = exchange(
         &server,
@@ -118,7 +143,7 @@ async fn oauth_tokens_become_iam_tokens_that_outlive_a_restart_until_revoked() {
 
     // The token is in the store: a server started after `kill -9` takes it.
     server.kill();
-    let server = Server::start_with(&data, &["--iam", &iam_arg]);
+    let server = setup.serve("data", &[]);
     assert_eq!(list_registries(&server, &token).await, 200);
 
     let revoked = reqwest::Client::new()
@@ -143,22 +168,19 @@ async fn the_official_python_sdk_signs_in_with_a_key_file_and_an_oauth_token() {
     let Some(python) = crate::support::sdk_python("the Python SDK credentials test") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg, "--tls"]);
+    let setup = Setup::new(false);
+    let server = setup.serve("data", &["--tls"]);
+    let (dir, key_file) = (&setup.dir, &setup.key_file);
 
     // Registered while the server runs.
-    let key_file = dir.path().join("key.json");
-    let made = key_create(&iam, &key_file);
+    let made = key_create(&setup.iam, key_file);
     assert!(
         made.status.success(),
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
     let key: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(key_file).unwrap()).unwrap();
     assert_eq!(key["service_account_id"], BUILDER);
     assert_eq!(key["key_algorithm"], "RSA_2048");
     assert!(key["id"].as_str().unwrap().starts_with("aje"));
@@ -174,7 +196,7 @@ async fn the_official_python_sdk_signs_in_with_a_key_file_and_an_oauth_token() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        let mode = std::fs::metadata(key_file).unwrap().permissions().mode();
         assert_eq!(
             mode & 0o077,
             0,
@@ -228,13 +250,9 @@ async fn the_rust_clients_sign_in_with_every_kind_of_credentials() {
         ListRegistriesRequest, registry_service_rpc,
     };
 
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let key_file = dir.path().join("key.json");
-    assert!(key_create(&iam, &key_file).status.success());
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg]);
+    let setup = Setup::new(true);
+    let key_file = &setup.key_file;
+    let server = setup.serve("data", &[]);
 
     // A VM's metadata service, answering with a token the server issued for the user.
     let (status, answer) = exchange(
@@ -270,7 +288,7 @@ async fn the_rust_clients_sign_in_with_every_kind_of_credentials() {
     let rest = ApiClient::rest(&server.url()).unwrap();
     for (transport, api) in [("gRPC", grpc), ("REST", rest)] {
         let with_key = api.clone().with_credentials(
-            ServiceAccountKey::from_file(&key_file)
+            ServiceAccountKey::from_file(key_file)
                 .unwrap()
                 .exchanging_at(api.clone()),
         );
@@ -308,7 +326,7 @@ async fn the_rust_clients_sign_in_with_every_kind_of_credentials() {
             (
                 "key for another audience",
                 api.clone().with_credentials(
-                    ServiceAccountKey::from_file(&key_file)
+                    ServiceAccountKey::from_file(key_file)
                         .unwrap()
                         .with_audience("https://iam.api.cloud.yandex.net/iam/v1/tokens")
                         .exchanging_at(api.clone()),
@@ -344,13 +362,9 @@ async fn the_rust_clients_sign_in_with_every_kind_of_credentials() {
 /// `--endpoint host:port` as `yc` does; a bad key file fails with the reason.
 #[tokio::test]
 async fn the_cli_signs_in_with_a_key_file_or_an_oauth_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let key_file = dir.path().join("key.json");
-    assert!(key_create(&iam, &key_file).status.success());
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg]);
+    let setup = Setup::new(true);
+    let (dir, key_file) = (&setup.dir, &setup.key_file);
+    let server = setup.serve("data", &[]);
     let cli = |credentials: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_yc-images"))
             .args(["registry", "create", "--folder-id", FOLDER, "--name"])
@@ -417,18 +431,14 @@ async fn the_rust_clients_find_every_api_by_discovery_over_tls() {
     };
     use yc_registry_image::client::RegistryClient;
 
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let key_file = dir.path().join("key.json");
-    assert!(key_create(&iam, &key_file).status.success());
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let server = Server::start_with(&dir.path().join("data"), &["--iam", &iam_arg, "--tls"]);
+    let setup = Setup::new(true);
+    let (dir, key_file) = (&setup.dir, &setup.key_file);
+    let server = setup.serve("data", &["--tls"]);
     let ca = std::fs::read(dir.path().join("data/tls/ca.pem")).unwrap();
 
     let cloud = Cloud::at(&server.address)
         .with_ca_pem(ca.clone())
-        .with_service_account_key(ServiceAccountKey::from_file(&key_file).unwrap());
+        .with_service_account_key(ServiceAccountKey::from_file(key_file).unwrap());
     let registries = RegistryClient::new(cloud.client("container-registry").await.unwrap());
     let made = registries
         .create_and_wait(CreateRegistryRequest {
@@ -486,16 +496,11 @@ async fn the_official_node_sdk_lists_and_gets_images_with_an_issued_token() {
         return;
     };
     const IMAGE: &str = "fd8nodeimage00000000";
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
+    let setup = Setup::new(false);
+    let dir = &setup.dir;
     let seed = dir.path().join("seed");
     crate::support::seed_compute_image(&seed, IMAGE, FOLDER, "node-base");
-    let (iam_arg, seed_arg) = (iam.to_string_lossy(), seed.to_string_lossy());
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &["--iam", &iam_arg, "--seed", &seed_arg, "--tls"],
-    );
+    let server = setup.serve("data", &["--seed", &seed.to_string_lossy(), "--tls"]);
     // The token, from the server's own exchange (over TLS, trusting its CA).
     let ca = dir.path().join("data/tls/ca.pem");
     let cloud =
@@ -552,18 +557,14 @@ async fn issued_tokens_hold_on_every_replica() {
     let Some(pg) = yc_sql::TestPostgres::fresh().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let iam = dir.path().join("iam.json");
-    write_iam(&iam);
-    let key_file = dir.path().join("key.json");
-    assert!(key_create(&iam, &key_file).status.success());
-    let iam_arg = iam.to_string_lossy().into_owned();
-    let shared = ["--database-url", pg.url.as_str(), "--iam", &iam_arg];
-    let one = Server::start_with(&dir.path().join("one"), &shared);
-    let two = Server::start_with(&dir.path().join("two"), &shared);
+    let setup = Setup::new(true);
+    let key_file = &setup.key_file;
+    let shared = ["--database-url", pg.url.as_str()];
+    let one = setup.serve("one", &shared);
+    let two = setup.serve("two", &shared);
 
     let at_one = ApiClient::connect_grpc(&one.url()).await.unwrap();
-    let key = ServiceAccountKey::from_file(&key_file)
+    let key = ServiceAccountKey::from_file(key_file)
         .unwrap()
         .exchanging_at(at_one);
     let token = key.iam_token().await.unwrap();
