@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use yc_proto_types::google::rpc::Status;
 
-/// A role in a folder, as an access binding grants it; an editor may do what a viewer may.
+/// A role in a folder or on a resource, as an access binding grants it; an editor may do what
+/// a viewer may, an admin what an editor may.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -33,6 +34,9 @@ pub enum Role {
     Viewer,
     /// Reads and changes: also Create, Update, Delete, and Cancel.
     Editor,
+    /// All an editor may, and also changing who may do what (`SetAccessBindings`,
+    /// `UpdateAccessBindings`).
+    Admin,
 }
 
 impl Role {
@@ -41,6 +45,7 @@ impl Role {
         match self {
             Role::Viewer => "viewer",
             Role::Editor => "editor",
+            Role::Admin => "admin",
         }
     }
 }

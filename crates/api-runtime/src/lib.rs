@@ -10,10 +10,13 @@
 //!   of the schema by calling the service as gRPC would;
 //! - **List queries** ([`list`]): the filter syntax, `order_by`, page tokens, and keyset
 //!   `SELECT`s in either SQL dialect, with [`list::Page`] putting them together;
+//! - **access bindings** on one resource ([`bindings`]): the roles honoured there and what
+//!   the three access-binding RPCs do;
 //! - **ids** in the Yandex form ([`ids`]);
 //! - **update masks** ([`update_paths`]): the fields an Update changes.
 
 pub mod access;
+pub mod bindings;
 mod caller;
 pub mod ids;
 pub mod list;

@@ -1,6 +1,6 @@
 //! A typed client of the Compute ImageService over the shared [`ApiClient`] (gRPC or REST):
-//! every RPC, List as a stream over pages, and Create, Update and Delete that wait for their
-//! operations.
+//! every RPC, List and ListAccessBindings as streams over pages, and Create, Update, Delete and
+//! the binding changes that wait for their operations.
 //!
 //! ```no_run
 //! use yc_compute_image::{ApiClient, ComputeImageClient};
@@ -25,6 +25,10 @@ use yc_operations::client::ApiClient;
 use yc_operations::{WaitError, paged};
 use yc_proto_types::google::protobuf::Empty;
 use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::access::{
+    AccessBinding, AccessBindingDelta, AccessBindingsOperationResult, ListAccessBindingsRequest,
+    ListAccessBindingsResponse, SetAccessBindingsRequest, UpdateAccessBindingsRequest,
+};
 use yc_proto_types::yandex::cloud::compute::v1::image_service_rpc as rpc;
 use yc_proto_types::yandex::cloud::compute::v1::{
     CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, GetImageRequest, Image,
@@ -138,5 +142,64 @@ impl ComputeImageClient {
             .call_and_wait::<_, Empty>(rpc::DELETE, request)
             .await
             .map(drop)
+    }
+
+    /// One page of `ListAccessBindings`.
+    pub async fn list_access_bindings(
+        &self,
+        request: &ListAccessBindingsRequest,
+    ) -> Result<ListAccessBindingsResponse, Status> {
+        self.api
+            .call(rpc::LIST_ACCESS_BINDINGS, request.clone())
+            .await
+    }
+
+    /// Every access binding of an image, page after page.
+    pub fn list_all_access_bindings(
+        &self,
+        image_id: &str,
+    ) -> impl Stream<Item = Result<AccessBinding, Status>> + '_ {
+        let first = ListAccessBindingsRequest {
+            resource_id: image_id.to_owned(),
+            ..Default::default()
+        };
+        paged(first, move |request| async move {
+            let page = self.list_access_bindings(&request).await?;
+            let next = (!page.next_page_token.is_empty()).then(|| ListAccessBindingsRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+            Ok((page.access_bindings, next))
+        })
+    }
+
+    /// `SetAccessBindings`: the image's bindings become `bindings`; what changed, once done.
+    pub async fn set_access_bindings_and_wait(
+        &self,
+        image_id: &str,
+        bindings: Vec<AccessBinding>,
+    ) -> Result<AccessBindingsOperationResult, WaitError> {
+        let request = SetAccessBindingsRequest {
+            resource_id: image_id.to_owned(),
+            access_bindings: bindings,
+        };
+        self.api
+            .call_and_wait(rpc::SET_ACCESS_BINDINGS, request)
+            .await
+    }
+
+    /// `UpdateAccessBindings`: adds and removes bindings; what changed, once done.
+    pub async fn update_access_bindings_and_wait(
+        &self,
+        image_id: &str,
+        deltas: Vec<AccessBindingDelta>,
+    ) -> Result<AccessBindingsOperationResult, WaitError> {
+        let request = UpdateAccessBindingsRequest {
+            resource_id: image_id.to_owned(),
+            access_binding_deltas: deltas,
+        };
+        self.api
+            .call_and_wait(rpc::UPDATE_ACCESS_BINDINGS, request)
+            .await
     }
 }

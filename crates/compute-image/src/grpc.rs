@@ -1,6 +1,10 @@
 //! `yandex.cloud.compute.v1.ImageService` over gRPC.
 
 use tonic::{Request, Response};
+use yc_proto_types::yandex::cloud::access::{
+    ListAccessBindingsRequest, ListAccessBindingsResponse, SetAccessBindingsRequest,
+    UpdateAccessBindingsRequest,
+};
 use yc_proto_types::yandex::cloud::compute::v1::image_service_server::{
     ImageService, ImageServiceServer,
 };
@@ -90,6 +94,42 @@ impl ImageService for ComputeImageGrpc {
         Ok(Response::new(
             self.images
                 .list_operations(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+
+    async fn list_access_bindings(
+        &self,
+        request: Request<ListAccessBindingsRequest>,
+    ) -> Answer<ListAccessBindingsResponse> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.images
+                .list_access_bindings(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+
+    async fn set_access_bindings(
+        &self,
+        request: Request<SetAccessBindingsRequest>,
+    ) -> Answer<Operation> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.images
+                .set_access_bindings(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+
+    async fn update_access_bindings(
+        &self,
+        request: Request<UpdateAccessBindingsRequest>,
+    ) -> Answer<Operation> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.images
+                .update_access_bindings(request.get_ref(), &caller)
                 .await?,
         ))
     }

@@ -1,16 +1,21 @@
-//! The Compute ImageService, transport aside: all seven RPCs, with every mutation run as an
+//! The Compute ImageService, transport aside: all ten RPCs, with every mutation run as an
 //! operation through `yc-operations`.
 
 use std::sync::Arc;
 
 use yc_api_runtime::list::{ListSpec, Page, QueryKey, page_size, token_too_old};
-use yc_api_runtime::{Role, store_unavailable};
+use yc_api_runtime::{Role, bindings, permission_denied, store_unavailable};
 use yc_operations::{
     CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, StartOperation,
 };
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
+use yc_proto_types::yandex::cloud::access::{
+    AccessBindingsOperationResult, ListAccessBindingsRequest, ListAccessBindingsResponse,
+    SetAccessBindingsMetadata, SetAccessBindingsRequest, UpdateAccessBindingsMetadata,
+    UpdateAccessBindingsRequest,
+};
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
 use yc_proto_types::yandex::cloud::compute::v1::{
     CreateImageMetadata, CreateImageRequest, DeleteImageMetadata, DeleteImageRequest,
@@ -22,12 +27,17 @@ use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::domain::os_or_default;
 use crate::source::{FetchPolicy, Inspected, check_uri, fetch};
-use crate::store::{ComputeImageStore, ComputeQuery, ComputeStoreError, ImageChange, Modified};
+use crate::store::{
+    BindingsChange, BindingsChanged, ComputeImageStore, ComputeQuery, ComputeStoreError,
+    ImageChange, Modified,
+};
 
 const SERVICE: &str = "yandex.cloud.compute.v1.ImageService";
 const CREATE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Create";
 const UPDATE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Update";
 const DELETE_METHOD: &str = "yandex.cloud.compute.v1.ImageService.Delete";
+const SET_BINDINGS_METHOD: &str = "yandex.cloud.compute.v1.ImageService.SetAccessBindings";
+const UPDATE_BINDINGS_METHOD: &str = "yandex.cloud.compute.v1.ImageService.UpdateAccessBindings";
 /// The fields List can filter on.
 pub const FILTER_FIELDS: &[&str] = &["name", "family", "status", "id"];
 /// The fields List can sort by.
@@ -135,16 +145,175 @@ impl ComputeImages {
         &self.runner
     }
 
-    /// The image `id`, if the caller holds `role` in its folder.
+    /// The image `id`, if the caller holds `role` in its folder or an access binding on the
+    /// image grants it.
     async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
+        self.image_granted(id, caller, role, role).await
+    }
+
+    /// The image `id`, if the caller holds `in_folder` in its folder, or an access binding on
+    /// the image grants `on_image` (the bindings are read only when the folder's roles do not
+    /// do).
+    async fn image_granted(
+        &self,
+        id: &str,
+        caller: &Caller,
+        in_folder: Role,
+        on_image: Role,
+    ) -> Result<Image, Status> {
         let image = self
             .store
             .get(id)
             .await
             .map_err(store_status)?
             .ok_or_else(|| not_found(id))?;
-        caller.require(&image.folder_id, role)?;
-        Ok(image)
+        if caller.access.allows(&image.folder_id, in_folder) {
+            return Ok(image);
+        }
+        let held = self
+            .store
+            .access_bindings(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(id))?;
+        if bindings::granted(&held, caller) >= Some(on_image) {
+            Ok(image)
+        } else {
+            Err(permission_denied())
+        }
+    }
+
+    /// The image whose bindings the caller changes: for an editor of its folder, or an admin
+    /// of the image.
+    async fn image_to_bind(&self, id: &str, caller: &Caller) -> Result<Image, Status> {
+        self.image_granted(id, caller, Role::Editor, Role::Admin)
+            .await
+    }
+
+    /// `ListAccessBindings`: for a caller who may read the image.
+    pub async fn list_access_bindings(
+        &self,
+        request: &ListAccessBindingsRequest,
+        caller: &Caller,
+    ) -> Result<ListAccessBindingsResponse, Status> {
+        validate(request)?;
+        self.image(&request.resource_id, caller, Role::Viewer)
+            .await?;
+        let held = self
+            .store
+            .access_bindings(&request.resource_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(&request.resource_id))?;
+        let key = QueryKey::new(
+            self.runner.token_keys(),
+            &format!("{SERVICE}.ListAccessBindings"),
+            &[&request.resource_id],
+        );
+        bindings::page(held, &key, &request.page_token, request.page_size)
+    }
+
+    /// `SetAccessBindings`: the image's bindings become the request's, for an editor of its
+    /// folder or an admin of the image. The operation's result lists what changed.
+    pub async fn set_access_bindings(
+        &self,
+        request: &SetAccessBindingsRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        bindings::check(&request.access_bindings, |i| {
+            format!("access_bindings[{i}]")
+        })?;
+        let id = self.image_to_bind(&request.resource_id, caller).await?.id;
+        let start = StartOperation::new(
+            "fd8",
+            SET_BINDINGS_METHOD,
+            "Set image access bindings",
+            &id,
+            &SetAccessBindingsMetadata {
+                resource_id: id.clone(),
+            },
+            request,
+        )
+        .caller(caller);
+        let service = self.clone();
+        let request = request.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                service.apply_set_bindings(&request).await
+            })
+            .await
+    }
+
+    async fn apply_set_bindings(&self, request: &SetAccessBindingsRequest) -> Result<Any, Status> {
+        self.change_bindings(&request.resource_id, &|held| {
+            Ok(bindings::set(held, request.access_bindings.clone()))
+        })
+        .await
+    }
+
+    /// `UpdateAccessBindings`: adds and removes bindings of the image, for an editor of its
+    /// folder or an admin of the image. The operation's result lists what changed.
+    pub async fn update_access_bindings(
+        &self,
+        request: &UpdateAccessBindingsRequest,
+        caller: &Caller,
+    ) -> Result<Operation, Status> {
+        validate(request)?;
+        bindings::check(
+            request
+                .access_binding_deltas
+                .iter()
+                .filter_map(|d| d.access_binding.as_ref()),
+            |i| format!("access_binding_deltas[{i}].access_binding"),
+        )?;
+        let id = self.image_to_bind(&request.resource_id, caller).await?.id;
+        let start = StartOperation::new(
+            "fd8",
+            UPDATE_BINDINGS_METHOD,
+            "Update image access bindings",
+            &id,
+            &UpdateAccessBindingsMetadata {
+                resource_id: id.clone(),
+            },
+            request,
+        )
+        .caller(caller);
+        let service = self.clone();
+        let request = request.clone();
+        self.runner
+            .start(start, move |_ctx| async move {
+                service.apply_update_bindings(&request).await
+            })
+            .await
+    }
+
+    async fn apply_update_bindings(
+        &self,
+        request: &UpdateAccessBindingsRequest,
+    ) -> Result<Any, Status> {
+        self.change_bindings(&request.resource_id, &|held| {
+            bindings::update(held, &request.access_binding_deltas)
+        })
+        .await
+    }
+
+    /// Changes the image's bindings in one transaction; the operation's result.
+    async fn change_bindings(&self, id: &str, change: &BindingsChange<'_>) -> Result<Any, Status> {
+        match self
+            .store
+            .change_access_bindings(id, change)
+            .await
+            .map_err(store_status)?
+        {
+            BindingsChanged::Changed(effective_deltas) => {
+                Ok(Any::from_msg(&AccessBindingsOperationResult {
+                    effective_deltas,
+                }))
+            }
+            BindingsChanged::Refused(status) => Err(status),
+            BindingsChanged::Missing => Err(not_found(id)),
+        }
     }
 
     /// `Get`.
@@ -453,8 +622,8 @@ impl ComputeImages {
         Ok(Any::from_msg(&image))
     }
 
-    /// How interrupted Creates, Updates and Deletes continue after a restart: each is done
-    /// again from its stored request (a Create stores its image if it had not, and fetches
+    /// How interrupted Creates, Updates, Deletes and binding changes continue after a restart:
+    /// each is done again from its stored request (a Create stores its image if it had not, and fetches
     /// its source again).
     pub fn resumers(&self, resumers: Resumers) -> Resumers {
         let (create, update, delete) = (self.clone(), self.clone(), self.clone());
@@ -512,6 +681,26 @@ impl ComputeImages {
                     service
                         .apply_update(&request, &update_paths(&request)?)
                         .await
+                }
+            })
+            .add(SET_BINDINGS_METHOD, false, {
+                let service = self.clone();
+                move |record, _ctx| {
+                    let service = service.clone();
+                    async move {
+                        let request: SetAccessBindingsRequest = record.request()?;
+                        service.apply_set_bindings(&request).await
+                    }
+                }
+            })
+            .add(UPDATE_BINDINGS_METHOD, false, {
+                let service = self.clone();
+                move |record, _ctx| {
+                    let service = service.clone();
+                    async move {
+                        let request: UpdateAccessBindingsRequest = record.request()?;
+                        service.apply_update_bindings(&request).await
+                    }
                 }
             })
             .add(DELETE_METHOD, false, move |record, _ctx| {

@@ -5,6 +5,7 @@
 //! `family`, `status` by name, `created_at`) and the `Image` message in `body`. Names are
 //! unique in a folder (an index enforces it); every List is one keyset query through
 //! `yc_api_runtime::list::sql`, served by a partial index on (folder, sort column, id).
+//! An image's access bindings are one row of `ci_image_access`, gone with the image.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +19,15 @@ use yc_api_runtime::list::sql::{
 use yc_api_runtime::list::{FilterExpr, OrderItem};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::access::{
+    AccessBinding, AccessBindingDelta, ListAccessBindingsResponse,
+};
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
 use yc_sql::{ColumnTypes, Db, Query, query};
 
 const COMPONENT: &str = "compute-image";
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `ci_image_access`, the images' access bindings.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The columns List sorts by, each served by an index on (folder_id, column, id).
 const SORT_COLUMNS: &[&str] = &["name", "family", "status", "created_at"];
@@ -52,6 +57,23 @@ pub enum Modified {
     /// The image as stored now.
     Changed(Box<Image>),
     /// The change refused the image as it was; nothing was stored.
+    Refused(Status),
+    /// There is no such image.
+    Missing,
+}
+
+/// A change of an image's access bindings for
+/// [`ComputeImageStore::change_access_bindings`]: it edits them as stored now and returns the
+/// deltas that took effect, or refuses with the status a caller sees.
+pub type BindingsChange<'a> =
+    dyn Fn(&mut Vec<AccessBinding>) -> Result<Vec<AccessBindingDelta>, Status> + Send + Sync + 'a;
+
+/// What [`ComputeImageStore::change_access_bindings`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingsChanged {
+    /// The deltas that took effect, now stored.
+    Changed(Vec<AccessBindingDelta>),
+    /// The change refused the bindings as they were; nothing was stored.
     Refused(Status),
     /// There is no such image.
     Missing,
@@ -107,6 +129,18 @@ pub trait ComputeImageStore: Send + Sync + 'static {
         folder_id: &str,
         family: &str,
     ) -> Result<Option<Image>, ComputeStoreError>;
+    /// The access bindings of an image; `None` when there is no such image.
+    async fn access_bindings(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<AccessBinding>>, ComputeStoreError>;
+    /// Changes an image's access bindings in one transaction, as [`modify`](Self::modify)
+    /// changes the image: concurrent changes apply one after the other, on every replica.
+    async fn change_access_bindings(
+        &self,
+        id: &str,
+        change: &BindingsChange<'_>,
+    ) -> Result<BindingsChanged, ComputeStoreError>;
 }
 
 /// Compute images in SQLite or PostgreSQL.
@@ -168,6 +202,18 @@ fn status_name(image: &Image) -> String {
         .unwrap_or_else(|_| image.status.to_string())
 }
 
+/// Stored bindings: a `ListAccessBindingsResponse` with all of them; none without a row.
+fn decode_bindings(body: Option<&[u8]>) -> Result<Vec<AccessBinding>, ComputeStoreError> {
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
+    ListAccessBindingsResponse::decode(body)
+        .map(|stored| stored.access_bindings)
+        .map_err(|e| {
+            ComputeStoreError::Unavailable(format!("stored access bindings do not decode: {e}"))
+        })
+}
+
 fn decode(body: &[u8]) -> Result<Image, ComputeStoreError> {
     Image::decode(body)
         .map_err(|e| ComputeStoreError::Unavailable(format!("a stored image does not decode: {e}")))
@@ -220,6 +266,10 @@ impl SqlComputeImageStore {
             "CREATE INDEX IF NOT EXISTS ci_images_family_latest ON ci_images (folder_id, family, status, created_at, id) \
              WHERE deleted_at IS NULL".to_owned(),
             "CREATE INDEX IF NOT EXISTS ci_images_deleted ON ci_images (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
+            format!("CREATE TABLE IF NOT EXISTS ci_image_access (
+                image_id {text} PRIMARY KEY,
+                body {bytes} NOT NULL
+            )"),
         ];
         for sort in SORT_COLUMNS {
             schema.push(format!(
@@ -299,11 +349,72 @@ impl SqlComputeImageStore {
         let deleted = mark_deleted(&mut tx, "ci_images", id, now)
             .await
             .map_err(unavailable)?;
+        if deleted {
+            tx.execute(&query("DELETE FROM ci_image_access WHERE image_id = $1").bind(id))
+                .await
+                .map_err(unavailable)?;
+        }
         purge_deleted(&mut tx, "ci_images", now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(deleted)
+    }
+
+    /// Reads the bindings with the image's row locked (on PostgreSQL; SQLite writes one at a
+    /// time), changes them and writes them back.
+    async fn change_bindings_rows(
+        &self,
+        id: &str,
+        change: &BindingsChange<'_>,
+    ) -> Result<BindingsChanged, ComputeStoreError> {
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let sql = format!(
+            "SELECT id FROM ci_images WHERE id = $1 AND deleted_at IS NULL{}",
+            tx.dialect().for_update()
+        );
+        let found: Option<String> = tx
+            .fetch_scalar(&query(sql).bind(id))
+            .await
+            .map_err(unavailable)?;
+        if found.is_none() {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(BindingsChanged::Missing);
+        }
+        let body: Option<Vec<u8>> = tx
+            .fetch_scalar(&query("SELECT body FROM ci_image_access WHERE image_id = $1").bind(id))
+            .await
+            .map_err(unavailable)?;
+        let mut bindings = decode_bindings(body.as_deref())?;
+        let deltas = match change(&mut bindings) {
+            Ok(deltas) => deltas,
+            Err(refused) => {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(BindingsChanged::Refused(refused));
+            }
+        };
+        if bindings.is_empty() {
+            tx.execute(&query("DELETE FROM ci_image_access WHERE image_id = $1").bind(id))
+                .await
+                .map_err(unavailable)?;
+        } else {
+            let body = ListAccessBindingsResponse {
+                access_bindings: bindings,
+                next_page_token: String::new(),
+            };
+            tx.execute(
+                &query(
+                    "INSERT INTO ci_image_access (image_id, body) VALUES ($1, $2) \
+                     ON CONFLICT (image_id) DO UPDATE SET body = excluded.body",
+                )
+                .bind(id)
+                .bind(body.encode_to_vec()),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(BindingsChanged::Changed(deltas))
     }
 
     async fn list_sql(&self, query: &ComputeQuery) -> Result<Query, ComputeStoreError> {
@@ -429,5 +540,35 @@ impl ComputeImageStore for SqlComputeImageStore {
             .bind(image::Status::Ready.as_str_name()),
         )
         .await
+    }
+
+    async fn access_bindings(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<AccessBinding>>, ComputeStoreError> {
+        let rows = self
+            .db
+            .fetch_all(
+                &query(
+                    "SELECT a.body FROM ci_images i LEFT JOIN ci_image_access a ON a.image_id = i.id \
+                     WHERE i.id = $1 AND i.deleted_at IS NULL",
+                )
+                .bind(id),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let body: Option<Vec<u8>> = row.get(0).map_err(unavailable)?;
+        decode_bindings(body.as_deref()).map(Some)
+    }
+
+    async fn change_access_bindings(
+        &self,
+        id: &str,
+        change: &BindingsChange<'_>,
+    ) -> Result<BindingsChanged, ComputeStoreError> {
+        self.change_bindings_rows(id, change).await
     }
 }

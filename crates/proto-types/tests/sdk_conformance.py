@@ -23,6 +23,7 @@ PACKAGES = [
 ]
 MODULES = [
     "yandex.cloud.iam.v1.iam_token_service_pb2",
+    "yandex.cloud.access.access_pb2",
     "google.rpc.status_pb2",
     "google.rpc.error_details_pb2",
     "google.protobuf.empty_pb2",

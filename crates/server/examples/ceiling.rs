@@ -22,6 +22,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::serve::ListenerExt as _;
 use tonic::{Request, Response, Status};
+use yc_proto_types::yandex::cloud::access::{
+    ListAccessBindingsRequest, ListAccessBindingsResponse, SetAccessBindingsRequest,
+    UpdateAccessBindingsRequest,
+};
 use yc_proto_types::yandex::cloud::compute::v1::image_service_server::{
     ImageService, ImageServiceServer,
 };
@@ -68,6 +72,21 @@ impl ImageService for Fixed {
         &self,
         _: Request<ListImageOperationsRequest>,
     ) -> Answer<ListImageOperationsResponse> {
+        Err(Status::unimplemented("the ceiling answers Get and List"))
+    }
+    async fn list_access_bindings(
+        &self,
+        _: Request<ListAccessBindingsRequest>,
+    ) -> Answer<ListAccessBindingsResponse> {
+        Err(Status::unimplemented("the ceiling answers Get and List"))
+    }
+    async fn set_access_bindings(&self, _: Request<SetAccessBindingsRequest>) -> Answer<Operation> {
+        Err(Status::unimplemented("the ceiling answers Get and List"))
+    }
+    async fn update_access_bindings(
+        &self,
+        _: Request<UpdateAccessBindingsRequest>,
+    ) -> Answer<Operation> {
         Err(Status::unimplemented("the ceiling answers Get and List"))
     }
 }

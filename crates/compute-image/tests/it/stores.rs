@@ -2,14 +2,18 @@
 //! one oracle: every List shape, paged three at a time, returns exactly the folder's images
 //! that pass the filter in the order asked (text by code point, the id breaking ties); names
 //! are unique in a folder, also between two replicas inserting at once; GetLatestByFamily
-//! picks the newest READY image; concurrent changes of one image through `modify`, also from
-//! two replicas, all apply. The PostgreSQL plans are index scans.
+//! picks the newest READY image; concurrent changes of one image through `modify` and of its access bindings, also
+//! from two replicas, all apply. The PostgreSQL plans are index scans.
 
+use yc_api_runtime::bindings;
 use yc_api_runtime::list::{FilterExpr, FilterOp, FilterSpec, OrderItem};
 use yc_compute_image::SqlComputeImageStore;
-use yc_compute_image::store::{ComputeImageStore, ComputeQuery, ComputeStoreError, Modified};
+use yc_compute_image::store::{
+    BindingsChanged, ComputeImageStore, ComputeQuery, ComputeStoreError, Modified,
+};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
+use yc_proto_types::yandex::cloud::access::{AccessBindingAction, AccessBindingDelta};
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
 use yc_sql::TestPostgres;
 
@@ -362,6 +366,77 @@ async fn concurrent_changes_all_apply(stores: [SqlComputeImageStore; 2]) {
     assert_eq!(
         stores[0].modify("fd8nosuchimage000000", &|_| Ok(())).await,
         Ok(Modified::Missing)
+    );
+
+    // The same for the image's access bindings: each writer adds one to the bindings as they
+    // are, and every one is there at the end.
+    let mut writers = Vec::new();
+    for n in 0..32 {
+        let store = stores[n % 2].clone();
+        let id = target.id.clone();
+        writers.push(tokio::spawn(async move {
+            let delta = AccessBindingDelta {
+                action: AccessBindingAction::Add as i32,
+                access_binding: Some(bindings::binding(
+                    "viewer",
+                    "userAccount",
+                    &format!("aje{n}"),
+                )),
+            };
+            store
+                .change_access_bindings(&id, &|held| {
+                    bindings::update(held, std::slice::from_ref(&delta))
+                })
+                .await
+        }));
+    }
+    for writer in writers {
+        let done = writer.await.unwrap();
+        assert!(
+            matches!(&done, Ok(BindingsChanged::Changed(deltas)) if deltas.len() == 1),
+            "{done:?}"
+        );
+    }
+    let held = stores[0]
+        .access_bindings(&target.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.len(), 32, "{held:?}");
+    // A refused change stores nothing.
+    let refused = stores[1]
+        .change_access_bindings(&target.id, &|held| {
+            held.clear();
+            Err(Status::new(tonic::Code::FailedPrecondition, "no"))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, BindingsChanged::Refused(_)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        stores[1]
+            .access_bindings(&target.id)
+            .await
+            .unwrap()
+            .map(|b| b.len()),
+        Some(32)
+    );
+    // The bindings go with the image; none for an image that is not there.
+    assert!(
+        stores[0]
+            .delete(&target.id, Timestamp::now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(stores[1].access_bindings(&target.id).await.unwrap(), None);
+    assert_eq!(
+        stores[0]
+            .change_access_bindings(&target.id, &|_| Ok(Vec::new()))
+            .await
+            .unwrap(),
+        BindingsChanged::Missing
     );
 }
 

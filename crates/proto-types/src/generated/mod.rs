@@ -10,6 +10,10 @@ pub mod google {
 }
 pub mod yandex {
     pub mod cloud {
+        pub mod access {
+            include!("yandex.cloud.access.rs");
+            include!("yandex.cloud.access.serde.rs");
+        }
         pub mod compute {
             pub mod v1 {
                 include!("yandex.cloud.compute.v1.rs");

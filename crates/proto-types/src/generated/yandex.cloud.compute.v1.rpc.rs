@@ -16,6 +16,12 @@ pub mod image_service_rpc {
     pub const DELETE: crate::rpc::Rpc<crate::yandex::cloud::compute::v1::DeleteImageRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.compute.v1.ImageService", "Delete", "/yandex.cloud.compute.v1.ImageService/Delete");
     /// `yandex.cloud.compute.v1.ImageService.ListOperations`.
     pub const LIST_OPERATIONS: crate::rpc::Rpc<crate::yandex::cloud::compute::v1::ListImageOperationsRequest, crate::yandex::cloud::compute::v1::ListImageOperationsResponse> = crate::rpc::Rpc::new("yandex.cloud.compute.v1.ImageService", "ListOperations", "/yandex.cloud.compute.v1.ImageService/ListOperations");
+    /// `yandex.cloud.compute.v1.ImageService.ListAccessBindings`.
+    pub const LIST_ACCESS_BINDINGS: crate::rpc::Rpc<crate::yandex::cloud::access::ListAccessBindingsRequest, crate::yandex::cloud::access::ListAccessBindingsResponse> = crate::rpc::Rpc::new("yandex.cloud.compute.v1.ImageService", "ListAccessBindings", "/yandex.cloud.compute.v1.ImageService/ListAccessBindings");
+    /// `yandex.cloud.compute.v1.ImageService.SetAccessBindings`.
+    pub const SET_ACCESS_BINDINGS: crate::rpc::Rpc<crate::yandex::cloud::access::SetAccessBindingsRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.compute.v1.ImageService", "SetAccessBindings", "/yandex.cloud.compute.v1.ImageService/SetAccessBindings");
+    /// `yandex.cloud.compute.v1.ImageService.UpdateAccessBindings`.
+    pub const UPDATE_ACCESS_BINDINGS: crate::rpc::Rpc<crate::yandex::cloud::access::UpdateAccessBindingsRequest, crate::yandex::cloud::operation::Operation> = crate::rpc::Rpc::new("yandex.cloud.compute.v1.ImageService", "UpdateAccessBindings", "/yandex.cloud.compute.v1.ImageService/UpdateAccessBindings");
     /// The REST methods of `yandex.cloud.compute.v1.ImageService`, each calling `service`.
     pub fn rest<T: super::image_service_server::ImageService>(service: std::sync::Arc<T>) -> crate::rpc::RestService {
         #[allow(unused_mut)]
@@ -67,6 +73,27 @@ pub mod image_service_rpc {
             rest.unary(LIST_OPERATIONS, move |request| {
                 let service = service.clone();
                 async move { service.list_operations(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(LIST_ACCESS_BINDINGS, move |request| {
+                let service = service.clone();
+                async move { service.list_access_bindings(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(SET_ACCESS_BINDINGS, move |request| {
+                let service = service.clone();
+                async move { service.set_access_bindings(request).await }
+            });
+        }
+        {
+            let service = service.clone();
+            rest.unary(UPDATE_ACCESS_BINDINGS, move |request| {
+                let service = service.clone();
+                async move { service.update_access_bindings(request).await }
             });
         }
         drop(service);

@@ -871,6 +871,102 @@ pub mod image_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Lists the access bindings of an image.
+        pub async fn list_access_bindings(
+            &mut self,
+            request: impl tonic::IntoRequest<
+                super::super::super::access::ListAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::access::ListAccessBindingsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.compute.v1.ImageService/ListAccessBindings",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.compute.v1.ImageService",
+                        "ListAccessBindings",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Replaces the access bindings of an image.
+        pub async fn set_access_bindings(
+            &mut self,
+            request: impl tonic::IntoRequest<
+                super::super::super::access::SetAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.compute.v1.ImageService/SetAccessBindings",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.compute.v1.ImageService",
+                        "SetAccessBindings",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Adds and removes access bindings of an image.
+        pub async fn update_access_bindings(
+            &mut self,
+            request: impl tonic::IntoRequest<
+                super::super::super::access::UpdateAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/yandex.cloud.compute.v1.ImageService/UpdateAccessBindings",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "yandex.cloud.compute.v1.ImageService",
+                        "UpdateAccessBindings",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -934,6 +1030,36 @@ pub mod image_service_server {
             request: tonic::Request<super::ListImageOperationsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListImageOperationsResponse>,
+            tonic::Status,
+        >;
+        /// Lists the access bindings of an image.
+        async fn list_access_bindings(
+            &self,
+            request: tonic::Request<
+                super::super::super::access::ListAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::access::ListAccessBindingsResponse>,
+            tonic::Status,
+        >;
+        /// Replaces the access bindings of an image.
+        async fn set_access_bindings(
+            &self,
+            request: tonic::Request<
+                super::super::super::access::SetAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
+            tonic::Status,
+        >;
+        /// Adds and removes access bindings of an image.
+        async fn update_access_bindings(
+            &self,
+            request: tonic::Request<
+                super::super::super::access::UpdateAccessBindingsRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::super::operation::Operation>,
             tonic::Status,
         >;
     }
@@ -1314,6 +1440,153 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListOperationsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.compute.v1.ImageService/ListAccessBindings" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAccessBindingsSvc<T: ImageService>(pub Arc<T>);
+                    impl<
+                        T: ImageService,
+                    > tonic::server::UnaryService<
+                        super::super::super::access::ListAccessBindingsRequest,
+                    > for ListAccessBindingsSvc<T> {
+                        type Response = super::super::super::access::ListAccessBindingsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::super::super::access::ListAccessBindingsRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ImageService>::list_access_bindings(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAccessBindingsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.compute.v1.ImageService/SetAccessBindings" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetAccessBindingsSvc<T: ImageService>(pub Arc<T>);
+                    impl<
+                        T: ImageService,
+                    > tonic::server::UnaryService<
+                        super::super::super::access::SetAccessBindingsRequest,
+                    > for SetAccessBindingsSvc<T> {
+                        type Response = super::super::super::operation::Operation;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::super::super::access::SetAccessBindingsRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ImageService>::set_access_bindings(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetAccessBindingsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/yandex.cloud.compute.v1.ImageService/UpdateAccessBindings" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateAccessBindingsSvc<T: ImageService>(pub Arc<T>);
+                    impl<
+                        T: ImageService,
+                    > tonic::server::UnaryService<
+                        super::super::super::access::UpdateAccessBindingsRequest,
+                    > for UpdateAccessBindingsSvc<T> {
+                        type Response = super::super::super::operation::Operation;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::super::super::access::UpdateAccessBindingsRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ImageService>::update_access_bindings(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateAccessBindingsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

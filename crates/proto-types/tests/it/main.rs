@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+mod access;
 mod compute;
 mod descriptors;
 mod endpoint;

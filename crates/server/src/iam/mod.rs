@@ -512,7 +512,7 @@ mod tests {
             ),
             (
                 r#"{"subjects": [{"id": "a"}], "accessBindings": [{"folderId": "f", "subjectId": "a", "roleId": "owner"}]}"#,
-                "unknown variant `owner`, expected `viewer` or `editor`",
+                "unknown variant `owner`, expected one of `viewer`, `editor`, `admin`",
             ),
             (
                 r#"{"subjects": [{"id": "a", "tokens": ["t"]}, {"id": "b", "tokens": ["t"]}]}"#,

@@ -11,6 +11,8 @@ use crate::support::{Server, channel, seed_compute_image, seed_registry, start_s
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
+use yc_api_runtime::bindings;
+use yc_proto_types::yandex::cloud::access;
 use yc_proto_types::yandex::cloud::compute::v1 as compute;
 use yc_proto_types::yandex::cloud::containerregistry::v1 as registry;
 use yc_proto_types::yandex::cloud::endpoint::ListApiEndpointsRequest;
@@ -253,6 +255,45 @@ async fn every_grpc_call_as_everyone() {
         }
     })
     .await;
+    let bound = matrix("compute SetAccessBindings", Needs::Change, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = access::SetAccessBindingsRequest {
+                resource_id: TEAM_IMAGE.into(),
+                access_bindings: vec![bindings::binding("viewer", "userAccount", "ajesomeone")],
+            };
+            answer(c.set_access_bindings(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert!(wait_grpc(&operations, &bound.id).await.result.is_some());
+    let bound = matrix("compute UpdateAccessBindings", Needs::Change, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = access::UpdateAccessBindingsRequest {
+                resource_id: TEAM_IMAGE.into(),
+                access_binding_deltas: vec![access::AccessBindingDelta {
+                    action: access::AccessBindingAction::Add as i32,
+                    access_binding: Some(bindings::binding("editor", "serviceAccount", "ajeci")),
+                }],
+            };
+            answer(c.update_access_bindings(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    wait_grpc(&operations, &bound.id).await;
+    let listed = matrix("compute ListAccessBindings", Needs::Read, |who| {
+        let mut c = images.clone();
+        async move {
+            let request = access::ListAccessBindingsRequest {
+                resource_id: TEAM_IMAGE.into(),
+                ..Default::default()
+            };
+            answer(c.list_access_bindings(grpc_request(who, request)).await)
+        }
+    })
+    .await;
+    assert_eq!(listed.access_bindings.len(), 2, "{listed:?}");
     matrix("compute Delete", Needs::Change, |who| {
         let mut c = images.clone();
         async move {
@@ -546,9 +587,190 @@ async fn every_grpc_call_as_everyone() {
     assert!(theirs.images[0].name.starts_with(OTHER_REGISTRY));
 }
 
+/// Access bindings on an image take part in the access check: a viewer binding lets a
+/// subject without a role in the image's folder read the image and make images from it (but
+/// not change it, list the folder or change the bindings), an admin binding lets a folder
+/// viewer change the bindings, `allAuthenticatedUsers` lets anyone with a token read, and
+/// removing a binding takes its access away.
+#[tokio::test]
+async fn bindings_on_an_image_grant_access_to_it() {
+    use compute::image_service_client::ImageServiceClient as ComputeClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let channel: Channel = channel(&server).await;
+    let images = ComputeClient::new(channel.clone());
+    let operations = OperationServiceClient::new(channel);
+    let get = |who: Who| {
+        let mut c = images.clone();
+        async move {
+            let request = compute::GetImageRequest {
+                image_id: TEAM_IMAGE.into(),
+            };
+            answer(c.get(grpc_request(who, request)).await)
+        }
+    };
+    // Changes the team image's bindings as `who`, waiting for the operation as the editor
+    // (whose operations it may read) when `who` is the editor, else as the starter.
+    let change = |who: Who, action: access::AccessBindingAction, binding: access::AccessBinding| {
+        let mut c = images.clone();
+        let operations = operations.clone();
+        async move {
+            let request = access::UpdateAccessBindingsRequest {
+                resource_id: TEAM_IMAGE.into(),
+                access_binding_deltas: vec![access::AccessBindingDelta {
+                    action: action as i32,
+                    access_binding: Some(binding),
+                }],
+            };
+            let op = answer(c.update_access_bindings(grpc_request(who, request)).await)?;
+            for _ in 0..400 {
+                let now = answer(
+                    operations
+                        .clone()
+                        .get(grpc_request(
+                            who,
+                            GetOperationRequest {
+                                operation_id: op.id.clone(),
+                            },
+                        ))
+                        .await,
+                )?;
+                if now.done {
+                    return Ok::<_, Code>(now);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("operation {} did not finish", op.id);
+        }
+    };
+    use access::AccessBindingAction::{Add, Remove};
+    let stranger = bindings::binding("compute.images.user", "userAccount", "ajestranger000000000");
+
+    assert_eq!(
+        get(Who::Stranger).await.unwrap_err(),
+        Code::PermissionDenied
+    );
+    // Nobody but the folder's editor (or the image's admin) changes the bindings.
+    assert_eq!(
+        change(Who::Stranger, Add, stranger.clone())
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        change(Who::Viewer, Add, stranger.clone())
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied
+    );
+    let done = change(Who::Editor, Add, stranger.clone()).await.unwrap();
+    let result: access::AccessBindingsOperationResult = match done.result {
+        Some(yc_proto_types::yandex::cloud::operation::operation::Result::Response(any)) => {
+            any.to_msg().unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(result.effective_deltas.len(), 1);
+
+    // The stranger reads the image and makes an image of its own folder from it.
+    assert_eq!(get(Who::Stranger).await.unwrap().id, TEAM_IMAGE);
+    let copy = answer(
+        images
+            .clone()
+            .create(grpc_request(
+                Who::Stranger,
+                compute::CreateImageRequest {
+                    folder_id: OTHER.into(),
+                    name: "from-team".into(),
+                    source: Some(compute::create_image_request::Source::ImageId(
+                        TEAM_IMAGE.into(),
+                    )),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    )
+    .unwrap();
+    let copied = wait_as(&operations, Who::Stranger, &copy.id).await;
+    assert!(
+        matches!(
+            copied.result,
+            Some(yc_proto_types::yandex::cloud::operation::operation::Result::Response(_))
+        ),
+        "{copied:?}"
+    );
+    // But it changes nothing of the team's, lists nothing of it, and cannot pass its access on.
+    let update = compute::UpdateImageRequest {
+        image_id: TEAM_IMAGE.into(),
+        description: "mine now".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        answer(
+            images
+                .clone()
+                .update(grpc_request(Who::Stranger, update))
+                .await
+        )
+        .unwrap_err(),
+        Code::PermissionDenied
+    );
+    let list = compute::ListImagesRequest {
+        folder_id: TEAM.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        answer(images.clone().list(grpc_request(Who::Stranger, list)).await).unwrap_err(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        change(
+            Who::Stranger,
+            Add,
+            bindings::binding("viewer", "system", "allUsers")
+        )
+        .await
+        .unwrap_err(),
+        Code::PermissionDenied
+    );
+
+    // An admin binding lets the folder's viewer change the bindings.
+    let viewer_admin = bindings::binding("admin", "userAccount", "ajeviewer00000000000");
+    change(Who::Editor, Add, viewer_admin).await.unwrap();
+    change(Who::Viewer, Remove, stranger.clone()).await.unwrap();
+    assert_eq!(
+        get(Who::Stranger).await.unwrap_err(),
+        Code::PermissionDenied
+    );
+
+    // Everyone with a token, while the binding lasts.
+    let public = bindings::binding("viewer", "system", "allAuthenticatedUsers");
+    change(Who::Viewer, Add, public.clone()).await.unwrap();
+    assert_eq!(get(Who::Stranger).await.unwrap().id, TEAM_IMAGE);
+    assert_eq!(
+        get(Who::UnknownToken).await.unwrap_err(),
+        Code::Unauthenticated
+    );
+    change(Who::Viewer, Remove, public).await.unwrap();
+    assert_eq!(
+        get(Who::Stranger).await.unwrap_err(),
+        Code::PermissionDenied
+    );
+}
+
 /// The operation `id`, polled as its starter (the editor) until it is done.
 async fn wait_grpc(
     operations: &OperationServiceClient<Channel>,
+    id: &str,
+) -> yc_proto_types::yandex::cloud::operation::Operation {
+    wait_as(operations, Who::Editor, id).await
+}
+
+/// The operation `id`, polled as `who` (its starter) until it is done.
+async fn wait_as(
+    operations: &OperationServiceClient<Channel>,
+    who: Who,
     id: &str,
 ) -> yc_proto_types::yandex::cloud::operation::Operation {
     for _ in 0..400 {
@@ -556,7 +778,7 @@ async fn wait_grpc(
             operations
                 .clone()
                 .get(grpc_request(
-                    Who::Editor,
+                    who,
                     GetOperationRequest {
                         operation_id: id.to_owned(),
                     },
@@ -664,6 +886,36 @@ async fn every_rest_call_as_everyone() {
     .await;
     matrix("operation Cancel", Needs::OwnOperation, |who| {
         call(who, Method::POST, format!("/operations/{id}:cancel"), None)
+    })
+    .await;
+    matrix("compute SetAccessBindings", Needs::Change, |who| {
+        let body = json!({"accessBindings": [
+            {"roleId": "viewer", "subject": {"id": "ajesomeone", "type": "userAccount"}}
+        ]});
+        call(
+            who,
+            Method::POST,
+            format!("/compute/v1/images/{TEAM_IMAGE}:setAccessBindings"),
+            Some(body),
+        )
+    })
+    .await;
+    matrix("compute UpdateAccessBindings", Needs::Change, |who| {
+        let body = json!({"accessBindingDeltas": [{"action": "ADD", "accessBinding":
+            {"roleId": "editor", "subject": {"id": "ajeci", "type": "serviceAccount"}}}]});
+        call(
+            who,
+            Method::POST,
+            format!("/compute/v1/images/{TEAM_IMAGE}:updateAccessBindings"),
+            Some(body),
+        )
+    })
+    .await;
+    matrix("compute ListAccessBindings", Needs::Read, |who| {
+        get(
+            who,
+            format!("/compute/v1/images/{TEAM_IMAGE}:listAccessBindings"),
+        )
     })
     .await;
     matrix("compute Delete", Needs::Change, |who| {
@@ -915,6 +1167,32 @@ async fn every_rest_call_as_everyone() {
 /// The official Python SDK created as for the real cloud, with only this server's address,
 /// the CA of `--tls` and an IAM token, finds every API by discovery and works over TLS (see
 /// `sdk_discovery.py`). It needs the SDK's Python environment, which `cargo xtask ci` provides.
+/// The official Python SDK's stubs and waiter drive the three access-binding RPCs (see
+/// `sdk_bindings.py`): a binding lets a subject of another folder read the team's image.
+#[tokio::test]
+async fn the_official_python_sdk_binds_a_subject_to_an_image() {
+    let Some(python) = crate::support::sdk_python("the Python SDK access-binding test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let args = [
+        server.address.as_str(),
+        "editor-token",
+        "stranger-token",
+        "ajestranger000000000",
+        OTHER,
+        TEAM_IMAGE,
+    ];
+    crate::support::run_sdk_script(
+        python,
+        "sdk_bindings.py",
+        &args.map(std::ffi::OsStr::new),
+        "the official Python SDK binds a subject to an image",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_official_python_sdk_finds_everything_by_discovery_over_tls() {
     let Some(python) = crate::support::sdk_python("the Python SDK discovery test") else {

@@ -359,7 +359,7 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
 
     let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
-        stderr.contains("schema version 99, newer than this server's 1; run a newer yc-images"),
+        stderr.contains("schema version 99, newer than this server's 2; run a newer yc-images"),
         "{stderr}"
     );
 }
@@ -1170,9 +1170,9 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
     // IAM tokens; Cancel has two rules.
     assert_eq!(
         rules.len(),
-        25,
+        28,
         "{:?}",
         rules.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    assert_eq!(called, 26);
+    assert_eq!(called, 29);
 }

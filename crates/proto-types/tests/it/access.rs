@@ -1,0 +1,6 @@
+//! Access-binding messages: snapshots of both wire formats, round trips checked.
+
+#[test]
+fn wire_formats_match_snapshots() {
+    crate::fixtures::assert_snapshots("access", &crate::fixtures::access::all());
+}
