@@ -29,11 +29,17 @@ use yc_proto_types::yandex::cloud::access::{
     AccessBinding, AccessBindingDelta, AccessBindingsOperationResult, ListAccessBindingsRequest,
     ListAccessBindingsResponse, SetAccessBindingsRequest, UpdateAccessBindingsRequest,
 };
+use yc_proto_types::yandex::cloud::compute::v1::disk_service_rpc as disk_rpc;
 use yc_proto_types::yandex::cloud::compute::v1::image_service_rpc as rpc;
+use yc_proto_types::yandex::cloud::compute::v1::snapshot_service_rpc as snapshot_rpc;
 use yc_proto_types::yandex::cloud::compute::v1::{
     CreateImageRequest, DeleteImageRequest, GetImageLatestByFamilyRequest, GetImageRequest, Image,
     ListImageOperationsRequest, ListImageOperationsResponse, ListImagesRequest, ListImagesResponse,
     UpdateImageRequest,
+};
+use yc_proto_types::yandex::cloud::compute::v1::{
+    Disk, GetDiskRequest, GetSnapshotRequest, ListDisksRequest, ListDisksResponse,
+    ListSnapshotsRequest, ListSnapshotsResponse, Snapshot,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
@@ -173,6 +179,32 @@ impl ComputeImageClient {
         })
     }
 
+    /// `SetAccessBindings`: the operation as it starts.
+    pub async fn set_access_bindings(
+        &self,
+        image_id: &str,
+        bindings: Vec<AccessBinding>,
+    ) -> Result<Operation, Status> {
+        let request = SetAccessBindingsRequest {
+            resource_id: image_id.to_owned(),
+            access_bindings: bindings,
+        };
+        self.api.call(rpc::SET_ACCESS_BINDINGS, request).await
+    }
+
+    /// `UpdateAccessBindings`: the operation as it starts.
+    pub async fn update_access_bindings(
+        &self,
+        image_id: &str,
+        deltas: Vec<AccessBindingDelta>,
+    ) -> Result<Operation, Status> {
+        let request = UpdateAccessBindingsRequest {
+            resource_id: image_id.to_owned(),
+            access_binding_deltas: deltas,
+        };
+        self.api.call(rpc::UPDATE_ACCESS_BINDINGS, request).await
+    }
+
     /// `SetAccessBindings`: the image's bindings become `bindings`; what changed, once done.
     pub async fn set_access_bindings_and_wait(
         &self,
@@ -201,5 +233,87 @@ impl ComputeImageClient {
         self.api
             .call_and_wait(rpc::UPDATE_ACCESS_BINDINGS, request)
             .await
+    }
+}
+
+/// The DiskService and SnapshotService (Get and List), over gRPC or REST as its [`ApiClient`]
+/// is: the disks and snapshots images are made from.
+#[derive(Debug, Clone)]
+pub struct ComputeSourcesClient {
+    api: ApiClient,
+}
+
+impl From<ApiClient> for ComputeSourcesClient {
+    fn from(api: ApiClient) -> Self {
+        Self { api }
+    }
+}
+
+impl ComputeSourcesClient {
+    /// The services through `api`.
+    pub fn new(api: ApiClient) -> Self {
+        Self { api }
+    }
+
+    /// `DiskService.Get`.
+    pub async fn get_disk(&self, disk_id: &str) -> Result<Disk, Status> {
+        let request = GetDiskRequest {
+            disk_id: disk_id.to_owned(),
+        };
+        self.api.call(disk_rpc::GET, request).await
+    }
+
+    /// One page of `DiskService.List`.
+    pub async fn list_disks(
+        &self,
+        request: &ListDisksRequest,
+    ) -> Result<ListDisksResponse, Status> {
+        self.api.call(disk_rpc::LIST, request.clone()).await
+    }
+
+    /// Every disk of a `DiskService.List`, page after page.
+    pub fn list_all_disks(
+        &self,
+        request: ListDisksRequest,
+    ) -> impl Stream<Item = Result<Disk, Status>> + '_ {
+        paged(request, move |request| async move {
+            let page = self.list_disks(&request).await?;
+            let next = (!page.next_page_token.is_empty()).then(|| ListDisksRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+            Ok((page.disks, next))
+        })
+    }
+
+    /// `SnapshotService.Get`.
+    pub async fn get_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, Status> {
+        let request = GetSnapshotRequest {
+            snapshot_id: snapshot_id.to_owned(),
+        };
+        self.api.call(snapshot_rpc::GET, request).await
+    }
+
+    /// One page of `SnapshotService.List`.
+    pub async fn list_snapshots(
+        &self,
+        request: &ListSnapshotsRequest,
+    ) -> Result<ListSnapshotsResponse, Status> {
+        self.api.call(snapshot_rpc::LIST, request.clone()).await
+    }
+
+    /// Every snapshot of a `SnapshotService.List`, page after page.
+    pub fn list_all_snapshots(
+        &self,
+        request: ListSnapshotsRequest,
+    ) -> impl Stream<Item = Result<Snapshot, Status>> + '_ {
+        paged(request, move |request| async move {
+            let page = self.list_snapshots(&request).await?;
+            let next = (!page.next_page_token.is_empty()).then(|| ListSnapshotsRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+            Ok((page.snapshots, next))
+        })
     }
 }

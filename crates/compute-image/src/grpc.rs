@@ -1,4 +1,4 @@
-//! `yandex.cloud.compute.v1.ImageService` over gRPC.
+//! `yandex.cloud.compute.v1.ImageService`, `DiskService` and `SnapshotService` over gRPC.
 
 use tonic::{Request, Response};
 use yc_proto_types::yandex::cloud::access::{
@@ -16,6 +16,17 @@ use yc_proto_types::yandex::cloud::compute::v1::{
 use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::service::{Caller, ComputeImages};
+use crate::sources::ComputeSources;
+use yc_proto_types::yandex::cloud::compute::v1::disk_service_server::{
+    DiskService, DiskServiceServer,
+};
+use yc_proto_types::yandex::cloud::compute::v1::snapshot_service_server::{
+    SnapshotService, SnapshotServiceServer,
+};
+use yc_proto_types::yandex::cloud::compute::v1::{
+    Disk, GetDiskRequest, GetSnapshotRequest, ListDisksRequest, ListDisksResponse,
+    ListSnapshotsRequest, ListSnapshotsResponse, Snapshot, disk_service_rpc, snapshot_service_rpc,
+};
 
 /// The gRPC ImageService over the compute image service.
 #[derive(Clone)]
@@ -130,6 +141,71 @@ impl ImageService for ComputeImageGrpc {
         Ok(Response::new(
             self.images
                 .update_access_bindings(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+}
+
+/// The gRPC DiskService and SnapshotService (Get and List) over the disk and snapshot store.
+#[derive(Clone)]
+pub struct ComputeSourcesGrpc {
+    sources: ComputeSources,
+}
+
+impl ComputeSourcesGrpc {
+    /// The DiskService, ready to add to a tonic server.
+    pub fn disks(sources: ComputeSources) -> DiskServiceServer<Self> {
+        DiskServiceServer::new(Self { sources })
+    }
+
+    /// The SnapshotService, ready to add to a tonic server.
+    pub fn snapshots(sources: ComputeSources) -> SnapshotServiceServer<Self> {
+        SnapshotServiceServer::new(Self { sources })
+    }
+
+    /// Both services' REST methods, for the REST transcoder.
+    pub fn rest(sources: ComputeSources) -> [yc_proto_types::rpc::RestService; 2] {
+        let service = std::sync::Arc::new(Self { sources });
+        [
+            disk_service_rpc::rest(service.clone()),
+            snapshot_service_rpc::rest(service),
+        ]
+    }
+}
+
+#[tonic::async_trait]
+impl DiskService for ComputeSourcesGrpc {
+    async fn get(&self, request: Request<GetDiskRequest>) -> Answer<Disk> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.sources.get_disk(request.get_ref(), &caller).await?,
+        ))
+    }
+
+    async fn list(&self, request: Request<ListDisksRequest>) -> Answer<ListDisksResponse> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.sources.list_disks(request.get_ref(), &caller).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl SnapshotService for ComputeSourcesGrpc {
+    async fn get(&self, request: Request<GetSnapshotRequest>) -> Answer<Snapshot> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.sources
+                .get_snapshot(request.get_ref(), &caller)
+                .await?,
+        ))
+    }
+
+    async fn list(&self, request: Request<ListSnapshotsRequest>) -> Answer<ListSnapshotsResponse> {
+        let caller = Caller::from_grpc(&request)?;
+        Ok(Response::new(
+            self.sources
+                .list_snapshots(request.get_ref(), &caller)
                 .await?,
         ))
     }

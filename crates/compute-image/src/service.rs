@@ -18,15 +18,16 @@ use yc_proto_types::yandex::cloud::access::{
 };
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
 use yc_proto_types::yandex::cloud::compute::v1::{
-    CreateImageMetadata, CreateImageRequest, DeleteImageMetadata, DeleteImageRequest,
+    CreateImageMetadata, CreateImageRequest, DeleteImageMetadata, DeleteImageRequest, Disk,
     GetImageLatestByFamilyRequest, GetImageRequest, Image, ListImageOperationsRequest,
-    ListImageOperationsResponse, ListImagesRequest, ListImagesResponse, UpdateImageMetadata,
-    UpdateImageRequest, image,
+    ListImageOperationsResponse, ListImagesRequest, ListImagesResponse, Snapshot,
+    UpdateImageMetadata, UpdateImageRequest, image,
 };
 use yc_proto_types::yandex::cloud::operation::Operation;
 
 use crate::domain::os_or_default;
 use crate::source::{FetchPolicy, Inspected, check_uri, fetch};
+use crate::sources::{ComputeSources, SourceKind};
 use crate::store::{
     BindingsChange, BindingsChanged, ComputeImageStore, ComputeQuery, ComputeStoreError,
     ImageChange, Modified,
@@ -63,6 +64,7 @@ pub struct ComputeImages {
     store: Arc<dyn ComputeImageStore>,
     runner: OperationRunner,
     fetch: FetchPolicy,
+    sources: Option<ComputeSources>,
 }
 
 fn store_status(error: ComputeStoreError) -> Status {
@@ -104,7 +106,33 @@ impl ComputeImages {
             store,
             runner,
             fetch,
+            sources: None,
         }
+    }
+
+    /// The same service, making images from the disks and snapshots of `sources` (without
+    /// them, no disk or snapshot is found).
+    pub fn with_sources(mut self, sources: ComputeSources) -> Self {
+        self.sources = Some(sources);
+        self
+    }
+
+    /// The source `id` of kind `K` (a disk or snapshot), READY, if the caller may read it.
+    async fn ready_source<K: SourceKind>(&self, id: &str, caller: &Caller) -> Result<K, Status> {
+        let Some(sources) = &self.sources else {
+            return Err(Status::new(
+                tonic::Code::NotFound,
+                format!("{} {id} not found", K::NOUN),
+            ));
+        };
+        let source: K = sources.readable(id, caller).await?;
+        if !source.is_ready() {
+            return Err(Status::new(
+                tonic::Code::FailedPrecondition,
+                format!("{} {id} is not READY", K::NOUN),
+            ));
+        }
+        Ok(source)
     }
 
     /// Stores an image as given, for seeding a server with known data: an image whose id is
@@ -437,16 +465,14 @@ impl ComputeImages {
                 Sourced::Image(Box::new(source))
             }
             Some(Source::DiskId(id)) => {
-                return Err(Status::new(
-                    tonic::Code::NotFound,
-                    format!("Disk {id} not found"),
-                ));
+                let disk: Disk = self.ready_source(id, caller).await?;
+                check_min_disk(request.min_disk_size, needed_disk(disk.size))?;
+                Sourced::Disk(Box::new(disk))
             }
             Some(Source::SnapshotId(id)) => {
-                return Err(Status::new(
-                    tonic::Code::NotFound,
-                    format!("Snapshot {id} not found"),
-                ));
+                let snapshot: Snapshot = self.ready_source(id, caller).await?;
+                check_min_disk(request.min_disk_size, needed_disk(snapshot.disk_size))?;
+                Sourced::Snapshot(Box::new(snapshot))
             }
             Some(Source::Uri(uri)) => Sourced::Uri(check_uri(uri, &self.fetch)?),
             // `validate` refused a request without one (the proto's `exactly_one`).
@@ -460,15 +486,21 @@ impl ComputeImages {
 
         let id = yc_api_runtime::ids::new_id("fd8");
         let mut image = new_image(request, &id, Timestamp::now());
-        if let Sourced::Image(source) = &source {
-            // The source's OS and hardware generation, unless the request gives its own (the
-            // request's fields override the source's).
-            if request.os.is_none() {
-                image.os = Some(os_or_default(source.os.clone()));
+        // The source's OS and hardware generation, unless the request gives its own (the
+        // request's fields override the source's); a disk or snapshot has no OS to give.
+        let inherited = match &source {
+            Sourced::Image(source) => {
+                if request.os.is_none() {
+                    image.os = Some(os_or_default(source.os.clone()));
+                }
+                source.hardware_generation
             }
-            if request.hardware_generation.is_none() {
-                image.hardware_generation = source.hardware_generation;
-            }
+            Sourced::Disk(disk) => disk.hardware_generation,
+            Sourced::Snapshot(snapshot) => snapshot.hardware_generation,
+            Sourced::Uri(_) => None,
+        };
+        if request.hardware_generation.is_none() {
+            image.hardware_generation = inherited;
         }
         let start = StartOperation::new(
             "fd8",
@@ -560,6 +592,16 @@ impl ComputeImages {
     async fn inspect(&self, source: Sourced) -> Result<Filled, Status> {
         match source {
             Sourced::Image(source) => Ok(Filled::Image(source)),
+            Sourced::Disk(disk) => Ok(Filled::Copied {
+                size: disk.size,
+                storage_size: disk.size,
+                product_ids: disk.product_ids,
+            }),
+            Sourced::Snapshot(snapshot) => Ok(Filled::Copied {
+                size: snapshot.disk_size,
+                storage_size: snapshot.storage_size,
+                product_ids: snapshot.product_ids,
+            }),
             Sourced::Uri(url) => Ok(Filled::Fetched(fetch(&url, &self.fetch).await?)),
         }
     }
@@ -667,6 +709,12 @@ impl ComputeImages {
                     let source = match &request.source {
                         Some(Source::ImageId(source)) => Sourced::Image(Box::new(
                             service.image(source, &server(), Role::Viewer).await?,
+                        )),
+                        Some(Source::DiskId(source)) => {
+                            Sourced::Disk(Box::new(service.ready_source(source, &server()).await?))
+                        }
+                        Some(Source::SnapshotId(source)) => Sourced::Snapshot(Box::new(
+                            service.ready_source(source, &server()).await?,
                         )),
                         Some(Source::Uri(uri)) => Sourced::Uri(check_uri(uri, &service.fetch)?),
                         _ => return Err(invalid("a stored Create has no source".into())),
@@ -791,6 +839,10 @@ enum DeletingBy {
 enum Sourced {
     /// A READY image, as it was read.
     Image(Box<Image>),
+    /// A READY disk, as it was read.
+    Disk(Box<Disk>),
+    /// A READY snapshot, as it was read.
+    Snapshot(Box<Snapshot>),
     /// A URI the policy allows.
     Uri(reqwest::Url),
 }
@@ -799,6 +851,12 @@ enum Sourced {
 enum Filled {
     /// A copy of this image.
     Image(Box<Image>),
+    /// A copy of a disk or snapshot: the disk's size, the space it takes, its licenses.
+    Copied {
+        size: i64,
+        storage_size: i64,
+        product_ids: Vec<String>,
+    },
     /// An image fetched and inspected.
     Fetched(Inspected),
 }
@@ -817,6 +875,18 @@ impl Filled {
                     .max(needed_disk(source.size));
                 if image.product_ids.is_empty() {
                     image.product_ids = source.product_ids.clone();
+                }
+            }
+            Filled::Copied {
+                size,
+                storage_size,
+                product_ids,
+            } => {
+                image.size = *size;
+                image.storage_size = *storage_size;
+                image.min_disk_size = image.min_disk_size.max(needed_disk(*size));
+                if image.product_ids.is_empty() {
+                    image.product_ids = product_ids.clone();
                 }
             }
             Filled::Fetched(inspected) => {

@@ -7,15 +7,21 @@
 //!                                                      every tagged image in it is imported
 //!                                                      into <registry id>/<repository>
 //! DIR/compute/*.json                                   compute images in the REST JSON form
+//! DIR/compute/disks/*.json                             disks in the REST JSON form
+//! DIR/compute/snapshots/*.json                         snapshots in the REST JSON form
 //! ```
+//!
+//! A disk or snapshot without an id, a creation time or a status gets a new id, now, and
+//! READY; one whose id is stored already is left as it is.
 //!
 //! A registry without `registry.json` goes into the folder `b1gseedfolder`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use yc_compute_image::ComputeImages;
-use yc_proto_types::yandex::cloud::compute::v1::Image;
+use yc_compute_image::sources::SourceKind;
+use yc_compute_image::{ComputeImages, ComputeSources, SqlSources};
+use yc_proto_types::yandex::cloud::compute::v1::{Disk, Image, Snapshot};
 use yc_registry_image::RegistryImages;
 use yc_registry_image::blobs::SqlBlobStore;
 use yc_registry_image::store::Registry;
@@ -28,6 +34,8 @@ pub(crate) const DEFAULT_FOLDER: &str = "b1gseedfolder";
 pub(crate) struct Seeded {
     pub(crate) registry_images: usize,
     pub(crate) compute_images: usize,
+    pub(crate) disks: usize,
+    pub(crate) snapshots: usize,
 }
 
 pub(crate) async fn load(
@@ -35,6 +43,7 @@ pub(crate) async fn load(
     registry: &RegistryImages,
     blobs: &SqlBlobStore,
     compute: &ComputeImages,
+    sources: &ComputeSources,
 ) -> Result<Seeded> {
     if !dir.is_dir() {
         bail!("the seed directory {} does not exist", dir.display());
@@ -102,7 +111,34 @@ pub(crate) async fn load(
             seeded.compute_images += 1;
         }
     }
+    seeded.disks = seed_sources::<Disk>(&dir.join("compute/disks"), sources.store()).await?;
+    seeded.snapshots =
+        seed_sources::<Snapshot>(&dir.join("compute/snapshots"), sources.store()).await?;
     Ok(seeded)
+}
+
+/// Seeds the `*.json` files of `dir` as disks or snapshots; how many were new.
+async fn seed_sources<K: SourceKind + serde::de::DeserializeOwned>(
+    dir: &Path,
+    store: &SqlSources,
+) -> Result<usize> {
+    let mut new = 0;
+    for file in read_dir(dir)? {
+        if file.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let source: K = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a compute {} in JSON", file.display(), K::NOUN))?;
+        if store
+            .seed(source)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding {}: {}", file.display(), e.message))?
+        {
+            new += 1;
+        }
+    }
+    Ok(new)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {

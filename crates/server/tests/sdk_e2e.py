@@ -1,9 +1,11 @@
 """Drives a running yc-images with the official Yandex Cloud Python SDK's generated stubs and
 its OperationWaiter, over a plaintext gRPC channel: every RPC of the compute ImageService and
-OperationService, the registry ImageService's reads and errors, every RPC of the
-RegistryService, and endpoint discovery.
+OperationService, DiskService and SnapshotService (images made from seeded disks and
+snapshots), the registry ImageService's reads and errors, every RPC of the RegistryService,
+and endpoint discovery.
 
-Usage: sdk_e2e.py ADDRESS IMAGE_URI. Exits non-zero, saying what differed, on any mismatch.
+Usage: sdk_e2e.py ADDRESS IMAGE_URI. The server is seeded with the disks and snapshots of
+folder b1gsdkfolder that the Rust test writes (see `serve.rs`). Exits non-zero, saying what differed, on any mismatch.
 """
 
 import sys
@@ -13,6 +15,8 @@ import grpc
 from google.protobuf import field_mask_pb2
 from yandexcloud._operation_waiter import OperationWaiter
 from yandex.cloud.compute.v1 import hardware_generation_pb2, image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.compute.v1 import disk_pb2, disk_service_pb2, disk_service_pb2_grpc
+from yandex.cloud.compute.v1 import snapshot_pb2, snapshot_service_pb2, snapshot_service_pb2_grpc
 from yandex.cloud.containerregistry.v1 import image_service_pb2 as cr_service_pb2
 from yandex.cloud.containerregistry.v1 import image_service_pb2_grpc as cr_service_grpc
 from yandex.cloud.containerregistry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
@@ -28,6 +32,8 @@ registry = cr_service_grpc.ImageServiceStub(channel)
 registries = registry_service_pb2_grpc.RegistryServiceStub(channel)
 repositories = repository_service_pb2_grpc.RepositoryServiceStub(channel)
 endpoints = api_endpoint_service_pb2_grpc.ApiEndpointServiceStub(channel)
+disks = disk_service_pb2_grpc.DiskServiceStub(channel)
+snapshots = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
 metadata = [("authorization", "Bearer test-token")]
 
 
@@ -105,6 +111,65 @@ check(
     f"the request's OS and hardware generation override the source's: {overrides}",
 )
 for made in (source, inherits, overrides):
+    wait(images.Delete(image_service_pb2.DeleteImageRequest(image_id=made.id)))
+
+# Disks and snapshots, seeded; images made from them take their sizes, licenses and hardware
+# generation (unless the request gives its own), and no OS (LINUX unless the request gives one).
+disk = disks.Get(disk_service_pb2.GetDiskRequest(disk_id="fhmsdkdisk0000000000"))
+check(
+    disk.status == disk_pb2.Disk.READY and disk.size == 8 << 30 and disk.hardware_generation == gen2
+    and list(disk.product_ids) == ["f2esdklicense0000000"],
+    f"the seeded disk: {disk}",
+)
+listed_disks = disks.List(disk_service_pb2.ListDisksRequest(folder_id=folder, filter='status = "READY"', order_by="name desc"))
+check([d.id for d in listed_disks.disks] == ["fhmsdkdisk0000000000"], f"DiskService.List: {listed_disks}")
+snapshot = snapshots.Get(snapshot_service_pb2.GetSnapshotRequest(snapshot_id="fd8sdksnapshot000000"))
+check(snapshot.status == snapshot_pb2.Snapshot.READY and snapshot.disk_size == 8 << 30, f"the seeded snapshot: {snapshot}")
+listed_snapshots = snapshots.List(snapshot_service_pb2.ListSnapshotsRequest(folder_id=folder, page_size=1))
+check(len(listed_snapshots.snapshots) == 1, f"SnapshotService.List: {listed_snapshots}")
+
+from_disk = image_pb2.Image()
+wait(images.Create(image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-from-disk", disk_id=disk.id))).response.Unpack(from_disk)
+check(
+    from_disk.status == image_pb2.Image.READY and from_disk.size == disk.size and from_disk.min_disk_size == disk.size
+    and list(from_disk.product_ids) == list(disk.product_ids) and from_disk.hardware_generation == gen2
+    and from_disk.os == linux,
+    f"an image from a disk: {from_disk}",
+)
+from_snapshot = image_pb2.Image()
+wait(
+    images.Create(
+        image_service_pb2.CreateImageRequest(
+            folder_id=folder, name="sdk-from-snapshot", snapshot_id=snapshot.id, os=windows, hardware_generation=gen2
+        )
+    )
+).response.Unpack(from_snapshot)
+check(
+    from_snapshot.size == snapshot.disk_size and from_snapshot.storage_size == snapshot.storage_size
+    and from_snapshot.hardware_generation == gen2 and from_snapshot.os == windows,
+    f"an image from a snapshot, the request's OS and hardware generation kept: {from_snapshot}",
+)
+inherits_snapshot = image_pb2.Image()
+wait(images.Create(image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-snapshot-hw", snapshot_id=snapshot.id))).response.Unpack(inherits_snapshot)
+check(inherits_snapshot.hardware_generation == legacy, f"the snapshot's hardware generation: {inherits_snapshot}")
+expect_code(
+    lambda: images.Create(image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-creating", disk_id="fhmsdkcreating000000")),
+    grpc.StatusCode.FAILED_PRECONDITION,
+    "Create from a disk that is not READY",
+)
+expect_code(
+    lambda: images.Create(image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-none", snapshot_id="fd8nosuchsnapshot000")),
+    grpc.StatusCode.NOT_FOUND,
+    "Create from an unknown snapshot",
+)
+expect_code(
+    lambda: images.Create(
+        image_service_pb2.CreateImageRequest(folder_id=folder, name="sdk-small", disk_id=disk.id, min_disk_size=4 << 20)
+    ),
+    grpc.StatusCode.INVALID_ARGUMENT,
+    "Create from a disk with a smaller min_disk_size",
+)
+for made in (from_disk, from_snapshot, inherits_snapshot):
     wait(images.Delete(image_service_pb2.DeleteImageRequest(image_id=made.id)))
 
 got = images.Get(image_service_pb2.GetImageRequest(image_id=created.id), metadata=metadata)

@@ -605,6 +605,610 @@ impl<'de> serde::Deserialize<'de> for DeleteImageRequest {
         deserializer.deserialize_struct("yandex.cloud.compute.v1.DeleteImageRequest", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for Disk {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.id.is_empty() {
+            len += 1;
+        }
+        if !self.folder_id.is_empty() {
+            len += 1;
+        }
+        if self.created_at.is_some() {
+            len += 1;
+        }
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if !self.description.is_empty() {
+            len += 1;
+        }
+        if !self.labels.is_empty() {
+            len += 1;
+        }
+        if !self.type_id.is_empty() {
+            len += 1;
+        }
+        if !self.zone_id.is_empty() {
+            len += 1;
+        }
+        if self.size != 0 {
+            len += 1;
+        }
+        if !self.product_ids.is_empty() {
+            len += 1;
+        }
+        if self.status != 0 {
+            len += 1;
+        }
+        if !self.instance_ids.is_empty() {
+            len += 1;
+        }
+        if self.block_size != 0 {
+            len += 1;
+        }
+        if self.disk_placement_policy.is_some() {
+            len += 1;
+        }
+        if self.hardware_generation.is_some() {
+            len += 1;
+        }
+        if self.kms_key.is_some() {
+            len += 1;
+        }
+        if self.source.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.Disk", len)?;
+        if !self.id.is_empty() {
+            struct_ser.serialize_field("id", &self.id)?;
+        }
+        if !self.folder_id.is_empty() {
+            struct_ser.serialize_field("folderId", &self.folder_id)?;
+        }
+        if let Some(v) = self.created_at.as_ref() {
+            struct_ser.serialize_field("createdAt", v)?;
+        }
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if !self.description.is_empty() {
+            struct_ser.serialize_field("description", &self.description)?;
+        }
+        if !self.labels.is_empty() {
+            struct_ser.serialize_field("labels", &self.labels)?;
+        }
+        if !self.type_id.is_empty() {
+            struct_ser.serialize_field("typeId", &self.type_id)?;
+        }
+        if !self.zone_id.is_empty() {
+            struct_ser.serialize_field("zoneId", &self.zone_id)?;
+        }
+        if self.size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("size", ToString::to_string(&self.size).as_str())?;
+        }
+        if !self.product_ids.is_empty() {
+            struct_ser.serialize_field("productIds", &self.product_ids)?;
+        }
+        if self.status != 0 {
+            let v = crate::json::OpenEnum::<disk::Status>::new(self.status);
+            struct_ser.serialize_field("status", &v)?;
+        }
+        if !self.instance_ids.is_empty() {
+            struct_ser.serialize_field("instanceIds", &self.instance_ids)?;
+        }
+        if self.block_size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("blockSize", ToString::to_string(&self.block_size).as_str())?;
+        }
+        if let Some(v) = self.disk_placement_policy.as_ref() {
+            struct_ser.serialize_field("diskPlacementPolicy", v)?;
+        }
+        if let Some(v) = self.hardware_generation.as_ref() {
+            struct_ser.serialize_field("hardwareGeneration", v)?;
+        }
+        if let Some(v) = self.kms_key.as_ref() {
+            struct_ser.serialize_field("kmsKey", v)?;
+        }
+        if let Some(v) = self.source.as_ref() {
+            match v {
+                disk::Source::SourceImageId(v) => {
+                    struct_ser.serialize_field("sourceImageId", v)?;
+                }
+                disk::Source::SourceSnapshotId(v) => {
+                    struct_ser.serialize_field("sourceSnapshotId", v)?;
+                }
+            }
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for Disk {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "id",
+            "folder_id",
+            "folderId",
+            "created_at",
+            "createdAt",
+            "name",
+            "description",
+            "labels",
+            "type_id",
+            "typeId",
+            "zone_id",
+            "zoneId",
+            "size",
+            "product_ids",
+            "productIds",
+            "status",
+            "instance_ids",
+            "instanceIds",
+            "block_size",
+            "blockSize",
+            "disk_placement_policy",
+            "diskPlacementPolicy",
+            "hardware_generation",
+            "hardwareGeneration",
+            "kms_key",
+            "kmsKey",
+            "source_image_id",
+            "sourceImageId",
+            "source_snapshot_id",
+            "sourceSnapshotId",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Id,
+            FolderId,
+            CreatedAt,
+            Name,
+            Description,
+            Labels,
+            TypeId,
+            ZoneId,
+            Size,
+            ProductIds,
+            Status,
+            InstanceIds,
+            BlockSize,
+            DiskPlacementPolicy,
+            HardwareGeneration,
+            KmsKey,
+            SourceImageId,
+            SourceSnapshotId,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "id" => Ok(GeneratedField::Id),
+                            "folderId" | "folder_id" => Ok(GeneratedField::FolderId),
+                            "createdAt" | "created_at" => Ok(GeneratedField::CreatedAt),
+                            "name" => Ok(GeneratedField::Name),
+                            "description" => Ok(GeneratedField::Description),
+                            "labels" => Ok(GeneratedField::Labels),
+                            "typeId" | "type_id" => Ok(GeneratedField::TypeId),
+                            "zoneId" | "zone_id" => Ok(GeneratedField::ZoneId),
+                            "size" => Ok(GeneratedField::Size),
+                            "productIds" | "product_ids" => Ok(GeneratedField::ProductIds),
+                            "status" => Ok(GeneratedField::Status),
+                            "instanceIds" | "instance_ids" => Ok(GeneratedField::InstanceIds),
+                            "blockSize" | "block_size" => Ok(GeneratedField::BlockSize),
+                            "diskPlacementPolicy" | "disk_placement_policy" => Ok(GeneratedField::DiskPlacementPolicy),
+                            "hardwareGeneration" | "hardware_generation" => Ok(GeneratedField::HardwareGeneration),
+                            "kmsKey" | "kms_key" => Ok(GeneratedField::KmsKey),
+                            "sourceImageId" | "source_image_id" => Ok(GeneratedField::SourceImageId),
+                            "sourceSnapshotId" | "source_snapshot_id" => Ok(GeneratedField::SourceSnapshotId),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = Disk;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.Disk")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<Disk, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut id__ = None;
+                let mut folder_id__ = None;
+                let mut created_at__ = None;
+                let mut name__ = None;
+                let mut description__ = None;
+                let mut labels__ = None;
+                let mut type_id__ = None;
+                let mut zone_id__ = None;
+                let mut size__ = None;
+                let mut product_ids__ = None;
+                let mut status__ = None;
+                let mut instance_ids__ = None;
+                let mut block_size__ = None;
+                let mut disk_placement_policy__ = None;
+                let mut hardware_generation__ = None;
+                let mut kms_key__ = None;
+                let mut source__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Id => {
+                            if id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("id"));
+                            }
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::FolderId => {
+                            if folder_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("folderId"));
+                            }
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::CreatedAt => {
+                            if created_at__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("createdAt"));
+                            }
+                            created_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Description => {
+                            if description__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("description"));
+                            }
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Labels => {
+                            if labels__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("labels"));
+                            }
+                            labels__ = Some(
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
+                            );
+                        }
+                        GeneratedField::TypeId => {
+                            if type_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("typeId"));
+                            }
+                            type_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::ZoneId => {
+                            if zone_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("zoneId"));
+                            }
+                            zone_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Size => {
+                            if size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("size"));
+                            }
+                            size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::ProductIds => {
+                            if product_ids__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("productIds"));
+                            }
+                            product_ids__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Status => {
+                            if status__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("status"));
+                            }
+                            status__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<disk::Status>>>()?.0.number());
+                        }
+                        GeneratedField::InstanceIds => {
+                            if instance_ids__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("instanceIds"));
+                            }
+                            instance_ids__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::BlockSize => {
+                            if block_size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("blockSize"));
+                            }
+                            block_size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::DiskPlacementPolicy => {
+                            if disk_placement_policy__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("diskPlacementPolicy"));
+                            }
+                            disk_placement_policy__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::HardwareGeneration => {
+                            if hardware_generation__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("hardwareGeneration"));
+                            }
+                            hardware_generation__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::KmsKey => {
+                            if kms_key__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kmsKey"));
+                            }
+                            kms_key__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::SourceImageId => {
+                            if source__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sourceImageId"));
+                            }
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(disk::Source::SourceImageId);
+                        }
+                        GeneratedField::SourceSnapshotId => {
+                            if source__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sourceSnapshotId"));
+                            }
+                            source__ = map_.next_value::<crate::json::NullAsDefault<::std::option::Option<_>>>()?.0.map(disk::Source::SourceSnapshotId);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Disk {
+                    id: id__.unwrap_or_default(),
+                    folder_id: folder_id__.unwrap_or_default(),
+                    created_at: created_at__,
+                    name: name__.unwrap_or_default(),
+                    description: description__.unwrap_or_default(),
+                    labels: labels__.unwrap_or_default(),
+                    type_id: type_id__.unwrap_or_default(),
+                    zone_id: zone_id__.unwrap_or_default(),
+                    size: size__.unwrap_or_default(),
+                    product_ids: product_ids__.unwrap_or_default(),
+                    status: status__.unwrap_or_default(),
+                    instance_ids: instance_ids__.unwrap_or_default(),
+                    block_size: block_size__.unwrap_or_default(),
+                    disk_placement_policy: disk_placement_policy__,
+                    hardware_generation: hardware_generation__,
+                    kms_key: kms_key__,
+                    source: source__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.Disk", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for disk::Status {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "STATUS_UNSPECIFIED",
+            Self::Creating => "CREATING",
+            Self::Ready => "READY",
+            Self::Error => "ERROR",
+            Self::Deleting => "DELETING",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for disk::Status {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "STATUS_UNSPECIFIED",
+            "CREATING",
+            "READY",
+            "ERROR",
+            "DELETING",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = disk::Status;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "STATUS_UNSPECIFIED" => Ok(disk::Status::Unspecified),
+                    "CREATING" => Ok(disk::Status::Creating),
+                    "READY" => Ok(disk::Status::Ready),
+                    "ERROR" => Ok(disk::Status::Error),
+                    "DELETING" => Ok(disk::Status::Deleting),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for DiskPlacementPolicy {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.placement_group_id.is_empty() {
+            len += 1;
+        }
+        if self.placement_group_partition != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.DiskPlacementPolicy", len)?;
+        if !self.placement_group_id.is_empty() {
+            struct_ser.serialize_field("placementGroupId", &self.placement_group_id)?;
+        }
+        if self.placement_group_partition != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("placementGroupPartition", ToString::to_string(&self.placement_group_partition).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for DiskPlacementPolicy {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "placement_group_id",
+            "placementGroupId",
+            "placement_group_partition",
+            "placementGroupPartition",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            PlacementGroupId,
+            PlacementGroupPartition,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "placementGroupId" | "placement_group_id" => Ok(GeneratedField::PlacementGroupId),
+                            "placementGroupPartition" | "placement_group_partition" => Ok(GeneratedField::PlacementGroupPartition),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = DiskPlacementPolicy;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.DiskPlacementPolicy")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<DiskPlacementPolicy, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut placement_group_id__ = None;
+                let mut placement_group_partition__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::PlacementGroupId => {
+                            if placement_group_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("placementGroupId"));
+                            }
+                            placement_group_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::PlacementGroupPartition => {
+                            if placement_group_partition__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("placementGroupPartition"));
+                            }
+                            placement_group_partition__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(DiskPlacementPolicy {
+                    placement_group_id: placement_group_id__.unwrap_or_default(),
+                    placement_group_partition: placement_group_partition__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.DiskPlacementPolicy", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for Generation2HardwareFeatures {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -675,6 +1279,102 @@ impl<'de> serde::Deserialize<'de> for Generation2HardwareFeatures {
             }
         }
         deserializer.deserialize_struct("yandex.cloud.compute.v1.Generation2HardwareFeatures", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for GetDiskRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.disk_id.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.GetDiskRequest", len)?;
+        if !self.disk_id.is_empty() {
+            struct_ser.serialize_field("diskId", &self.disk_id)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for GetDiskRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "disk_id",
+            "diskId",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            DiskId,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "diskId" | "disk_id" => Ok(GeneratedField::DiskId),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = GetDiskRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.GetDiskRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<GetDiskRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut disk_id__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::DiskId => {
+                            if disk_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("diskId"));
+                            }
+                            disk_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(GetDiskRequest {
+                    disk_id: disk_id__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.GetDiskRequest", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for GetImageLatestByFamilyRequest {
@@ -884,6 +1584,102 @@ impl<'de> serde::Deserialize<'de> for GetImageRequest {
             }
         }
         deserializer.deserialize_struct("yandex.cloud.compute.v1.GetImageRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for GetSnapshotRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.snapshot_id.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.GetSnapshotRequest", len)?;
+        if !self.snapshot_id.is_empty() {
+            struct_ser.serialize_field("snapshotId", &self.snapshot_id)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for GetSnapshotRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "snapshot_id",
+            "snapshotId",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            SnapshotId,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "snapshotId" | "snapshot_id" => Ok(GeneratedField::SnapshotId),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = GetSnapshotRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.GetSnapshotRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<GetSnapshotRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut snapshot_id__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::SnapshotId => {
+                            if snapshot_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("snapshotId"));
+                            }
+                            snapshot_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(GetSnapshotRequest {
+                    snapshot_id: snapshot_id__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.GetSnapshotRequest", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for HardwareGeneration {
@@ -1664,6 +2460,290 @@ impl<'de> serde::Deserialize<'de> for LegacyHardwareFeatures {
         deserializer.deserialize_struct("yandex.cloud.compute.v1.LegacyHardwareFeatures", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for ListDisksRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.folder_id.is_empty() {
+            len += 1;
+        }
+        if self.page_size != 0 {
+            len += 1;
+        }
+        if !self.page_token.is_empty() {
+            len += 1;
+        }
+        if !self.filter.is_empty() {
+            len += 1;
+        }
+        if !self.order_by.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.ListDisksRequest", len)?;
+        if !self.folder_id.is_empty() {
+            struct_ser.serialize_field("folderId", &self.folder_id)?;
+        }
+        if self.page_size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("pageSize", ToString::to_string(&self.page_size).as_str())?;
+        }
+        if !self.page_token.is_empty() {
+            struct_ser.serialize_field("pageToken", &self.page_token)?;
+        }
+        if !self.filter.is_empty() {
+            struct_ser.serialize_field("filter", &self.filter)?;
+        }
+        if !self.order_by.is_empty() {
+            struct_ser.serialize_field("orderBy", &self.order_by)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ListDisksRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "folder_id",
+            "folderId",
+            "page_size",
+            "pageSize",
+            "page_token",
+            "pageToken",
+            "filter",
+            "order_by",
+            "orderBy",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            FolderId,
+            PageSize,
+            PageToken,
+            Filter,
+            OrderBy,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "folderId" | "folder_id" => Ok(GeneratedField::FolderId),
+                            "pageSize" | "page_size" => Ok(GeneratedField::PageSize),
+                            "pageToken" | "page_token" => Ok(GeneratedField::PageToken),
+                            "filter" => Ok(GeneratedField::Filter),
+                            "orderBy" | "order_by" => Ok(GeneratedField::OrderBy),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ListDisksRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.ListDisksRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ListDisksRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut folder_id__ = None;
+                let mut page_size__ = None;
+                let mut page_token__ = None;
+                let mut filter__ = None;
+                let mut order_by__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::FolderId => {
+                            if folder_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("folderId"));
+                            }
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::PageSize => {
+                            if page_size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pageSize"));
+                            }
+                            page_size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::PageToken => {
+                            if page_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pageToken"));
+                            }
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Filter => {
+                            if filter__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("filter"));
+                            }
+                            filter__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::OrderBy => {
+                            if order_by__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("orderBy"));
+                            }
+                            order_by__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ListDisksRequest {
+                    folder_id: folder_id__.unwrap_or_default(),
+                    page_size: page_size__.unwrap_or_default(),
+                    page_token: page_token__.unwrap_or_default(),
+                    filter: filter__.unwrap_or_default(),
+                    order_by: order_by__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.ListDisksRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ListDisksResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.disks.is_empty() {
+            len += 1;
+        }
+        if !self.next_page_token.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.ListDisksResponse", len)?;
+        if !self.disks.is_empty() {
+            struct_ser.serialize_field("disks", &self.disks)?;
+        }
+        if !self.next_page_token.is_empty() {
+            struct_ser.serialize_field("nextPageToken", &self.next_page_token)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ListDisksResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "disks",
+            "next_page_token",
+            "nextPageToken",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Disks,
+            NextPageToken,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "disks" => Ok(GeneratedField::Disks),
+                            "nextPageToken" | "next_page_token" => Ok(GeneratedField::NextPageToken),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ListDisksResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.ListDisksResponse")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ListDisksResponse, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut disks__ = None;
+                let mut next_page_token__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Disks => {
+                            if disks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("disks"));
+                            }
+                            disks__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::NextPageToken => {
+                            if next_page_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nextPageToken"));
+                            }
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ListDisksResponse {
+                    disks: disks__.unwrap_or_default(),
+                    next_page_token: next_page_token__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.ListDisksResponse", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for ListImageOperationsRequest {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -2197,6 +3277,290 @@ impl<'de> serde::Deserialize<'de> for ListImagesResponse {
         deserializer.deserialize_struct("yandex.cloud.compute.v1.ListImagesResponse", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for ListSnapshotsRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.folder_id.is_empty() {
+            len += 1;
+        }
+        if self.page_size != 0 {
+            len += 1;
+        }
+        if !self.page_token.is_empty() {
+            len += 1;
+        }
+        if !self.filter.is_empty() {
+            len += 1;
+        }
+        if !self.order_by.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.ListSnapshotsRequest", len)?;
+        if !self.folder_id.is_empty() {
+            struct_ser.serialize_field("folderId", &self.folder_id)?;
+        }
+        if self.page_size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("pageSize", ToString::to_string(&self.page_size).as_str())?;
+        }
+        if !self.page_token.is_empty() {
+            struct_ser.serialize_field("pageToken", &self.page_token)?;
+        }
+        if !self.filter.is_empty() {
+            struct_ser.serialize_field("filter", &self.filter)?;
+        }
+        if !self.order_by.is_empty() {
+            struct_ser.serialize_field("orderBy", &self.order_by)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ListSnapshotsRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "folder_id",
+            "folderId",
+            "page_size",
+            "pageSize",
+            "page_token",
+            "pageToken",
+            "filter",
+            "order_by",
+            "orderBy",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            FolderId,
+            PageSize,
+            PageToken,
+            Filter,
+            OrderBy,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "folderId" | "folder_id" => Ok(GeneratedField::FolderId),
+                            "pageSize" | "page_size" => Ok(GeneratedField::PageSize),
+                            "pageToken" | "page_token" => Ok(GeneratedField::PageToken),
+                            "filter" => Ok(GeneratedField::Filter),
+                            "orderBy" | "order_by" => Ok(GeneratedField::OrderBy),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ListSnapshotsRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.ListSnapshotsRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ListSnapshotsRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut folder_id__ = None;
+                let mut page_size__ = None;
+                let mut page_token__ = None;
+                let mut filter__ = None;
+                let mut order_by__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::FolderId => {
+                            if folder_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("folderId"));
+                            }
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::PageSize => {
+                            if page_size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pageSize"));
+                            }
+                            page_size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::PageToken => {
+                            if page_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pageToken"));
+                            }
+                            page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Filter => {
+                            if filter__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("filter"));
+                            }
+                            filter__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::OrderBy => {
+                            if order_by__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("orderBy"));
+                            }
+                            order_by__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ListSnapshotsRequest {
+                    folder_id: folder_id__.unwrap_or_default(),
+                    page_size: page_size__.unwrap_or_default(),
+                    page_token: page_token__.unwrap_or_default(),
+                    filter: filter__.unwrap_or_default(),
+                    order_by: order_by__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.ListSnapshotsRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ListSnapshotsResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.snapshots.is_empty() {
+            len += 1;
+        }
+        if !self.next_page_token.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.ListSnapshotsResponse", len)?;
+        if !self.snapshots.is_empty() {
+            struct_ser.serialize_field("snapshots", &self.snapshots)?;
+        }
+        if !self.next_page_token.is_empty() {
+            struct_ser.serialize_field("nextPageToken", &self.next_page_token)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ListSnapshotsResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "snapshots",
+            "next_page_token",
+            "nextPageToken",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Snapshots,
+            NextPageToken,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "snapshots" => Ok(GeneratedField::Snapshots),
+                            "nextPageToken" | "next_page_token" => Ok(GeneratedField::NextPageToken),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ListSnapshotsResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.ListSnapshotsResponse")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ListSnapshotsResponse, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut snapshots__ = None;
+                let mut next_page_token__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Snapshots => {
+                            if snapshots__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("snapshots"));
+                            }
+                            snapshots__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::NextPageToken => {
+                            if next_page_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nextPageToken"));
+                            }
+                            next_page_token__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ListSnapshotsResponse {
+                    snapshots: snapshots__.unwrap_or_default(),
+                    next_page_token: next_page_token__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.ListSnapshotsResponse", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for Nvidia {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -2546,6 +3910,404 @@ impl<'de> serde::Deserialize<'de> for PciTopology {
                     "PCI_TOPOLOGY_UNSPECIFIED" => Ok(PciTopology::Unspecified),
                     "PCI_TOPOLOGY_V1" => Ok(PciTopology::V1),
                     "PCI_TOPOLOGY_V2" => Ok(PciTopology::V2),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for Snapshot {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.id.is_empty() {
+            len += 1;
+        }
+        if !self.folder_id.is_empty() {
+            len += 1;
+        }
+        if self.created_at.is_some() {
+            len += 1;
+        }
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if !self.description.is_empty() {
+            len += 1;
+        }
+        if !self.labels.is_empty() {
+            len += 1;
+        }
+        if self.storage_size != 0 {
+            len += 1;
+        }
+        if self.disk_size != 0 {
+            len += 1;
+        }
+        if !self.product_ids.is_empty() {
+            len += 1;
+        }
+        if self.status != 0 {
+            len += 1;
+        }
+        if !self.source_disk_id.is_empty() {
+            len += 1;
+        }
+        if self.hardware_generation.is_some() {
+            len += 1;
+        }
+        if self.kms_key.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("yandex.cloud.compute.v1.Snapshot", len)?;
+        if !self.id.is_empty() {
+            struct_ser.serialize_field("id", &self.id)?;
+        }
+        if !self.folder_id.is_empty() {
+            struct_ser.serialize_field("folderId", &self.folder_id)?;
+        }
+        if let Some(v) = self.created_at.as_ref() {
+            struct_ser.serialize_field("createdAt", v)?;
+        }
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if !self.description.is_empty() {
+            struct_ser.serialize_field("description", &self.description)?;
+        }
+        if !self.labels.is_empty() {
+            struct_ser.serialize_field("labels", &self.labels)?;
+        }
+        if self.storage_size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("storageSize", ToString::to_string(&self.storage_size).as_str())?;
+        }
+        if self.disk_size != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("diskSize", ToString::to_string(&self.disk_size).as_str())?;
+        }
+        if !self.product_ids.is_empty() {
+            struct_ser.serialize_field("productIds", &self.product_ids)?;
+        }
+        if self.status != 0 {
+            let v = crate::json::OpenEnum::<snapshot::Status>::new(self.status);
+            struct_ser.serialize_field("status", &v)?;
+        }
+        if !self.source_disk_id.is_empty() {
+            struct_ser.serialize_field("sourceDiskId", &self.source_disk_id)?;
+        }
+        if let Some(v) = self.hardware_generation.as_ref() {
+            struct_ser.serialize_field("hardwareGeneration", v)?;
+        }
+        if let Some(v) = self.kms_key.as_ref() {
+            struct_ser.serialize_field("kmsKey", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for Snapshot {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "id",
+            "folder_id",
+            "folderId",
+            "created_at",
+            "createdAt",
+            "name",
+            "description",
+            "labels",
+            "storage_size",
+            "storageSize",
+            "disk_size",
+            "diskSize",
+            "product_ids",
+            "productIds",
+            "status",
+            "source_disk_id",
+            "sourceDiskId",
+            "hardware_generation",
+            "hardwareGeneration",
+            "kms_key",
+            "kmsKey",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Id,
+            FolderId,
+            CreatedAt,
+            Name,
+            Description,
+            Labels,
+            StorageSize,
+            DiskSize,
+            ProductIds,
+            Status,
+            SourceDiskId,
+            HardwareGeneration,
+            KmsKey,
+            __SkipField__,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "id" => Ok(GeneratedField::Id),
+                            "folderId" | "folder_id" => Ok(GeneratedField::FolderId),
+                            "createdAt" | "created_at" => Ok(GeneratedField::CreatedAt),
+                            "name" => Ok(GeneratedField::Name),
+                            "description" => Ok(GeneratedField::Description),
+                            "labels" => Ok(GeneratedField::Labels),
+                            "storageSize" | "storage_size" => Ok(GeneratedField::StorageSize),
+                            "diskSize" | "disk_size" => Ok(GeneratedField::DiskSize),
+                            "productIds" | "product_ids" => Ok(GeneratedField::ProductIds),
+                            "status" => Ok(GeneratedField::Status),
+                            "sourceDiskId" | "source_disk_id" => Ok(GeneratedField::SourceDiskId),
+                            "hardwareGeneration" | "hardware_generation" => Ok(GeneratedField::HardwareGeneration),
+                            "kmsKey" | "kms_key" => Ok(GeneratedField::KmsKey),
+                            _ => Ok(GeneratedField::__SkipField__),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = Snapshot;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct yandex.cloud.compute.v1.Snapshot")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<Snapshot, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut id__ = None;
+                let mut folder_id__ = None;
+                let mut created_at__ = None;
+                let mut name__ = None;
+                let mut description__ = None;
+                let mut labels__ = None;
+                let mut storage_size__ = None;
+                let mut disk_size__ = None;
+                let mut product_ids__ = None;
+                let mut status__ = None;
+                let mut source_disk_id__ = None;
+                let mut hardware_generation__ = None;
+                let mut kms_key__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Id => {
+                            if id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("id"));
+                            }
+                            id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::FolderId => {
+                            if folder_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("folderId"));
+                            }
+                            folder_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::CreatedAt => {
+                            if created_at__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("createdAt"));
+                            }
+                            created_at__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Description => {
+                            if description__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("description"));
+                            }
+                            description__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Labels => {
+                            if labels__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("labels"));
+                            }
+                            labels__ = Some(
+                                map_.next_value::<crate::json::NullAsDefault<std::collections::BTreeMap<_, _>>>()?.0
+                            );
+                        }
+                        GeneratedField::StorageSize => {
+                            if storage_size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("storageSize"));
+                            }
+                            storage_size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::DiskSize => {
+                            if disk_size__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("diskSize"));
+                            }
+                            disk_size__ = 
+                                Some(map_.next_value::<crate::json::NullableNumber<_>>()?.0)
+                            ;
+                        }
+                        GeneratedField::ProductIds => {
+                            if product_ids__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("productIds"));
+                            }
+                            product_ids__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::Status => {
+                            if status__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("status"));
+                            }
+                            status__ = Some(map_.next_value::<crate::json::NullAsDefault<crate::json::OpenEnum<snapshot::Status>>>()?.0.number());
+                        }
+                        GeneratedField::SourceDiskId => {
+                            if source_disk_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sourceDiskId"));
+                            }
+                            source_disk_id__ = Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0);
+                        }
+                        GeneratedField::HardwareGeneration => {
+                            if hardware_generation__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("hardwareGeneration"));
+                            }
+                            hardware_generation__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::KmsKey => {
+                            if kms_key__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kmsKey"));
+                            }
+                            kms_key__ = map_.next_value::<crate::json::NullAsDefault<_>>()?.0;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Snapshot {
+                    id: id__.unwrap_or_default(),
+                    folder_id: folder_id__.unwrap_or_default(),
+                    created_at: created_at__,
+                    name: name__.unwrap_or_default(),
+                    description: description__.unwrap_or_default(),
+                    labels: labels__.unwrap_or_default(),
+                    storage_size: storage_size__.unwrap_or_default(),
+                    disk_size: disk_size__.unwrap_or_default(),
+                    product_ids: product_ids__.unwrap_or_default(),
+                    status: status__.unwrap_or_default(),
+                    source_disk_id: source_disk_id__.unwrap_or_default(),
+                    hardware_generation: hardware_generation__,
+                    kms_key: kms_key__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("yandex.cloud.compute.v1.Snapshot", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for snapshot::Status {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "STATUS_UNSPECIFIED",
+            Self::Creating => "CREATING",
+            Self::Ready => "READY",
+            Self::Error => "ERROR",
+            Self::Deleting => "DELETING",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for snapshot::Status {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "STATUS_UNSPECIFIED",
+            "CREATING",
+            "READY",
+            "ERROR",
+            "DELETING",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = snapshot::Status;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "STATUS_UNSPECIFIED" => Ok(snapshot::Status::Unspecified),
+                    "CREATING" => Ok(snapshot::Status::Creating),
+                    "READY" => Ok(snapshot::Status::Ready),
+                    "ERROR" => Ok(snapshot::Status::Error),
+                    "DELETING" => Ok(snapshot::Status::Deleting),
                     _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
                 }
             }

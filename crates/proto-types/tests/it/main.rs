@@ -8,6 +8,7 @@ mod fixtures;
 mod access;
 mod compute;
 mod descriptors;
+mod disks;
 mod endpoint;
 mod json_inputs;
 mod operation;

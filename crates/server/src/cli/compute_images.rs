@@ -1,6 +1,8 @@
 //! `yc-images compute`: Compute images.
 
 use super::*;
+use yc_compute_image::ComputeSourcesClient;
+use yc_proto_types::yandex::cloud::access::{self, AccessBinding};
 
 /// `yc-images compute`.
 #[derive(Debug, clap::Args)]
@@ -11,13 +13,45 @@ pub(crate) struct ComputeArgs {
     command: ComputeCommand,
 }
 
+// Parsed once per run: the size of a command does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum ComputeCommand {
-    /// Compute images.
+    /// Compute images: list, get, latest-by-family, create, update, delete, operations, and
+    /// their access bindings.
     #[command(subcommand)]
     Image(ComputeImageCommand),
+    /// Disks, the sources images are made from: list, get.
+    #[command(subcommand)]
+    Disk(SourceCommand),
+    /// Snapshots, the sources images are made from: list, get.
+    #[command(subcommand)]
+    Snapshot(SourceCommand),
 }
 
+/// `yc-images compute disk|snapshot`.
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum SourceCommand {
+    /// Every disk (or snapshot) of a folder, page after page.
+    List {
+        /// The folder whose disks (or snapshots) to list.
+        #[arg(long)]
+        folder_id: String,
+        /// Conditions on `name`, `status` and `id`, e.g. `name = "boot"`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// e.g. `createdAt desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+    },
+    /// One disk (or snapshot).
+    Get {
+        /// Its id.
+        id: String,
+    },
+}
+
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum ComputeImageCommand {
     /// Every image of a folder, page after page.
@@ -46,11 +80,17 @@ pub(super) enum ComputeImageCommand {
         #[arg(long)]
         family: String,
     },
-    /// Creates an image from another image or a URL and waits until it is READY.
+    /// Creates an image from another image, a disk, a snapshot or a URL and waits until it is
+    /// READY.
     #[command(group(
         clap::ArgGroup::new("source")
             .required(true)
-            .args(["source_image_id", "source_image_name", "source_family", "source_uri"])
+            .args([
+                "source_image_id", "source_image_name", "source_family",
+                "source_disk_id", "source_disk_name",
+                "source_snapshot_id", "source_snapshot_name",
+                "source_uri",
+            ])
     ))]
     Create {
         /// The folder to create the image in.
@@ -71,7 +111,7 @@ pub(super) enum ComputeImageCommand {
         /// `key=value`; repeat for more.
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
-        /// Copy this image (or give --source-image-name, --source-family or --source-uri).
+        /// Copy this image (or give another --source-…).
         #[arg(long)]
         source_image_id: Option<String>,
         /// Copy the image of this name in --source-folder-id.
@@ -80,7 +120,19 @@ pub(super) enum ComputeImageCommand {
         /// Copy the newest READY image of this family in --source-folder-id.
         #[arg(long)]
         source_family: Option<String>,
-        /// Where --source-image-name and --source-family look (default: --folder-id).
+        /// Make the image from this disk.
+        #[arg(long)]
+        source_disk_id: Option<String>,
+        /// Make the image from the disk of this name in --source-folder-id.
+        #[arg(long)]
+        source_disk_name: Option<String>,
+        /// Make the image from this snapshot.
+        #[arg(long)]
+        source_snapshot_id: Option<String>,
+        /// Make the image from the snapshot of this name in --source-folder-id.
+        #[arg(long)]
+        source_snapshot_name: Option<String>,
+        /// Where the --source-…-name and --source-family flags look (default: --folder-id).
         #[arg(long)]
         source_folder_id: Option<String>,
         /// Fetch the image (qcow2 or raw) from this URL.
@@ -114,6 +166,78 @@ pub(super) enum ComputeImageCommand {
         /// The image's id.
         image_id: String,
     },
+    /// Every access binding of an image.
+    ListAccessBindings {
+        /// The image's id.
+        image_id: String,
+    },
+    /// Replaces every access binding of an image (none given: removes them all), and waits.
+    SetAccessBindings {
+        /// The image's id.
+        image_id: String,
+        /// `role=<role>,subject=<type>:<id>`, e.g.
+        /// `role=compute.images.user,subject=userAccount:ajebob`; repeat for more.
+        #[arg(long = "access-binding", value_parser = access_binding)]
+        access_bindings: Vec<AccessBinding>,
+    },
+    /// Grants a role on an image to a subject, and waits.
+    AddAccessBinding {
+        /// The image's id.
+        image_id: String,
+        /// The role: viewer, compute.images.user, editor, admin, ….
+        #[arg(long)]
+        role: String,
+        /// `<type>:<id>`: `userAccount:aje…`, `serviceAccount:aje…`,
+        /// `system:allAuthenticatedUsers`.
+        #[arg(long)]
+        subject: String,
+    },
+    /// Takes a role on an image from a subject, and waits.
+    RemoveAccessBinding {
+        /// The image's id.
+        image_id: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+        /// `<type>:<id>`, as for add-access-binding.
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+/// A subject as `<type>:<id>`.
+fn subject(text: &str) -> Result<access::Subject, String> {
+    match text.split_once(':') {
+        Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(access::Subject {
+            id: id.to_owned(),
+            r#type: kind.to_owned(),
+        }),
+        _ => Err(format!(
+            "{text:?} is not <type>:<id>, e.g. userAccount:ajebob or system:allAuthenticatedUsers"
+        )),
+    }
+}
+
+/// An access binding as `role=<role>,subject=<type>:<id>`.
+fn access_binding(text: &str) -> Result<AccessBinding, String> {
+    let mut role = None;
+    let mut who = None;
+    for part in text.split(',') {
+        match part.split_once('=') {
+            Some(("role", value)) if !value.is_empty() => role = Some(value.to_owned()),
+            Some(("subject", value)) => who = Some(subject(value)?),
+            _ => {
+                return Err(format!("{text:?} is not role=<role>,subject=<type>:<id>"));
+            }
+        }
+    }
+    match (role, who) {
+        (Some(role_id), Some(subject)) => Ok(AccessBinding {
+            role_id,
+            subject: Some(subject),
+        }),
+        _ => Err(format!("{text:?} is not role=<role>,subject=<type>:<id>")),
+    }
 }
 
 /// Runs `yc-images compute …`.
@@ -122,8 +246,14 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
     let out = Output(args.connection.format);
     let images =
         ComputeImageClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
+    let sources =
+        ComputeSourcesClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
     let source = operations(&channel, &token);
-    let ComputeCommand::Image(command) = args.command;
+    let command = match args.command {
+        ComputeCommand::Image(command) => command,
+        ComputeCommand::Disk(command) => return disks(&sources, command, out).await,
+        ComputeCommand::Snapshot(command) => return snapshots(&sources, command, out).await,
+    };
     let columns = ["ID", "NAME", "FAMILY", "STATUS", "SIZE", "CREATED"];
     let row = |i: &compute::Image| {
         vec![
@@ -175,6 +305,10 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             source_image_id,
             source_image_name,
             source_family,
+            source_disk_id,
+            source_disk_name,
+            source_snapshot_id,
+            source_snapshot_name,
             source_folder_id,
             source_uri,
         } => {
@@ -190,12 +324,21 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
                 Source::ImageId(latest.id)
             } else if let Some(wanted) = source_image_name {
                 Source::ImageId(image_named(&images, &source_folder, &wanted).await?)
+            } else if let Some(id) = source_disk_id {
+                Source::DiskId(id)
+            } else if let Some(wanted) = source_disk_name {
+                Source::DiskId(disk_named(&sources, &source_folder, &wanted).await?)
+            } else if let Some(id) = source_snapshot_id {
+                Source::SnapshotId(id)
+            } else if let Some(wanted) = source_snapshot_name {
+                Source::SnapshotId(snapshot_named(&sources, &source_folder, &wanted).await?)
             } else if let Some(uri) = source_uri {
                 Source::Uri(uri)
             } else {
                 bail!(
-                    "give a source: --source-image-id, --source-image-name, --source-family or \
-                     --source-uri"
+                    "give a source: --source-image-id, --source-image-name, --source-family, \
+                     --source-disk-id, --source-disk-name, --source-snapshot-id, \
+                     --source-snapshot-name or --source-uri"
                 );
             };
             let request = compute::CreateImageRequest {
@@ -266,23 +409,215 @@ pub(crate) async fn compute(args: ComputeArgs) -> Result<()> {
             }
             out.list(&all, &OPERATION_COLUMNS, operation_row)
         }
+        ComputeImageCommand::ListAccessBindings { image_id } => {
+            let all: Vec<AccessBinding> = images
+                .list_all_access_bindings(&image_id)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(&all, &BINDING_COLUMNS, binding_row)
+        }
+        ComputeImageCommand::SetAccessBindings {
+            image_id,
+            access_bindings,
+        } => {
+            let op = images
+                .set_access_bindings(&image_id, access_bindings)
+                .await
+                .map_err(failed)?;
+            out.done(&wait(&source, op, WaitPolicy::default()).await?)
+        }
+        ComputeImageCommand::AddAccessBinding {
+            image_id,
+            role,
+            subject: who,
+        } => {
+            let delta = delta(access::AccessBindingAction::Add, role, &who)?;
+            let op = images
+                .update_access_bindings(&image_id, vec![delta])
+                .await
+                .map_err(failed)?;
+            out.done(&wait(&source, op, WaitPolicy::default()).await?)
+        }
+        ComputeImageCommand::RemoveAccessBinding {
+            image_id,
+            role,
+            subject: who,
+        } => {
+            let delta = delta(access::AccessBindingAction::Remove, role, &who)?;
+            let op = images
+                .update_access_bindings(&image_id, vec![delta])
+                .await
+                .map_err(failed)?;
+            out.done(&wait(&source, op, WaitPolicy::default()).await?)
+        }
     }
+}
+
+/// A change of one binding, its subject given as `<type>:<id>`.
+fn delta(
+    action: access::AccessBindingAction,
+    role_id: String,
+    who: &str,
+) -> Result<access::AccessBindingDelta> {
+    Ok(access::AccessBindingDelta {
+        action: action as i32,
+        access_binding: Some(AccessBinding {
+            role_id,
+            subject: Some(subject(who).map_err(anyhow::Error::msg)?),
+        }),
+    })
+}
+
+const BINDING_COLUMNS: [&str; 3] = ["ROLE", "SUBJECT TYPE", "SUBJECT ID"];
+
+fn binding_row(binding: &AccessBinding) -> Vec<String> {
+    let subject = binding.subject.clone().unwrap_or_default();
+    vec![binding.role_id.clone(), subject.r#type, subject.id]
+}
+
+/// Runs `yc-images compute disk …`.
+async fn disks(sources: &ComputeSourcesClient, command: SourceCommand, out: Output) -> Result<()> {
+    match command {
+        SourceCommand::List {
+            folder_id,
+            filter,
+            order_by,
+        } => {
+            let request = compute::ListDisksRequest {
+                folder_id,
+                filter,
+                order_by,
+                ..Default::default()
+            };
+            let all: Vec<compute::Disk> = sources
+                .list_all_disks(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(&all, &SOURCE_COLUMNS, |d| {
+                vec![
+                    d.id.clone(),
+                    d.name.clone(),
+                    compute::disk::Status::try_from(d.status)
+                        .map(|s| s.as_str_name().to_owned())
+                        .unwrap_or_else(|_| d.status.to_string()),
+                    size(d.size),
+                    time(d.created_at),
+                ]
+            })
+        }
+        SourceCommand::Get { id } => out.one(&sources.get_disk(&id).await.map_err(failed)?),
+    }
+}
+
+/// Runs `yc-images compute snapshot …`.
+async fn snapshots(
+    sources: &ComputeSourcesClient,
+    command: SourceCommand,
+    out: Output,
+) -> Result<()> {
+    match command {
+        SourceCommand::List {
+            folder_id,
+            filter,
+            order_by,
+        } => {
+            let request = compute::ListSnapshotsRequest {
+                folder_id,
+                filter,
+                order_by,
+                ..Default::default()
+            };
+            let all: Vec<compute::Snapshot> = sources
+                .list_all_snapshots(request)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            out.list(&all, &SOURCE_COLUMNS, |s| {
+                vec![
+                    s.id.clone(),
+                    s.name.clone(),
+                    compute::snapshot::Status::try_from(s.status)
+                        .map(|st| st.as_str_name().to_owned())
+                        .unwrap_or_else(|_| s.status.to_string()),
+                    size(s.disk_size),
+                    time(s.created_at),
+                ]
+            })
+        }
+        SourceCommand::Get { id } => out.one(&sources.get_snapshot(&id).await.map_err(failed)?),
+    }
+}
+
+const SOURCE_COLUMNS: [&str; 5] = ["ID", "NAME", "STATUS", "SIZE", "CREATED"];
+
+/// The filter of a List for the resource named `name`.
+fn name_filter(name: &str) -> String {
+    format!("name = {}", serde_json::Value::String(name.to_owned()))
+}
+
+/// The id of the disk named `name` in `folder`, or NOT_FOUND.
+async fn disk_named(sources: &ComputeSourcesClient, folder: &str, name: &str) -> Result<String> {
+    let request = compute::ListDisksRequest {
+        folder_id: folder.to_owned(),
+        filter: name_filter(name),
+        page_size: 1,
+        ..Default::default()
+    };
+    let listed = sources.list_disks(&request).await.map_err(failed)?;
+    named(
+        listed.disks.into_iter().next().map(|d| d.id),
+        "disk",
+        folder,
+        name,
+    )
+}
+
+/// The id of the snapshot named `name` in `folder`, or NOT_FOUND.
+async fn snapshot_named(
+    sources: &ComputeSourcesClient,
+    folder: &str,
+    name: &str,
+) -> Result<String> {
+    let request = compute::ListSnapshotsRequest {
+        folder_id: folder.to_owned(),
+        filter: name_filter(name),
+        page_size: 1,
+        ..Default::default()
+    };
+    let listed = sources.list_snapshots(&request).await.map_err(failed)?;
+    named(
+        listed.snapshots.into_iter().next().map(|s| s.id),
+        "snapshot",
+        folder,
+        name,
+    )
+}
+
+/// The id found by a name, or NOT_FOUND saying what was looked for.
+fn named(found: Option<String>, noun: &str, folder: &str, name: &str) -> Result<String> {
+    found.ok_or_else(|| {
+        failed(Status::new(
+            tonic::Code::NotFound,
+            format!("no {noun} is named {name:?} in folder {folder}"),
+        ))
+    })
 }
 
 /// The id of the image named `name` in `folder` (a List with a name filter), or NOT_FOUND.
 async fn image_named(images: &ComputeImageClient, folder: &str, name: &str) -> Result<String> {
     let request = compute::ListImagesRequest {
         folder_id: folder.to_owned(),
-        filter: format!("name = {}", serde_json::Value::String(name.to_owned())),
+        filter: name_filter(name),
         page_size: 1,
         ..Default::default()
     };
     let listed = images.list(&request).await.map_err(failed)?;
-    match listed.images.into_iter().next() {
-        Some(image) => Ok(image.id),
-        None => Err(failed(Status::new(
-            tonic::Code::NotFound,
-            format!("no image is named {name:?} in folder {folder}"),
-        ))),
-    }
+    named(
+        listed.images.into_iter().next().map(|i| i.id),
+        "image",
+        folder,
+        name,
+    )
 }

@@ -279,19 +279,22 @@ impl Output {
         }
     }
 
-    /// The image or registry an operation made or changed (its response), else the operation.
+    /// The image or registry an operation made or changed, or the access bindings it changed
+    /// (its response), else the operation.
     fn done(&self, op: &Operation) -> Result<()> {
         use yc_proto_types::yandex::cloud::operation::operation::Result as Outcome;
         match &op.result {
-            Some(Outcome::Response(any)) => {
-                if let Ok(image) = any.to_msg::<compute::Image>() {
-                    self.one(&image)
-                } else if let Ok(registry) = any.to_msg::<registry::Registry>() {
-                    self.one(&registry)
-                } else {
-                    self.one(op)
-                }
-            }
+            Some(Outcome::Response(any)) => if let Ok(image) = any.to_msg::<compute::Image>() {
+                self.one(&image)
+            } else if let Ok(registry) = any.to_msg::<registry::Registry>() {
+                self.one(&registry)
+            } else if let Ok(changed) =
+                any.to_msg::<yc_proto_types::yandex::cloud::access::AccessBindingsOperationResult>()
+            {
+                self.one(&changed)
+            } else {
+                self.one(op)
+            },
             _ => self.one(op),
         }
     }

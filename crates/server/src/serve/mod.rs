@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::get;
 use yc_compute_image::source::FetchPolicy;
-use yc_compute_image::{ComputeImageGrpc, ComputeImages};
+use yc_compute_image::{ComputeImageGrpc, ComputeImages, ComputeSources, ComputeSourcesGrpc};
 use yc_operations::{OperationGrpc, OperationRunner, Resumers};
 use yc_proto_types::rpc::RestRouter;
 use yc_registry_image::{
@@ -69,12 +69,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         stall_timeout: Duration::from_secs(args.fetch_stall_timeout),
         ..FetchPolicy::default()
     };
-    let compute = ComputeImages::new(stores.compute, runner.clone(), fetch);
+    let sources = ComputeSources::new(stores.sources, runner.token_keys().clone());
+    let compute =
+        ComputeImages::new(stores.compute, runner.clone(), fetch).with_sources(sources.clone());
     if let Some(dir) = &args.seed {
-        let seeded = crate::seed::load(dir, &registry, &stores.blobs, &compute).await?;
+        let seeded = crate::seed::load(dir, &registry, &stores.blobs, &compute, &sources).await?;
         tracing::info!(
             registry_images = seeded.registry_images,
             compute_images = seeded.compute_images,
+            disks = seeded.disks,
+            snapshots = seeded.snapshots,
             "seeded from {}",
             dir.display()
         );
@@ -125,6 +129,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     .add_service(RegistryGrpc::server(registries.clone()).max_decoding_message_size(max))
     .add_service(RepositoryGrpc::server(repositories.clone()).max_decoding_message_size(max))
     .add_service(ComputeImageGrpc::server(compute.clone()).max_decoding_message_size(max))
+    .add_service(ComputeSourcesGrpc::disks(sources.clone()).max_decoding_message_size(max))
+    .add_service(ComputeSourcesGrpc::snapshots(sources.clone()).max_decoding_message_size(max))
     .add_service(OperationGrpc::server(runner.clone()).max_decoding_message_size(max))
     .add_service(Endpoints::server(address.to_string()).max_decoding_message_size(max))
     .add_service(
@@ -142,6 +148,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         "yandex.cloud.containerregistry.v1.RegistryService",
         "yandex.cloud.containerregistry.v1.RepositoryService",
         "yandex.cloud.compute.v1.ImageService",
+        "yandex.cloud.compute.v1.DiskService",
+        "yandex.cloud.compute.v1.SnapshotService",
         "yandex.cloud.operation.OperationService",
         "yandex.cloud.endpoint.ApiEndpointService",
         "yandex.cloud.iam.v1.IamTokenService",
@@ -154,11 +162,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let metrics = crate::metrics::Metrics::new(runner.clone(), stores.db.clone());
     let scraped = metrics.clone();
     // The REST API: every `google.api.http` rule of the schema, served by the transcoder.
+    let [disks_rest, snapshots_rest] = ComputeSourcesGrpc::rest(sources);
     let rest = Arc::new(RestRouter::new([
         RegistryImageGrpc::rest(registry.clone()),
         RegistryGrpc::rest(registries),
         RepositoryGrpc::rest(repositories),
         ComputeImageGrpc::rest(compute.clone()),
+        disks_rest,
+        snapshots_rest,
         OperationGrpc::rest(runner.clone()),
         Endpoints::rest(address.to_string()),
         IamTokens::new(iam.clone(), address.to_string()).rest(),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use yc_compute_image::SqlComputeImageStore;
 use yc_compute_image::store::ComputeImageStore;
+use yc_compute_image::{SqlComputeImageStore, SqlSources};
 use yc_operations::{OperationStore, SqlOperationStore};
 use yc_registry_image::SqlImageStore;
 use yc_registry_image::blobs::SqlBlobStore;
@@ -19,6 +19,7 @@ pub(super) struct Stores {
     pub(super) registry: Arc<dyn ImageStore>,
     pub(super) blobs: SqlBlobStore,
     pub(super) compute: Arc<dyn ComputeImageStore>,
+    pub(super) sources: SqlSources,
     pub(super) db: Db,
     /// Where the data is, for the log.
     pub(super) description: String,
@@ -92,11 +93,15 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     if lock.is_some() {
         compute = compute.with_cache(GET_CACHE_IMAGES);
     }
+    let sources = SqlSources::open(db.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     Ok(Stores {
         operations: Arc::new(operations),
         registry: Arc::new(registry),
         blobs,
         compute: Arc::new(compute),
+        sources,
         db,
         description,
         _lock: lock,

@@ -7,7 +7,10 @@
 use std::future::Future;
 use std::path::Path;
 
-use crate::support::{Server, channel, seed_compute_image, seed_registry, start_seeded, write_iam};
+use crate::support::{
+    Server, channel, seed_compute_image, seed_disk, seed_registry, seed_snapshot, start_seeded,
+    write_iam,
+};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -27,6 +30,10 @@ const OTHER_REGISTRY: &str = "crpotherregistry0000";
 const TEAM_IMAGE: &str = "fd8teamimage00000000";
 const OTHER_IMAGE: &str = "fd8otherimage0000000";
 const EDITOR: &str = "ajeeditor00000000000";
+const TEAM_DISK: &str = "fhmteamdisk000000000";
+const OTHER_DISK: &str = "fhmotherdisk00000000";
+const TEAM_SNAPSHOT: &str = "fd8teamsnapshot00000";
+const OTHER_SNAPSHOT: &str = "fd8othersnapshot0000";
 
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +125,13 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
     ] {
         seed_registry(&seed, registry, folder, folder);
         seed_compute_image(&seed, image, folder, &format!("{folder}-base"));
+    }
+    for (folder, disk, snapshot) in [
+        (TEAM, TEAM_DISK, TEAM_SNAPSHOT),
+        (OTHER, OTHER_DISK, OTHER_SNAPSHOT),
+    ] {
+        seed_disk(&seed, disk, folder, "boot", json!({}));
+        seed_snapshot(&seed, snapshot, folder, "nightly", json!({}));
     }
     start_seeded(dir, &iam, &seed, extra)
 }
@@ -229,6 +243,93 @@ async fn every_grpc_call_as_everyone() {
         }
     })
     .await;
+
+    // DiskService and SnapshotService.
+    {
+        use compute::disk_service_client::DiskServiceClient;
+        use compute::snapshot_service_client::SnapshotServiceClient;
+        let disks = DiskServiceClient::new(channel.clone());
+        let snapshots = SnapshotServiceClient::new(channel.clone());
+        let disk = matrix("disk Get", Needs::Read, |who| {
+            let mut c = disks.clone();
+            async move {
+                let request = compute::GetDiskRequest {
+                    disk_id: TEAM_DISK.into(),
+                };
+                answer(c.get(grpc_request(who, request)).await)
+            }
+        })
+        .await;
+        assert_eq!(disk.folder_id, TEAM);
+        let listed = matrix("disk List", Needs::Read, |who| {
+            let mut c = disks.clone();
+            async move {
+                let request = compute::ListDisksRequest {
+                    folder_id: TEAM.into(),
+                    ..Default::default()
+                };
+                answer(c.list(grpc_request(who, request)).await)
+            }
+        })
+        .await;
+        assert_eq!(listed.disks.len(), 1);
+        matrix("snapshot Get", Needs::Read, |who| {
+            let mut c = snapshots.clone();
+            async move {
+                let request = compute::GetSnapshotRequest {
+                    snapshot_id: TEAM_SNAPSHOT.into(),
+                };
+                answer(c.get(grpc_request(who, request)).await)
+            }
+        })
+        .await;
+        let listed = matrix("snapshot List", Needs::Read, |who| {
+            let mut c = snapshots.clone();
+            async move {
+                let request = compute::ListSnapshotsRequest {
+                    folder_id: TEAM.into(),
+                    ..Default::default()
+                };
+                answer(c.list(grpc_request(who, request)).await)
+            }
+        })
+        .await;
+        assert_eq!(listed.snapshots.len(), 1);
+        // An image from a disk or snapshot needs to read it: not another folder's.
+        for source in [
+            compute::create_image_request::Source::DiskId(OTHER_DISK.into()),
+            compute::create_image_request::Source::SnapshotId(OTHER_SNAPSHOT.into()),
+        ] {
+            let request = compute::CreateImageRequest {
+                folder_id: TEAM.into(),
+                name: "stolen".into(),
+                source: Some(source),
+                ..Default::default()
+            };
+            let refused = images
+                .clone()
+                .create(grpc_request(Who::Editor, request))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        }
+        let from_disk = matrix("compute Create from a disk", Needs::Change, |who| {
+            let mut c = images.clone();
+            async move {
+                let request = compute::CreateImageRequest {
+                    folder_id: TEAM.into(),
+                    name: "from-disk".into(),
+                    source: Some(compute::create_image_request::Source::DiskId(
+                        TEAM_DISK.into(),
+                    )),
+                    ..Default::default()
+                };
+                answer(c.create(grpc_request(who, request)).await)
+            }
+        })
+        .await;
+        assert!(wait_grpc(&operations, &from_disk.id).await.result.is_some());
+    }
 
     // OperationService: only the subject that started an operation sees it.
     let id = created.id.clone();
@@ -879,6 +980,24 @@ async fn every_rest_call_as_everyone() {
         get(who, format!("/compute/v1/images/{TEAM_IMAGE}/operations"))
     })
     .await;
+    matrix("disk Get", Needs::Read, |who| {
+        get(who, format!("/compute/v1/disks/{TEAM_DISK}"))
+    })
+    .await;
+    let listed = matrix("disk List", Needs::Read, |who| {
+        get(who, format!("/compute/v1/disks?folderId={TEAM}"))
+    })
+    .await;
+    assert_eq!(listed["disks"].as_array().map(Vec::len), Some(1));
+    matrix("snapshot Get", Needs::Read, |who| {
+        get(who, format!("/compute/v1/snapshots/{TEAM_SNAPSHOT}"))
+    })
+    .await;
+    let listed = matrix("snapshot List", Needs::Read, |who| {
+        get(who, format!("/compute/v1/snapshots?folderId={TEAM}"))
+    })
+    .await;
+    assert_eq!(listed["snapshots"].as_array().map(Vec::len), Some(1));
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     matrix("operation Get", Needs::OwnOperation, |who| {
         get(who, format!("/operations/{id}"))

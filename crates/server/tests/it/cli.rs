@@ -5,14 +5,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::{
-    Server, seed_compute_image, seed_registry, start_seeded, write_iam, write_layout,
+    Server, seed_compute_image, seed_disk, seed_registry, seed_snapshot, start_seeded, write_iam,
+    write_layout,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const FOLDER: &str = "b1gteam";
 const IMAGE: &str = "fd8cliimage000000000";
 const REGISTRY: &str = "crpcliregistry000000";
 const EDITOR: &str = "ajeeditor00000000000";
+const DISK: &str = "fhmclidisk0000000000";
+const SNAPSHOT: &str = "fd8clisnapshot000000";
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
     let iam = dir.join("iam.json");
@@ -26,6 +29,8 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
     let seed = dir.join("seed");
     seed_registry(&seed, REGISTRY, FOLDER, "cli");
     seed_compute_image(&seed, IMAGE, FOLDER, "base");
+    seed_disk(&seed, DISK, FOLDER, "boot", json!({}));
+    seed_snapshot(&seed, SNAPSHOT, FOLDER, "nightly", json!({}));
     start_seeded(dir, &iam, &seed, extra)
 }
 
@@ -422,10 +427,18 @@ fn the_cli_guides_a_newcomer() {
         "x",
     ]);
     assert!(!ok);
-    assert!(
-        said.contains("--source-image-id") && said.contains("--source-uri"),
-        "{said}"
-    );
+    for flag in [
+        "--source-image-id",
+        "--source-image-name",
+        "--source-family",
+        "--source-disk-id",
+        "--source-disk-name",
+        "--source-snapshot-id",
+        "--source-snapshot-name",
+        "--source-uri",
+    ] {
+        assert!(said.contains(flag), "{flag}: {said}");
+    }
     let (ok, _, said) = cli(&[
         "compute",
         "image",
@@ -458,6 +471,37 @@ fn the_cli_guides_a_newcomer() {
             help.contains(&format!("\n  {command} ")),
             "registry --help lacks {command}:\n{help}"
         );
+    }
+    for (group, commands) in [
+        (&["compute"][..], &["image", "disk", "snapshot"][..]),
+        (
+            &["compute", "image"][..],
+            &[
+                "list",
+                "get",
+                "latest-by-family",
+                "create",
+                "update",
+                "delete",
+                "operations",
+                "list-access-bindings",
+                "set-access-bindings",
+                "add-access-binding",
+                "remove-access-binding",
+            ][..],
+        ),
+        (&["compute", "disk"][..], &["list", "get"][..]),
+    ] {
+        let mut args = group.to_vec();
+        args.push("--help");
+        let (ok, help, _) = cli(&args);
+        assert!(ok);
+        for command in commands {
+            assert!(
+                help.contains(&format!("\n  {command} ")),
+                "{group:?} --help lacks {command}:\n{help}"
+            );
+        }
     }
     let (ok, help, _) = cli(&["--help"]);
     assert!(ok && help.contains("import of an OCI layout"), "{help}");
@@ -493,9 +537,21 @@ fn the_cli_finds_a_source_by_family_or_name() {
         args.extend_from_slice(source);
         run(&server, "editor-token", &args)
     };
-    for (name, source) in [
-        ("by-family", ["--source-family", "base"]),
-        ("by-name", ["--source-image-name", "base"]),
+    for (name, source, size) in [
+        ("by-family", ["--source-family", "base"], "4194304"),
+        ("by-name", ["--source-image-name", "base"], "4194304"),
+        ("by-disk-id", ["--source-disk-id", DISK], "8589934592"),
+        ("by-disk-name", ["--source-disk-name", "boot"], "8589934592"),
+        (
+            "by-snapshot-id",
+            ["--source-snapshot-id", SNAPSHOT],
+            "8589934592",
+        ),
+        (
+            "by-snapshot-name",
+            ["--source-snapshot-name", "nightly"],
+            "8589934592",
+        ),
     ] {
         let output = create(name, &source);
         assert!(
@@ -506,7 +562,27 @@ fn the_cli_finds_a_source_by_family_or_name() {
         let made: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(made["name"], name);
         assert_eq!(made["status"], "READY");
+        assert_eq!(made["minDiskSize"], size, "{made}");
     }
+    for (flag, noun) in [
+        ("--source-disk-name", "disk"),
+        ("--source-snapshot-name", "snapshot"),
+    ] {
+        let output = create("nothing", &[flag, "no-such-source"]);
+        assert!(!output.status.success());
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            said.contains("NOT_FOUND")
+                && said.contains(&format!("no {noun} is named \"no-such-source\"")),
+            "{said}"
+        );
+    }
+    let output = create("nothing", &["--source-disk-id", "fhmnosuchdisk0000000"]);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("NOT_FOUND") && said.contains("Disk fhmnosuchdisk0000000 not found"),
+        "{said}"
+    );
     let output = create("nothing", &["--source-image-name", "no-such-image"]);
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
@@ -517,4 +593,157 @@ fn the_cli_finds_a_source_by_family_or_name() {
     let output = create("nothing", &["--source-family", "no-such-family"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("NOT_FOUND"));
+}
+
+/// `compute disk|snapshot list|get`, and an image's access bindings from the command line:
+/// add, list, remove, set; bad input is one line naming what is wrong.
+#[test]
+fn the_cli_reads_disks_and_snapshots_and_binds_roles_on_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let disks = json_of(&server, &["compute", "disk", "list", "--folder-id", FOLDER]);
+    assert_eq!(disks.as_array().map(Vec::len), Some(1), "{disks}");
+    assert_eq!(disks[0]["id"], DISK);
+    let table = ok(&server, &["compute", "disk", "list", "--folder-id", FOLDER]);
+    assert!(
+        table.contains("boot") && table.contains("8.0 GiB"),
+        "{table}"
+    );
+    let disk = json_of(&server, &["compute", "disk", "get", DISK]);
+    assert_eq!(disk["typeId"], "network-ssd");
+    let snapshots = json_of(
+        &server,
+        &[
+            "compute",
+            "snapshot",
+            "list",
+            "--folder-id",
+            FOLDER,
+            "--filter",
+            "name = \"nightly\"",
+        ],
+    );
+    assert_eq!(snapshots[0]["id"], SNAPSHOT, "{snapshots}");
+    let snapshot = json_of(&server, &["compute", "snapshot", "get", SNAPSHOT]);
+    assert_eq!(snapshot["storageSize"], "1073741824");
+
+    let bind = |verb: &str, role: &str, subject: &str| {
+        json_of(
+            &server,
+            &[
+                "compute",
+                "image",
+                verb,
+                IMAGE,
+                "--role",
+                role,
+                "--subject",
+                subject,
+            ],
+        )
+    };
+    let added = bind(
+        "add-access-binding",
+        "compute.images.user",
+        "userAccount:ajebob",
+    );
+    assert_eq!(added["effectiveDeltas"][0]["action"], "ADD", "{added}");
+    bind(
+        "add-access-binding",
+        "viewer",
+        "system:allAuthenticatedUsers",
+    );
+    let listed = json_of(
+        &server,
+        &["compute", "image", "list-access-bindings", IMAGE],
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let table = ok(
+        &server,
+        &["compute", "image", "list-access-bindings", IMAGE],
+    );
+    assert!(
+        table.contains("compute.images.user") && table.contains("allAuthenticatedUsers"),
+        "{table}"
+    );
+    let removed = bind(
+        "remove-access-binding",
+        "viewer",
+        "system:allAuthenticatedUsers",
+    );
+    assert_eq!(
+        removed["effectiveDeltas"][0]["action"], "REMOVE",
+        "{removed}"
+    );
+    let set = json_of(
+        &server,
+        &[
+            "compute",
+            "image",
+            "set-access-bindings",
+            IMAGE,
+            "--access-binding",
+            "role=editor,subject=serviceAccount:ajeci",
+        ],
+    );
+    assert_eq!(
+        set["effectiveDeltas"].as_array().map(Vec::len),
+        Some(2),
+        "{set}"
+    );
+    let listed = json_of(
+        &server,
+        &["compute", "image", "list-access-bindings", IMAGE],
+    );
+    assert_eq!(listed[0]["roleId"], "editor", "{listed}");
+
+    let said = failure(
+        &server,
+        "editor-token",
+        &[
+            "compute",
+            "image",
+            "add-access-binding",
+            IMAGE,
+            "--role",
+            "owner",
+            "--subject",
+            "userAccount:a",
+        ],
+    );
+    assert!(
+        said.contains("INVALID_ARGUMENT")
+            && said.contains("access_binding_deltas[0].access_binding.role_id"),
+        "{said}"
+    );
+    let said = failure(
+        &server,
+        "viewer-token",
+        &[
+            "compute",
+            "image",
+            "add-access-binding",
+            IMAGE,
+            "--role",
+            "viewer",
+            "--subject",
+            "userAccount:a",
+        ],
+    );
+    assert!(said.contains("PERMISSION_DENIED"), "{said}");
+    let output = run(
+        &server,
+        "editor-token",
+        &[
+            "compute",
+            "image",
+            "set-access-bindings",
+            IMAGE,
+            "--access-binding",
+            "viewer",
+        ],
+    );
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("role=<role>,subject=<type>:<id>"), "{said}");
 }

@@ -153,7 +153,33 @@ async fn the_official_python_sdk_drives_every_rpc() {
     };
     let dir = tempfile::tempdir().unwrap();
     let uri = file_server().await;
-    let server = Server::start(dir.path());
+    let seed = dir.path().join("seed");
+    let folder = "b1gsdkfolder";
+    let gen2 = serde_json::json!({"generation2Features": {}});
+    let legacy = serde_json::json!({"legacyFeatures": {"pciTopology": "PCI_TOPOLOGY_V2"}});
+    crate::support::seed_disk(
+        &seed,
+        "fhmsdkdisk0000000000",
+        folder,
+        "boot",
+        serde_json::json!({"productIds": ["f2esdklicense0000000"], "hardwareGeneration": gen2}),
+    );
+    crate::support::seed_disk(
+        &seed,
+        "fhmsdkcreating000000",
+        folder,
+        "busy",
+        serde_json::json!({"status": "CREATING"}),
+    );
+    crate::support::seed_snapshot(
+        &seed,
+        "fd8sdksnapshot000000",
+        folder,
+        "nightly",
+        serde_json::json!({"hardwareGeneration": legacy}),
+    );
+    let seed_arg = seed.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.path().join("data"), &["--seed", &seed_arg]);
     crate::support::run_sdk_script(
         python,
         "sdk_e2e.py",
@@ -1170,9 +1196,9 @@ async fn every_http_rule_of_the_schema_is_served_over_rest() {
     // IAM tokens; Cancel has two rules.
     assert_eq!(
         rules.len(),
-        28,
+        32,
         "{:?}",
         rules.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    assert_eq!(called, 29);
+    assert_eq!(called, 33);
 }

@@ -326,6 +326,47 @@ pub(crate) fn seed_compute_image(seed: &Path, id: &str, folder: &str, name: &str
     .unwrap();
 }
 
+/// Writes into the seed directory `seed` a READY disk `id` of `folder` named `name`, 8 GiB,
+/// with `extra` fields (REST JSON) on top.
+pub(crate) fn seed_disk(seed: &Path, id: &str, folder: &str, name: &str, extra: serde_json::Value) {
+    let mut disk = serde_json::json!({
+        "id": id, "folderId": folder, "name": name, "status": "READY",
+        "size": "8589934592", "typeId": "network-ssd", "zoneId": "ru-central1-a",
+        "createdAt": "2026-01-02T03:04:05Z",
+    });
+    merge(&mut disk, extra);
+    write_seed(&seed.join("compute/disks"), id, &disk);
+}
+
+/// Writes into the seed directory `seed` a READY snapshot `id` of `folder` named `name` of an
+/// 8 GiB disk, taking 1 GiB, with `extra` fields (REST JSON) on top.
+pub(crate) fn seed_snapshot(
+    seed: &Path,
+    id: &str,
+    folder: &str,
+    name: &str,
+    extra: serde_json::Value,
+) {
+    let mut snapshot = serde_json::json!({
+        "id": id, "folderId": folder, "name": name, "status": "READY",
+        "diskSize": "8589934592", "storageSize": "1073741824",
+        "createdAt": "2026-01-02T03:04:05Z",
+    });
+    merge(&mut snapshot, extra);
+    write_seed(&seed.join("compute/snapshots"), id, &snapshot);
+}
+
+fn merge(into: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+}
+
+fn write_seed(dir: &Path, id: &str, value: &serde_json::Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{id}.json")), value.to_string()).unwrap();
+}
+
 /// A server with the IAM file `iam`, seeded from `seed`, its data in `dir/data`, and `extra`
 /// options.
 pub(crate) fn start_seeded(dir: &Path, iam: &Path, seed: &Path, extra: &[&str]) -> Server {
