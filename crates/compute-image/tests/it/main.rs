@@ -8,6 +8,7 @@ mod support;
 mod lifecycle;
 mod query_plans;
 mod races;
+mod sources;
 mod stores;
 mod transport;
 mod validation;
