@@ -257,10 +257,14 @@ impl SqlSources {
             limit: page.fetch_limit(),
         }
         .build(self.db.dialect());
-        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
-        rows.iter()
-            .map(|r| decode::<K>(&r.get::<Vec<u8>>(0).map_err(unavailable)?))
-            .collect()
+        self.db
+            .fetch_blobs(&sql, |body| {
+                K::decode(body).map_err(|e| {
+                    yc_sql::DbError::new(format!("a stored {} does not decode: {e}", K::NOUN))
+                })
+            })
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -519,10 +519,14 @@ impl ComputeImageStore for SqlComputeImageStore {
 
     async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError> {
         let sql = self.list_sql(query).await?;
-        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
-        rows.iter()
-            .map(|r| decode(&r.get::<Vec<u8>>(0).map_err(unavailable)?))
-            .collect()
+        self.db
+            .fetch_blobs(&sql, |body| {
+                Image::decode(body).map_err(|e| {
+                    yc_sql::DbError::new(format!("a stored image does not decode: {e}"))
+                })
+            })
+            .await
+            .map_err(unavailable)
     }
 
     async fn latest_by_family(

@@ -16,6 +16,10 @@ use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, ListImagesReque
 use yc_registry_image::store::{ImageStore, PushImage, Registry};
 use yc_registry_image::{Caller, RegistryImages, SqlImageStore};
 
+/// The allocator `yc-images` runs on, so that a page costs here what it costs in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REGISTRY: &str = "crpbench000000000000";
 /// Images per repository, the same at every size: a filtered page has the same content.
 const PER_REPOSITORY: usize = 100;

@@ -265,7 +265,7 @@ impl SqlImageStore {
             .iter()
             .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
         Ok(KeysetSelect {
-            select: "SELECT id, body FROM cr_images WHERE deleted_at IS NULL",
+            select: "SELECT body FROM cr_images WHERE deleted_at IS NULL",
             steer_from_scope: selective_name && scope.0 != "name",
             scope: (scope.0, scope.1),
             conditions: query
@@ -1026,11 +1026,13 @@ impl ImageStore for SqlImageStore {
 
     async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
         let sql = self.list_sql(query).await?;
-        let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
-        let mut images = Vec::with_capacity(rows.len());
-        for row in rows {
-            images.push(decode(&row.get::<Vec<u8>>(1).map_err(unavailable)?)?);
-        }
-        Ok(images)
+        self.db
+            .fetch_blobs(&sql, |body| {
+                Image::decode(body).map_err(|e| {
+                    yc_sql::DbError::new(format!("a stored image does not decode: {e}"))
+                })
+            })
+            .await
+            .map_err(unavailable)
     }
 }

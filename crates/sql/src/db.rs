@@ -5,7 +5,7 @@ use std::str::FromStr as _;
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::sqlite::{SqliteConn, SqlitePool, SqliteTarget, sqlite_run, writes};
+use crate::sqlite::{SqliteConn, SqlitePool, SqliteTarget, sqlite_map_blobs, sqlite_run, writes};
 use crate::{Column, DbError, Dialect, Query, Row, Value, query};
 
 fn pg_query(q: &Query) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
@@ -113,6 +113,35 @@ impl Db {
             Db::Postgres(pool) => {
                 let rows = pg_query(q).fetch_all(pool).await?;
                 Ok(rows.into_iter().map(Row::Postgres).collect())
+            }
+        }
+    }
+
+    /// Every row of a query whose first column is a blob (a stored message), each blob
+    /// handed to `f` as the database holds it, without a copy: for List pages, whose rows
+    /// are decoded as they are read.
+    pub async fn fetch_blobs<T>(
+        &self,
+        q: &Query,
+        mut f: impl FnMut(&[u8]) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        match self {
+            Db::Sqlite(pool) => {
+                let conn = pool.acquire().await?;
+                if writes(&q.sql) {
+                    return Err(DbError::new(format!(
+                        "fetch_blobs reads; this statement writes: {}",
+                        q.sql
+                    )));
+                }
+                sqlite_map_blobs(conn.conn()?, q, &mut f)
+            }
+            Db::Postgres(pool) => {
+                use sqlx::Row as _;
+                let rows = pg_query(q).fetch_all(pool).await?;
+                rows.iter()
+                    .map(|row| f(row.try_get::<&[u8], _>(0)?))
+                    .collect()
             }
         }
     }

@@ -8,7 +8,9 @@ pub struct DbError {
 }
 
 impl DbError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
+    /// A failure with this message: for what a caller of the database finds wrong in what it
+    /// read (a stored value that does not decode).
+    pub fn new(message: impl Into<String>) -> Self {
         DbError {
             message: message.into(),
             unique_violation: false,
