@@ -116,13 +116,26 @@ pub(crate) fn run(which: Run) -> Result<()> {
          (`apt-get install nghttp2-client`).\n\n\
          {}\n\
          ## List: the cost of a page does not grow with the store\n\n\
-         A List page through `RegistryImages::list` (validation, filter parsing, page token, the\n\
-         SQLite query on the in-memory store) with 100 images per repository at every size:\n\
+         A List page of 100 images through `RegistryImages::list` (validation, filter parsing,\n\
+         page token, the SQLite query on the in-memory store, on the server's allocator,\n\
+         mimalloc) with 100 images per repository at every size:\n\
          `filtered_ordered_page` is `name = \"<one repository>\"` ordered by `created_at desc`;\n\
          `fourth_page_by_digest` continues a whole-registry listing by `digest` from a page\n\
          token. Both are served by an index on (scope, sort key, id) with keyset paging (a\n\
          test checks SQLite's plan for every List shape).\n\n\
          {table}\n\
+         Where a page's time goes (`perf record --call-graph dwarf` of\n\
+         `filtered_ordered_page` at 10,000 images): about 40 % decoding the 100 stored\n\
+         `Image` messages (prost allocates each string and checks it is UTF-8: about 20 %),\n\
+         about 37 % SQLite stepping through the index (15 % of it fetching each row's body from\n\
+         the table by rowid), the rest validation, the filter, the token and dropping the\n\
+         page. Statements are prepared once per connection and planned independently of the\n\
+         values bound (SQLite's QPSG; before, STAT4 re-prepared a cached List statement for\n\
+         every new filter value, a fifth of a page), and each body is decoded where SQLite\n\
+         holds it (`Db::fetch_blobs`). What is left is per image: a page of 100 cannot reach\n\
+         30 µs while every image is decoded into owned strings; that needs answering gRPC\n\
+         from the stored bytes without decoding them (a pass-through codec) and an index that\n\
+         covers the body.\n\n\
          ## Machine\n\n\
          {}\n",
         crate::load::section(&load)? + "\n" + &crate::registry_load::section(&registry)?,

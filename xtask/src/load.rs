@@ -62,6 +62,29 @@ pub(crate) struct Scenario {
     pub(crate) ceiling: Figures,
 }
 
+/// A call measured against the server on PostgreSQL.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OnPostgres {
+    pub(crate) call: String,
+    pub(crate) transport: String,
+    pub(crate) server: Figures,
+}
+
+/// The database the PostgreSQL runs use, as the tests' (`cargo xtask ci`) and the registry
+/// benchmark's.
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Runs per call on PostgreSQL.
+const POSTGRES_ROUNDS: usize = 3;
+
+/// Whether PostgreSQL answers at [`POSTGRES`].
+fn postgres_reachable() -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
+        std::time::Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
 fn image_id(n: usize) -> String {
     format!("fd8bench{n:012}")
 }
@@ -103,6 +126,9 @@ pub(crate) struct LoadResults {
     /// gRPC Get against both servers at once: the server's throughput as a share of the
     /// ceiling's in each run.
     pub(crate) paired_get: Vec<f64>,
+    /// Each call against the server on PostgreSQL (none when it is not reachable).
+    #[serde(default)]
+    pub(crate) postgres: Vec<OnPostgres>,
 }
 
 impl LoadResults {
@@ -416,6 +442,7 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     }
 
     let mut results = Vec::new();
+    let pg_scenarios = scenarios.clone();
     let scenarios = if every_call { scenarios } else { Vec::new() };
     for (i, (call, transport, args, path)) in scenarios.into_iter().enumerate() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -444,9 +471,49 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
             ceiling,
         });
     }
+    // The same calls against the server on PostgreSQL (with the same seed), for where the
+    // time goes there; no ceiling to compare with.
+    let mut postgres = Vec::new();
+    if every_call && postgres_reachable() {
+        let log = fs::File::create(work.path().join("server-postgres.log"))?;
+        let mut command = on_cpu(SERVER_CPU, release.join("yc-images"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                POSTGRES,
+            ])
+            .arg("--seed")
+            .arg(work.path().join("seed"))
+            .stderr(log);
+        let (_on_postgres, address) = start(command, "yc-images serve on PostgreSQL")?;
+        for (i, (call, transport, args, path)) in pg_scenarios.into_iter().enumerate() {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            println!("bench: {transport} {call} on PostgreSQL");
+            let mut runs = Vec::new();
+            for round in 0..POSTGRES_ROUNDS {
+                runs.push(h2load(
+                    &format!("http://{address}{path}"),
+                    &args,
+                    work.path(),
+                    &format!("postgres-{i}-{round}"),
+                )?);
+            }
+            postgres.push(OnPostgres {
+                call: call.into(),
+                transport: transport.into(),
+                server: median(runs),
+            });
+        }
+    } else if every_call {
+        println!("bench: PostgreSQL is not reachable at {POSTGRES}; its runs are skipped");
+    }
     let results = LoadResults {
         scenarios: results,
         paired_get,
+        postgres,
     };
     fs::write(results_path(), serde_json::to_string_pretty(&results)?)?;
     Ok(results)
@@ -509,14 +576,62 @@ pub(crate) fn section(load: &LoadResults) -> Result<String> {
          slows the machine slows both alike; the share of a run is the server's throughput over\n\
          the ceiling's in that run.\n\n\
          | paired gRPC Get runs | share of the ceiling |\n|---|---|\n\
-         | {} | **{:.0} %** (median) |\n",
+         | {} | **{:.0} %** (median) |\n{}",
         100.0 * GRPC_GET_TARGET,
         load.paired_get
             .iter()
             .map(|s| format!("{:.1} %", 100.0 * s))
             .collect::<Vec<_>>()
             .join(", "),
-        100.0 * load.paired_share()
+        100.0 * load.paired_share(),
+        postgres_section(load)?
+    ))
+}
+
+/// The runs on PostgreSQL, beside the embedded store's.
+fn postgres_section(load: &LoadResults) -> Result<String> {
+    if load.postgres.is_empty() {
+        return Ok(String::new());
+    }
+    let mut table = String::from(
+        "| call | transport | on PostgreSQL req/s | p50 | p99 | embedded req/s | p50 | p99 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for pg in &load.postgres {
+        let embedded = load
+            .scenarios
+            .iter()
+            .find(|s| s.call == pg.call && s.transport == pg.transport);
+        let (rps, p50, p99) = embedded.map_or((0.0, 0.0, 0.0), |s| {
+            (
+                s.server.requests_per_second,
+                s.server.p50_ms,
+                s.server.p99_ms,
+            )
+        });
+        writeln!(
+            table,
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms |",
+            pg.call,
+            pg.transport,
+            pg.server.requests_per_second,
+            pg.server.p50_ms,
+            pg.server.p99_ms,
+            rps,
+            p50,
+            p99
+        )?;
+    }
+    Ok(format!(
+        "\n### On PostgreSQL\n\n\
+         The same calls against `yc-images serve --database-url {POSTGRES}` (seeded alike;\n\
+         PostgreSQL on the same machine, unpinned), {POSTGRES_ROUNDS} runs each (the median\n\
+         shown), beside the embedded store's figures above. There is no target yet. Each call\n\
+         is a round trip to PostgreSQL over a pooled connection: a Get reads one row by primary\n\
+         key (the embedded store's Get cache is not used with a shared database, since another\n\
+         replica may change the image), a List page one index range; the server waits on the\n\
+         database's process, which shares the two cores with it and the load generator.\n\n\
+         {table}"
     ))
 }
 
