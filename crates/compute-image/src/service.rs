@@ -252,31 +252,15 @@ impl ComputeImages {
         bindings::check(&request.access_bindings, |i| {
             format!("access_bindings[{i}]")
         })?;
-        let id = self.image_to_bind(&request.resource_id, caller).await?.id;
-        let start = StartOperation::new(
-            "fd8",
-            SET_BINDINGS_METHOD,
-            "Set image access bindings",
-            &id,
-            &SetAccessBindingsMetadata {
-                resource_id: id.clone(),
-            },
-            request,
+        let metadata = SetAccessBindingsMetadata {
+            resource_id: request.resource_id.clone(),
+        };
+        self.start_binding(
+            caller,
+            (SET_BINDINGS_METHOD, "Set image access bindings"),
+            &metadata,
+            BindingsRequest::Set(request.clone()),
         )
-        .caller(caller);
-        let service = self.clone();
-        let request = request.clone();
-        self.runner
-            .start(start, move |_ctx| async move {
-                service.apply_set_bindings(&request).await
-            })
-            .await
-    }
-
-    async fn apply_set_bindings(&self, request: &SetAccessBindingsRequest) -> Result<Any, Status> {
-        self.change_bindings(&request.resource_id, &|held| {
-            Ok(bindings::set(held, request.access_bindings.clone()))
-        })
         .await
     }
 
@@ -295,33 +279,51 @@ impl ComputeImages {
                 .filter_map(|d| d.access_binding.as_ref()),
             |i| format!("access_binding_deltas[{i}].access_binding"),
         )?;
-        let id = self.image_to_bind(&request.resource_id, caller).await?.id;
-        let start = StartOperation::new(
-            "fd8",
-            UPDATE_BINDINGS_METHOD,
-            "Update image access bindings",
-            &id,
-            &UpdateAccessBindingsMetadata {
-                resource_id: id.clone(),
-            },
-            request,
+        let metadata = UpdateAccessBindingsMetadata {
+            resource_id: request.resource_id.clone(),
+        };
+        self.start_binding(
+            caller,
+            (UPDATE_BINDINGS_METHOD, "Update image access bindings"),
+            &metadata,
+            BindingsRequest::Update(request.clone()),
         )
+        .await
+    }
+
+    /// Starts the operation of a Set or Update of the image's bindings (`(method,
+    /// description)`), once the caller may change them.
+    async fn start_binding<M: prost::Name>(
+        &self,
+        caller: &Caller,
+        (method, description): (&'static str, &str),
+        metadata: &M,
+        request: BindingsRequest,
+    ) -> Result<Operation, Status> {
+        let id = self.image_to_bind(request.resource_id(), caller).await?.id;
+        let start = match &request {
+            BindingsRequest::Set(r) => {
+                StartOperation::new("fd8", method, description, &id, metadata, r)
+            }
+            BindingsRequest::Update(r) => {
+                StartOperation::new("fd8", method, description, &id, metadata, r)
+            }
+        }
         .caller(caller);
         let service = self.clone();
-        let request = request.clone();
         self.runner
             .start(start, move |_ctx| async move {
-                service.apply_update_bindings(&request).await
+                service.apply_bindings(&request).await
             })
             .await
     }
 
-    async fn apply_update_bindings(
-        &self,
-        request: &UpdateAccessBindingsRequest,
-    ) -> Result<Any, Status> {
-        self.change_bindings(&request.resource_id, &|held| {
-            bindings::update(held, &request.access_binding_deltas)
+    /// The work of a Set or Update of the image's bindings, done again as it is after a
+    /// restart.
+    async fn apply_bindings(&self, request: &BindingsRequest) -> Result<Any, Status> {
+        self.change_bindings(request.resource_id(), &|held| match request {
+            BindingsRequest::Set(r) => Ok(bindings::set(held, r.access_bindings.clone())),
+            BindingsRequest::Update(r) => bindings::update(held, &r.access_binding_deltas),
         })
         .await
     }
@@ -736,8 +738,8 @@ impl ComputeImages {
                 move |record, _ctx| {
                     let service = service.clone();
                     async move {
-                        let request: SetAccessBindingsRequest = record.request()?;
-                        service.apply_set_bindings(&request).await
+                        let request = BindingsRequest::Set(record.request()?);
+                        service.apply_bindings(&request).await
                     }
                 }
             })
@@ -746,8 +748,8 @@ impl ComputeImages {
                 move |record, _ctx| {
                     let service = service.clone();
                     async move {
-                        let request: UpdateAccessBindingsRequest = record.request()?;
-                        service.apply_update_bindings(&request).await
+                        let request = BindingsRequest::Update(record.request()?);
+                        service.apply_bindings(&request).await
                     }
                 }
             })
@@ -823,6 +825,21 @@ impl ComputeImages {
             .await
             .map_err(store_status)?;
         Ok(Any::from_msg(&Empty {}))
+    }
+}
+
+/// A change of an image's access bindings, as a Set or an Update asks it.
+enum BindingsRequest {
+    Set(SetAccessBindingsRequest),
+    Update(UpdateAccessBindingsRequest),
+}
+
+impl BindingsRequest {
+    fn resource_id(&self) -> &str {
+        match self {
+            BindingsRequest::Set(r) => &r.resource_id,
+            BindingsRequest::Update(r) => &r.resource_id,
+        }
     }
 }
 

@@ -60,67 +60,59 @@ fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> S
         .unwrap_or_else(|_| value.to_string())
 }
 
-impl SourceKind for Disk {
-    const TABLE: &'static str = "ci_disks";
-    const NOUN: &'static str = "Disk";
-    const ID_PREFIX: &'static str = "fhm";
-    const LIST_METHOD: &'static str = "yandex.cloud.compute.v1.DiskService.List";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn folder_id(&self) -> &str {
-        &self.folder_id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created_at(&self) -> Option<Timestamp> {
-        self.created_at
-    }
-    fn status_name(&self) -> String {
-        enum_name(self.status, |s: disk::Status| s.as_str_name())
-    }
-    fn is_ready(&self) -> bool {
-        self.status == disk::Status::Ready as i32
-    }
-    fn complete(&mut self) {
-        if self.status == disk::Status::Unspecified as i32 {
-            self.status = disk::Status::Ready as i32;
+/// The [`SourceKind`] of a message with `id`, `folder_id`, `name`, `created_at` and a
+/// `status` of its own `Status` enum (module `$module`).
+macro_rules! source_kind {
+    ($kind:ty, $module:ident, $table:literal, $noun:literal, $prefix:literal, $list:literal) => {
+        impl SourceKind for $kind {
+            const TABLE: &'static str = $table;
+            const NOUN: &'static str = $noun;
+            const ID_PREFIX: &'static str = $prefix;
+            const LIST_METHOD: &'static str = $list;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn folder_id(&self) -> &str {
+                &self.folder_id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn created_at(&self) -> Option<Timestamp> {
+                self.created_at
+            }
+            fn status_name(&self) -> String {
+                enum_name(self.status, |s: $module::Status| s.as_str_name())
+            }
+            fn is_ready(&self) -> bool {
+                self.status == $module::Status::Ready as i32
+            }
+            fn complete(&mut self) {
+                if self.status == $module::Status::Unspecified as i32 {
+                    self.status = $module::Status::Ready as i32;
+                }
+                complete_common(&mut self.id, &mut self.created_at, Self::ID_PREFIX);
+            }
         }
-        complete_common(&mut self.id, &mut self.created_at, Self::ID_PREFIX);
-    }
+    };
 }
 
-impl SourceKind for Snapshot {
-    const TABLE: &'static str = "ci_snapshots";
-    const NOUN: &'static str = "Snapshot";
-    const ID_PREFIX: &'static str = "fd8";
-    const LIST_METHOD: &'static str = "yandex.cloud.compute.v1.SnapshotService.List";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn folder_id(&self) -> &str {
-        &self.folder_id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created_at(&self) -> Option<Timestamp> {
-        self.created_at
-    }
-    fn status_name(&self) -> String {
-        enum_name(self.status, |s: snapshot::Status| s.as_str_name())
-    }
-    fn is_ready(&self) -> bool {
-        self.status == snapshot::Status::Ready as i32
-    }
-    fn complete(&mut self) {
-        if self.status == snapshot::Status::Unspecified as i32 {
-            self.status = snapshot::Status::Ready as i32;
-        }
-        complete_common(&mut self.id, &mut self.created_at, Self::ID_PREFIX);
-    }
-}
+source_kind!(
+    Disk,
+    disk,
+    "ci_disks",
+    "Disk",
+    "fhm",
+    "yandex.cloud.compute.v1.DiskService.List"
+);
+source_kind!(
+    Snapshot,
+    snapshot,
+    "ci_snapshots",
+    "Snapshot",
+    "fd8",
+    "yandex.cloud.compute.v1.SnapshotService.List"
+);
 
 fn complete_common(id: &mut String, created_at: &mut Option<Timestamp>, prefix: &str) {
     if id.is_empty() {
@@ -258,11 +250,7 @@ impl SqlSources {
         }
         .build(self.db.dialect());
         self.db
-            .fetch_blobs(&sql, |body| {
-                K::decode(body).map_err(|e| {
-                    yc_sql::DbError::new(format!("a stored {} does not decode: {e}", K::NOUN))
-                })
-            })
+            .fetch_messages(&sql, K::NOUN)
             .await
             .map_err(unavailable)
     }

@@ -520,11 +520,7 @@ impl ComputeImageStore for SqlComputeImageStore {
     async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError> {
         let sql = self.list_sql(query).await?;
         self.db
-            .fetch_blobs(&sql, |body| {
-                Image::decode(body).map_err(|e| {
-                    yc_sql::DbError::new(format!("a stored image does not decode: {e}"))
-                })
-            })
+            .fetch_messages(&sql, "image")
             .await
             .map_err(unavailable)
     }

@@ -1027,11 +1027,7 @@ impl ImageStore for SqlImageStore {
     async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
         let sql = self.list_sql(query).await?;
         self.db
-            .fetch_blobs(&sql, |body| {
-                Image::decode(body).map_err(|e| {
-                    yc_sql::DbError::new(format!("a stored image does not decode: {e}"))
-                })
-            })
+            .fetch_messages(&sql, "image")
             .await
             .map_err(unavailable)
     }

@@ -8,10 +8,10 @@ Exits non-zero, saying what differed, on any mismatch.
 """
 
 import sys
-import time
 
 import grpc
-from yandexcloud._operation_waiter import OperationWaiter
+import sdk_checks
+from sdk_checks import check, expect_code
 from yandex.cloud.access import access_pb2
 from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2_grpc
@@ -24,34 +24,8 @@ editor = [("authorization", f"Bearer {editor_token}")]
 stranger = [("authorization", f"Bearer {stranger_token}")]
 
 
-def check(condition, what):
-    if not condition:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-
-
 def wait(operation, metadata):
-    """The SDK's own waiter, polling OperationService.Get as the operation's starter."""
-
-    class AsCaller:
-        def Get(self, request):
-            return operations.Get(request, metadata=metadata)
-
-    waiter = OperationWaiter(operation.id, AsCaller(), timeout=60)
-    for _ in waiter:
-        time.sleep(0.05)
-    done = waiter.operation
-    check(done is not None and done.done, f"operation {operation.id} finished")
-    return done
-
-
-def expect_code(call, code, what):
-    try:
-        call()
-    except grpc.RpcError as e:
-        check(e.code() == code, f"{what}: {e.code()} is {code}")
-        return e
-    check(False, f"{what}: an error")
+    return sdk_checks.wait(operations, operation, metadata)
 
 
 def get_as_stranger():

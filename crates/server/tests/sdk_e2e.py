@@ -9,11 +9,11 @@ folder b1gsdkfolder that the Rust test writes (see `serve.rs`). Exits non-zero, 
 """
 
 import sys
-import time
 
 import grpc
+import sdk_checks
 from google.protobuf import field_mask_pb2
-from yandexcloud._operation_waiter import OperationWaiter
+from sdk_checks import check, expect_code
 from yandex.cloud.compute.v1 import hardware_generation_pb2, image_pb2, image_service_pb2, image_service_pb2_grpc
 from yandex.cloud.compute.v1 import disk_pb2, disk_service_pb2, disk_service_pb2_grpc
 from yandex.cloud.compute.v1 import snapshot_pb2, snapshot_service_pb2, snapshot_service_pb2_grpc
@@ -37,29 +37,9 @@ snapshots = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
 metadata = [("authorization", "Bearer test-token")]
 
 
-def check(condition, what):
-    if not condition:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-
-
 def wait(operation):
     """The SDK's own waiter, polling OperationService.Get."""
-    waiter = OperationWaiter(operation.id, operations, timeout=60)
-    for _ in waiter:
-        time.sleep(0.05)
-    done = waiter.operation
-    check(done is not None and done.done, f"operation {operation.id} finished")
-    return done
-
-
-def expect_code(call, code, what):
-    try:
-        call()
-    except grpc.RpcError as e:
-        check(e.code() == code, f"{what}: {e.code()} is {code}")
-        return e
-    check(False, f"{what}: an error")
+    return sdk_checks.wait(operations, operation)
 
 
 folder = "b1gsdkfolder"

@@ -146,6 +146,21 @@ impl Db {
         }
     }
 
+    /// The stored protobuf messages (the first column of every row) of a query, decoded as
+    /// [`fetch_blobs`](Self::fetch_blobs) reads them; `what` names them in the error of one
+    /// that does not decode.
+    pub async fn fetch_messages<M: prost::Message + Default>(
+        &self,
+        q: &Query,
+        what: &str,
+    ) -> Result<Vec<M>, DbError> {
+        self.fetch_blobs(q, |body| {
+            M::decode(body)
+                .map_err(|e| DbError::new(format!("a stored {what} does not decode: {e}")))
+        })
+        .await
+    }
+
     /// The first row of a query, if any.
     pub async fn fetch_optional(&self, q: &Query) -> Result<Option<Row>, DbError> {
         match self {

@@ -478,6 +478,12 @@ fn binding_row(binding: &AccessBinding) -> Vec<String> {
 
 /// Runs `yc-images compute disk …`.
 async fn disks(sources: &ComputeSourcesClient, command: SourceCommand, out: Output) -> Result<()> {
+    let row = |d: &compute::Disk| {
+        let status = compute::disk::Status::try_from(d.status)
+            .map(|s| s.as_str_name().to_owned())
+            .unwrap_or_else(|_| d.status.to_string());
+        source_row(&d.id, &d.name, status, d.size, d.created_at)
+    };
     match command {
         SourceCommand::List {
             folder_id,
@@ -495,17 +501,7 @@ async fn disks(sources: &ComputeSourcesClient, command: SourceCommand, out: Outp
                 .try_collect()
                 .await
                 .map_err(failed)?;
-            out.list(&all, &SOURCE_COLUMNS, |d| {
-                vec![
-                    d.id.clone(),
-                    d.name.clone(),
-                    compute::disk::Status::try_from(d.status)
-                        .map(|s| s.as_str_name().to_owned())
-                        .unwrap_or_else(|_| d.status.to_string()),
-                    size(d.size),
-                    time(d.created_at),
-                ]
-            })
+            out.list(&all, &SOURCE_COLUMNS, row)
         }
         SourceCommand::Get { id } => out.one(&sources.get_disk(&id).await.map_err(failed)?),
     }
@@ -517,6 +513,12 @@ async fn snapshots(
     command: SourceCommand,
     out: Output,
 ) -> Result<()> {
+    let row = |s: &compute::Snapshot| {
+        let status = compute::snapshot::Status::try_from(s.status)
+            .map(|st| st.as_str_name().to_owned())
+            .unwrap_or_else(|_| s.status.to_string());
+        source_row(&s.id, &s.name, status, s.disk_size, s.created_at)
+    };
     match command {
         SourceCommand::List {
             folder_id,
@@ -534,20 +536,27 @@ async fn snapshots(
                 .try_collect()
                 .await
                 .map_err(failed)?;
-            out.list(&all, &SOURCE_COLUMNS, |s| {
-                vec![
-                    s.id.clone(),
-                    s.name.clone(),
-                    compute::snapshot::Status::try_from(s.status)
-                        .map(|st| st.as_str_name().to_owned())
-                        .unwrap_or_else(|_| s.status.to_string()),
-                    size(s.disk_size),
-                    time(s.created_at),
-                ]
-            })
+            out.list(&all, &SOURCE_COLUMNS, row)
         }
         SourceCommand::Get { id } => out.one(&sources.get_snapshot(&id).await.map_err(failed)?),
     }
+}
+
+/// A disk's or snapshot's row in a table.
+fn source_row(
+    id: &str,
+    name: &str,
+    status: String,
+    bytes: i64,
+    created_at: Option<yc_proto_types::google::protobuf::Timestamp>,
+) -> Vec<String> {
+    vec![
+        id.to_owned(),
+        name.to_owned(),
+        status,
+        size(bytes),
+        time(created_at),
+    ]
 }
 
 const SOURCE_COLUMNS: [&str; 5] = ["ID", "NAME", "STATUS", "SIZE", "CREATED"];
