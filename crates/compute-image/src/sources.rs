@@ -17,7 +17,7 @@ use yc_proto_types::yandex::cloud::compute::v1::{
     Disk, GetDiskRequest, GetSnapshotRequest, ListDisksRequest, ListDisksResponse,
     ListSnapshotsRequest, ListSnapshotsResponse, Snapshot, disk, snapshot,
 };
-use yc_sql::{ColumnTypes, Db, query};
+use yc_sql::{ColumnTypes, Db, Query, query};
 
 const COMPONENT: &str = "compute-sources";
 const SCHEMA_VERSION: i64 = 1;
@@ -221,8 +221,8 @@ impl SqlSources {
         Ok(done > 0)
     }
 
-    /// One page of a List of kind `K`, as `page` reads the request.
-    async fn list<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Result<Vec<K>, Status> {
+    /// The statement of one page of a List of kind `K`, as `page` reads the request.
+    async fn list_sql<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Result<Query, Status> {
         let keys = sort_keys(&page.order, column);
         let cursor = match &page.after {
             None => None,
@@ -234,7 +234,7 @@ impl SqlSources {
             ),
         };
         let select = format!("SELECT body FROM {} WHERE 1 = 1", K::TABLE);
-        let sql = KeysetSelect {
+        Ok(KeysetSelect {
             select: &select,
             scope: ("folder_id", folder_id.to_owned()),
             steer_from_scope: false,
@@ -248,11 +248,37 @@ impl SqlSources {
             cursor,
             limit: page.fetch_limit(),
         }
-        .build(self.db.dialect());
+        .build(self.db.dialect()))
+    }
+
+    /// One page of a List of kind `K`, as `page` reads the request.
+    async fn list<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Result<Vec<K>, Status> {
+        let sql = self.list_sql::<K>(folder_id, page).await?;
         self.db
             .fetch_messages(&sql, K::NOUN)
             .await
             .map_err(unavailable)
+    }
+
+    /// The database's plan for a List of kind `K`, one line per step (see
+    /// [`Db::query_plan`]).
+    pub async fn query_plan<K: SourceKind>(
+        &self,
+        folder_id: &str,
+        page: &Page,
+    ) -> Result<Vec<String>, Status> {
+        let sql = self.list_sql::<K>(folder_id, page).await?;
+        self.db.query_plan(&sql).await.map_err(unavailable)
+    }
+}
+
+/// What a List of kind `K` accepts.
+pub fn list_spec<K: SourceKind>() -> ListSpec<'static> {
+    ListSpec {
+        method: K::LIST_METHOD,
+        filter_fields: FILTER_FIELDS,
+        order_fields: ORDER_FIELDS,
+        default_order: &[("id", false)],
     }
 }
 
@@ -305,15 +331,9 @@ impl ComputeSources {
         caller: &Caller,
     ) -> Result<(Vec<K>, String), Status> {
         caller.require(request.folder_id, Role::Viewer)?;
-        let spec = ListSpec {
-            method: K::LIST_METHOD,
-            filter_fields: FILTER_FIELDS,
-            order_fields: ORDER_FIELDS,
-            default_order: &[("id", false)],
-        };
         let page = Page::read(
             &self.token_keys,
-            &spec,
+            &list_spec::<K>(),
             &[request.folder_id],
             request.filter,
             request.order_by,

@@ -1,11 +1,13 @@
 //! Disks and snapshots on both databases: seeding is idempotent and fills what a seed leaves
 //! out; List pages through every disk of a folder in the order asked, filtered, with tokens
-//! bound to their listing; Get and List need a viewer of the folder.
+//! bound to their listing; Get and List need a viewer of the folder; every List shape is an
+//! index search on both databases.
 
 use std::collections::HashMap;
 
-use yc_api_runtime::list::TokenKeys;
+use yc_api_runtime::list::{Page, TokenKeys};
 use yc_api_runtime::{Access, Caller, Principal, Role};
+use yc_compute_image::sources::{ORDER_FIELDS, SourceKind, list_spec};
 use yc_compute_image::{ComputeSources, SqlSources};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::compute::v1::{
@@ -247,5 +249,95 @@ async fn postgres_disks_and_snapshots() {
         return;
     };
     sources_behave(SqlSources::open(pg.pool.clone()).await.unwrap()).await;
+    pg.drop_schema().await;
+}
+
+/// The plan of every List shape of `K`, each step that reads its table checked by `check`.
+async fn every_plan<K: SourceKind>(store: &SqlSources, check: impl Fn(&str, &[String])) -> usize {
+    let keys = TokenKeys::ephemeral();
+    let mut checked = 0;
+    for filter in [
+        "",
+        r#"name = "boot""#,
+        r#"status IN ("READY", "ERROR")"#,
+        r#"id = "fhm""#,
+    ] {
+        for field in ORDER_FIELDS {
+            for direction in ["asc", "desc"] {
+                let order = format!("{field} {direction}");
+                let page = Page::read(
+                    &keys,
+                    &list_spec::<K>(),
+                    &["b1gfolder"],
+                    filter,
+                    &order,
+                    10,
+                    "",
+                )
+                .unwrap_or_else(|e| panic!("{}", e.message));
+                let plan = store.query_plan::<K>("b1gfolder", &page).await.unwrap();
+                check(&format!("{} {filter:?} by {order}", K::NOUN), &plan);
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+/// Every List shape of disks and snapshots is an index search on SQLite, never a scan of
+/// the table or a sort.
+#[tokio::test]
+async fn every_sqlite_list_shape_searches_an_index() {
+    let store = SqlSources::in_memory().await.unwrap();
+    let check = |table: &'static str| {
+        move |what: &str, plan: &[String]| {
+            let reads: Vec<&String> = plan.iter().filter(|s| s.contains(table)).collect();
+            assert!(!reads.is_empty(), "{what}: {plan:?}");
+            for step in reads {
+                assert!(
+                    step.starts_with(&format!("SEARCH {table} USING")),
+                    "{what}: {plan:?}"
+                );
+            }
+            assert!(
+                !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{what} sorts: {plan:?}"
+            );
+        }
+    };
+    let disks = every_plan::<Disk>(&store, check("ci_disks")).await;
+    let snapshots = every_plan::<Snapshot>(&store, check("ci_snapshots")).await;
+    assert_eq!(disks + snapshots, 2 * 4 * 4 * 2);
+}
+
+/// The same on PostgreSQL, with rows in the tables: index scans, no sequential scan, no sort.
+#[tokio::test]
+async fn every_postgres_list_shape_scans_an_index() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    let store = SqlSources::open(pg.pool.clone()).await.unwrap();
+    for n in 0..20 {
+        store
+            .seed(disk(n, "b1gfolder", disk::Status::Ready))
+            .await
+            .unwrap();
+        let snapshot = Snapshot {
+            id: format!("fd8snap{n:013}"),
+            folder_id: "b1gfolder".into(),
+            name: format!("s{n}"),
+            ..Default::default()
+        };
+        store.seed(snapshot).await.unwrap();
+    }
+    let check = |what: &str, plan: &[String]| {
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan"), "{what}:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{what}:\n{plan}");
+        assert!(!plan.contains("Sort"), "{what}:\n{plan}");
+    };
+    let checked =
+        every_plan::<Disk>(&store, check).await + every_plan::<Snapshot>(&store, check).await;
+    assert_eq!(checked, 2 * 4 * 4 * 2);
     pg.drop_schema().await;
 }
