@@ -256,6 +256,36 @@ fn size(bytes: i64) -> String {
     format!("{value:.1} {unit}")
 }
 
+/// The fields that hold a size in bytes or a time, as their JSON names them.
+const SIZE_FIELDS: &[&str] = &[
+    "size",
+    "storageSize",
+    "minDiskSize",
+    "diskSize",
+    "compressedSize",
+];
+const TIME_FIELDS: &[&str] = &["createdAt", "modifiedAt", "expiresAt"];
+
+/// A field of one message in a table: sizes and times as in lists (`4.0 GiB`, to the second),
+/// the rest as [`scalar`] writes it.
+fn for_a_person(field: &str, value: &serde_json::Value) -> String {
+    let text = value.as_str();
+    if SIZE_FIELDS.contains(&field)
+        && let Some(bytes) = text.and_then(|t| t.parse::<i64>().ok())
+    {
+        return size(bytes);
+    }
+    if TIME_FIELDS.contains(&field)
+        && let Some(t) = text.and_then(|t| {
+            t.parse::<yc_proto_types::google::protobuf::Timestamp>()
+                .ok()
+        })
+    {
+        return time(Some(t));
+    }
+    scalar(value)
+}
+
 /// Writes answers in the chosen format.
 struct Output(Format);
 
@@ -268,7 +298,7 @@ impl Output {
                 let rows: Vec<Vec<String>> = match &value {
                     serde_json::Value::Object(fields) => fields
                         .iter()
-                        .map(|(k, v)| vec![k.clone(), scalar(v)])
+                        .map(|(k, v)| vec![k.clone(), for_a_person(k, v)])
                         .collect(),
                     other => vec![vec![scalar(other)]],
                 };

@@ -611,6 +611,13 @@ fn the_cli_reads_disks_and_snapshots_and_binds_roles_on_images() {
     );
     let disk = json_of(&server, &["compute", "disk", "get", DISK]);
     assert_eq!(disk["typeId"], "network-ssd");
+    assert_eq!(disk["size"], "8589934592", "JSON keeps bytes");
+    // One resource as a table: sizes and times for a person too.
+    let shown = ok(&server, &["compute", "disk", "get", DISK]);
+    assert!(
+        shown.contains("8.0 GiB") && shown.contains("2026-01-02T03:04:05Z"),
+        "{shown}"
+    );
     let snapshots = json_of(
         &server,
         &[
