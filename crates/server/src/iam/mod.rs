@@ -20,6 +20,9 @@
 //! }
 //! ```
 //!
+//! A binding's `roleId` is `viewer` (reads), `editor` (also changes) or `admin` (also changes
+//! who may do what: the access bindings of the folder's images).
+//!
 //! A call carries `authorization: Bearer <token>` (registry clients may send the token as the
 //! password of `Basic` credentials, as `docker login --username iam` does); the layer finds the token's subject and puts
 //! its [`Principal`] into the request, where the services read it (see
