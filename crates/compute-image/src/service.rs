@@ -12,9 +12,9 @@ use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
 use yc_proto_types::yandex::cloud::access::{
-    AccessBindingsOperationResult, ListAccessBindingsRequest, ListAccessBindingsResponse,
-    SetAccessBindingsMetadata, SetAccessBindingsRequest, UpdateAccessBindingsMetadata,
-    UpdateAccessBindingsRequest,
+    AccessBinding, AccessBindingsOperationResult, ListAccessBindingsRequest,
+    ListAccessBindingsResponse, SetAccessBindingsMetadata, SetAccessBindingsRequest,
+    UpdateAccessBindingsMetadata, UpdateAccessBindingsRequest,
 };
 use yc_proto_types::yandex::cloud::compute::v1::create_image_request::Source;
 use yc_proto_types::yandex::cloud::compute::v1::{
@@ -176,19 +176,19 @@ impl ComputeImages {
     /// The image `id`, if the caller holds `role` in its folder or an access binding on the
     /// image grants it.
     async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
-        self.image_granted(id, caller, role, role).await
+        Ok(self.image_granted(id, caller, role, role).await?.0)
     }
 
     /// The image `id`, if the caller holds `in_folder` in its folder, or an access binding on
-    /// the image grants `on_image` (the bindings are read only when the folder's roles do not
-    /// do).
+    /// the image grants `on_image`; with the image's bindings when they were read (only when
+    /// the folder's roles do not do).
     async fn image_granted(
         &self,
         id: &str,
         caller: &Caller,
         in_folder: Role,
         on_image: Role,
-    ) -> Result<Image, Status> {
+    ) -> Result<(Image, Option<Vec<AccessBinding>>), Status> {
         let image = self
             .store
             .get(id)
@@ -196,26 +196,32 @@ impl ComputeImages {
             .map_err(store_status)?
             .ok_or_else(|| not_found(id))?;
         if caller.access.allows(&image.folder_id, in_folder) {
-            return Ok(image);
+            return Ok((image, None));
         }
-        let held = self
-            .store
-            .access_bindings(id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| not_found(id))?;
+        let held = self.bindings_of(id).await?;
         if bindings::granted(&held, caller) >= Some(on_image) {
-            Ok(image)
+            Ok((image, Some(held)))
         } else {
             Err(permission_denied())
         }
     }
 
+    /// The access bindings of the image `id`.
+    async fn bindings_of(&self, id: &str) -> Result<Vec<AccessBinding>, Status> {
+        self.store
+            .access_bindings(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(id))
+    }
+
     /// The image whose bindings the caller changes: for an editor of its folder, or an admin
     /// of the image.
     async fn image_to_bind(&self, id: &str, caller: &Caller) -> Result<Image, Status> {
-        self.image_granted(id, caller, Role::Editor, Role::Admin)
-            .await
+        Ok(self
+            .image_granted(id, caller, Role::Editor, Role::Admin)
+            .await?
+            .0)
     }
 
     /// `ListAccessBindings`: for a caller who may read the image.
@@ -225,18 +231,19 @@ impl ComputeImages {
         caller: &Caller,
     ) -> Result<ListAccessBindingsResponse, Status> {
         validate(request)?;
-        self.image(&request.resource_id, caller, Role::Viewer)
-            .await?;
-        let held = self
-            .store
-            .access_bindings(&request.resource_id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| not_found(&request.resource_id))?;
+        let id = &request.resource_id;
+        // The bindings the access check read, or else read now: once either way.
+        let held = match self
+            .image_granted(id, caller, Role::Viewer, Role::Viewer)
+            .await?
+        {
+            (_, Some(held)) => held,
+            (_, None) => self.bindings_of(id).await?,
+        };
         let key = QueryKey::new(
             self.runner.token_keys(),
             &format!("{SERVICE}.ListAccessBindings"),
-            &[&request.resource_id],
+            &[id],
         );
         bindings::page(held, &key, &request.page_token, request.page_size)
     }

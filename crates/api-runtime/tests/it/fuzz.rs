@@ -1,5 +1,6 @@
 //! Property tests of every parser here that reads a caller's input: filters, orders, page
-//! tokens, and request messages from query strings and JSON bodies. Whatever comes in, the
+//! tokens, and request messages from query strings and JSON bodies (and, against a model, the
+//! access-binding changes). Whatever comes in, the
 //! answer is a value or an `INVALID_ARGUMENT` with a bounded message, never a panic.
 //!
 //! `cargo xtask fuzz` runs these with many more cases (`PROPTEST_CASES`).
@@ -198,5 +199,89 @@ proptest! {
                 refused(&status);
             }
         }
+    }
+}
+
+/// One binding of a small universe, so that random changes collide often.
+fn small_binding() -> impl Strategy<Value = yc_proto_types::yandex::cloud::access::AccessBinding> {
+    (0..3usize, 0..2usize, 0..4usize).prop_map(|(role, kind, id)| {
+        yc_api_runtime::bindings::binding(
+            ["viewer", "editor", "admin"][role],
+            ["userAccount", "serviceAccount"][kind],
+            &format!("aje{id}"),
+        )
+    })
+}
+
+proptest! {
+    /// Any sequence of Sets and Updates leaves the bindings a model set says (each once), each
+    /// change reports exactly what changed the model, and pages of any size list every
+    /// binding once.
+    #[test]
+    fn fuzz_binding_changes_match_a_set_model(
+        changes in proptest::collection::vec(
+            (any::<bool>(), proptest::collection::vec((any::<bool>(), small_binding()), 0..8)),
+            1..20,
+        ),
+        page_size in 1..30i64,
+    ) {
+        use std::collections::BTreeSet;
+        use yc_api_runtime::bindings;
+        use yc_proto_types::yandex::cloud::access::{AccessBindingAction, AccessBindingDelta};
+
+        let key_of = |b: &yc_proto_types::yandex::cloud::access::AccessBinding| {
+            let s = b.subject.clone().unwrap_or_default();
+            (b.role_id.clone(), s.r#type, s.id)
+        };
+        let mut held = Vec::new();
+        let mut model = BTreeSet::new();
+        for (whole, items) in changes {
+            if whole {
+                let wanted: Vec<_> = items.iter().map(|(_, b)| b.clone()).collect();
+                let next: BTreeSet<_> = wanted.iter().map(key_of).collect();
+                let deltas = bindings::set(&mut held, wanted);
+                let changed = model.symmetric_difference(&next).count();
+                prop_assert_eq!(deltas.len(), changed);
+                model = next;
+            } else {
+                let deltas: Vec<AccessBindingDelta> = items
+                    .iter()
+                    .map(|(add, b)| AccessBindingDelta {
+                        action: if *add { AccessBindingAction::Add } else { AccessBindingAction::Remove } as i32,
+                        access_binding: Some(b.clone()),
+                    })
+                    .collect();
+                let effective = bindings::update(&mut held, &deltas).unwrap();
+                let mut expected = Vec::new();
+                for (add, b) in &items {
+                    let changed = if *add { model.insert(key_of(b)) } else { model.remove(&key_of(b)) };
+                    if changed {
+                        expected.push(key_of(b));
+                    }
+                }
+                let got: Vec<_> = effective.iter().filter_map(|d| d.access_binding.as_ref()).map(key_of).collect();
+                prop_assert_eq!(got, expected);
+            }
+            let now: Vec<_> = held.iter().map(key_of).collect();
+            let unique: BTreeSet<_> = now.iter().cloned().collect();
+            prop_assert_eq!(now.len(), unique.len(), "a binding held twice");
+            prop_assert_eq!(&unique, &model);
+        }
+        let keys = TokenKeys::ephemeral();
+        let query = QueryKey::new(&keys, "test.ListAccessBindings", &["r"]);
+        let mut listed = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = bindings::page(held.clone(), &query, &token, page_size).unwrap();
+            prop_assert!(page.access_bindings.len() as i64 <= page_size);
+            listed.extend(page.access_bindings.iter().map(key_of));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let as_set: BTreeSet<_> = listed.iter().cloned().collect();
+        prop_assert_eq!(listed.len(), as_set.len());
+        prop_assert_eq!(as_set, model);
     }
 }
