@@ -45,8 +45,11 @@ pub(crate) fn ensure_env() -> Result<PathBuf> {
         ])
         .arg(&requirements_path))
     .context("installing the SDK from the package registry")?;
-    run(Command::new(&python).args(["-c", "import yandex.cloud.compute.v1.image_service_pb2"]))
-        .context("the SDK installed but does not import")?;
+    run(Command::new(&python).args([
+        "-c",
+        "import yandex.cloud.compute.v1.image_service_pb2, moto.server",
+    ]))
+    .context("the SDK installed but does not import")?;
     fs::write(&stamp, requirements)?;
     Ok(python)
 }

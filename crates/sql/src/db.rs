@@ -16,6 +16,7 @@ fn pg_query(q: &Query) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArg
             Value::Int(v) => s.bind(*v),
             Value::Bytes(v) => s.bind(v.as_slice()),
             Value::Bool(v) => s.bind(*v),
+            Value::NullText => s.bind(None::<&str>),
         };
     }
     s

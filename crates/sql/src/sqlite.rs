@@ -45,6 +45,7 @@ fn bound<'c>(
             Value::Int(v) => statement.raw_bind_parameter(index, *v)?,
             Value::Bytes(v) => statement.raw_bind_parameter(index, v.as_slice())?,
             Value::Bool(v) => statement.raw_bind_parameter(index, i64::from(*v))?,
+            Value::NullText => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
         }
     }
     Ok(statement)

@@ -11,6 +11,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// A boolean.
     Bool(bool),
+    /// A text column's NULL.
+    NullText,
 }
 
 impl From<&str> for Value {
@@ -26,6 +28,11 @@ impl From<&String> for Value {
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(v)
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Value::NullText, Value::Text)
     }
 }
 impl From<i64> for Value {

@@ -20,6 +20,22 @@ impl Distribution {
                 format!("blob {digest} has not been pushed to {registry}"),
             )
         })?;
+        if *method == Method::GET {
+            // Content in object storage, when pulls are redirected: the client reads it from
+            // there (with its `Range`, if any), as from the distribution project's registry.
+            if let Some(url) = self.blobs.redirect(&blob).await? {
+                let answer = [
+                    (CONTENT_DIGEST, blob.digest.clone()),
+                    ("location", url),
+                    ("content-length", "0".to_owned()),
+                ];
+                return Ok(with_headers(
+                    StatusCode::TEMPORARY_REDIRECT,
+                    &answer,
+                    Body::empty(),
+                ));
+            }
+        }
         let range = match headers.get(header::RANGE) {
             None => None,
             Some(value) => match byte_range(value.to_str().unwrap_or_default(), blob.size) {

@@ -437,3 +437,316 @@ async fn reads_ahead_in_order_and_stop_at_a_missing_piece() {
     assert!(pieces[..3].iter().all(Result::is_ok));
     assert!(matches!(pieces[3], Err(BlobError::Unavailable(_))));
 }
+
+// ---- The same contract with content in object storage (an S3 server on loopback). ----
+
+use yc_registry_image::blobs::{MIN_PART_SIZE, TestS3};
+
+/// `store` with new content going to the test bucket under `prefix`.
+async fn in_objects(store: SqlBlobStore, s3: &TestS3, prefix: &str) -> SqlBlobStore {
+    store
+        .with_object_storage(s3.storage(prefix).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn objects_uploads_keep_every_byte_and_check_it() {
+    let Some(s3) = TestS3::start("objects_uploads_keep_every_byte_and_check_it").await else {
+        return;
+    };
+    let store = in_objects(SqlBlobStore::in_memory().await.unwrap(), &s3, "one").await;
+    uploads_keep_every_byte_and_check_it(&store).await;
+    // Every blob stored is an object; the wrong digest's and the cancelled upload's are not,
+    // nor is any multipart upload left open.
+    let blob = store
+        .blob("crpone", &sha256_digest(b"{\"schemaVersion\":2}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(blob.in_object_storage());
+    store.empty_trash().await.unwrap();
+    assert_eq!(
+        s3.keys("one/blobs/").await.len(),
+        2,
+        "the layer and the manifest"
+    );
+    assert_eq!(s3.incomplete_uploads().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_one_writer_at_a_time() {
+    let Some(s3) = TestS3::start("objects_one_writer_at_a_time").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = yc_sql::Db::sqlite_file(dir.path().join("blobs.db"), 4)
+        .await
+        .unwrap();
+    let store = in_objects(SqlBlobStore::open(db).await.unwrap(), &s3, "w").await;
+    one_writer_at_a_time([store.clone(), store]).await;
+}
+
+/// Several whole parts and a tail, in requests that end mid-part, through two stores on one
+/// database (two replicas): the parts are uploaded as they fill, the tail waits in the
+/// database for the next request, whichever replica takes it, and the object is exactly the
+/// bytes sent; ranges across parts read right; a redirect URL reads the object without
+/// credentials; garbage collection removes the object.
+async fn parts_and_tails_across_replicas(one: SqlBlobStore, two: SqlBlobStore, s3: &TestS3) {
+    use futures_util::TryStreamExt as _;
+    let data = content(3 * MIN_PART_SIZE + 123_457);
+    let digest = sha256_digest(&data);
+    let cuts = [
+        0,
+        MIN_PART_SIZE / 2,
+        MIN_PART_SIZE + 10,
+        3 * MIN_PART_SIZE - 1,
+    ];
+    let upload = one.start("crpone").await.unwrap();
+    for (n, window) in cuts.windows(2).enumerate() {
+        let writer = if n % 2 == 0 { &one } else { &two };
+        let part = &data[window[0]..window[1]];
+        let chunks: Vec<&[u8]> = part.chunks(300_000).collect();
+        let now = writer
+            .append(
+                &upload.id,
+                Some(window[0] as i64),
+                Some(part.len() as i64),
+                body(&chunks),
+            )
+            .await
+            .unwrap();
+        assert_eq!(now.size, window[1] as i64);
+    }
+    let last = &data[cuts[3]..];
+    // A wrong digest for bytes written through both replicas is found by reading them back.
+    let wrong = two.start("crpone").await.unwrap();
+    one.append(&wrong.id, None, None, body(&[&data[..MIN_PART_SIZE + 1]]))
+        .await
+        .unwrap();
+    let refused = two
+        .finish_with(&wrong.id, body(&[b"x"]), &digest)
+        .await
+        .expect_err("wrong digest");
+    assert!(
+        matches!(refused, BlobError::DigestMismatch { .. }),
+        "{refused}"
+    );
+    let blob = two
+        .finish_with(&upload.id, body(&[last]), &digest)
+        .await
+        .unwrap();
+    assert!(blob.in_object_storage());
+    assert_eq!(read(&one, "crpone", &digest).await, data);
+    for (start, length) in [
+        (0, 1),
+        (MIN_PART_SIZE as i64 - 3, 7),
+        (MIN_PART_SIZE as i64 / 2, 2 * MIN_PART_SIZE as i64),
+        (data.len() as i64 - 5, 5),
+    ] {
+        let range: Vec<Bytes> = one
+            .read_range(&blob, start, length)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            range.concat(),
+            data[start as usize..(start + length) as usize],
+            "{start}+{length}"
+        );
+    }
+    one.empty_trash().await.unwrap();
+    assert_eq!(s3.incomplete_uploads().await, Vec::<String>::new());
+    assert_eq!(s3.keys("p/blobs/").await.len(), 1);
+
+    // An empty blob is an object too.
+    let empty = one.put("crpone", b"").await.unwrap();
+    assert_eq!(read(&two, "crpone", &empty.digest).await, b"");
+    assert!(empty.in_object_storage());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_parts_and_tails_across_replicas() {
+    let Some(s3) = TestS3::start("objects_parts_and_tails_across_replicas").await else {
+        return;
+    };
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let one = in_objects(SqlBlobStore::open(db.clone()).await.unwrap(), &s3, "p").await;
+    let two = in_objects(SqlBlobStore::open(db).await.unwrap(), &s3, "p").await;
+    parts_and_tails_across_replicas(one, two, &s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_objects_parts_and_tails_across_replicas() {
+    let Some(pg) = TestPostgres::fresh().await else {
+        return;
+    };
+    let Some(s3) = TestS3::start("postgres_objects_parts_and_tails_across_replicas").await else {
+        return;
+    };
+    let one = in_objects(
+        SqlBlobStore::open(pg.replica_pool().await).await.unwrap(),
+        &s3,
+        "p",
+    )
+    .await;
+    let two = in_objects(
+        SqlBlobStore::open(pg.replica_pool().await).await.unwrap(),
+        &s3,
+        "p",
+    )
+    .await;
+    parts_and_tails_across_replicas(one, two, &s3).await;
+    pg.drop_schema().await;
+}
+
+/// With pulls redirected, a blob in object storage has a pre-signed URL that reads it with
+/// no credentials (ranges too); blobs in the database have none.
+#[tokio::test]
+async fn objects_redirect_urls_read_the_blob() {
+    let Some(s3) = TestS3::start("objects_redirect_urls_read_the_blob").await else {
+        return;
+    };
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let before = SqlBlobStore::open(db.clone()).await.unwrap();
+    let in_db = before.put("crpone", b"in the database").await.unwrap();
+    let mut config = s3.config("r");
+    config.redirect = Some(std::time::Duration::from_secs(60));
+    let store = SqlBlobStore::open(db)
+        .await
+        .unwrap()
+        .with_object_storage(yc_registry_image::blobs::ObjectStorage::open(&config).unwrap())
+        .await
+        .unwrap();
+    let data = content(MIN_PART_SIZE + 10);
+    let blob = store.put("crpone", &data).await.unwrap();
+    let url = store.redirect(&blob).await.unwrap().expect("a URL");
+    let got = reqwest::get(&url).await.unwrap();
+    assert!(got.status().is_success(), "{got:?}");
+    assert_eq!(got.bytes().await.unwrap(), data);
+    let ranged = reqwest::Client::new()
+        .get(&url)
+        .header("range", "bytes=5-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap(), data[5..10]);
+    // Content kept in the database before object storage was configured stays readable.
+    assert_eq!(store.redirect(&in_db).await.unwrap(), None);
+    assert_eq!(
+        read(&store, "crpone", &in_db.digest).await,
+        b"in the database"
+    );
+}
+
+/// Blobs stored in the database move to object storage and back, each read back by digest:
+/// what a stopped move left is removed by the next, a blob whose content does not match its
+/// digest is refused and stays where it was, and nothing is left behind in either place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_move_blobs_there_and_back() {
+    use yc_registry_image::blobs::Placement;
+    let Some(s3) = TestS3::start("objects_move_blobs_there_and_back").await else {
+        return;
+    };
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let before = SqlBlobStore::open(db.clone()).await.unwrap();
+    let contents = [
+        content(2 * MIN_PART_SIZE + 3 * PIECE + 5),
+        content(10),
+        Vec::new(),
+    ];
+    for data in &contents {
+        before.put("crpone", data).await.unwrap();
+    }
+    let store = in_objects(SqlBlobStore::open(db.clone()).await.unwrap(), &s3, "m").await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.fetch_scalar::<i64>(&yc_sql::query(sql))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // A move that stopped: its copy listed, rows written.
+    db.execute(&yc_sql::query(
+        "INSERT INTO cr_blob_moves (storage, in_objects) VALUES ('blbstopped', 0)",
+    ))
+    .await
+    .unwrap();
+    db.execute(
+        &yc_sql::query(
+            "INSERT INTO cr_blob_data (storage, seq, data) VALUES ('blbstopped', 0, $1)",
+        )
+        .bind(b"left".to_vec()),
+    )
+    .await
+    .unwrap();
+
+    let mut seen = 0;
+    let moved = store
+        .move_blobs(Placement::ObjectStorage, |_| seen += 1)
+        .await
+        .unwrap();
+    assert_eq!((moved.blobs, moved.skipped, seen), (3, 0, 3));
+    assert_eq!(
+        moved.bytes,
+        contents.iter().map(|c| c.len() as i64).sum::<i64>()
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM cr_blob_data").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM cr_blob_moves").await, 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM cr_blobs WHERE in_objects = 0").await,
+        0
+    );
+    assert_eq!(s3.keys("m/blobs/").await.len(), 3);
+    for data in &contents {
+        assert_eq!(&read(&store, "crpone", &sha256_digest(data)).await, data);
+    }
+    // Again: nothing to move.
+    let again = store
+        .move_blobs(Placement::ObjectStorage, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.blobs, 0);
+
+    // Back into the database.
+    let back = store.move_blobs(Placement::Database, |_| {}).await.unwrap();
+    assert_eq!((back.blobs, back.skipped), (3, 0));
+    assert_eq!(
+        count("SELECT COUNT(*) FROM cr_blobs WHERE in_objects = 1").await,
+        0
+    );
+    assert_eq!(s3.keys("m/blobs/").await, Vec::<String>::new());
+    for data in &contents {
+        assert_eq!(&read(&before, "crpone", &sha256_digest(data)).await, data);
+    }
+
+    // Content that is not its digest's (damaged in the database) is not moved.
+    db.execute(
+        &yc_sql::query(
+            "UPDATE cr_blob_data SET data = $1 WHERE seq = 0 AND storage = \
+         (SELECT storage FROM cr_blobs WHERE size = 10)",
+        )
+        .bind(b"damaged!!!".to_vec()),
+    )
+    .await
+    .unwrap();
+    let refused = store
+        .move_blobs(Placement::ObjectStorage, |_| {})
+        .await
+        .expect_err("a damaged blob");
+    assert!(
+        matches!(refused, BlobError::DigestMismatch { .. }),
+        "{refused}"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM cr_blob_moves").await, 0);
+    assert_eq!(s3.incomplete_uploads().await, Vec::<String>::new());
+    assert_eq!(
+        count("SELECT COUNT(*) FROM cr_blobs WHERE size = 10 AND in_objects = 0").await,
+        1
+    );
+}

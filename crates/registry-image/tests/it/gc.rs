@@ -26,6 +26,11 @@ struct Stores {
 }
 
 async fn stores(db: Db) -> Stores {
+    stores_in(db, None).await
+}
+
+/// The stores, with blob content in `objects` if given.
+async fn stores_in(db: Db, objects: Option<yc_registry_image::blobs::ObjectStorage>) -> Stores {
     let store = SqlImageStore::open(db.clone()).await.unwrap();
     store
         .ensure_registry(&Registry {
@@ -38,7 +43,15 @@ async fn stores(db: Db) -> Stores {
     let runner = OperationRunner::new(Arc::new(MemoryOperationStore::new()));
     Stores {
         images: RegistryImages::new(Arc::new(store), runner),
-        blobs: SqlBlobStore::open(db).await.unwrap(),
+        blobs: match objects {
+            None => SqlBlobStore::open(db).await.unwrap(),
+            Some(objects) => SqlBlobStore::open(db)
+                .await
+                .unwrap()
+                .with_object_storage(objects)
+                .await
+                .unwrap(),
+        },
     }
 }
 
@@ -102,8 +115,7 @@ async fn linked(stores: &Stores, digest: &str) -> bool {
     stores.blobs.blob(REGISTRY, digest).await.unwrap().is_some()
 }
 
-async fn collects_what_no_image_needs(db: Db) {
-    let stores = stores(db).await;
+async fn collects_what_no_image_needs(stores: Stores) {
     let shared = b"a base layer both images have".as_slice();
     let one = TestImage::new("one", &[("base", shared), ("app", b"only one's layer")]);
     let two = TestImage::new("two", &[("base", shared), ("app", b"only two's layer")]);
@@ -213,7 +225,29 @@ async fn collects_what_no_image_needs(db: Db) {
 
 #[tokio::test]
 async fn garbage_collection_on_sqlite() {
-    collects_what_no_image_needs(Db::sqlite_memory().await.unwrap()).await;
+    collects_what_no_image_needs(stores(Db::sqlite_memory().await.unwrap()).await).await;
+}
+
+/// With content in object storage, each blob collected is an object removed: the objects
+/// left are exactly the blobs stored.
+#[tokio::test]
+async fn garbage_collection_in_object_storage() {
+    let Some(s3) =
+        yc_registry_image::blobs::TestS3::start("garbage_collection_in_object_storage").await
+    else {
+        return;
+    };
+    let stores = stores_in(
+        Db::sqlite_memory().await.unwrap(),
+        Some(s3.storage("gc").unwrap()),
+    )
+    .await;
+    let blobs = stores.blobs.clone();
+    collects_what_no_image_needs(stores).await;
+    let (_, count) = blobs.stored().await.unwrap();
+    assert!(count > 0);
+    assert_eq!(s3.keys("gc/blobs/").await.len() as i64, count);
+    assert_eq!(s3.incomplete_uploads().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -221,7 +255,7 @@ async fn garbage_collection_on_postgres() {
     let Some(pg) = TestPostgres::fresh().await else {
         return;
     };
-    collects_what_no_image_needs(Db::Postgres(pg.pool.clone())).await;
+    collects_what_no_image_needs(stores(Db::Postgres(pg.pool.clone())).await).await;
     pg.drop_schema().await;
 }
 

@@ -67,6 +67,16 @@ pub(super) enum RegistryCommand {
         #[arg(long, default_value_t = 3600)]
         grace: u64,
     },
+    /// Moves the stored blobs into the object storage of --blob-store (or back into the
+    /// database), from the store itself like `gc`: each blob is copied, its copy's digest
+    /// checked, then switched to. Stopped, it continues where it stopped when run again.
+    MoveBlobs {
+        #[command(flatten)]
+        store: crate::serve::StoreArgs,
+        /// Where the blobs go.
+        #[arg(long, value_enum)]
+        to: MoveTo,
+    },
     /// Repositories: the images of a registry under one name.
     #[command(subcommand)]
     Repository(RepositoryCommand),
@@ -145,6 +155,9 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
     if let RegistryCommand::Gc { store, grace } = &args.command {
         return gc(store, *grace, Output(args.connection.format)).await;
     }
+    if let RegistryCommand::MoveBlobs { store, to } = &args.command {
+        return move_blobs(store, *to, Output(args.connection.format)).await;
+    }
     let (channel, token) = connect(&args.connection).await?;
     let out = Output(args.connection.format);
     let images =
@@ -205,7 +218,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<()> {
                 ]
             });
         }
-        RegistryCommand::Gc { .. } => return Ok(()),
+        RegistryCommand::Gc { .. } | RegistryCommand::MoveBlobs { .. } => return Ok(()),
         RegistryCommand::Repository(command) => {
             let repositories =
                 RepositoryClient::new(ApiClient::grpc_with_token(channel.clone(), token.clone()));
@@ -333,9 +346,7 @@ async fn gc(store: &crate::serve::StoreArgs, grace: u64, out: Output) -> Result<
     yc_registry_image::SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    let blobs = yc_registry_image::blobs::SqlBlobStore::open(db.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let blobs = crate::serve::open_blobs(&db, store).await?;
     let (before, _) = blobs.stored().await.map_err(anyhow::Error::msg)?;
     let collected = blobs
         .collect_garbage(Duration::from_secs(grace))
@@ -350,6 +361,44 @@ async fn gc(store: &crate::serve::StoreArgs, grace: u64, out: Output) -> Result<
         "storedBytesBefore": before,
         "storedBytes": after,
         "storedBlobs": count,
+    }))
+}
+
+/// Where `registry move-blobs` moves blobs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(super) enum MoveTo {
+    /// The object storage of --blob-store.
+    ObjectStorage,
+    /// The database.
+    Database,
+}
+
+/// `yc-images registry move-blobs`: moves every blob, one line on stderr per blob, and what
+/// it moved.
+async fn move_blobs(store: &crate::serve::StoreArgs, to: MoveTo, out: Output) -> Result<()> {
+    use yc_registry_image::blobs::Placement;
+    if store.blob_store.blob_store.is_none() {
+        anyhow::bail!(
+            "move-blobs needs the object storage: give --blob-store s3://bucket[/prefix]"
+        );
+    }
+    let (db, _, _lock) = crate::serve::open_db(store).await?;
+    let blobs = crate::serve::open_blobs(&db, store).await?;
+    let placement = match to {
+        MoveTo::ObjectStorage => Placement::ObjectStorage,
+        MoveTo::Database => Placement::Database,
+    };
+    let moved = blobs
+        .move_blobs(placement, |blob| {
+            eprintln!("moved {} ({} bytes)", blob.digest, blob.size);
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+    db.close().await;
+    out.one(&serde_json::json!({
+        "blobsMoved": moved.blobs,
+        "bytesMoved": moved.bytes,
+        "blobsSkipped": moved.skipped,
     }))
 }
 

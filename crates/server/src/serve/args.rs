@@ -157,4 +157,64 @@ pub(crate) struct StoreArgs {
     /// Connections to keep open to the database.
     #[arg(long, env = "YC_IMAGES_DATABASE_CONNECTIONS", default_value_t = 8)]
     pub(crate) database_connections: u32,
+
+    #[command(flatten)]
+    pub(crate) blob_store: BlobStoreArgs,
+}
+
+/// Where registry blob content goes: the database, or S3-compatible object storage.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BlobStoreArgs {
+    /// Keep new blob content in object storage on the S3 API (`s3://bucket` or
+    /// `s3://bucket/prefix`) rather than in the database; the database keeps which blobs there
+    /// are. Blobs stored before stay where they are (`yc-images registry move-blobs` moves
+    /// them). Credentials come from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "YC_IMAGES_BLOB_STORE")]
+    pub(crate) blob_store: Option<String>,
+
+    /// The object storage's endpoint (e.g. `https://storage.yandexcloud.net`,
+    /// `http://127.0.0.1:9000`); else `AWS_ENDPOINT_URL`, else AWS's.
+    #[arg(long, env = "YC_IMAGES_BLOB_STORE_ENDPOINT", requires = "blob_store")]
+    pub(crate) blob_store_endpoint: Option<String>,
+
+    /// The object storage's region; else `AWS_REGION`, else `us-east-1`.
+    #[arg(long, env = "YC_IMAGES_BLOB_STORE_REGION", requires = "blob_store")]
+    pub(crate) blob_store_region: Option<String>,
+
+    /// Address the bucket as `https://bucket.host/` (virtual-hosted style) rather than
+    /// `https://host/bucket/` (path style, the default).
+    #[arg(
+        long,
+        env = "YC_IMAGES_BLOB_STORE_VIRTUAL_HOSTED",
+        requires = "blob_store"
+    )]
+    pub(crate) blob_store_virtual_hosted: bool,
+
+    /// Bytes per part of the multipart upload a blob is written by (at least 5 MiB): what an
+    /// upload holds in memory is at most two parts.
+    #[arg(long, env = "YC_IMAGES_BLOB_STORE_PART_SIZE", default_value_t = yc_registry_image::blobs::DEFAULT_PART_SIZE as u64, value_parser = clap::value_parser!(u64).range(yc_registry_image::blobs::MIN_PART_SIZE as u64..=(5u64 << 30)))]
+    pub(crate) blob_store_part_size: u64,
+
+    /// Answer pulls of blobs in object storage with `307` and a URL pre-signed for this many
+    /// seconds, for clients to read from the storage directly; without it the server streams
+    /// the content (clients need not reach the storage).
+    #[arg(long, env = "YC_IMAGES_BLOB_STORE_REDIRECT", requires = "blob_store", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub(crate) blob_store_redirect: Option<u64>,
+}
+
+impl BlobStoreArgs {
+    /// The object storage configured, if any.
+    pub(crate) fn object_storage(&self) -> Option<yc_registry_image::blobs::ObjectStorageConfig> {
+        let url = self.blob_store.clone()?;
+        Some(yc_registry_image::blobs::ObjectStorageConfig {
+            url,
+            endpoint: self.blob_store_endpoint.clone(),
+            region: self.blob_store_region.clone(),
+            access_key_id: None,
+            secret_access_key: None,
+            virtual_hosted: self.blob_store_virtual_hosted,
+            part_size: usize::try_from(self.blob_store_part_size).unwrap_or(usize::MAX),
+            redirect: self.blob_store_redirect.map(std::time::Duration::from_secs),
+        })
+    }
 }

@@ -26,8 +26,8 @@ mod stores;
 
 pub(crate) use args::{LogFormat, ServeArgs, StoreArgs};
 use calls::RequestIdsLayer;
-pub(crate) use stores::open_db;
 use stores::open_stores;
+pub(crate) use stores::{open_blobs, open_db};
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let started = Instant::now();
@@ -208,7 +208,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     .layer(axum::extract::DefaultBodyLimit::disable().layer(app));
 
-    tracing::info!(%address, store = %stores.description, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
+    let blob_store = stores
+        .blobs
+        .object_storage()
+        .map_or_else(|| "database".to_owned(), |o| format!("s3://{}", o.name()));
+    tracing::info!(%address, store = %stores.description, %blob_store, authenticated, tls = tls.is_some(), startup_ms = started.elapsed().as_millis() as u64, "serving");
     let shutdown = shutdown_signal()?;
     // Tests and scripts read the address from here, port 0 resolved.
     println!("yc-images listening on {address}");

@@ -7,7 +7,7 @@ use yc_compute_image::store::ComputeImageStore;
 use yc_compute_image::{SqlComputeImageStore, SqlSources};
 use yc_operations::{OperationStore, SqlOperationStore};
 use yc_registry_image::SqlImageStore;
-use yc_registry_image::blobs::SqlBlobStore;
+use yc_registry_image::blobs::{ObjectStorage, SqlBlobStore};
 use yc_registry_image::store::ImageStore;
 use yc_sql::{Db, connect_postgres};
 
@@ -84,9 +84,11 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     let registry = SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    let blobs = SqlBlobStore::open(db.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let blobs = open_blobs(&db, &args.store).await?;
+    if lock.is_some() {
+        // The data directory is this server's alone: writers of uploads before it are gone.
+        blobs.forget_writers().await.map_err(anyhow::Error::msg)?;
+    }
     let mut compute = SqlComputeImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -106,6 +108,23 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
         description,
         _lock: lock,
     })
+}
+
+/// The blob store in `db`, with new content going to the object storage `args` names, if any.
+pub(crate) async fn open_blobs(db: &Db, args: &StoreArgs) -> Result<SqlBlobStore> {
+    let blobs = SqlBlobStore::open(db.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let Some(config) = args.blob_store.object_storage() else {
+        return Ok(blobs);
+    };
+    let objects = ObjectStorage::open(&config).map_err(anyhow::Error::msg)?;
+    let name = objects.name().to_owned();
+    blobs
+        .with_object_storage(objects)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("opening the blob store s3://{name}"))
 }
 
 /// Compute images the embedded store keeps in memory for Get.

@@ -11,5 +11,6 @@ mod cli;
 mod credentials;
 mod hostile;
 mod integrity;
+mod object_storage;
 mod registry_push;
 mod serve;

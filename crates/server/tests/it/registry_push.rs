@@ -12,10 +12,15 @@ use crate::support::{
 use serde_json::Value;
 
 const FOLDER: &str = "b1gteam";
-const REGISTRY: &str = "crppushregistry00000";
+pub(crate) const REGISTRY: &str = "crppushregistry00000";
 const OTHER_REGISTRY: &str = "crpotherregistry0000";
 
-fn start(dir: &Path) -> Server {
+pub(crate) fn start(dir: &Path) -> Server {
+    start_with(dir, &[])
+}
+
+/// [`start`] with `extra` options.
+pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Server {
     let iam = dir.join("iam.json");
     write_iam(
         &iam,
@@ -33,11 +38,11 @@ fn start(dir: &Path) -> Server {
     let seed = dir.join("seed");
     seed_registry(&seed, REGISTRY, FOLDER, "push");
     seed_registry(&seed, OTHER_REGISTRY, "b1gother", "other");
-    start_seeded(dir, &iam, &seed, &[])
+    start_seeded(dir, &iam, &seed, extra)
 }
 
 /// A layout whose layer is `size` bytes, so that it goes up in several pieces.
-fn big_layout(dir: &Path, size: usize) -> (String, Vec<u8>) {
+pub(crate) fn big_layout(dir: &Path, size: usize) -> (String, Vec<u8>) {
     let digest = write_layout(dir, "big", "latest");
     let manifest_path = dir.join("blobs/sha256").join(&digest[7..]);
     let mut manifest: Value =
@@ -541,7 +546,7 @@ async fn raw_request(server: &Server, request: &str) -> (u16, String, String) {
 }
 
 /// Starts an upload in the test registry; its `Location`.
-async fn start_upload(http: &reqwest::Client, base: &str) -> String {
+pub(crate) async fn start_upload(http: &reqwest::Client, base: &str) -> String {
     let started = http
         .post(format!("{base}/v2/{REGISTRY}/app/blobs/uploads/"))
         .bearer_auth("editor-token")
@@ -556,7 +561,12 @@ async fn start_upload(http: &reqwest::Client, base: &str) -> String {
 }
 
 /// A `PATCH` of `body` at `range` (`<start>-<end>`); its status and error code, if any.
-async fn patch(http: &reqwest::Client, url: String, range: String, body: Vec<u8>) -> (u16, String) {
+pub(crate) async fn patch(
+    http: &reqwest::Client,
+    url: String,
+    range: String,
+    body: Vec<u8>,
+) -> (u16, String) {
     let answer = http
         .patch(url)
         .bearer_auth("editor-token")
@@ -576,12 +586,17 @@ async fn patch(http: &reqwest::Client, url: String, range: String, body: Vec<u8>
 
 /// A slow client's `PATCH` over a raw socket: the headers and `first` bytes now, the rest when
 /// `finish` is called; it returns the status line.
-struct SlowPatch {
+pub(crate) struct SlowPatch {
     socket: tokio::net::TcpStream,
 }
 
 impl SlowPatch {
-    async fn start(address: &str, location: &str, whole: usize, first: &[u8]) -> SlowPatch {
+    pub(crate) async fn start(
+        address: &str,
+        location: &str,
+        whole: usize,
+        first: &[u8],
+    ) -> SlowPatch {
         use tokio::io::AsyncWriteExt as _;
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let head = format!(

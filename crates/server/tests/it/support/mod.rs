@@ -37,7 +37,10 @@ impl Server {
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("YC_IMAGES_LOG", "warn");
+            .env("YC_IMAGES_LOG", "warn")
+            // The credentials of the tests' S3 server (moto's), for servers given --blob-store.
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
         command
     }
 
@@ -381,4 +384,18 @@ pub(crate) fn start_seeded(dir: &Path, iam: &Path, seed: &Path, extra: &[&str]) 
 pub(crate) fn required(var: &str) -> bool {
     std::env::var_os(var).is_some_and(|v| v == "1")
         || std::env::var_os("CI").is_some_and(|v| v == "true")
+}
+
+/// Whether skopeo runs here; if not, says on stderr that `test` is skipped (a failure instead
+/// under `CI=true` or `YC_REQUIRE_SKOPEO=1`).
+pub(crate) fn skopeo(test: &str) -> bool {
+    if Command::new("skopeo").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        !required("YC_REQUIRE_SKOPEO"),
+        "YC_REQUIRE_SKOPEO=1 or CI=true, but skopeo does not run"
+    );
+    eprintln!("SKIPPED: {test} needs skopeo (apt-get install skopeo)");
+    false
 }

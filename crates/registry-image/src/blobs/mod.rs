@@ -21,8 +21,18 @@
 //! killed server) can be continued. Bytes are counted in the upload only when the request
 //! that brought them ends well; a failed request leaves the upload as it was.
 
+mod moves;
+mod objects;
+#[cfg(feature = "testing")]
+mod testing;
+
+pub use moves::{Moved, Placement};
+pub use objects::{DEFAULT_PART_SIZE, MIN_PART_SIZE, ObjectStorage, ObjectStorageConfig};
+#[cfg(feature = "testing")]
+pub use testing::TestS3;
+
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use yc_api_runtime::list::sql::nanos;
@@ -30,7 +40,7 @@ use yc_proto_types::google::protobuf::Timestamp;
 use yc_sql::{Db, DbError, query};
 
 const COMPONENT: &str = "registry-blobs";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The schema, in `dialect`.
 fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
@@ -50,7 +60,9 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         registry_id {text} NOT NULL,
         size {int} NOT NULL,
         pieces {int} NOT NULL,
-        started_at {int} NOT NULL
+        started_at {int} NOT NULL,
+        multipart {text},
+        parts {int} NOT NULL DEFAULT 0
     )"
         ),
         "CREATE INDEX IF NOT EXISTS cr_uploads_started ON cr_uploads (started_at)".to_owned(),
@@ -59,7 +71,8 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         digest {text} PRIMARY KEY,
         size {int} NOT NULL,
         storage {text} NOT NULL,
-        pieces {int} NOT NULL
+        pieces {int} NOT NULL,
+        in_objects {int} NOT NULL DEFAULT 0
     )"
         ),
         format!(
@@ -79,19 +92,69 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
     )"
         ),
     ]
+    .into_iter()
+    .chain(object_tables(dialect))
+    .collect()
 }
+
+fn object_tables(dialect: yc_sql::Dialect) -> Vec<String> {
+    let yc_sql::ColumnTypes { text, int, .. } = dialect.types();
+    OBJECT_TABLES
+        .iter()
+        .map(|table| table.replace("{text}", text).replace("{int}", int))
+        .collect()
+}
+
+/// The parts of multipart uploads into object storage, and the objects and multipart uploads
+/// to remove (what a cancelled upload, a blob stored twice or garbage collection left): rows
+/// written in the transaction that drops their content, removed once it is gone from the
+/// object storage, so that a crash between the two leaves nothing behind for ever.
+const OBJECT_TABLES: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS cr_upload_parts (
+        upload_id {text} NOT NULL,
+        part {int} NOT NULL,
+        etag {text} NOT NULL,
+        size {int} NOT NULL,
+        PRIMARY KEY (upload_id, part)
+    )",
+    "CREATE TABLE IF NOT EXISTS cr_object_trash (
+        storage {text} PRIMARY KEY,
+        multipart {text}
+    )",
+    // Copies being made by `move_blobs`, removed when the blob switches to its copy; what a
+    // stopped move left is removed by the next.
+    "CREATE TABLE IF NOT EXISTS cr_blob_moves (
+        storage {text} PRIMARY KEY,
+        multipart {text},
+        in_objects {int} NOT NULL
+    )",
+];
 
 /// From version 2, whose links had no time: they count as made when the database is
 /// upgraded, so garbage collection waits a whole grace period before it may remove them.
 fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
-    let int = dialect.types().int;
+    let yc_sql::ColumnTypes { text, int, .. } = dialect.types();
     let now = nanos(Timestamp::now());
-    vec![(
-        3,
-        vec![format!(
-            "ALTER TABLE cr_blob_links ADD COLUMN linked_at {int} NOT NULL DEFAULT {now}"
-        )],
-    )]
+    vec![
+        (
+            3,
+            vec![format!(
+                "ALTER TABLE cr_blob_links ADD COLUMN linked_at {int} NOT NULL DEFAULT {now}"
+            )],
+        ),
+        // Content in object storage.
+        (
+            4,
+            [
+                format!("ALTER TABLE cr_uploads ADD COLUMN multipart {text}"),
+                format!("ALTER TABLE cr_uploads ADD COLUMN parts {int} NOT NULL DEFAULT 0"),
+                format!("ALTER TABLE cr_blobs ADD COLUMN in_objects {int} NOT NULL DEFAULT 0"),
+            ]
+            .into_iter()
+            .chain(object_tables(dialect))
+            .collect(),
+        ),
+    ]
 }
 
 /// Blob bytes this process has stored and read back, for the server's metrics.
@@ -106,6 +169,9 @@ pub fn blob_bytes() -> (u64, u64) {
         BYTES_READ.load(Ordering::Relaxed),
     )
 }
+
+/// A blob's content as it is read.
+pub type BlobStream = futures_util::stream::BoxStream<'static, Result<Bytes, BlobError>>;
 
 /// The largest piece of content stored in one row.
 pub const PIECE: usize = 1 << 20;
@@ -154,13 +220,17 @@ pub struct Collected {
     pub bytes_freed: i64,
 }
 
-/// The blob `digest` from a row of its size, storage and pieces.
+/// The columns of [`blob_info`]'s row.
+const BLOB_COLUMNS: &str = "size, storage, pieces, in_objects";
+
+/// The blob `digest` from a row of [`BLOB_COLUMNS`].
 fn blob_info(digest: &str, row: &yc_sql::Row) -> Result<BlobInfo, BlobError> {
     Ok(BlobInfo {
         digest: digest.to_owned(),
         size: row.get(0)?,
         storage: row.get(1)?,
         pieces: row.get(2)?,
+        in_objects: row.get::<i64>(3)? != 0,
     })
 }
 
@@ -173,6 +243,15 @@ pub struct BlobInfo {
     pub size: i64,
     storage: String,
     pieces: i64,
+    /// Whether the content is an object in object storage (else rows in the database).
+    in_objects: bool,
+}
+
+impl BlobInfo {
+    /// Whether the content is in object storage rather than in the database.
+    pub fn in_object_storage(&self) -> bool {
+        self.in_objects
+    }
 }
 
 /// An upload in progress.
@@ -184,7 +263,27 @@ pub struct Upload {
     pub registry_id: String,
     /// The bytes received so far.
     pub size: i64,
+    /// Pieces in the database: all its bytes, or for an upload into object storage the bytes
+    /// after its last whole part.
     pieces: i64,
+    /// The multipart upload into object storage, if the content goes there.
+    multipart: Option<String>,
+    /// The parts uploaded into it.
+    parts: i64,
+}
+
+/// The columns of [`upload_of`]'s row.
+const UPLOAD_COLUMNS: &str = "registry_id, size, pieces, multipart, parts";
+
+fn upload_of(id: &str, row: &yc_sql::Row) -> Result<Upload, BlobError> {
+    Ok(Upload {
+        id: id.to_owned(),
+        registry_id: row.get(0)?,
+        size: row.get(1)?,
+        pieces: row.get(2)?,
+        multipart: row.get(3)?,
+        parts: row.get(4)?,
+    })
 }
 
 /// Why a blob operation failed.
@@ -262,6 +361,8 @@ impl From<DbError> for BlobError {
 pub struct SqlBlobStore {
     db: Db,
     digests: std::sync::Arc<RunningDigests>,
+    /// Where new content goes, when not in the database; blobs there are read from it.
+    objects: Option<ObjectStorage>,
 }
 
 impl SqlBlobStore {
@@ -280,11 +381,72 @@ impl SqlBlobStore {
         let store = Self {
             db,
             digests: Default::default(),
+            objects: None,
         };
         store
             .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
             .await?;
         Ok(store)
+    }
+
+    /// The store with new content going to `objects` rather than into the database (blobs
+    /// stored before stay where they are, and are read from there). Checks that the object
+    /// storage answers, and finishes removing what a stopped server left to remove there.
+    pub async fn with_object_storage(mut self, objects: ObjectStorage) -> Result<Self, BlobError> {
+        objects.check().await?;
+        self.objects = Some(objects);
+        self.empty_trash().await?;
+        Ok(self)
+    }
+
+    /// Lets go of every upload's writer: for a server that has the database to itself (the
+    /// embedded store), whose uploads' writers before it started are gone, so that a client
+    /// continues an upload at once after a crash rather than after [`WRITER_LEASE`].
+    pub async fn forget_writers(&self) -> Result<(), BlobError> {
+        self.db
+            .execute(&query("DELETE FROM cr_upload_writers"))
+            .await?;
+        Ok(())
+    }
+
+    /// The object storage new content goes to, if any.
+    pub fn object_storage(&self) -> Option<&ObjectStorage> {
+        self.objects.as_ref()
+    }
+
+    fn objects_for(&self, what: &str) -> Result<&ObjectStorage, BlobError> {
+        self.objects.as_ref().ok_or_else(|| {
+            BlobError::Unavailable(format!(
+                "{what} is in object storage, and this server has none (start it with \
+                 --blob-store)"
+            ))
+        })
+    }
+
+    /// Removes the objects and aborts the multipart uploads listed in `cr_object_trash`.
+    /// Without object storage they wait for a server that has it.
+    pub async fn empty_trash(&self) -> Result<u64, BlobError> {
+        let Some(objects) = &self.objects else {
+            return Ok(0);
+        };
+        let rows = self
+            .db
+            .fetch_all(&query("SELECT storage, multipart FROM cr_object_trash"))
+            .await?;
+        let mut removed = 0;
+        for row in rows {
+            let storage: String = row.get(0)?;
+            let multipart: Option<String> = row.get(1)?;
+            if let Some(multipart) = &multipart {
+                objects.abort(&storage, multipart).await?;
+            }
+            objects.delete(&storage).await?;
+            self.db
+                .execute(&query("DELETE FROM cr_object_trash WHERE storage = $1").bind(&storage))
+                .await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// A store in a fresh in-memory SQLite database.
@@ -294,9 +456,19 @@ impl SqlBlobStore {
 
     async fn expire_uploads(&self, before: i64) -> Result<(), BlobError> {
         let mut tx = self.db.begin().await?;
+        tx.execute(
+            &query(
+                "INSERT INTO cr_object_trash (storage, multipart) SELECT id, multipart \
+                 FROM cr_uploads WHERE started_at < $1 AND multipart IS NOT NULL \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(before),
+        )
+        .await?;
         for (table, column) in [
             ("cr_blob_data", "storage"),
             ("cr_upload_writers", "upload_id"),
+            ("cr_upload_parts", "upload_id"),
         ] {
             tx.execute(
                 &query(format!(
@@ -323,7 +495,7 @@ impl SqlBlobStore {
             .db
             .fetch_optional(
                 &query(
-                    "SELECT b.size, b.storage, b.pieces FROM cr_blob_links l \
+                    "SELECT b.size, b.storage, b.pieces, b.in_objects FROM cr_blob_links l \
                      JOIN cr_blobs b ON b.digest = l.digest \
                      WHERE l.registry_id = $1 AND l.digest = $2",
                 )
@@ -347,7 +519,7 @@ impl SqlBlobStore {
         let row = tx
             .fetch_optional(
                 &query(format!(
-                    "SELECT size, storage, pieces FROM cr_blobs WHERE digest = $1{}",
+                    "SELECT {BLOB_COLUMNS} FROM cr_blobs WHERE digest = $1{}",
                     tx.dialect().for_update()
                 ))
                 .bind(digest),
@@ -480,7 +652,7 @@ impl SqlBlobStore {
             let blob = tx
                 .fetch_optional(
                     &query(format!(
-                        "SELECT storage, size FROM cr_blobs WHERE digest = $1{}",
+                        "SELECT storage, size, in_objects FROM cr_blobs WHERE digest = $1{}",
                         tx.dialect().for_update()
                     ))
                     .bind(&digest),
@@ -500,14 +672,19 @@ impl SqlBlobStore {
             };
             let storage: String = blob.get(0)?;
             let size: i64 = blob.get(1)?;
-            tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&storage))
-                .await?;
+            if blob.get::<i64>(2)? != 0 {
+                put_in_trash(&mut tx, &storage, None).await?;
+            } else {
+                tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&storage))
+                    .await?;
+            }
             tx.execute(&query("DELETE FROM cr_blobs WHERE digest = $1").bind(&digest))
                 .await?;
             tx.commit().await?;
             collected.blobs_removed += 1;
             collected.bytes_freed += size;
         }
+        self.empty_trash().await?;
         Ok(collected)
     }
 
@@ -579,22 +756,39 @@ impl SqlBlobStore {
     /// Starts an upload into `registry_id`.
     pub async fn start(&self, registry_id: &str) -> Result<Upload, BlobError> {
         let id = yc_api_runtime::ids::new_id("upl");
-        self.db
+        // Content for object storage goes into a multipart upload of its own from the start.
+        // (A server killed right after starting one leaves it to the bucket's lifecycle rule
+        // for incomplete multipart uploads; see the README.)
+        let multipart = match &self.objects {
+            Some(objects) => Some(objects.create(&id).await?),
+            None => None,
+        };
+        let inserted = self
+            .db
             .execute(
                 &query(
-                    "INSERT INTO cr_uploads (id, registry_id, size, pieces, started_at) \
-                     VALUES ($1, $2, 0, 0, $3)",
+                    "INSERT INTO cr_uploads (id, registry_id, size, pieces, started_at, multipart) \
+                     VALUES ($1, $2, 0, 0, $3, $4)",
                 )
                 .bind(&id)
                 .bind(registry_id)
-                .bind(nanos(Timestamp::now())),
+                .bind(nanos(Timestamp::now()))
+                .bind(multipart.clone()),
             )
-            .await?;
+            .await;
+        if let Err(e) = inserted {
+            if let (Some(objects), Some(multipart)) = (&self.objects, &multipart) {
+                let _ = objects.abort(&id, multipart).await;
+            }
+            return Err(e.into());
+        }
         Ok(Upload {
             id,
             registry_id: registry_id.to_owned(),
             size: 0,
             pieces: 0,
+            multipart,
+            parts: 0,
         })
     }
 
@@ -603,16 +797,14 @@ impl SqlBlobStore {
         let row = self
             .db
             .fetch_optional(
-                &query("SELECT registry_id, size, pieces FROM cr_uploads WHERE id = $1").bind(id),
+                &query(format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM cr_uploads WHERE id = $1"
+                ))
+                .bind(id),
             )
             .await?
             .ok_or_else(|| BlobError::UploadUnknown(id.to_owned()))?;
-        Ok(Upload {
-            id: id.to_owned(),
-            registry_id: row.get(0)?,
-            size: row.get(1)?,
-            pieces: row.get(2)?,
-        })
+        upload_of(id, &row)
     }
 
     /// Appends the body's bytes to the upload, in pieces as they arrive. `at`, when given, is
@@ -671,26 +863,18 @@ impl SqlBlobStore {
             claim.release().await;
             return Err(e);
         }
-        let upload = claim.upload.clone();
         self.digests.forget(id);
-        let hasher = match claim.hasher.take() {
-            // Every byte went through this process: its digest is known.
-            Some(hasher) => hasher,
-            None => {
-                let mut hasher = Sha256::new();
-                for seq in 0..upload.pieces {
-                    match self.piece(id, seq).await {
-                        Ok(piece) => hasher.update(&piece),
-                        Err(e) => {
-                            claim.release().await;
-                            return Err(e);
-                        }
-                    }
-                }
-                hasher
+        let content = match claim.upload.multipart.clone() {
+            Some(multipart) => self.complete_object(&mut claim, &multipart).await,
+            None => self.hash_pieces(&mut claim).await,
+        };
+        let actual = match content {
+            Ok(hasher) => crate::oci::digest_of(hasher),
+            Err(e) => {
+                claim.release().await;
+                return Err(e);
             }
         };
-        let actual = crate::oci::digest_of(hasher);
         if actual != digest {
             claim.released = true;
             self.cancel(id).await?;
@@ -699,6 +883,91 @@ impl SqlBlobStore {
                 actual,
             });
         }
+        self.publish(claim, digest).await
+    }
+
+    /// The digest of an upload kept in the database: running, when every byte went through
+    /// this process, else read back.
+    async fn hash_pieces(&self, claim: &mut Claim) -> Result<Sha256, BlobError> {
+        if let Some(hasher) = claim.hasher.take() {
+            return Ok(hasher);
+        }
+        let mut hasher = Sha256::new();
+        for seq in 0..claim.upload.pieces {
+            hasher.update(self.piece(&claim.upload.id, seq).await?);
+        }
+        Ok(hasher)
+    }
+
+    /// Makes an upload into object storage its object: the bytes after the last whole part
+    /// become the last part and the multipart upload is completed. Returns the content's
+    /// digest: running, when every byte went through this process, else read back from the
+    /// object. An upload whose object is complete already (a finish that stopped before its
+    /// blob was stored) is only read back.
+    async fn complete_object(
+        &self,
+        claim: &mut Claim,
+        multipart: &str,
+    ) -> Result<Sha256, BlobError> {
+        let objects = self.objects_for("the upload")?.clone();
+        let id = claim.upload.id.clone();
+        let size = claim.upload.size;
+        if objects.size(&id).await? != Some(u64::try_from(size).unwrap_or_default()) {
+            let mut etags: Vec<String> = self
+                .db
+                .fetch_all(
+                    &query("SELECT etag FROM cr_upload_parts WHERE upload_id = $1 ORDER BY part")
+                        .bind(&id),
+                )
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect::<Result<_, _>>()?;
+            etags.extend(claim.new_parts.iter().map(|part| part.etag.clone()));
+            let tail = std::mem::take(&mut claim.tail);
+            if !tail.is_empty() {
+                let number = i64::try_from(etags.len()).unwrap_or(i64::MAX) + 1;
+                let length = tail.len() as u64;
+                claim.renew().await?;
+                let etag = objects
+                    .put_part(&id, multipart, number, vec![Bytes::from(tail)])
+                    .await?;
+                BYTES_WRITTEN.fetch_add(length, Ordering::Relaxed);
+                etags.push(etag);
+            }
+            if etags.is_empty() {
+                // Empty content: S3 completes no multipart upload without a part.
+                objects.put(&id, Bytes::new()).await?;
+                objects.abort(&id, multipart).await?;
+            } else {
+                objects.complete(&id, multipart, etags).await?;
+            }
+        }
+        if let Some(hasher) = claim.hasher.take() {
+            return Ok(hasher);
+        }
+        let mut hasher = Sha256::new();
+        let mut content = std::pin::pin!(objects.read(&id, 0, size as u64).await?);
+        while let Some(piece) = content.next().await {
+            let piece = piece?;
+            BYTES_READ.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            hasher.update(&piece);
+            if claim.renewed.elapsed() > WRITER_LEASE / 3 {
+                claim.renew().await?;
+            }
+        }
+        Ok(hasher)
+    }
+
+    /// Stores the upload the claim holds, its digest checked, as the blob `digest` linked to
+    /// its registry; or, when that blob is stored already, links it and drops the upload's
+    /// content.
+    async fn publish(&self, mut claim: Claim, digest: &str) -> Result<BlobInfo, BlobError> {
+        let upload = claim.upload.clone();
+        let id = upload.id.as_str();
+        let in_objects = upload.multipart.is_some();
+        // Content in the database is the upload's pieces; an object keeps none.
+        let pieces = if in_objects { 0 } else { upload.pieces };
         let mut tx = self.db.begin().await?;
         if !claim.still_held(&mut tx).await? {
             tx.rollback().await?;
@@ -709,18 +978,28 @@ impl SqlBlobStore {
             .await?;
         tx.execute(&query("DELETE FROM cr_uploads WHERE id = $1").bind(id))
             .await?;
+        if in_objects {
+            for table in [
+                "cr_upload_parts WHERE upload_id",
+                "cr_blob_data WHERE storage",
+            ] {
+                tx.execute(&query(format!("DELETE FROM {table} = $1")).bind(id))
+                    .await?;
+            }
+        }
+        let insert = "INSERT INTO cr_blobs (digest, size, storage, pieces, in_objects) \
+                      VALUES ($1, $2, $3, $4, $5)";
         let stored = tx
             .execute(
-                &query(
-                    "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(digest)
-                .bind(upload.size)
-                .bind(id)
-                .bind(upload.pieces),
+                &query(format!("{insert} ON CONFLICT DO NOTHING"))
+                    .bind(digest)
+                    .bind(upload.size)
+                    .bind(id)
+                    .bind(pieces)
+                    .bind(i64::from(in_objects)),
             )
             .await?;
+        let mut dropped = false;
         if stored == 0 {
             // Stored already: that blob's row is locked until the link is in (see `link`);
             // if garbage collection removed it meanwhile, this upload's content is the blob.
@@ -733,20 +1012,22 @@ impl SqlBlobStore {
                     .bind(digest),
                 )
                 .await?;
-            if kept.is_some() {
-                tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
-                    .await?;
-            } else {
+            if kept.is_none() {
                 tx.execute(
-                    &query(
-                        "INSERT INTO cr_blobs (digest, size, storage, pieces) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(digest)
-                    .bind(upload.size)
-                    .bind(id)
-                    .bind(upload.pieces),
+                    &query(insert)
+                        .bind(digest)
+                        .bind(upload.size)
+                        .bind(id)
+                        .bind(pieces)
+                        .bind(i64::from(in_objects)),
                 )
                 .await?;
+            } else if in_objects {
+                put_in_trash(&mut tx, id, None).await?;
+                dropped = true;
+            } else {
+                tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
+                    .await?;
             }
         }
         tx.execute(
@@ -758,9 +1039,25 @@ impl SqlBlobStore {
         .await?;
         tx.commit().await?;
         claim.released = true;
+        if dropped {
+            self.empty_trash_later();
+        }
         self.blob(&upload.registry_id, digest)
             .await?
             .ok_or_else(|| BlobError::Unavailable(format!("blob {digest} vanished")))
+    }
+
+    /// Empties the trash in the background (a call that put something there answers first);
+    /// what fails stays there for the next time.
+    fn empty_trash_later(&self) {
+        let store = self.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.empty_trash().await {
+                    tracing::warn!(error = %e, "cannot remove objects no blob needs; they are removed later");
+                }
+            });
+        }
     }
 
     /// Cancels the upload and removes what it received. A request writing to it meanwhile
@@ -771,14 +1068,25 @@ impl SqlBlobStore {
         // The writer's row first: a writer storing a piece holds it until the piece is in.
         tx.execute(&query("DELETE FROM cr_upload_writers WHERE upload_id = $1").bind(id))
             .await?;
-        let removed = tx
-            .execute(&query("DELETE FROM cr_uploads WHERE id = $1").bind(id))
+        let multipart: Option<Option<String>> = tx
+            .fetch_scalar(&query("SELECT multipart FROM cr_uploads WHERE id = $1").bind(id))
+            .await?;
+        let Some(multipart) = multipart else {
+            tx.rollback().await?;
+            return Err(BlobError::UploadUnknown(id.to_owned()));
+        };
+        tx.execute(&query("DELETE FROM cr_uploads WHERE id = $1").bind(id))
             .await?;
         tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(id))
             .await?;
+        if multipart.is_some() {
+            tx.execute(&query("DELETE FROM cr_upload_parts WHERE upload_id = $1").bind(id))
+                .await?;
+            put_in_trash(&mut tx, id, multipart.clone()).await?;
+        }
         tx.commit().await?;
-        if removed == 0 {
-            return Err(BlobError::UploadUnknown(id.to_owned()));
+        if multipart.is_some() {
+            self.empty_trash_later();
         }
         Ok(())
     }
@@ -789,19 +1097,14 @@ impl SqlBlobStore {
         let writer = yc_api_runtime::ids::new_id("wrt");
         let mut tx = self.db.begin().await?;
         let sql = format!(
-            "SELECT registry_id, size, pieces FROM cr_uploads WHERE id = $1{}",
+            "SELECT {UPLOAD_COLUMNS} FROM cr_uploads WHERE id = $1{}",
             tx.dialect().for_update()
         );
         let Some(row) = tx.fetch_optional(&query(sql).bind(id)).await? else {
             tx.rollback().await?;
             return Err(BlobError::UploadUnknown(id.to_owned()));
         };
-        let upload = Upload {
-            id: id.to_owned(),
-            registry_id: row.get(0)?,
-            size: row.get(1)?,
-            pieces: row.get(2)?,
-        };
+        let upload = upload_of(id, &row)?;
         let held: Option<i64> = tx
             .fetch_scalar(
                 &query("SELECT until_at FROM cr_upload_writers WHERE upload_id = $1").bind(id),
@@ -830,14 +1133,29 @@ impl SqlBlobStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Claim {
+        let mut claim = Claim {
             store: self.clone(),
             hasher: self.digests.get(&upload.id, upload.size),
             upload,
             writer,
             renewed: std::time::Instant::now(),
             released: false,
-        })
+            tail: Vec::new(),
+            new_parts: Vec::new(),
+        };
+        if claim.upload.multipart.is_some() {
+            // The bytes after the last whole part, which this request continues.
+            for seq in 0..claim.upload.pieces {
+                match self.piece(id, seq).await {
+                    Ok(piece) => claim.tail.extend_from_slice(&piece),
+                    Err(e) => {
+                        claim.release().await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(claim)
     }
 
     /// Why a request lost its claim: the upload is gone (cancelled, finished, expired), or
@@ -868,6 +1186,13 @@ impl SqlBlobStore {
     /// The blob's whole content; for manifests, which are small.
     pub async fn read_all(&self, blob: &BlobInfo) -> Result<Vec<u8>, BlobError> {
         let mut content = Vec::with_capacity(usize::try_from(blob.size).unwrap_or_default());
+        if blob.in_objects {
+            let mut read = std::pin::pin!(self.read_object(blob, 0, blob.size).await?);
+            while let Some(piece) = read.next().await {
+                content.extend_from_slice(&piece?);
+            }
+            return Ok(content);
+        }
         for seq in 0..blob.pieces {
             content.extend_from_slice(&self.piece(&blob.storage, seq).await?);
         }
@@ -881,7 +1206,10 @@ impl SqlBlobStore {
         blob: &BlobInfo,
         start: i64,
         length: i64,
-    ) -> Result<impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static, BlobError> {
+    ) -> Result<BlobStream, BlobError> {
+        if blob.in_objects {
+            return self.read_object(blob, start, length).await;
+        }
         // Where each piece begins: pieces are whole `PIECE`s but for the last of each request
         // that wrote the blob.
         let rows = self
@@ -909,17 +1237,56 @@ impl SqlBlobStore {
             let take = usize::try_from(end.min(to) - start.max(from)).unwrap_or_default();
             wanted.push((seq, skip, take));
         }
-        Ok(self.read_ahead(blob, wanted))
+        Ok(self.read_ahead(blob, wanted).boxed())
     }
 
     /// The blob's content as a stream of pieces, read ahead of the client (see
-    /// [`READ_AHEAD`]).
-    pub fn read(
-        &self,
-        blob: &BlobInfo,
-    ) -> impl Stream<Item = Result<Bytes, BlobError>> + Send + 'static {
+    /// [`READ_AHEAD`]), or as it comes from object storage.
+    pub fn read(&self, blob: &BlobInfo) -> BlobStream {
+        if blob.in_objects {
+            let (store, blob) = (self.clone(), blob.clone());
+            return futures_util::stream::once(async move {
+                store.read_object(&blob, 0, blob.size).await
+            })
+            .try_flatten()
+            .boxed();
+        }
         let whole = usize::MAX;
         self.read_ahead(blob, (0..blob.pieces).map(|seq| (seq, 0, whole)).collect())
+            .boxed()
+    }
+
+    /// `length` bytes from `start` of a blob in object storage, counted as read.
+    async fn read_object(
+        &self,
+        blob: &BlobInfo,
+        start: i64,
+        length: i64,
+    ) -> Result<BlobStream, BlobError> {
+        let objects = self.objects_for(&format!("blob {}", blob.digest))?;
+        let read = objects
+            .read(
+                &blob.storage,
+                u64::try_from(start).unwrap_or_default(),
+                u64::try_from(length).unwrap_or_default(),
+            )
+            .await?;
+        Ok(read
+            .inspect(|piece| {
+                if let Ok(piece) = piece {
+                    BYTES_READ.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                }
+            })
+            .boxed())
+    }
+
+    /// Where a client may read the blob itself: a pre-signed URL into object storage, when
+    /// the blob is there and pulls are redirected (see [`ObjectStorageConfig::redirect`]).
+    pub async fn redirect(&self, blob: &BlobInfo) -> Result<Option<String>, BlobError> {
+        match &self.objects {
+            Some(objects) if blob.in_objects => objects.signed_url(&blob.storage).await,
+            _ => Ok(None),
+        }
     }
 
     /// The parts `(seq, skip, take)` of the blob's pieces, in order, read by a task of their
@@ -979,6 +1346,19 @@ struct Claim {
     released: bool,
     /// The running digest of every byte of the upload, when this process wrote them all.
     hasher: Option<Sha256>,
+    /// For an upload into object storage: the bytes after its last whole part (fewer than a
+    /// part), kept in the database between requests.
+    tail: Vec<u8>,
+    /// The parts this request uploaded.
+    new_parts: Vec<Part>,
+}
+
+/// A part of a multipart upload, uploaded.
+#[derive(Debug, Clone)]
+struct Part {
+    number: i64,
+    etag: String,
+    size: i64,
 }
 
 /// The running digests of uploads whose every byte went through one store (one server), by
@@ -1051,6 +1431,9 @@ impl Claim {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        if let Some(multipart) = self.upload.multipart.clone() {
+            return self.write_parts(body, length, &multipart).await;
+        }
         // While one batch of pieces is being stored, the next is received and hashed.
         let mut pending = None;
         let written = self.write_pieces(body, length, &mut pending).await;
@@ -1133,6 +1516,80 @@ impl Claim {
         Ok(())
     }
 
+    /// Writes the body's bytes into the multipart upload, a whole part at a time (uploaded in
+    /// the background while the next one is received), each only while the claim holds;
+    /// what is left after the last whole part stays in [`Claim::tail`]. At most two parts
+    /// are held in memory, whatever the length of the body.
+    async fn write_parts<S, E>(
+        &mut self,
+        body: S,
+        length: Option<i64>,
+        multipart: &str,
+    ) -> Result<(), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let objects = self.store.objects_for("the upload")?.clone();
+        let part_size = objects.part_size();
+        let mut body = std::pin::pin!(body);
+        let mut received = 0i64;
+        let mut next = self.upload.parts + self.new_parts.len() as i64 + 1;
+        let mut pending: Option<tokio::task::JoinHandle<Result<Part, BlobError>>> = None;
+        let written = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                received += chunk.len() as i64;
+                if let Some(expected) = length.filter(|expected| received > *expected) {
+                    return Err(BlobError::LengthMismatch { expected, received });
+                }
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(&chunk);
+                }
+                self.tail.extend_from_slice(&chunk);
+                while self.tail.len() >= part_size {
+                    let rest = self.tail.split_off(part_size);
+                    let part = std::mem::replace(&mut self.tail, rest);
+                    if let Some(previous) = pending.take() {
+                        self.new_parts.push(wait_part(previous).await?);
+                    }
+                    self.renew().await?;
+                    let (objects, id, multipart) = (
+                        objects.clone(),
+                        self.upload.id.clone(),
+                        multipart.to_owned(),
+                    );
+                    let number = next;
+                    next += 1;
+                    pending = Some(tokio::spawn(async move {
+                        let size = part.len() as i64;
+                        let etag = objects
+                            .put_part(&id, &multipart, number, vec![Bytes::from(part)])
+                            .await?;
+                        BYTES_WRITTEN.fetch_add(size as u64, Ordering::Relaxed);
+                        Ok(Part { number, etag, size })
+                    }));
+                }
+                if self.renewed.elapsed() > WRITER_LEASE / 3 {
+                    self.renew().await?;
+                }
+            }
+            if let Some(expected) = length.filter(|expected| received != *expected) {
+                return Err(BlobError::LengthMismatch { expected, received });
+            }
+            Ok(())
+        }
+        .await;
+        let uploaded = match pending {
+            Some(last) => wait_part(last).await.map(|part| self.new_parts.push(part)),
+            None => Ok(()),
+        };
+        written?;
+        uploaded?;
+        self.upload.size += received;
+        Ok(())
+    }
+
     /// Stores pieces from `seq` on in the background, once the batch before is stored.
     async fn store_pieces(
         &mut self,
@@ -1177,10 +1634,14 @@ impl Claim {
             self.released = true;
             return Err(self.store.lost(&self.upload.id).await);
         }
+        if self.upload.multipart.is_some() {
+            self.keep_parts(&mut tx).await?;
+        }
         tx.execute(
-            &query("UPDATE cr_uploads SET size = $1, pieces = $2 WHERE id = $3")
+            &query("UPDATE cr_uploads SET size = $1, pieces = $2, parts = $3 WHERE id = $4")
                 .bind(self.upload.size)
                 .bind(self.upload.pieces)
+                .bind(self.upload.parts)
                 .bind(&self.upload.id),
         )
         .await?;
@@ -1198,6 +1659,39 @@ impl Claim {
         Ok(self.upload.clone())
     }
 
+    /// Records the parts this request uploaded and replaces the upload's stored tail with
+    /// this request's (in `tx`, which counts them in the upload).
+    async fn keep_parts(&mut self, tx: &mut yc_sql::Tx) -> Result<(), BlobError> {
+        for part in std::mem::take(&mut self.new_parts) {
+            tx.execute(
+                &query(
+                    "INSERT INTO cr_upload_parts (upload_id, part, etag, size) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&self.upload.id)
+                .bind(part.number)
+                .bind(part.etag)
+                .bind(part.size),
+            )
+            .await?;
+            self.upload.parts = self.upload.parts.max(part.number);
+        }
+        tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&self.upload.id))
+            .await?;
+        let mut seq = 0;
+        for piece in self.tail.chunks(PIECE) {
+            tx.execute(
+                &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
+                    .bind(&self.upload.id)
+                    .bind(seq)
+                    .bind(piece.to_vec()),
+            )
+            .await?;
+            seq += 1;
+        }
+        self.upload.pieces = seq;
+        Ok(())
+    }
+
     /// Lets the upload go as it was before this request, removing the pieces it wrote.
     async fn release(mut self) {
         self.released = true;
@@ -1207,8 +1701,36 @@ impl Claim {
     }
 }
 
+/// Lists the object `storage` (and its multipart upload, if one may still be open) for
+/// removal from the object storage, in `tx`: see `cr_object_trash` and
+/// [`SqlBlobStore::empty_trash`].
+async fn put_in_trash(
+    tx: &mut yc_sql::Tx,
+    storage: &str,
+    multipart: Option<String>,
+) -> Result<(), BlobError> {
+    tx.execute(
+        &query(
+            "INSERT INTO cr_object_trash (storage, multipart) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(storage)
+        .bind(multipart),
+    )
+    .await?;
+    Ok(())
+}
+
 /// A batch of pieces being stored.
 type Storing = tokio::task::JoinHandle<Result<(), BlobError>>;
+
+async fn wait_part(
+    uploading: tokio::task::JoinHandle<Result<Part, BlobError>>,
+) -> Result<Part, BlobError> {
+    uploading
+        .await
+        .map_err(|e| BlobError::Unavailable(format!("uploading a part failed: {e}")))?
+}
 
 async fn wait_stored(storing: Storing) -> Result<(), BlobError> {
     storing
