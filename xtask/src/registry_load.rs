@@ -1,7 +1,10 @@
 //! The registry API under load: a push and a pull of a 200 MiB image with skopeo (the copy a
 //! user makes), against `yc-images serve` on its embedded store, on PostgreSQL when one is
-//! reachable, and against Debian's `docker-registry` (the distribution project's reference
-//! server, filesystem storage), in turn in one run on this machine.
+//! reachable, and with blobs in S3-compatible object storage (moto's S3 server on loopback,
+//! from the SDK venv), and against Debian's `docker-registry` (the distribution project's
+//! reference server) with filesystem storage and with the same S3 server, in turn in one run
+//! on this machine. The memory each server takes on during a push is measured too (its peak
+//! resident set over what it held before).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -34,6 +37,9 @@ pub(crate) struct Transfers {
     pub(crate) server: String,
     pub(crate) push_seconds: Vec<f64>,
     pub(crate) pull_seconds: Vec<f64>,
+    /// MiB the server's resident set rose to over what it was before each push.
+    #[serde(default)]
+    pub(crate) push_memory_mib: Vec<f64>,
 }
 
 impl Transfers {
@@ -119,6 +125,9 @@ fn start_yc_images(
         .arg(work.join(format!("seed-{name}")))
         .args(extra)
         .env("YC_IMAGES_LOG", "warn")
+        // Credentials for the S3 server (moto takes any).
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
         .stdout(Stdio::null())
         .spawn()
         .context("starting yc-images serve")?;
@@ -127,15 +136,27 @@ fn start_yc_images(
     Ok((running, address))
 }
 
-/// Debian's `docker-registry` with filesystem storage in `work`; its address.
-fn start_reference(work: &Path) -> Result<(Running, String)> {
+/// Debian's `docker-registry` with filesystem storage in `work`, or with the bucket `s3`
+/// names; its address.
+fn start_reference(work: &Path, s3: Option<(&str, &str)>) -> Result<(Running, String)> {
     let address = format!("127.0.0.1:{}", free_port()?);
-    let config = work.join("docker-registry.yml");
+    let storage = match s3 {
+        None => format!(
+            "  filesystem: {{rootdirectory: {}}}\n",
+            work.join("docker-registry").display()
+        ),
+        // Streamed through the server, as yc-images does by default.
+        Some((endpoint, bucket)) => format!(
+            "  s3: {{accesskey: bench, secretkey: bench, region: us-east-1, \
+             regionendpoint: \"{endpoint}\", bucket: {bucket}, secure: false, v4auth: true, \
+             chunksize: {PART_SIZE}}}\n  redirect: {{disable: true}}\n"
+        ),
+    };
+    let config = work.join(format!("docker-registry-{}.yml", s3.is_some()));
     fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: \"{address}\"}}\n",
-            work.join("docker-registry").display()
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n{storage}  delete: {{enabled: true}}\nhttp: {{addr: \"{address}\"}}\n",
         ),
     )?;
     let child = Command::new("docker-registry")
@@ -148,6 +169,60 @@ fn start_reference(work: &Path) -> Result<(Running, String)> {
     let running = Running(child);
     wait_listening(&address, "docker-registry")?;
     Ok((running, address))
+}
+
+/// The multipart part size of both servers on S3 (yc-images' default).
+const PART_SIZE: usize = 16 << 20;
+
+/// moto's S3 server (from the SDK venv) with the buckets `buckets`; its endpoint.
+fn start_s3(buckets: &[&str]) -> Result<(Running, String)> {
+    use std::io::{Read as _, Write as _};
+    let python = crate::sdk::ensure_env()?;
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let port = address.rsplit(':').next().unwrap_or_default().to_owned();
+    let child = Command::new(python)
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting moto's S3 server")?;
+    let running = Running(child);
+    wait_listening(&address, "moto's S3 server")?;
+    for bucket in buckets {
+        let mut socket = std::net::TcpStream::connect(&address)?;
+        write!(
+            socket,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer)?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            bail!(
+                "making the bucket {bucket}: {}",
+                answer.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    Ok((running, format!("http://{address}")))
+}
+
+/// A process's resident set and its peak since the last reset, in MiB (Linux).
+fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Resets the process's peak resident set to its current one (Linux, `clear_refs`).
+fn reset_peak(pid: u32) {
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 /// A little generator of bytes nothing compresses.
@@ -249,8 +324,31 @@ pub(crate) fn run() -> Result<RegistryResults> {
     }
     let binary = crate::load::build_release(&[])?.join("yc-images");
     let work = tempfile::tempdir()?;
-    let (_reference, reference) = start_reference(work.path())?;
-    let (_embedded, embedded) = start_yc_images(&binary, work.path(), "embedded", &[])?;
+    let (reference_process, reference) = start_reference(work.path(), None)?;
+    let (embedded_process, embedded) = start_yc_images(&binary, work.path(), "embedded", &[])?;
+    let (_s3, endpoint) = start_s3(&["reference", "yc-images"])?;
+    let (reference_s3_process, reference_s3) =
+        start_reference(work.path(), Some((&endpoint, "reference")))?;
+    let part_size = PART_SIZE.to_string();
+    let (s3_process, s3) = start_yc_images(
+        &binary,
+        work.path(),
+        "s3",
+        &[
+            "--blob-store",
+            "s3://yc-images/registry",
+            "--blob-store-endpoint",
+            &endpoint,
+            "--blob-store-part-size",
+            &part_size,
+        ],
+    )?;
+    let mut pids = vec![
+        reference_process.0.id(),
+        embedded_process.0.id(),
+        reference_s3_process.0.id(),
+        s3_process.0.id(),
+    ];
     let mut servers = vec![
         (
             "docker-registry (filesystem)".to_owned(),
@@ -260,6 +358,16 @@ pub(crate) fn run() -> Result<RegistryResults> {
         (
             "yc-images (embedded store)".to_owned(),
             embedded,
+            REGISTRY.to_owned(),
+        ),
+        (
+            "docker-registry (S3: moto)".to_owned(),
+            reference_s3,
+            "bench".to_owned(),
+        ),
+        (
+            "yc-images (embedded store, blobs in S3: moto)".to_owned(),
+            s3,
             REGISTRY.to_owned(),
         ),
     ];
@@ -275,6 +383,7 @@ pub(crate) fn run() -> Result<RegistryResults> {
             address,
             REGISTRY.to_owned(),
         ));
+        pids.push(running.0.id());
         Some(running)
     } else {
         println!("bench: no PostgreSQL on 127.0.0.1:5432; the registry benchmark skips it");
@@ -286,6 +395,7 @@ pub(crate) fn run() -> Result<RegistryResults> {
             server: name.clone(),
             push_seconds: Vec::new(),
             pull_seconds: Vec::new(),
+            push_memory_mib: Vec::new(),
         })
         .collect();
     let layout = work.path().join("layout");
@@ -295,7 +405,9 @@ pub(crate) fn run() -> Result<RegistryResults> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     for round in 0..ROUNDS {
-        for ((name, address, prefix), figures) in servers.iter().zip(results.iter_mut()) {
+        for (((name, address, prefix), figures), pid) in
+            servers.iter().zip(results.iter_mut()).zip(&pids)
+        {
             // A new layer every time: no server has it, no client cache can mount it.
             seed += 1;
             write_layout(&layout, seed)?;
@@ -303,13 +415,20 @@ pub(crate) fn run() -> Result<RegistryResults> {
             // (yc-images copies its log into its database) is not charged to the next one.
             std::thread::sleep(QUIET);
             let remote = format!("docker://{address}/{prefix}/bench{round}-{seed}:v1");
+            reset_peak(*pid);
+            let before = memory_mib(*pid);
             let push = skopeo_copy(&format!("oci:{}:v1", layout.display()), &remote)?;
+            let held = match (before, memory_mib(*pid)) {
+                (Some((rss, _)), Some((_, peak))) => (peak - rss).max(0.0),
+                _ => f64::NAN,
+            };
             let _ = fs::remove_dir_all(&pulled);
             let pull = skopeo_copy(&remote, &format!("oci:{}:v1", pulled.display()))?;
-            println!("bench: {name}: push {push:.2} s, pull {pull:.2} s");
+            println!("bench: {name}: push {push:.2} s (+{held:.0} MiB), pull {pull:.2} s");
             let _ = std::io::stdout().flush();
             figures.push_seconds.push(push);
             figures.pull_seconds.push(pull);
+            figures.push_memory_mib.push(held);
         }
     }
     let results = RegistryResults { servers: results };
@@ -325,24 +444,36 @@ pub(crate) fn results_path() -> std::path::PathBuf {
 /// The report's section on pushes and pulls.
 pub(crate) fn section(results: &RegistryResults) -> Result<String> {
     let mut table = String::from(
-        "| server | push (median) | push MiB/s | pull (median) | pull MiB/s | push, pull vs the reference |\n|---|---|---|---|---|---|\n",
+        "| server | push (median) | push MiB/s | pull (median) | pull MiB/s | push, pull vs the reference | memory taken on by a push (most) |\n|---|---|---|---|---|---|---|\n",
     );
-    let reference = results.servers.first();
     for s in &results.servers {
+        // Each server against the reference on the same storage: the filesystem one for the
+        // database backends, the S3 one for S3.
+        let on_s3 = s.server.contains("S3");
+        let reference = results
+            .servers
+            .iter()
+            .find(|r| r.server.starts_with("docker-registry") && r.server.contains("S3") == on_s3);
         let vs = match reference {
             Some(r) if r.server != s.server => {
                 format!("{:.2}×, {:.2}×", r.push() / s.push(), r.pull() / s.pull())
             }
             _ => "1×, 1×".to_owned(),
         };
+        let memory = s.push_memory_mib.iter().copied().fold(f64::NAN, f64::max);
         writeln!(
             table,
-            "| {} | {:.2} s | {:.0} | {:.2} s | {:.0} | {vs} |",
+            "| {} | {:.2} s | {:.0} | {:.2} s | {:.0} | {vs} | {} |",
             s.server,
             s.push(),
             LAYER_MIB as f64 / s.push(),
             s.pull(),
             LAYER_MIB as f64 / s.pull(),
+            if memory.is_nan() {
+                "–".to_owned()
+            } else {
+                format!("{memory:.0} MiB")
+            },
         )?;
     }
     Ok(format!(
@@ -351,11 +482,18 @@ pub(crate) fn section(results: &RegistryResults) -> Result<String> {
          bytes from an OCI layout to each server (push) and back into a new layout (pull), each\n\
          a new layer, {ROUNDS} times in turn after {} s of quiet each, the median shown:\n\
          yc-images (release build, no\n\
-         IAM) on its embedded store and on PostgreSQL at 127.0.0.1:5432, and Debian's\n\
-         `docker-registry` (the distribution project's reference server) with filesystem\n\
-         storage, on the same machine. \"vs the reference\" is the reference's time over\n\
-         yc-images': 1× is as fast, more is faster; the target is {TARGET:.1}× or more for both\n\
-         on the embedded store.\n\n{table}",
-        QUIET.as_secs()
+         IAM) on its embedded store, on PostgreSQL at 127.0.0.1:5432 and with blobs in\n\
+         S3-compatible object storage (moto's S3 server, from the SDK venv, on loopback; parts\n\
+         of {} MiB), and Debian's `docker-registry` (the distribution project's reference\n\
+         server) with filesystem storage and on the same S3 server (same part size, pulls\n\
+         streamed through it), on the same machine. \"vs the reference\" is the reference's\n\
+         time over yc-images' on the same kind of storage: 1× is as fast, more is faster; the\n\
+         target is {TARGET:.1}× or more for both on the embedded store. The S3 rows are bound by\n\
+         moto (Python): they compare the two servers' S3 paths, not S3's speed. Memory: the\n\
+         most the server's resident set rose during a push over what it held before\n\
+         (`VmHWM` after resetting it, minus `VmRSS`): bounded by the upload's buffers (on S3,\n\
+         two parts), not by the layer.\n\n{table}",
+        QUIET.as_secs(),
+        PART_SIZE >> 20
     ))
 }

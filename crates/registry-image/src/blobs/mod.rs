@@ -924,14 +924,12 @@ impl SqlBlobStore {
                 .map(|row| row.get(0))
                 .collect::<Result<_, _>>()?;
             etags.extend(claim.new_parts.iter().map(|part| part.etag.clone()));
-            let tail = std::mem::take(&mut claim.tail);
-            if !tail.is_empty() {
+            let (tail, length) = claim.tail.take();
+            if length > 0 {
                 let number = i64::try_from(etags.len()).unwrap_or(i64::MAX) + 1;
-                let length = tail.len() as u64;
+                let length = length as u64;
                 claim.renew().await?;
-                let etag = objects
-                    .put_part(&id, multipart, number, vec![Bytes::from(tail)])
-                    .await?;
+                let etag = objects.put_part(&id, multipart, number, tail).await?;
                 BYTES_WRITTEN.fetch_add(length, Ordering::Relaxed);
                 etags.push(etag);
             }
@@ -1140,14 +1138,14 @@ impl SqlBlobStore {
             writer,
             renewed: std::time::Instant::now(),
             released: false,
-            tail: Vec::new(),
+            tail: Tail::default(),
             new_parts: Vec::new(),
         };
         if claim.upload.multipart.is_some() {
             // The bytes after the last whole part, which this request continues.
             for seq in 0..claim.upload.pieces {
                 match self.piece(id, seq).await {
-                    Ok(piece) => claim.tail.extend_from_slice(&piece),
+                    Ok(piece) => claim.tail.push(Bytes::from(piece)),
                     Err(e) => {
                         claim.release().await;
                         return Err(e);
@@ -1348,9 +1346,48 @@ struct Claim {
     hasher: Option<Sha256>,
     /// For an upload into object storage: the bytes after its last whole part (fewer than a
     /// part), kept in the database between requests.
-    tail: Vec<u8>,
+    tail: Tail,
     /// The parts this request uploaded.
     new_parts: Vec<Part>,
+}
+
+/// The bytes of an upload into object storage after its last whole part, as they came.
+#[derive(Debug, Default)]
+struct Tail {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    /// The chunks and their length, leaving the tail empty.
+    fn take(&mut self) -> (Vec<Bytes>, usize) {
+        let len = std::mem::take(&mut self.len);
+        (std::mem::take(&mut self.chunks), len)
+    }
+
+    /// The bytes in pieces of [`PIECE`] (the last one shorter), for the database.
+    fn pieces(&self) -> Vec<Vec<u8>> {
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        for chunk in &self.chunks {
+            let mut data = chunk.as_ref();
+            while !data.is_empty() {
+                match pieces.last_mut() {
+                    Some(piece) if piece.len() < PIECE => {
+                        let take = (PIECE - piece.len()).min(data.len());
+                        piece.extend_from_slice(&data[..take]);
+                        data = &data[take..];
+                    }
+                    _ => pieces.push(Vec::with_capacity(PIECE.min(self.len))),
+                }
+            }
+        }
+        pieces
+    }
 }
 
 /// A part of a multipart upload, uploaded.
@@ -1546,10 +1583,15 @@ impl Claim {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
                 }
-                self.tail.extend_from_slice(&chunk);
-                while self.tail.len() >= part_size {
-                    let rest = self.tail.split_off(part_size);
-                    let part = std::mem::replace(&mut self.tail, rest);
+                // The body's own buffers make up a part: nothing is copied.
+                let mut chunk = chunk;
+                while !chunk.is_empty() {
+                    let take = (part_size - self.tail.len).min(chunk.len());
+                    self.tail.push(chunk.split_to(take));
+                    if self.tail.len < part_size {
+                        continue;
+                    }
+                    let (part, _) = self.tail.take();
                     if let Some(previous) = pending.take() {
                         self.new_parts.push(wait_part(previous).await?);
                     }
@@ -1562,10 +1604,8 @@ impl Claim {
                     let number = next;
                     next += 1;
                     pending = Some(tokio::spawn(async move {
-                        let size = part.len() as i64;
-                        let etag = objects
-                            .put_part(&id, &multipart, number, vec![Bytes::from(part)])
-                            .await?;
+                        let size = part.iter().map(Bytes::len).sum::<usize>() as i64;
+                        let etag = objects.put_part(&id, &multipart, number, part).await?;
                         BYTES_WRITTEN.fetch_add(size as u64, Ordering::Relaxed);
                         Ok(Part { number, etag, size })
                     }));
@@ -1678,12 +1718,12 @@ impl Claim {
         tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&self.upload.id))
             .await?;
         let mut seq = 0;
-        for piece in self.tail.chunks(PIECE) {
+        for piece in self.tail.pieces() {
             tx.execute(
                 &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
                     .bind(&self.upload.id)
                     .bind(seq)
-                    .bind(piece.to_vec()),
+                    .bind(piece),
             )
             .await?;
             seq += 1;
