@@ -183,8 +183,9 @@ pub const READ_AHEAD: usize = 4;
 /// its bytes arrive.
 pub const WRITER_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Uploads not finished within this long are removed when a server starts.
-const UPLOAD_LIFETIME_SECS: i64 = 24 * 3600;
+/// Uploads not finished within this long are removed (when a store opens, and by garbage
+/// collection), unless [`SqlBlobStore::with_upload_lifetime`] says otherwise.
+pub const UPLOAD_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A file's content as a stream of pieces of `size` bytes (the last one shorter), read one at
 /// a time: for storing and for pushing blobs without holding them in memory.
@@ -218,6 +219,8 @@ pub struct Collected {
     pub blobs_removed: u64,
     /// The bytes of their content.
     pub bytes_freed: i64,
+    /// Uploads removed unfinished after the upload lifetime.
+    pub uploads_expired: u64,
 }
 
 /// The columns of [`blob_info`]'s row.
@@ -363,6 +366,8 @@ pub struct SqlBlobStore {
     digests: std::sync::Arc<RunningDigests>,
     /// Where new content goes, when not in the database; blobs there are read from it.
     objects: Option<ObjectStorage>,
+    /// How long an unfinished upload is kept.
+    upload_lifetime: std::time::Duration,
 }
 
 impl SqlBlobStore {
@@ -382,10 +387,9 @@ impl SqlBlobStore {
             db,
             digests: Default::default(),
             objects: None,
+            upload_lifetime: UPLOAD_LIFETIME,
         };
-        store
-            .expire_uploads(nanos(Timestamp::now()) - UPLOAD_LIFETIME_SECS * 1_000_000_000)
-            .await?;
+        store.expire_uploads().await?;
         Ok(store)
     }
 
@@ -454,7 +458,18 @@ impl SqlBlobStore {
         Self::open(Db::sqlite_memory().await?).await
     }
 
-    async fn expire_uploads(&self, before: i64) -> Result<(), BlobError> {
+    /// The store with uploads removed once they are `lifetime` old unfinished.
+    pub fn with_upload_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.upload_lifetime = lifetime;
+        self
+    }
+
+    /// Removes the uploads started longer ago than the upload lifetime and not finished (a
+    /// client that went away): what they received goes, and their multipart uploads in object
+    /// storage are aborted. Returns how many.
+    pub async fn expire_uploads(&self) -> Result<u64, BlobError> {
+        let lifetime = i64::try_from(self.upload_lifetime.as_nanos()).unwrap_or(i64::MAX);
+        let before = nanos(Timestamp::now()).saturating_sub(lifetime);
         let mut tx = self.db.begin().await?;
         tx.execute(
             &query(
@@ -479,10 +494,14 @@ impl SqlBlobStore {
             )
             .await?;
         }
-        tx.execute(&query("DELETE FROM cr_uploads WHERE started_at < $1").bind(before))
+        let expired = tx
+            .execute(&query("DELETE FROM cr_uploads WHERE started_at < $1").bind(before))
             .await?;
         tx.commit().await?;
-        Ok(())
+        if expired > 0 {
+            self.empty_trash().await?;
+        }
+        Ok(expired)
     }
 
     /// The blob `digest` if it is linked to the registry.
@@ -584,7 +603,8 @@ impl SqlBlobStore {
         }
     }
 
-    /// Removes the blobs no image needs: first each link of a registry to a blob that no live
+    /// Removes the uploads past their lifetime ([`expire_uploads`](Self::expire_uploads)) and
+    /// the blobs no image needs: first each link of a registry to a blob that no live
     /// image of that registry needs (`cr_image_blobs`, kept by the image store) and that is
     /// older than `grace` (a blob just pushed for a manifest not yet written is kept), then
     /// the content of every blob no registry links any more. Safe while pushes and pulls run,
@@ -597,6 +617,7 @@ impl SqlBlobStore {
         &self,
         grace: std::time::Duration,
     ) -> Result<Collected, BlobError> {
+        let uploads_expired = self.expire_uploads().await?;
         let cutoff = nanos(Timestamp::now()) - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         const UNNEEDED: &str = "linked_at < $1 AND NOT EXISTS (SELECT 1 FROM cr_image_blobs i \
              WHERE i.registry_id = cr_blob_links.registry_id AND i.digest = cr_blob_links.digest)";
@@ -644,6 +665,7 @@ impl SqlBlobStore {
             .await?;
         let mut collected = Collected {
             links_removed: links,
+            uploads_expired,
             ..Collected::default()
         };
         for row in unlinked {

@@ -358,6 +358,7 @@ async fn gc(store: &crate::serve::StoreArgs, grace: u64, out: Output) -> Result<
         "linksRemoved": collected.links_removed,
         "blobsRemoved": collected.blobs_removed,
         "bytesFreed": collected.bytes_freed,
+        "uploadsExpired": collected.uploads_expired,
         "storedBytesBefore": before,
         "storedBytes": after,
         "storedBlobs": count,

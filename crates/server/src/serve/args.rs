@@ -123,6 +123,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "YC_IMAGES_GC_GRACE", default_value_t = 3600)]
     pub(crate) gc_grace: u64,
 
+    /// Seconds an unfinished registry upload is kept: after it, what it received is removed
+    /// (its multipart upload aborted, with --blob-store) at start and by each collection.
+    #[arg(long, env = "YC_IMAGES_UPLOAD_LIFETIME", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) upload_lifetime: u64,
+
     /// Seconds an IAM token this server issues (IamTokenService.Create, for a
     /// service-account JWT or an OAuth token) is valid: 12 hours, as the cloud's.
     #[arg(long, env = "YC_IMAGES_IAM_TOKEN_LIFETIME", default_value_t = crate::iam::tokens::DEFAULT_LIFETIME.as_secs())]

@@ -253,6 +253,7 @@ async fn collect_garbage(
                 links_removed = collected.links_removed,
                 blobs_removed = collected.blobs_removed,
                 bytes_freed = collected.bytes_freed,
+                uploads_expired = collected.uploads_expired,
                 "garbage collection"
             ),
             Err(e) => tracing::warn!(error = %e, "garbage collection failed; it runs again later"),

@@ -84,7 +84,10 @@ pub(super) async fn open_stores(args: &ServeArgs) -> Result<Stores> {
     let registry = SqlImageStore::open(db.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    let blobs = open_blobs(&db, &args.store).await?;
+    let blobs = open_blobs(&db, &args.store)
+        .await?
+        .with_upload_lifetime(std::time::Duration::from_secs(args.upload_lifetime));
+    blobs.expire_uploads().await.map_err(anyhow::Error::msg)?;
     if lock.is_some() {
         // The data directory is this server's alone: writers of uploads before it are gone.
         blobs.forget_writers().await.map_err(anyhow::Error::msg)?;

@@ -201,7 +201,8 @@ async fn wait_no_incomplete_uploads(s3: &TestS3) {
 /// `kill -9` while a request streams into a multipart upload: after the restart the upload
 /// holds exactly the bytes acknowledged before (the request cut off counts for nothing), and
 /// continues from there to the right blob; another upload cut off the same way is cancelled,
-/// and its multipart upload aborted.
+/// and its multipart upload aborted; one abandoned is removed (aborted) after the upload
+/// lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_multipart_upload_then_continue_or_cancel() {
     let Some(s3) = TestS3::start("kill_9_during_a_multipart_upload_then_continue_or_cancel").await
@@ -293,6 +294,33 @@ async fn kill_9_during_a_multipart_upload_then_continue_or_cancel() {
         seeded + 1,
         "the seeded blobs and the one finished"
     );
+
+    // An upload abandoned by a killed server: once past the upload lifetime, the restarted
+    // server's collection removes it and aborts its multipart upload.
+    let location = start_upload(&http, &base).await;
+    let (status, _) = patch(
+        &http,
+        format!("{base}{location}"),
+        format!("0-{}", acknowledged - 1),
+        data[..acknowledged].to_vec(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(s3.incomplete_uploads().await.len(), 1);
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut expiring = strs(&args);
+    expiring.extend(["--upload-lifetime", "1", "--gc-interval", "1"]);
+    let server = start_with(dir.path(), &expiring);
+    wait_no_incomplete_uploads(&s3).await;
+    let gone = http
+        .get(format!("{}{location}", server.url()))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    assert!(pull(&http, &server.url(), &repo, &digest).await == data);
 }
 
 /// `registry move-blobs` moves the blobs of an embedded store to the bucket and back, each
