@@ -399,7 +399,7 @@ impl SqlBlobStore {
     pub async fn with_object_storage(mut self, objects: ObjectStorage) -> Result<Self, BlobError> {
         objects.check().await?;
         self.objects = Some(objects);
-        self.empty_trash().await?;
+        self.try_empty_trash().await;
         Ok(self)
     }
 
@@ -499,7 +499,7 @@ impl SqlBlobStore {
             .await?;
         tx.commit().await?;
         if expired > 0 {
-            self.empty_trash().await?;
+            self.try_empty_trash().await;
         }
         Ok(expired)
     }
@@ -706,7 +706,7 @@ impl SqlBlobStore {
             collected.blobs_removed += 1;
             collected.bytes_freed += size;
         }
-        self.empty_trash().await?;
+        self.try_empty_trash().await;
         Ok(collected)
     }
 
@@ -1072,11 +1072,15 @@ impl SqlBlobStore {
     fn empty_trash_later(&self) {
         let store = self.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = store.empty_trash().await {
-                    tracing::warn!(error = %e, "cannot remove objects no blob needs; they are removed later");
-                }
-            });
+            runtime.spawn(async move { store.try_empty_trash().await });
+        }
+    }
+
+    /// Empties the trash now; what fails stays there for the next time (the change that put
+    /// it there stands either way).
+    async fn try_empty_trash(&self) {
+        if let Err(e) = self.empty_trash().await {
+            tracing::warn!(error = %e, "cannot remove objects no blob needs; they are removed later");
         }
     }
 

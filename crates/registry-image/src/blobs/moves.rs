@@ -100,7 +100,7 @@ impl SqlBlobStore {
             let storage: String = row.get(0)?;
             self.drop_copy(&storage).await?;
         }
-        self.empty_trash().await?;
+        self.try_empty_trash().await;
         Ok(())
     }
 
@@ -183,7 +183,7 @@ impl SqlBlobStore {
                 .await?;
         }
         tx.commit().await?;
-        self.empty_trash().await?;
+        self.try_empty_trash().await;
         Ok(unchanged)
     }
 
@@ -257,7 +257,7 @@ impl SqlBlobStore {
         .await;
         if let Err(e) = copied {
             self.drop_copy(&storage).await?;
-            self.empty_trash().await?;
+            self.try_empty_trash().await;
             return Err(e);
         }
         self.switch(blob, &storage, 0).await
