@@ -10,6 +10,8 @@ use super::{BlobError, ObjectStorage, ObjectStorageConfig};
 #[derive(Debug)]
 pub struct TestS3 {
     child: Child,
+    python: std::ffi::OsString,
+    port: u16,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The bucket made for the test.
@@ -35,28 +37,42 @@ impl TestS3 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting moto's S3 server with {python:?}: {e}"));
+        let child = moto(&python, port);
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut server = TestS3 {
             child,
+            python,
+            port,
             endpoint,
             bucket: format!("yc-test-{port}"),
         };
         server.wait_ready().await;
+        server.make_bucket().await;
+        Some(server)
+    }
+
+    async fn make_bucket(&self) {
         let made = reqwest::Client::new()
-            .put(format!("{}/{}", server.endpoint, server.bucket))
+            .put(format!("{}/{}", self.endpoint, self.bucket))
             .send()
             .await
             .expect("making the test bucket");
         assert!(made.status().is_success(), "making the bucket: {made:?}");
-        Some(server)
+    }
+
+    /// Stops the server (an outage of the object storage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with the bucket made again (empty: moto keeps
+    /// nothing across a restart).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = moto(&self.python, self.port);
+        self.wait_ready().await;
+        self.make_bucket().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -115,6 +131,18 @@ impl TestS3 {
             .await
             .expect("reading the bucket's listing")
     }
+}
+
+/// moto's S3 server on `port`.
+fn moto(python: &std::ffi::OsStr, port: u16) -> Child {
+    Command::new(python)
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting moto's S3 server with {python:?}: {e}"))
 }
 
 /// The texts of `<tag>…</tag>` in an S3 listing.

@@ -391,3 +391,75 @@ async fn move_blobs_and_gc_through_the_command_line() {
     assert_eq!(back["blobsMoved"].as_u64().unwrap(), objects - 1, "{back}");
     assert_eq!(s3.keys("mv/blobs/").await, Vec::<String>::new());
 }
+
+/// The object storage goes down: pushes and pulls of content there are refused with 503
+/// `UNAVAILABLE` (in seconds, not hanging), nothing half-pushed becomes visible, the rest of
+/// the server keeps answering; once the storage is back, pushes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_storage_outage_is_503_and_passes() {
+    let Some(mut s3) = TestS3::start("an_object_storage_outage_is_503_and_passes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), &strs(&blob_store(&s3, "o")));
+    let base = server.url();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let repo = format!("{REGISTRY}/app");
+    let push = |data: Vec<u8>| {
+        let (http, url) = (
+            http.clone(),
+            format!("{base}/v2/{repo}/blobs/uploads/?digest={}", sha256(&data)),
+        );
+        async move {
+            http.post(url)
+                .bearer_auth("editor-token")
+                .body(data)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let before = content(MIN_PART_SIZE + 7, 4);
+    assert_eq!(push(before.clone()).await.status(), 201);
+
+    s3.stop();
+    let during = content(MIN_PART_SIZE + 9, 5);
+    let refused = push(during.clone()).await;
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    let pulled = http
+        .get(format!("{base}/v2/{repo}/blobs/{}", sha256(&before)))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pulled.status() == 503 || pulled.bytes().await.is_err(),
+        "a pull with the storage down is refused or cut off"
+    );
+    // Nothing of the refused push is visible; the rest of the server answers.
+    let head = http
+        .head(format!("{base}/v2/{repo}/blobs/{}", sha256(&during)))
+        .bearer_auth("editor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    let listed = http
+        .get(format!(
+            "{base}/container-registry/v1/images?registryId={REGISTRY}"
+        ))
+        .bearer_auth("viewer-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    s3.restart().await;
+    assert_eq!(push(during.clone()).await.status(), 201);
+    assert!(pull(&http, &base, &repo, &sha256(&during)).await == during);
+}
