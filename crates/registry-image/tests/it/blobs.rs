@@ -770,45 +770,61 @@ fn fuzz_any_cutting_of_an_upload_into_object_storage_stores_its_bytes() {
     };
     let store = runtime
         .block_on(async { in_objects(SqlBlobStore::in_memory().await.unwrap(), &s3, "f").await });
-    // A few cases, whatever PROPTEST_CASES says: each uploads 10 MiB through the S3 server.
-    let config = ProptestConfig {
+    // A few cases, whatever PROPTEST_CASES says (the runner is made here, not by the macro,
+    // which would take the variable's count): each uploads 10 MiB through the S3 server.
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 6,
+        max_shrink_iters: 16,
         failure_persistence: None,
         ..ProptestConfig::default()
-    };
+    });
     let size = 2 * MIN_PART_SIZE + 1000;
-    let cuts = proptest::collection::vec(0..=size, 0..4);
-    let chunks = 1usize..3 * 1024 * 1024;
-    let range = (0..size, 1..size);
-    proptest!(config, |(mut cuts in cuts, chunk in chunks, seed in any::<u8>(), (start, length) in range)| {
-        let data: Vec<u8> = content(size).iter().map(|b| b ^ seed).collect();
-        cuts.extend([0, size]);
-        cuts.sort_unstable();
-        cuts.dedup();
-        runtime.block_on(async {
-            use futures_util::TryStreamExt as _;
-            let upload = store.start("crpone").await.unwrap();
-            for window in cuts.windows(2) {
-                let part = &data[window[0]..window[1]];
-                let pieces: Vec<&[u8]> = part.chunks(chunk).collect();
-                store
-                    .append(&upload.id, Some(window[0] as i64), Some(part.len() as i64), body(&pieces))
+    let strategy = (
+        proptest::collection::vec(0..=size, 0..4),
+        1usize..3 * 1024 * 1024,
+        any::<u8>(),
+        (0..size, 1..size),
+    );
+    runner
+        .run(&strategy, |(mut cuts, chunk, seed, (start, length))| {
+            let data: Vec<u8> = content(size).iter().map(|b| b ^ seed).collect();
+            cuts.extend([0, size]);
+            cuts.sort_unstable();
+            cuts.dedup();
+            runtime.block_on(async {
+                use futures_util::TryStreamExt as _;
+                let upload = store.start("crpone").await.unwrap();
+                for window in cuts.windows(2) {
+                    let part = &data[window[0]..window[1]];
+                    let pieces: Vec<&[u8]> = part.chunks(chunk).collect();
+                    store
+                        .append(
+                            &upload.id,
+                            Some(window[0] as i64),
+                            Some(part.len() as i64),
+                            body(&pieces),
+                        )
+                        .await
+                        .unwrap();
+                }
+                let blob = store
+                    .finish(&upload.id, &sha256_digest(&data))
                     .await
                     .unwrap();
-            }
-            let blob = store.finish(&upload.id, &sha256_digest(&data)).await.unwrap();
-            assert!(blob.in_object_storage());
-            let length = length.min(size - start) as i64;
-            let range: Vec<Bytes> = store
-                .read_range(&blob, start as i64, length)
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            assert!(range.concat() == data[start..start + length as usize]);
-        });
-    });
+                assert!(blob.in_object_storage());
+                let length = length.min(size - start) as i64;
+                let range: Vec<Bytes> = store
+                    .read_range(&blob, start as i64, length)
+                    .await
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap();
+                assert!(range.concat() == data[start..start + length as usize]);
+            });
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(
         runtime.block_on(s3.incomplete_uploads()),
         Vec::<String>::new()
