@@ -97,38 +97,39 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
     .collect()
 }
 
-fn object_tables(dialect: yc_sql::Dialect) -> Vec<String> {
-    let yc_sql::ColumnTypes { text, int, .. } = dialect.types();
-    OBJECT_TABLES
-        .iter()
-        .map(|table| table.replace("{text}", text).replace("{int}", int))
-        .collect()
-}
-
 /// The parts of multipart uploads into object storage, and the objects and multipart uploads
 /// to remove (what a cancelled upload, a blob stored twice or garbage collection left): rows
 /// written in the transaction that drops their content, removed once it is gone from the
 /// object storage, so that a crash between the two leaves nothing behind for ever.
-const OBJECT_TABLES: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS cr_upload_parts (
+fn object_tables(dialect: yc_sql::Dialect) -> Vec<String> {
+    let yc_sql::ColumnTypes { text, int, .. } = dialect.types();
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_upload_parts (
         upload_id {text} NOT NULL,
         part {int} NOT NULL,
         etag {text} NOT NULL,
         size {int} NOT NULL,
         PRIMARY KEY (upload_id, part)
-    )",
-    "CREATE TABLE IF NOT EXISTS cr_object_trash (
+    )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_object_trash (
         storage {text} PRIMARY KEY,
         multipart {text}
-    )",
-    // Copies being made by `move_blobs`, removed when the blob switches to its copy; what a
-    // stopped move left is removed by the next.
-    "CREATE TABLE IF NOT EXISTS cr_blob_moves (
+    )"
+        ),
+        // Copies being made by `move_blobs`, removed when the blob switches to its copy; what
+        // a stopped move left is removed by the next.
+        format!(
+            "CREATE TABLE IF NOT EXISTS cr_blob_moves (
         storage {text} PRIMARY KEY,
         multipart {text},
         in_objects {int} NOT NULL
-    )",
-];
+    )"
+        ),
+    ]
+}
 
 /// From version 2, whose links had no time: they count as made when the database is
 /// upgraded, so garbage collection waits a whole grace period before it may remove them.
@@ -513,11 +514,11 @@ impl SqlBlobStore {
         let row = self
             .db
             .fetch_optional(
-                &query(
-                    "SELECT b.size, b.storage, b.pieces, b.in_objects FROM cr_blob_links l \
+                &query(format!(
+                    "SELECT {BLOB_COLUMNS} FROM cr_blob_links l \
                      JOIN cr_blobs b ON b.digest = l.digest \
-                     WHERE l.registry_id = $1 AND l.digest = $2",
-                )
+                     WHERE l.registry_id = $1 AND l.digest = $2"
+                ))
                 .bind(registry_id)
                 .bind(digest),
             )
@@ -674,7 +675,7 @@ impl SqlBlobStore {
             let blob = tx
                 .fetch_optional(
                     &query(format!(
-                        "SELECT storage, size, in_objects FROM cr_blobs WHERE digest = $1{}",
+                        "SELECT {BLOB_COLUMNS} FROM cr_blobs WHERE digest = $1{}",
                         tx.dialect().for_update()
                     ))
                     .bind(&digest),
@@ -692,19 +693,20 @@ impl SqlBlobStore {
                 tx.rollback().await?;
                 continue;
             };
-            let storage: String = blob.get(0)?;
-            let size: i64 = blob.get(1)?;
-            if blob.get::<i64>(2)? != 0 {
-                put_in_trash(&mut tx, &storage, None).await?;
+            let blob = blob_info(&digest, &blob)?;
+            if blob.in_objects {
+                put_in_trash(&mut tx, &blob.storage, None).await?;
             } else {
-                tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&storage))
-                    .await?;
+                tx.execute(
+                    &query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&blob.storage),
+                )
+                .await?;
             }
             tx.execute(&query("DELETE FROM cr_blobs WHERE digest = $1").bind(&digest))
                 .await?;
             tx.commit().await?;
             collected.blobs_removed += 1;
-            collected.bytes_freed += size;
+            collected.bytes_freed += blob.size;
         }
         self.try_empty_trash().await;
         Ok(collected)
@@ -934,33 +936,10 @@ impl SqlBlobStore {
         let objects = self.objects_for("the upload")?.clone();
         let id = claim.upload.id.clone();
         let size = claim.upload.size;
-        if objects.size(&id).await? != Some(u64::try_from(size).unwrap_or_default()) {
-            let mut etags: Vec<String> = self
-                .db
-                .fetch_all(
-                    &query("SELECT etag FROM cr_upload_parts WHERE upload_id = $1 ORDER BY part")
-                        .bind(&id),
-                )
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect::<Result<_, _>>()?;
-            etags.extend(claim.new_parts.iter().map(|part| part.etag.clone()));
-            let (tail, length) = claim.tail.take();
-            if length > 0 {
-                let number = i64::try_from(etags.len()).unwrap_or(i64::MAX) + 1;
-                let length = length as u64;
-                claim.renew().await?;
-                let etag = objects.put_part(&id, multipart, number, tail).await?;
-                BYTES_WRITTEN.fetch_add(length, Ordering::Relaxed);
-                etags.push(etag);
-            }
-            if etags.is_empty() {
-                // Empty content: S3 completes no multipart upload without a part.
-                objects.put(&id, Bytes::new()).await?;
-                objects.abort(&id, multipart).await?;
-            } else {
-                objects.complete(&id, multipart, etags).await?;
+        if let Err(e) = self.complete_parts(claim, &objects, multipart).await {
+            // A finish that stopped after completing it: the object is there, whole.
+            if objects.size(&id).await? != Some(u64::try_from(size).unwrap_or_default()) {
+                return Err(e);
             }
         }
         if let Some(hasher) = claim.hasher.take() {
@@ -977,6 +956,45 @@ impl SqlBlobStore {
             }
         }
         Ok(hasher)
+    }
+
+    /// Uploads the claim's tail as the last part and completes the multipart upload with
+    /// every part, in order.
+    async fn complete_parts(
+        &self,
+        claim: &mut Claim,
+        objects: &ObjectStorage,
+        multipart: &str,
+    ) -> Result<(), BlobError> {
+        let id = claim.upload.id.clone();
+        let mut etags: Vec<String> = self
+            .db
+            .fetch_all(
+                &query("SELECT etag FROM cr_upload_parts WHERE upload_id = $1 ORDER BY part")
+                    .bind(&id),
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<Result<_, _>>()?;
+        etags.extend(claim.new_parts.iter().map(|part| part.etag.clone()));
+        let (tail, length) = claim.tail.take();
+        if length > 0 {
+            let number = i64::try_from(etags.len()).unwrap_or(i64::MAX) + 1;
+            let length = length as u64;
+            claim.renew().await?;
+            let etag = objects.put_part(&id, multipart, number, tail).await?;
+            BYTES_WRITTEN.fetch_add(length, Ordering::Relaxed);
+            etags.push(etag);
+        }
+        if etags.is_empty() {
+            // Empty content: S3 completes no multipart upload without a part.
+            objects.put(&id, Bytes::new()).await?;
+            objects.abort(&id, multipart).await?;
+        } else {
+            objects.complete(&id, multipart, etags).await?;
+        }
+        Ok(())
     }
 
     /// Stores the upload the claim holds, its digest checked, as the blob `digest` linked to
@@ -1398,19 +1416,12 @@ impl Tail {
 
     /// The bytes in pieces of [`PIECE`] (the last one shorter), for the database.
     fn pieces(&self) -> Vec<Vec<u8>> {
-        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let (mut pieces, mut piece) = (Vec::new(), Vec::with_capacity(PIECE.min(self.len)));
         for chunk in &self.chunks {
-            let mut data = chunk.as_ref();
-            while !data.is_empty() {
-                match pieces.last_mut() {
-                    Some(piece) if piece.len() < PIECE => {
-                        let take = (PIECE - piece.len()).min(data.len());
-                        piece.extend_from_slice(&data[..take]);
-                        data = &data[take..];
-                    }
-                    _ => pieces.push(Vec::with_capacity(PIECE.min(self.len))),
-                }
-            }
+            fill_pieces(&mut piece, chunk, &mut pieces);
+        }
+        if !piece.is_empty() {
+            pieces.push(piece);
         }
         pieces
     }
@@ -1465,6 +1476,38 @@ impl RunningDigests {
 /// Pieces written in one transaction: fewer commits (each waits for the disk), while a
 /// request's bytes still count only when it ends well.
 const PIECES_PER_COMMIT: usize = 32;
+
+/// Appends `data` to `piece`, moving each piece filled to [`PIECE`] bytes into `full`.
+fn fill_pieces(piece: &mut Vec<u8>, mut data: &[u8], full: &mut Vec<Vec<u8>>) {
+    while !data.is_empty() {
+        let take = (PIECE - piece.len()).min(data.len());
+        piece.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        if piece.len() == PIECE {
+            full.push(std::mem::replace(piece, Vec::with_capacity(PIECE)));
+        }
+    }
+}
+
+/// Stores `pieces` as the content of `storage` from `seq` on, in `tx`; returns the next seq.
+async fn insert_pieces(
+    tx: &mut yc_sql::Tx,
+    storage: &str,
+    mut seq: i64,
+    pieces: Vec<Vec<u8>>,
+) -> Result<i64, BlobError> {
+    for piece in pieces {
+        tx.execute(
+            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
+                .bind(storage)
+                .bind(seq)
+                .bind(piece),
+        )
+        .await?;
+        seq += 1;
+    }
+    Ok(seq)
+}
 
 impl Claim {
     /// Whether this request still holds the upload; in `tx`, whose rows it then locks in the
@@ -1540,20 +1583,11 @@ impl Claim {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(chunk);
                 }
-                let mut data = chunk.as_ref();
-                while !data.is_empty() {
-                    let take = (PIECE - buffer.len()).min(data.len());
-                    buffer.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    if buffer.len() == PIECE {
-                        batch.push(std::mem::replace(&mut buffer, Vec::with_capacity(PIECE)));
-                    }
-                    if batch.len() == PIECES_PER_COMMIT {
-                        let pieces = std::mem::take(&mut batch);
-                        let count = pieces.len() as i64;
-                        self.store_pieces(pending, next, pieces).await?;
-                        next += count;
-                    }
+                fill_pieces(&mut buffer, chunk, &mut batch);
+                while batch.len() >= PIECES_PER_COMMIT {
+                    let pieces: Vec<Vec<u8>> = batch.drain(..PIECES_PER_COMMIT).collect();
+                    self.store_pieces(pending, next, pieces).await?;
+                    next += PIECES_PER_COMMIT as i64;
                 }
             } else {
                 if !buffer.is_empty() {
@@ -1743,18 +1777,7 @@ impl Claim {
         }
         tx.execute(&query("DELETE FROM cr_blob_data WHERE storage = $1").bind(&self.upload.id))
             .await?;
-        let mut seq = 0;
-        for piece in self.tail.pieces() {
-            tx.execute(
-                &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
-                    .bind(&self.upload.id)
-                    .bind(seq)
-                    .bind(piece),
-            )
-            .await?;
-            seq += 1;
-        }
-        self.upload.pieces = seq;
+        self.upload.pieces = insert_pieces(tx, &self.upload.id, 0, self.tail.pieces()).await?;
         Ok(())
     }
 
@@ -1819,15 +1842,7 @@ async fn store_pieces(
         tx.rollback().await?;
         return Err(store.lost(&id).await);
     }
-    for (n, piece) in pieces.into_iter().enumerate() {
-        tx.execute(
-            &query("INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)")
-                .bind(&id)
-                .bind(seq + n as i64)
-                .bind(piece),
-        )
-        .await?;
-    }
+    insert_pieces(&mut tx, &id, seq, pieces).await?;
     tx.commit().await?;
     BYTES_WRITTEN.fetch_add(size, Ordering::Relaxed);
     Ok(())

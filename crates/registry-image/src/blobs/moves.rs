@@ -14,7 +14,10 @@ use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 use yc_sql::query;
 
-use super::{BLOB_COLUMNS, BlobError, BlobInfo, PIECE, SqlBlobStore, blob_info, put_in_trash};
+use super::{
+    BLOB_COLUMNS, BlobError, BlobInfo, PIECE, PIECES_PER_COMMIT, SqlBlobStore, blob_info,
+    fill_pieces, insert_pieces, put_in_trash,
+};
 
 /// Where blob content is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +41,6 @@ pub struct Moved {
 
 /// Blobs read per batch while moving.
 const BATCH: i64 = 100;
-
-/// Pieces stored per transaction when copying into the database.
-const PIECES_PER_COMMIT: usize = 16;
 
 impl SqlBlobStore {
     /// Moves every blob not kept at `to` there (see the module docs), calling `progress`
@@ -283,32 +283,13 @@ impl SqlBlobStore {
                 let end = chunk.is_none();
                 if let Some(chunk) = chunk {
                     hasher.update(&chunk);
-                    let mut data = chunk.as_ref();
-                    while !data.is_empty() {
-                        let take = (PIECE - buffer.len()).min(data.len());
-                        buffer.extend_from_slice(&data[..take]);
-                        data = &data[take..];
-                        if buffer.len() == PIECE {
-                            batch.push(std::mem::replace(&mut buffer, Vec::with_capacity(PIECE)));
-                        }
-                    }
+                    fill_pieces(&mut buffer, &chunk, &mut batch);
                 } else if !buffer.is_empty() {
                     batch.push(std::mem::take(&mut buffer));
                 }
                 if batch.len() >= PIECES_PER_COMMIT || (end && !batch.is_empty()) {
                     let mut tx = self.db.begin().await?;
-                    for piece in std::mem::take(&mut batch) {
-                        tx.execute(
-                            &query(
-                                "INSERT INTO cr_blob_data (storage, seq, data) VALUES ($1, $2, $3)",
-                            )
-                            .bind(&storage)
-                            .bind(seq)
-                            .bind(piece),
-                        )
-                        .await?;
-                        seq += 1;
-                    }
+                    seq = insert_pieces(&mut tx, &storage, seq, std::mem::take(&mut batch)).await?;
                     tx.commit().await?;
                 }
                 if end {
