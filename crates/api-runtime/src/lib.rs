@@ -13,14 +13,18 @@
 //! - **access bindings** on one resource ([`bindings`]): the roles honoured there and what
 //!   the three access-binding RPCs do;
 //! - **ids** in the Yandex form ([`ids`]);
+//! - **stored resources** ([`stored::Stored`]): a message with its two wire forms as stored,
+//!   which Get answers with;
 //! - **update masks** ([`update_paths`]): the fields an Update changes.
 
 pub mod access;
+pub mod answers;
 pub mod bindings;
 mod caller;
 pub mod ids;
 pub mod list;
 pub mod rest;
+pub mod stored;
 
 pub use access::{Access, Principal, PrincipalLayer, Role, WithPrincipal, permission_denied};
 pub use caller::{Caller, IDEMPOTENCY_KEY, idempotency_key};

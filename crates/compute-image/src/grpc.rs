@@ -1,6 +1,9 @@
 //! `yandex.cloud.compute.v1.ImageService`, `DiskService` and `SnapshotService` over gRPC.
 
 use tonic::{Request, Response};
+use yc_api_runtime::answers::EncodedAnswers;
+use yc_proto_types::encoded::{Form, WithEncoded};
+use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::access::{
     ListAccessBindingsRequest, ListAccessBindingsResponse, SetAccessBindingsRequest,
     UpdateAccessBindingsRequest,
@@ -35,15 +38,46 @@ pub struct ComputeImageGrpc {
 }
 
 impl ComputeImageGrpc {
-    /// The service, ready to add to a tonic server.
-    pub fn server(images: ComputeImages) -> ImageServiceServer<Self> {
-        ImageServiceServer::new(Self { images })
+    /// The service, ready to add to a tonic server: Get and List answered from the images'
+    /// stored bytes ([`ComputeImages::get_encoded`], [`ComputeImages::list_encoded`]), the
+    /// rest by the generated server.
+    pub fn server(images: ComputeImages) -> WithEncoded<ImageServiceServer<Self>> {
+        let answers = EncodedAnswers::new(images.clone());
+        let server = WithEncoded::new(
+            ImageServiceServer::new(Self { images }),
+            ImageServiceServer::max_decoding_message_size,
+        );
+        let server = answers.grpc(server, image_service_rpc::GET, get_encoded);
+        answers.grpc(server, image_service_rpc::LIST, list_encoded)
     }
 
-    /// The service's REST methods, for the REST transcoder.
+    /// The service's REST methods, for the REST transcoder: Get and List written from the
+    /// images' stored JSON.
     pub fn rest(images: ComputeImages) -> yc_proto_types::rpc::RestService {
-        image_service_rpc::rest(std::sync::Arc::new(Self { images }))
+        let answers = EncodedAnswers::new(images.clone());
+        let mut rest = image_service_rpc::rest(std::sync::Arc::new(Self { images }));
+        answers.rest(&mut rest, image_service_rpc::GET, get_encoded);
+        answers.rest(&mut rest, image_service_rpc::LIST, list_encoded);
+        rest
     }
+}
+
+async fn get_encoded(
+    images: ComputeImages,
+    request: GetImageRequest,
+    caller: Caller,
+    form: Form,
+) -> Result<Vec<u8>, Status> {
+    images.get_encoded(&request, &caller, form).await
+}
+
+async fn list_encoded(
+    images: ComputeImages,
+    request: ListImagesRequest,
+    caller: Caller,
+    form: Form,
+) -> Result<Vec<u8>, Status> {
+    images.list_encoded(&request, &caller, form).await
 }
 
 type Answer<T> = Result<Response<T>, tonic::Status>;

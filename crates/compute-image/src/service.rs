@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use yc_api_runtime::list::{ListSpec, Page, QueryKey, page_size, token_too_old};
+use yc_api_runtime::list::{ListSpec, Page, QueryKey, decode_page, page_size, token_too_old};
+use yc_api_runtime::stored::Stored;
 use yc_api_runtime::{Role, bindings, permission_denied, store_unavailable};
 use yc_operations::{
     CancelMode, OperationContext, OperationCursor, OperationRunner, Resumers, StartOperation,
 };
+use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -176,7 +178,12 @@ impl ComputeImages {
     /// The image `id`, if the caller holds `role` in its folder or an access binding on the
     /// image grants it.
     async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
-        Ok(self.image_granted(id, caller, role, role).await?.0)
+        Ok(self
+            .image_granted(id, caller, role, role)
+            .await?
+            .0
+            .message()
+            .clone())
     }
 
     /// The image `id`, if the caller holds `in_folder` in its folder, or an access binding on
@@ -188,14 +195,14 @@ impl ComputeImages {
         caller: &Caller,
         in_folder: Role,
         on_image: Role,
-    ) -> Result<(Image, Option<Vec<AccessBinding>>), Status> {
+    ) -> Result<(Arc<Stored<Image>>, Option<Vec<AccessBinding>>), Status> {
         let image = self
             .store
             .get(id)
             .await
             .map_err(store_status)?
             .ok_or_else(|| not_found(id))?;
-        if caller.access.allows(&image.folder_id, in_folder) {
+        if caller.access.allows(&image.message().folder_id, in_folder) {
             return Ok((image, None));
         }
         let held = self.bindings_of(id).await?;
@@ -221,7 +228,9 @@ impl ComputeImages {
         Ok(self
             .image_granted(id, caller, Role::Editor, Role::Admin)
             .await?
-            .0)
+            .0
+            .message()
+            .clone())
     }
 
     /// `ListAccessBindings`: for a caller who may read the image.
@@ -359,6 +368,21 @@ impl ComputeImages {
         self.image(&request.image_id, caller, Role::Viewer).await
     }
 
+    /// `Get`, answered with the image's stored bytes in `form` (the same bytes as encoding
+    /// [`get`](Self::get)'s image).
+    pub async fn get_encoded(
+        &self,
+        request: &GetImageRequest,
+        caller: &Caller,
+        form: Form,
+    ) -> Result<Vec<u8>, Status> {
+        validate(request)?;
+        let (image, _) = self
+            .image_granted(&request.image_id, caller, Role::Viewer, Role::Viewer)
+            .await?;
+        Ok(image.bytes(form).to_vec())
+    }
+
     /// `GetLatestByFamily`: the newest READY image of the family in the folder.
     pub async fn latest_by_family(
         &self,
@@ -388,6 +412,17 @@ impl ComputeImages {
         request: &ListImagesRequest,
         caller: &Caller,
     ) -> Result<ListImagesResponse, Status> {
+        decode_page(&self.list_encoded(request, caller, Form::Protobuf).await?)
+    }
+
+    /// `List`, its response written from the images' stored bytes in `form` without
+    /// decoding them (the same bytes as encoding [`list`](Self::list)'s response).
+    pub async fn list_encoded(
+        &self,
+        request: &ListImagesRequest,
+        caller: &Caller,
+        form: Form,
+    ) -> Result<Vec<u8>, Status> {
         validate(request)?;
         caller.require(&request.folder_id, Role::Viewer)?;
         let page = Page::read(
@@ -406,12 +441,12 @@ impl ComputeImages {
             after: page.after.clone(),
             limit: page.fetch_limit(),
         };
-        let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = page.finish(&mut images, |i| &i.id);
-        Ok(ListImagesResponse {
-            images,
-            next_page_token,
-        })
+        let mut rows = page.rows::<ListImagesResponse>(form)?;
+        self.store
+            .list(&query, &mut rows)
+            .await
+            .map_err(store_status)?;
+        Ok(page.answer(rows))
     }
 
     /// `ListOperations`: the image's operations, newest first.
@@ -693,11 +728,12 @@ impl ComputeImages {
                     let stored = service.store.get(&id).await.map_err(store_status)?;
                     match stored
                         .as_ref()
-                        .and_then(|i| image::Status::try_from(i.status).ok())
+                        .and_then(|i| image::Status::try_from(i.message().status).ok())
                     {
                         // Finished before the operation was: its outcome again.
                         Some(image::Status::Ready) => {
-                            return Ok(Any::from_msg(&stored.unwrap_or_default()));
+                            let image = stored.map(|i| i.message().clone()).unwrap_or_default();
+                            return Ok(Any::from_msg(&image));
                         }
                         Some(image::Status::Error) => {
                             return Err(Status::new(

@@ -14,20 +14,24 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use prost::Message;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
+    KeysetSelect, cursor_values, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
+    sort_keys, stored_forms,
 };
-use yc_api_runtime::list::{FilterExpr, OrderItem};
+use yc_api_runtime::list::{FilterExpr, OrderItem, PageRows};
+use yc_api_runtime::stored::Stored;
+use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::access::{
     AccessBinding, AccessBindingDelta, ListAccessBindingsResponse,
 };
 use yc_proto_types::yandex::cloud::compute::v1::{Image, image};
-use yc_sql::{ColumnTypes, Db, Query, query};
+use yc_sql::{ColumnTypes, Db, Query, Step, query};
 
 const COMPONENT: &str = "compute-image";
-/// Version 2 added `ci_image_access`, the images' access bindings.
-const SCHEMA_VERSION: i64 = 2;
+/// Version 2 added `ci_image_access`, the images' access bindings; version 3 each image's
+/// JSON form (`ci_images.json`), which REST List pages are written from.
+const SCHEMA_VERSION: i64 = 3;
 
 /// The columns List sorts by, each served by an index on (folder_id, column, id).
 const SORT_COLUMNS: &[&str] = &["name", "family", "status", "created_at"];
@@ -107,8 +111,8 @@ impl std::error::Error for ComputeStoreError {}
 pub trait ComputeImageStore: Send + Sync + 'static {
     /// Stores a new image; its name must be free in its folder.
     async fn insert(&self, image: &Image) -> Result<(), ComputeStoreError>;
-    /// The image with this id.
-    async fn get(&self, id: &str) -> Result<Option<Image>, ComputeStoreError>;
+    /// The image with this id, with its stored forms (which Get answers with).
+    async fn get(&self, id: &str) -> Result<Option<Arc<Stored<Image>>>, ComputeStoreError>;
     /// Changes the stored image in one transaction: `change` gets the image as it is stored
     /// now and edits it, or refuses with the status a caller sees. Concurrent changes of one
     /// image apply one after the other, each to the result of the one before, on every
@@ -120,8 +124,13 @@ pub trait ComputeImageStore: Send + Sync + 'static {
     ) -> Result<Modified, ComputeStoreError>;
     /// Deletes an image; returns whether it existed.
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ComputeStoreError>;
-    /// One page of a List, served by an index.
-    async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError>;
+    /// One page of a List, served by an index: each image (up to `query.limit`) put into
+    /// `rows` as it is read, in the rows' form.
+    async fn list(
+        &self,
+        query: &ComputeQuery,
+        rows: &mut PageRows,
+    ) -> Result<(), ComputeStoreError>;
     /// The newest READY image of a family in a folder; of several created at the same time,
     /// the one with the greatest id.
     async fn latest_by_family(
@@ -157,17 +166,17 @@ pub struct SqlComputeImageStore {
 #[derive(Debug)]
 struct ImageCache {
     writes: AtomicU64,
-    images: Mutex<HashMap<String, Image>>,
+    images: Mutex<HashMap<String, Arc<Stored<Image>>>>,
     capacity: usize,
 }
 
 impl ImageCache {
-    fn get(&self, id: &str) -> Option<Image> {
+    fn get(&self, id: &str) -> Option<Arc<Stored<Image>>> {
         self.images.lock().ok()?.get(id).cloned()
     }
 
     /// Keeps `image`, read when the write count was `writes`, unless a write came since.
-    fn fill(&self, image: &Image, writes: u64) {
+    fn fill(&self, image: &Arc<Stored<Image>>, writes: u64) {
         let Ok(mut images) = self.images.lock() else {
             return;
         };
@@ -180,7 +189,7 @@ impl ImageCache {
                 images.remove(&evicted);
             }
         }
-        images.insert(image.id.clone(), image.clone());
+        images.insert(image.message().id.clone(), image.clone());
     }
 
     /// After a write of `id` is stored.
@@ -258,7 +267,8 @@ impl SqlComputeImageStore {
                 status {text} NOT NULL,
                 created_at {int} NOT NULL,
                 body {bytes} NOT NULL,
-                deleted_at {int}
+                deleted_at {int},
+                json {text}
             )"),
             "CREATE UNIQUE INDEX IF NOT EXISTS ci_images_folder_name_unique ON ci_images (folder_id, name) \
              WHERE deleted_at IS NULL AND name <> ''".to_owned(),
@@ -276,7 +286,8 @@ impl SqlComputeImageStore {
                 "CREATE INDEX IF NOT EXISTS ci_images_folder_{sort} ON ci_images (folder_id, {sort}, id) WHERE deleted_at IS NULL"
             ));
         }
-        db.migrate(COMPONENT, SCHEMA_VERSION, &schema)
+        let upgrades = [(3, vec![Step::add_column("ci_images", "json", text)])];
+        db.migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades, &schema)
             .await
             .map_err(|e| ComputeStoreError::Unavailable(e.to_string()))?;
         Ok(Self { db, cache: None })
@@ -325,15 +336,17 @@ impl SqlComputeImageStore {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(Modified::Refused(refused));
         }
+        let (body, json) = stored_forms(&image);
         tx.execute(
             &query(
-                "UPDATE ci_images SET name = $1, family = $2, status = $3, body = $4 \
-                 WHERE id = $5 AND deleted_at IS NULL",
+                "UPDATE ci_images SET name = $1, family = $2, status = $3, body = $4, json = $5 \
+                 WHERE id = $6 AND deleted_at IS NULL",
             )
             .bind(&image.name)
             .bind(&image.family)
             .bind(status_name(&image))
-            .bind(image.encode_to_vec())
+            .bind(body)
+            .bind(json)
             .bind(&image.id),
         )
         .await
@@ -417,7 +430,7 @@ impl SqlComputeImageStore {
         Ok(BindingsChanged::Changed(deltas))
     }
 
-    async fn list_sql(&self, query: &ComputeQuery) -> Result<Query, ComputeStoreError> {
+    async fn list_sql(&self, query: &ComputeQuery, form: Form) -> Result<Query, ComputeStoreError> {
         let keys = sort_keys(&query.order, column);
         let cursor = match &query.after {
             None => None,
@@ -428,8 +441,12 @@ impl SqlComputeImageStore {
                     .ok_or_else(|| ComputeStoreError::CursorGone(id.clone()))?,
             ),
         };
+        let select = format!(
+            "SELECT {} FROM ci_images WHERE deleted_at IS NULL",
+            page_columns(form)
+        );
         Ok(KeysetSelect {
-            select: "SELECT body FROM ci_images WHERE deleted_at IS NULL",
+            select: &select,
             scope: ("folder_id", query.folder_id.clone()),
             steer_from_scope: false,
             conditions: query
@@ -447,7 +464,7 @@ impl SqlComputeImageStore {
 
     /// The database's plan for a List, one line per step (see [`Db::query_plan`]).
     pub async fn query_plan(&self, query: &ComputeQuery) -> Result<Vec<String>, ComputeStoreError> {
-        let sql = self.list_sql(query).await?;
+        let sql = self.list_sql(query, Form::Protobuf).await?;
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
@@ -460,12 +477,13 @@ impl SqlComputeImageStore {
 #[async_trait]
 impl ComputeImageStore for SqlComputeImageStore {
     async fn insert(&self, image: &Image) -> Result<(), ComputeStoreError> {
+        let (body, json) = stored_forms(image);
         let done = self
             .db
             .execute(
                 &query(
-                    "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO ci_images (id, folder_id, name, family, status, created_at, body, json) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&image.id)
                 .bind(&image.folder_id)
@@ -473,7 +491,8 @@ impl ComputeImageStore for SqlComputeImageStore {
                 .bind(&image.family)
                 .bind(status_name(image))
                 .bind(nanos(image.created_at.unwrap_or_default()))
-                .bind(image.encode_to_vec()),
+                .bind(body)
+                .bind(json),
             )
             .await;
         // Whatever the outcome, the cache forgets the image.
@@ -482,7 +501,7 @@ impl ComputeImageStore for SqlComputeImageStore {
         Ok(())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Image>, ComputeStoreError> {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Stored<Image>>>, ComputeStoreError> {
         let writes = match &self.cache {
             Some(cache) => match cache.get(id) {
                 Some(image) => return Ok(Some(image)),
@@ -490,11 +509,19 @@ impl ComputeImageStore for SqlComputeImageStore {
             },
             None => 0,
         };
-        let image = self
-            .body(
-                &query("SELECT body FROM ci_images WHERE id = $1 AND deleted_at IS NULL").bind(id),
+        let found = self
+            .db
+            .fetch_with(
+                &query("SELECT body, json FROM ci_images WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(id),
+                |row| {
+                    Stored::read(row.bytes(0)?.unwrap_or_default(), row.bytes(1)?)
+                        .map_err(yc_sql::DbError::new)
+                },
             )
-            .await?;
+            .await
+            .map_err(unavailable)?;
+        let image = found.into_iter().next().map(Arc::new);
         if let (Some(cache), Some(image)) = (&self.cache, &image) {
             cache.fill(image, writes);
         }
@@ -517,11 +544,16 @@ impl ComputeImageStore for SqlComputeImageStore {
         deleted
     }
 
-    async fn list(&self, query: &ComputeQuery) -> Result<Vec<Image>, ComputeStoreError> {
-        let sql = self.list_sql(query).await?;
+    async fn list(
+        &self,
+        query: &ComputeQuery,
+        rows: &mut PageRows,
+    ) -> Result<(), ComputeStoreError> {
+        let sql = self.list_sql(query, rows.form()).await?;
         self.db
-            .fetch_messages(&sql, "image")
+            .fetch_with(&sql, |row| read_page_row::<Image>(row, rows))
             .await
+            .map(drop)
             .map_err(unavailable)
     }
 

@@ -44,6 +44,7 @@
 )]
 #[rustfmt::skip]
 mod generated;
+pub mod encoded;
 mod json;
 pub mod rpc;
 mod rpc_status;

@@ -673,6 +673,27 @@ impl RestService {
         F: Fn(tonic::Request<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>> + Send + 'static,
     {
+        self.encoded(rpc, move |request| {
+            let response = call(request);
+            async move {
+                let response = response.await?;
+                serde_json::to_vec(response.get_ref())
+                    .map_err(|e| tonic::Status::internal(e.to_string()))
+            }
+        });
+    }
+}
+
+impl RestService {
+    /// Answers `rpc` with `call`, whose response is the JSON already written (a List page
+    /// from stored JSON, see [`encoded`](crate::encoded)), in place of the method's typed
+    /// handler if it had one: the request read as [`unary`](Self::unary) reads it.
+    pub fn encoded<Req, Resp, F, Fut>(&mut self, rpc: Rpc<Req, Resp>, call: F)
+    where
+        Req: DeserializeOwned + Message + Name + Send + 'static,
+        F: Fn(tonic::Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, tonic::Status>> + Send + 'static,
+    {
         let call = Arc::new(call);
         let handler =
             move |mut request: RestRequest| -> Pin<Box<dyn Future<Output = RestAnswer> + Send>> {
@@ -681,11 +702,10 @@ impl RestService {
                     let message: Req = request.message()?;
                     let request =
                         tonic::Request::from_parts(request.metadata, request.extensions, message);
-                    let response = call(request).await.map_err(Status::from)?;
-                    serde_json::to_vec(response.get_ref())
-                        .map_err(|e| Status::new(tonic::Code::Internal, e.to_string()))
+                    call(request).await.map_err(Status::from)
                 })
             };
+        self.methods.retain(|m| m.path != rpc.path);
         self.methods.push(RestMethod {
             service: rpc.service,
             method: rpc.method,

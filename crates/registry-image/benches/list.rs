@@ -1,5 +1,6 @@
 //! The cost of a List page as the store grows: a filtered, ordered page, and a later page of
-//! a whole registry, at 10,000 and at 1,000,000 images. Served by indexes with keyset paging,
+//! a whole registry, at 10,000 and at 1,000,000 images, each up to the response's bytes as
+//! gRPC sends them (`RegistryImages::list_encoded`, what the server answers List with). Served by indexes with keyset paging,
 //! neither should grow with the number of images. `cargo xtask bench` runs this and writes the
 //! figures to docs/benchmarks.md.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use yc_operations::{MemoryOperationStore, OperationRunner};
+use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, ListImagesRequest};
 use yc_registry_image::store::{ImageStore, PushImage, Registry};
@@ -105,7 +107,8 @@ fn list_pages(c: &mut Criterion) {
             BenchmarkId::new("filtered_ordered_page", size),
             &filtered,
             |b, request| {
-                b.to_async(&runtime).iter(|| images.list(request, &caller));
+                b.to_async(&runtime)
+                    .iter(|| images.list_encoded(request, &caller, Form::Protobuf));
             },
         );
 
@@ -126,7 +129,8 @@ fn list_pages(c: &mut Criterion) {
             BenchmarkId::new("fourth_page_by_digest", size),
             &later,
             |b, request| {
-                b.to_async(&runtime).iter(|| images.list(request, &caller));
+                b.to_async(&runtime)
+                    .iter(|| images.list_encoded(request, &caller, Form::Protobuf));
             },
         );
     }

@@ -2,6 +2,8 @@
 //! `RepositoryService` over gRPC.
 
 use tonic::{Request, Response};
+use yc_api_runtime::answers::EncodedAnswers;
+use yc_proto_types::encoded::{Form, WithEncoded};
 use yc_proto_types::yandex::cloud::containerregistry::v1::image_service_server::{
     ImageService, ImageServiceServer,
 };
@@ -34,15 +36,34 @@ pub struct RegistryImageGrpc {
 }
 
 impl RegistryImageGrpc {
-    /// The service, ready to add to a tonic server.
-    pub fn server(images: RegistryImages) -> ImageServiceServer<Self> {
-        ImageServiceServer::new(Self { images })
+    /// The service, ready to add to a tonic server: List answered from the images' stored
+    /// bytes ([`RegistryImages::list_encoded`]), the rest by the generated server.
+    pub fn server(images: RegistryImages) -> WithEncoded<ImageServiceServer<Self>> {
+        let answers = EncodedAnswers::new(images.clone());
+        let server = WithEncoded::new(
+            ImageServiceServer::new(Self { images }),
+            ImageServiceServer::max_decoding_message_size,
+        );
+        answers.grpc(server, image_service_rpc::LIST, list_encoded)
     }
 
-    /// The service's REST methods, for the REST transcoder.
+    /// The service's REST methods, for the REST transcoder: List written from the images'
+    /// stored JSON.
     pub fn rest(images: RegistryImages) -> yc_proto_types::rpc::RestService {
-        image_service_rpc::rest(std::sync::Arc::new(Self { images }))
+        let answers = EncodedAnswers::new(images.clone());
+        let mut rest = image_service_rpc::rest(std::sync::Arc::new(Self { images }));
+        answers.rest(&mut rest, image_service_rpc::LIST, list_encoded);
+        rest
     }
+}
+
+async fn list_encoded(
+    images: RegistryImages,
+    request: ListImagesRequest,
+    caller: Caller,
+    form: Form,
+) -> Result<Vec<u8>, yc_proto_types::google::rpc::Status> {
+    images.list_encoded(&request, &caller, form).await
 }
 
 #[tonic::async_trait]

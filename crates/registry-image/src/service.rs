@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use yc_api_runtime::list::{FilterExpr, ListSpec, OrderItem, Page, token_too_old};
+use yc_api_runtime::list::{ListSpec, Page, decode_page, token_too_old};
 use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{OperationRunner, Resumers, StartOperation};
+use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::{Any, Empty, Timestamp};
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::validate;
@@ -123,6 +124,17 @@ impl RegistryImages {
         request: &ListImagesRequest,
         caller: &Caller,
     ) -> Result<ListImagesResponse, Status> {
+        decode_page(&self.list_encoded(request, caller, Form::Protobuf).await?)
+    }
+
+    /// `List`, its response written from the images' stored bytes in `form` without
+    /// decoding them (the same bytes as encoding [`list`](Self::list)'s response).
+    pub async fn list_encoded(
+        &self,
+        request: &ListImagesRequest,
+        caller: &Caller,
+        form: Form,
+    ) -> Result<Vec<u8>, Status> {
         validate(request)?;
         let scope = if !request.repository_name.is_empty() {
             Scope::Repository(request.repository_name.clone())
@@ -167,12 +179,12 @@ impl RegistryImages {
             after: page.after.clone(),
             limit: page.fetch_limit(),
         };
-        let mut images = self.store.list(&query).await.map_err(store_status)?;
-        let next_page_token = page.finish(&mut images, |i| &i.id);
-        Ok(ListImagesResponse {
-            images,
-            next_page_token,
-        })
+        let mut rows = page.rows::<ListImagesResponse>(form)?;
+        self.store
+            .list(&query, &mut rows)
+            .await
+            .map_err(store_status)?;
+        Ok(page.answer(rows))
     }
 
     /// `Get`.
@@ -287,22 +299,13 @@ impl RegistryImages {
 
     /// Whether `repository` holds an image, for a caller that may read its registry.
     pub async fn repository_exists(&self, repository: &str) -> Result<bool, Status> {
-        let query = ImageQuery {
-            scope: Scope::Repository(repository.to_owned()),
-            filter: FilterExpr::default(),
-            order: vec![OrderItem {
-                field: "name".into(),
-                descending: false,
-            }],
-            after: None,
-            limit: 1,
-        };
-        Ok(!self
+        // A repository is recorded exactly while it holds an image.
+        Ok(self
             .store
-            .list(&query)
+            .repository_by_name(repository)
             .await
             .map_err(store_status)?
-            .is_empty())
+            .is_some())
     }
 
     /// `Delete`: an operation whose metadata is `DeleteImageMetadata` and whose response is

@@ -10,13 +10,15 @@
 
 use async_trait::async_trait;
 use prost::Message;
-use yc_api_runtime::list::FilterOp;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_values, mark_deleted, nanos, purge_deleted, sort_keys,
+    KeysetSelect, cursor_values, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
+    sort_keys, stored_forms,
 };
+use yc_api_runtime::list::{FilterOp, PageRows};
+use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
-use yc_sql::{Db, Query, Tx, query};
+use yc_sql::{Db, Query, Step, Tx, query};
 
 use crate::store::{
     ImageQuery, ImageStore, ImageStoreError, PushImage, Pushed, Referrer, Referring, Registry,
@@ -26,20 +28,33 @@ use crate::store::{
 use yc_proto_types::yandex::cloud::containerregistry::v1::registry;
 
 const COMPONENT: &str = "registry-image";
-const SCHEMA_VERSION: i64 = 4;
+/// Version 5 added each image's JSON form (`cr_images.json`), which REST List pages are
+/// written from.
+const SCHEMA_VERSION: i64 = 5;
 
 /// From version 1, whose registries had only an id, a folder and a name (all ACTIVE).
-fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
+fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<Step>)> {
     let yc_sql::ColumnTypes { text, int, bytes } = dialect.types();
-    vec![(
-        2,
-        vec![
-            format!("ALTER TABLE cr_registries ADD COLUMN status {text} NOT NULL DEFAULT 'ACTIVE'"),
-            format!("ALTER TABLE cr_registries ADD COLUMN created_at {int} NOT NULL DEFAULT 0"),
-            format!("ALTER TABLE cr_registries ADD COLUMN body {bytes}"),
-            format!("ALTER TABLE cr_registries ADD COLUMN deleted_at {int}"),
-        ],
-    )]
+    vec![
+        (
+            2,
+            vec![
+                Step::add_column(
+                    "cr_registries",
+                    "status",
+                    format!("{text} NOT NULL DEFAULT 'ACTIVE'"),
+                ),
+                Step::add_column(
+                    "cr_registries",
+                    "created_at",
+                    format!("{int} NOT NULL DEFAULT 0"),
+                ),
+                Step::add_column("cr_registries", "body", bytes),
+                Step::add_column("cr_registries", "deleted_at", int),
+            ],
+        ),
+        (5, vec![Step::add_column("cr_images", "json", text)]),
+    ]
 }
 
 /// The schema, in `dialect`.
@@ -100,7 +115,8 @@ fn schema(dialect: yc_sql::Dialect) -> Vec<String> {
         created_at {int} NOT NULL,
         last_modified {int} NOT NULL,
         body {bytes} NOT NULL,
-        deleted_at {int}
+        deleted_at {int},
+        json {text}
     )"),
         "CREATE UNIQUE INDEX IF NOT EXISTS cr_images_manifest ON cr_images (name, digest) WHERE deleted_at IS NULL".to_owned(),
         "CREATE INDEX IF NOT EXISTS cr_images_deleted ON cr_images (deleted_at) WHERE deleted_at IS NOT NULL".to_owned(),
@@ -154,7 +170,7 @@ impl SqlImageStore {
     /// The query plan the database chooses for a List, one line per step (see
     /// [`Db::query_plan`]): to check that an index serves it, never a scan of every image.
     pub async fn query_plan(&self, query: &ImageQuery) -> Result<Vec<String>, ImageStoreError> {
-        let sql = self.list_sql(query).await?;
+        let sql = self.list_sql(query, Form::Protobuf).await?;
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
@@ -235,7 +251,7 @@ impl SqlImageStore {
     }
 
     /// The SQL of a List.
-    async fn list_sql(&self, query: &ImageQuery) -> Result<Query, ImageStoreError> {
+    async fn list_sql(&self, query: &ImageQuery, form: Form) -> Result<Query, ImageStoreError> {
         let keys = sort_keys(&query.order, column);
         let cursor = match &query.after {
             None => None,
@@ -264,8 +280,12 @@ impl SqlImageStore {
             .conditions
             .iter()
             .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
+        let select = format!(
+            "SELECT {} FROM cr_images WHERE deleted_at IS NULL",
+            page_columns(form)
+        );
         Ok(KeysetSelect {
-            select: "SELECT body FROM cr_images WHERE deleted_at IS NULL",
+            select: &select,
             steer_from_scope: selective_name && scope.0 != "name",
             scope: (scope.0, scope.1),
             conditions: query
@@ -446,10 +466,11 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
                 tags: Vec::new(),
                 created_at: Some(at),
             };
+            let (body, json) = stored_forms(&image);
             tx.execute(
                 &query(
-                    "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO cr_images (id, registry_id, folder_id, name, digest, created_at, last_modified, body, json) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&id)
                 .bind(&push.registry_id)
@@ -458,7 +479,8 @@ async fn push_in(tx: &mut Tx, push: PushImage, at: Timestamp) -> Result<Pushed, 
                 .bind(&push.digest)
                 .bind(now)
                 .bind(now)
-                .bind(image.encode_to_vec()),
+                .bind(body)
+                .bind(json),
             )
             .await
             .map_err(unavailable)?;
@@ -583,9 +605,11 @@ async fn refresh_tags(tx: &mut Tx, id: &str, now: i64) -> Result<(), ImageStoreE
         .map(|row| row.get(0))
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
+    let (body, json) = stored_forms(&image);
     tx.execute(
-        &query("UPDATE cr_images SET body = $1, last_modified = $2 WHERE id = $3")
-            .bind(image.encode_to_vec())
+        &query("UPDATE cr_images SET body = $1, json = $2, last_modified = $3 WHERE id = $4")
+            .bind(body)
+            .bind(json)
             .bind(now)
             .bind(id),
     )
@@ -1024,11 +1048,12 @@ impl ImageStore for SqlImageStore {
         Ok(deleted)
     }
 
-    async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError> {
-        let sql = self.list_sql(query).await?;
+    async fn list(&self, query: &ImageQuery, rows: &mut PageRows) -> Result<(), ImageStoreError> {
+        let sql = self.list_sql(query, rows.form()).await?;
         self.db
-            .fetch_messages(&sql, "image")
+            .fetch_with(&sql, |row| read_page_row::<Image>(row, rows))
             .await
+            .map(drop)
             .map_err(unavailable)
     }
 }

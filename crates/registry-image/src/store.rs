@@ -4,7 +4,7 @@
 //! cursor, in a shape a SQL backend answers with one indexed query (see [`crate::sqlite`]).
 
 use async_trait::async_trait;
-use yc_api_runtime::list::{FilterExpr, OrderItem};
+use yc_api_runtime::list::{FilterExpr, OrderItem, PageRows};
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
@@ -327,6 +327,7 @@ pub trait ImageStore: Send + Sync + 'static {
     /// for a while, so that a page token that stops at it still continues.
     async fn delete(&self, id: &str, at: Timestamp) -> Result<bool, ImageStoreError>;
 
-    /// One page of a List, served by an index.
-    async fn list(&self, query: &ImageQuery) -> Result<Vec<Image>, ImageStoreError>;
+    /// One page of a List, served by an index: each image (up to `query.limit`) put into
+    /// `rows` as it is read, in the rows' form.
+    async fn list(&self, query: &ImageQuery, rows: &mut PageRows) -> Result<(), ImageStoreError>;
 }

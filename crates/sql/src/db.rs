@@ -5,8 +5,8 @@ use std::str::FromStr as _;
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::sqlite::{SqliteConn, SqlitePool, SqliteTarget, sqlite_map_blobs, sqlite_run, writes};
-use crate::{Column, DbError, Dialect, Query, Row, Value, query};
+use crate::sqlite::{SqliteConn, SqlitePool, SqliteTarget, sqlite_map_rows, sqlite_run, writes};
+use crate::{Column, DbError, Dialect, Query, Row, RowRef, Value, query};
 
 fn pg_query(q: &Query) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
     let mut s = sqlx::query(&q.sql);
@@ -118,45 +118,42 @@ impl Db {
         }
     }
 
-    /// Every row of a query whose first column is a blob (a stored message), each blob
-    /// handed to `f` as the database holds it, without a copy: for List pages, whose rows
-    /// are decoded as they are read.
-    pub async fn fetch_blobs<T>(
+    /// Every row of a query, each handed to `f` as the database holds it, its columns read
+    /// in place without a copy ([`RowRef`]): for List pages, whose rows are decoded or
+    /// copied into the answer as they are read.
+    pub async fn fetch_with<T>(
         &self,
         q: &Query,
-        mut f: impl FnMut(&[u8]) -> Result<T, DbError>,
+        mut f: impl FnMut(RowRef<'_>) -> Result<T, DbError>,
     ) -> Result<Vec<T>, DbError> {
         match self {
             Db::Sqlite(pool) => {
                 let conn = pool.acquire().await?;
                 if writes(&q.sql) {
                     return Err(DbError::new(format!(
-                        "fetch_blobs reads; this statement writes: {}",
+                        "fetch_with reads; this statement writes: {}",
                         q.sql
                     )));
                 }
-                sqlite_map_blobs(conn.conn()?, q, &mut f)
+                sqlite_map_rows(conn.conn()?, q, &mut f)
             }
             Db::Postgres(pool) => {
-                use sqlx::Row as _;
                 let rows = pg_query(q).fetch_all(pool).await?;
-                rows.iter()
-                    .map(|row| f(row.try_get::<&[u8], _>(0)?))
-                    .collect()
+                rows.iter().map(|row| f(RowRef::Postgres(row))).collect()
             }
         }
     }
 
     /// The stored protobuf messages (the first column of every row) of a query, decoded as
-    /// [`fetch_blobs`](Self::fetch_blobs) reads them; `what` names them in the error of one
+    /// [`fetch_with`](Self::fetch_with) reads them; `what` names them in the error of one
     /// that does not decode.
     pub async fn fetch_messages<M: prost::Message + Default>(
         &self,
         q: &Query,
         what: &str,
     ) -> Result<Vec<M>, DbError> {
-        self.fetch_blobs(q, |body| {
-            M::decode(body)
+        self.fetch_with(q, |row| {
+            M::decode(row.bytes(0)?.unwrap_or_default())
                 .map_err(|e| DbError::new(format!("a stored {what} does not decode: {e}")))
         })
         .await

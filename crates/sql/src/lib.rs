@@ -41,8 +41,8 @@ mod value;
 pub use db::{Db, PoolUse, Tx, connect_postgres};
 pub use dialect::{ColumnTypes, Dialect};
 pub use error::DbError;
-pub use migrate::MigrateError;
-pub use row::{Column, Row, SqliteValue};
+pub use migrate::{MigrateError, Step};
+pub use row::{Column, Row, RowRef, SqliteValue};
 pub use sqlite::SqlitePool;
 #[cfg(feature = "testing")]
 pub use testing::TestPostgres;

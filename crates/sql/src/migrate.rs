@@ -6,6 +6,45 @@ use crate::{ColumnTypes, Db, DbError, Dialect, query};
 /// Serializes schema set-up among PostgreSQL replicas that start at once.
 const SCHEMA_LOCK: i64 = 0x7963_696d_6167_6573;
 
+/// One step of an upgrade (see [`Db::migrate_from`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A statement, run as it is (`CREATE TABLE …`).
+    Sql(String),
+    /// Adds `column` (declared `definition`: its type and constraints) to `table` where the
+    /// table exists without it. A table the database does not hold yet is left to the
+    /// schema's statements, which create it with the column.
+    AddColumn {
+        /// The table.
+        table: &'static str,
+        /// The new column's name.
+        column: &'static str,
+        /// Its type and constraints (`TEXT`, `BIGINT NOT NULL DEFAULT 0`).
+        definition: String,
+    },
+}
+
+impl Step {
+    /// [`Step::AddColumn`].
+    pub fn add_column(
+        table: &'static str,
+        column: &'static str,
+        definition: impl Into<String>,
+    ) -> Self {
+        Step::AddColumn {
+            table,
+            column,
+            definition: definition.into(),
+        }
+    }
+}
+
+impl From<String> for Step {
+    fn from(statement: String) -> Self {
+        Step::Sql(statement)
+    }
+}
+
 /// Why a schema could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrateError {
@@ -73,7 +112,7 @@ impl Db {
         &self,
         component: &str,
         version: i64,
-        upgrades: &[(i64, Vec<String>)],
+        upgrades: &[(i64, Vec<Step>)],
         statements: &[String],
     ) -> Result<Option<i64>, MigrateError> {
         let fail = |error: DbError| MigrateError::Db {
@@ -110,7 +149,7 @@ impl Db {
             for (to, steps) in upgrades {
                 if found < *to {
                     for step in steps {
-                        tx.execute(&query(step.as_str())).await.map_err(fail)?;
+                        run_step(&mut tx, step).await.map_err(fail)?;
                     }
                 }
             }
@@ -130,6 +169,42 @@ impl Db {
         .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(found)
+    }
+}
+
+async fn run_step(tx: &mut crate::Tx, step: &Step) -> Result<(), DbError> {
+    match step {
+        Step::Sql(statement) => tx.execute(&query(statement.as_str())).await.map(drop),
+        Step::AddColumn {
+            table,
+            column,
+            definition,
+        } => {
+            let (has_table, has_column) = match tx.dialect() {
+                Dialect::Sqlite => (
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+                    "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2",
+                ),
+                Dialect::Postgres => (
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name = $1",
+                    "SELECT COUNT(*) FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+                ),
+            };
+            let tables: Option<i64> = tx.fetch_scalar(&query(has_table).bind(*table)).await?;
+            let columns: Option<i64> = tx
+                .fetch_scalar(&query(has_column).bind(*table).bind(*column))
+                .await?;
+            if tables.unwrap_or(0) == 0 || columns.unwrap_or(0) > 0 {
+                return Ok(());
+            }
+            tx.execute(&query(format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            )))
+            .await
+            .map(drop)
+        }
     }
 }
 
@@ -175,7 +250,28 @@ mod tests {
 
     #[tokio::test]
     async fn upgrades_run_only_on_databases_older_than_them() {
-        let db = Db::sqlite_memory().await.unwrap();
+        upgrades_run_once(
+            Db::sqlite_memory().await.unwrap(),
+            Db::sqlite_memory().await.unwrap(),
+        )
+        .await;
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn upgrades_run_only_on_postgres_databases_older_than_them() {
+        let (Some(old), Some(new)) = (
+            crate::TestPostgres::fresh().await,
+            crate::TestPostgres::fresh().await,
+        ) else {
+            return;
+        };
+        upgrades_run_once(old.pool.clone().into(), new.pool.clone().into()).await;
+        old.drop_schema().await;
+        new.drop_schema().await;
+    }
+
+    async fn upgrades_run_once(db: Db, fresh: Db) {
         let t = db.dialect().types();
         let v1 = format!("CREATE TABLE IF NOT EXISTS r (id {} PRIMARY KEY)", t.text);
         let v2 = format!(
@@ -184,10 +280,11 @@ mod tests {
         );
         let upgrade = vec![(
             2,
-            vec![format!(
-                "ALTER TABLE r ADD COLUMN size {} NOT NULL DEFAULT 7",
-                t.int
-            )],
+            vec![
+                Step::add_column("r", "size", format!("{} NOT NULL DEFAULT 7", t.int)),
+                // A table the database does not hold yet: the schema creates it whole.
+                Step::add_column("later", "size", t.int),
+            ],
         )];
         db.migrate("r", 1, std::slice::from_ref(&v1)).await.unwrap();
         db.execute(&query("INSERT INTO r (id) VALUES ('kept')"))
@@ -205,8 +302,17 @@ mod tests {
         db.migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
             .await
             .unwrap();
+        // Recorded as version 1 with the column there already (a step that ran before a
+        // failure elsewhere): adding it again is skipped, not an error.
+        db.execute(&query(
+            "UPDATE yc_schema SET version = 1 WHERE component = 'r'",
+        ))
+        .await
+        .unwrap();
+        db.migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
+            .await
+            .unwrap();
         // A new database gets the newest tables without the upgrade.
-        let fresh = Db::sqlite_memory().await.unwrap();
         fresh
             .migrate_from("r", 2, &upgrade, std::slice::from_ref(&v2))
             .await

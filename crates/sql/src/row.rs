@@ -101,3 +101,55 @@ impl Row {
         }
     }
 }
+
+/// A row read in place, as the database holds it (see [`Db::fetch_with`](crate::Db::fetch_with)).
+#[derive(Clone, Copy)]
+pub enum RowRef<'r> {
+    /// A SQLite row, valid until the statement steps on.
+    Sqlite(&'r rusqlite::Row<'r>),
+    /// A PostgreSQL row.
+    Postgres(&'r PgRow),
+}
+
+impl std::fmt::Debug for RowRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RowRef::Sqlite(_) => "RowRef::Sqlite",
+            RowRef::Postgres(_) => "RowRef::Postgres",
+        })
+    }
+}
+
+impl<'r> RowRef<'r> {
+    /// Column `i` (from 0) as bytes, without a copy: a blob's bytes or a text's UTF-8;
+    /// `None` for NULL.
+    pub fn bytes(&self, i: usize) -> Result<Option<&'r [u8]>, DbError> {
+        match self {
+            RowRef::Sqlite(row) => match row.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => Ok(None),
+                rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                    Ok(Some(b))
+                }
+                other => Err(DbError::new(format!(
+                    "column {i} holds {:?}, not bytes or text",
+                    other.data_type()
+                ))),
+            },
+            // Bytes and text alike: the binary protocol sends text as its UTF-8.
+            RowRef::Postgres(row) => {
+                use sqlx::Row as _;
+                Ok(row.try_get_unchecked::<Option<&[u8]>, _>(i)?)
+            }
+        }
+    }
+
+    /// Column `i` (from 0) as text, without a copy; `None` for NULL.
+    pub fn text(&self, i: usize) -> Result<Option<&'r str>, DbError> {
+        self.bytes(i)?
+            .map(|b| {
+                std::str::from_utf8(b)
+                    .map_err(|_| DbError::new(format!("column {i} is not UTF-8 text")))
+            })
+            .transpose()
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{DbError, Query, SqliteValue, Value};
+use crate::{DbError, Query, RowRef, SqliteValue, Value};
 
 /// What a SQLite statement gave: its rows and how many rows it changed.
 pub(crate) struct Ran {
@@ -73,26 +73,16 @@ pub(crate) fn sqlite_run(conn: &rusqlite::Connection, q: &Query) -> Result<Ran, 
 
 /// Runs a query whose first column is a blob, handing each row's blob to `f` where SQLite
 /// holds it (no copy), and returns what `f` made of them.
-pub(crate) fn sqlite_map_blobs<T>(
+pub(crate) fn sqlite_map_rows<T>(
     conn: &rusqlite::Connection,
     q: &Query,
-    f: &mut dyn FnMut(&[u8]) -> Result<T, DbError>,
+    f: &mut dyn FnMut(RowRef<'_>) -> Result<T, DbError>,
 ) -> Result<Vec<T>, DbError> {
     let mut statement = bound(conn, q)?;
     let mut out = Vec::new();
     let mut cursor = statement.raw_query();
     while let Some(row) = cursor.next()? {
-        let blob = match row.get_ref(0)? {
-            rusqlite::types::ValueRef::Blob(blob) => blob,
-            other => {
-                return Err(DbError::new(format!(
-                    "the first column is {:?}, not a blob: {}",
-                    other.data_type(),
-                    q.sql
-                )));
-            }
-        };
-        out.push(f(blob)?);
+        out.push(f(RowRef::Sqlite(row))?);
     }
     Ok(out)
 }
@@ -353,10 +343,11 @@ pub(crate) fn writes(sql: &str) -> bool {
 mod tests {
     use crate::{Db, DbError, query};
 
-    /// `fetch_blobs` hands each row's blob to its function in the order of the rows, stops
-    /// at the function's error, and refuses a first column that is not a blob.
+    /// `fetch_with` hands each row to its function in the order of the rows, its columns read
+    /// in place (bytes, text, NULL), stops at the function's error, and refuses a column read
+    /// as bytes that holds a number, or as text that is not UTF-8.
     #[tokio::test]
-    async fn blobs_are_read_in_place() {
+    async fn rows_are_read_in_place() {
         let db = Db::sqlite_memory().await.unwrap();
         let t = db.dialect().types();
         db.execute(&query(format!(
@@ -374,12 +365,19 @@ mod tests {
             .await
             .unwrap();
         }
-        let select = query("SELECT body FROM m WHERE n >= $1 ORDER BY n").bind(1i64);
-        let lengths = db.fetch_blobs(&select, |b| Ok(b.len())).await.unwrap();
-        assert_eq!(lengths, [2, 3, 4, 5]);
+        let select = query("SELECT body, NULL, 'é' FROM m WHERE n >= $1 ORDER BY n").bind(1i64);
+        let lengths = db
+            .fetch_with(&select, |row| {
+                assert_eq!(row.bytes(1)?, None);
+                assert_eq!(row.text(2)?, Some("é"));
+                Ok(row.bytes(0)?.map(<[u8]>::len))
+            })
+            .await
+            .unwrap();
+        assert_eq!(lengths, [Some(2), Some(3), Some(4), Some(5)]);
         let failed = db
-            .fetch_blobs(&select, |b| {
-                if b.len() > 3 {
+            .fetch_with(&select, |row| {
+                if row.bytes(0)?.unwrap_or_default().len() > 3 {
                     Err(DbError::new("too long"))
                 } else {
                     Ok(())
@@ -388,11 +386,19 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(failed.to_string(), "too long");
-        let not_blobs = db
-            .fetch_blobs(&query("SELECT n FROM m"), |_| Ok(()))
+        let not_bytes = db
+            .fetch_with(&query("SELECT n FROM m"), |row| row.bytes(0).map(drop))
             .await
             .unwrap_err();
-        assert!(not_blobs.to_string().contains("not a blob"), "{not_blobs}");
+        assert!(
+            not_bytes.to_string().contains("not bytes or text"),
+            "{not_bytes}"
+        );
+        let not_text = db
+            .fetch_with(&query("SELECT x'ff'"), |row| row.text(0).map(drop))
+            .await
+            .unwrap_err();
+        assert!(not_text.to_string().contains("not UTF-8"), "{not_text}");
     }
 
     /// A large write goes to the log at commit, and into the database file once writes

@@ -9,6 +9,20 @@ pub mod sql;
 pub use filter::{Condition, FilterExpr, FilterOp, FilterSpec};
 pub use order::{OrderBy, OrderItem};
 pub use page_token::{QueryKey, TokenKey, TokenKeys, token_too_old};
+use prost::{Message, Name};
+use yc_proto_types::encoded::{Form, PageWriter, page_shape};
+use yc_proto_types::google::rpc::Status;
+
+/// A List response written by [`Page::answer`] in protobuf form, decoded: for callers in
+/// the same process that want the typed message.
+pub fn decode_page<R: Message + Default + Name>(page: &[u8]) -> Result<R, Status> {
+    R::decode(page).map_err(|e| {
+        Status::new(
+            tonic::Code::Internal,
+            format!("a List page of {} does not decode: {e}", R::full_name()),
+        )
+    })
+}
 
 /// The page size of a request: 0 means the default, 100; the validation rules cap it.
 pub fn page_size(requested: i64) -> usize {
@@ -65,7 +79,7 @@ impl Page {
         order_by: &str,
         size: i64,
         page_token: &str,
-    ) -> Result<Self, yc_proto_types::google::rpc::Status> {
+    ) -> Result<Self, Status> {
         let parsed_filter = FilterExpr::parse(
             filter,
             FilterSpec {
@@ -96,5 +110,84 @@ impl Page {
     /// page's token, empty on the last page.
     pub fn finish<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> &str) -> String {
         self.key.finish_page(items, self.size, id)
+    }
+
+    /// Where a store puts the page's rows (fetched with [`Page::fetch_limit`]) as it reads
+    /// them, in `form`, for the List response `R`; `INTERNAL` if `R` is not shaped as one
+    /// (see [`PageShape`]).
+    pub fn rows<R: Name>(&self, form: Form) -> Result<PageRows, Status> {
+        PageRows::new::<R>(form, self.size)
+    }
+
+    /// The List response, encoded in the rows' form: their items and the next page's token.
+    pub fn answer(&self, rows: PageRows) -> Vec<u8> {
+        let token = if rows.more {
+            self.key.token(&rows.last_id)
+        } else {
+            String::new()
+        };
+        rows.writer.finish(&token)
+    }
+}
+
+/// A List page's rows as a store reads them, each written into the response as it comes
+/// (see [`PageWriter`]): the row after the page is only noted, for the next page's token.
+#[derive(Debug)]
+pub struct PageRows {
+    writer: PageWriter,
+    form: Form,
+    size: usize,
+    count: usize,
+    last_id: String,
+    more: bool,
+}
+
+impl PageRows {
+    /// Rows for up to `size` items of the List response `R` in `form` (a store reads one
+    /// more, to know a next page follows); `INTERNAL` if `R` is not shaped as a List
+    /// response (see [`PageShape`](yc_proto_types::encoded::PageShape)).
+    pub fn new<R: Name>(form: Form, size: usize) -> Result<Self, Status> {
+        let shape = page_shape::<R>().ok_or_else(|| {
+            Status::new(
+                tonic::Code::Internal,
+                format!("{} is not a List response", R::full_name()),
+            )
+        })?;
+        Ok(Self {
+            writer: shape.writer(form),
+            form,
+            size,
+            count: 0,
+            last_id: String::new(),
+            more: false,
+        })
+    }
+
+    /// The response without a next page token: the items only (for a store's own callers;
+    /// a List answers through [`Page::answer`]).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.writer.finish("")
+    }
+
+    /// Whether a row came after the page's last.
+    pub fn more(&self) -> bool {
+        self.more
+    }
+
+    /// The form the rows are read in.
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    /// The next row: the resource's id and its stored bytes in [`form`](Self::form).
+    pub fn push(&mut self, id: &str, item: &[u8]) {
+        if self.count == self.size {
+            self.more = true;
+            return;
+        }
+        self.writer.push(item);
+        self.count += 1;
+        self.last_id.clear();
+        self.last_id.push_str(id);
     }
 }

@@ -2,8 +2,9 @@
 //! cursor, written as one `SELECT` that an index on (scope column, sort column, id) serves.
 //! Both image services' stores build their List queries here, for SQLite and PostgreSQL.
 
-use super::{Condition, FilterOp, OrderItem};
-use yc_sql::{Db, Dialect, Query, Tx, query};
+use super::{Condition, FilterOp, OrderItem, PageRows};
+use yc_proto_types::encoded::Form;
+use yc_sql::{Db, DbError, Dialect, Query, RowRef, Tx, query};
 
 /// A value of a sort key at the cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,4 +216,46 @@ pub async fn purge_deleted(tx: &mut Tx, table: &str, now: i64) -> Result<(), yc_
     )
     .await
     .map(drop)
+}
+
+/// The columns a List reads in `form`, from a table that keeps each resource in both forms
+/// (`body`: protobuf, `json`: its proto3 JSON, see [`stored_forms`]): the id, then the form's
+/// column; for JSON also the body of a row written before it had JSON.
+pub fn page_columns(form: Form) -> &'static str {
+    match form {
+        Form::Protobuf => "id, body",
+        Form::Json => "id, json, CASE WHEN json IS NULL THEN body END",
+    }
+}
+
+/// Reads a row of [`page_columns`] into `rows`; `M` is the stored message, whose JSON is
+/// written from the body where the row has none.
+pub fn read_page_row<M>(row: RowRef<'_>, rows: &mut PageRows) -> Result<(), DbError>
+where
+    M: prost::Message + Default + serde::Serialize,
+{
+    let id = row.text(0)?.unwrap_or_default();
+    match (rows.form(), row.bytes(1)?) {
+        (_, Some(item)) => rows.push(id, item),
+        (Form::Protobuf, None) => rows.push(id, &[]),
+        (Form::Json, None) => {
+            let body = row.bytes(2)?.unwrap_or_default();
+            let message = M::decode(body)
+                .map_err(|e| DbError::new(format!("a stored message does not decode: {e}")))?;
+            let json = serde_json::to_vec(&message)
+                .map_err(|e| DbError::new(format!("a stored message has no JSON form: {e}")))?;
+            rows.push(id, &json);
+        }
+    }
+    Ok(())
+}
+
+/// The two forms a message is stored in, for the `body` and `json` columns: its protobuf
+/// encoding and its proto3 JSON, which List pages are written from without decoding.
+/// (The generated serializers write every message; were one to fail, the row keeps no JSON
+/// and its pages are written from the body.)
+pub fn stored_forms<M: prost::Message + serde::Serialize>(
+    message: &M,
+) -> (Vec<u8>, Option<String>) {
+    (message.encode_to_vec(), serde_json::to_string(message).ok())
 }

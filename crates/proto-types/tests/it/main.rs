@@ -9,6 +9,7 @@ mod access;
 mod compute;
 mod descriptors;
 mod disks;
+mod encoded;
 mod endpoint;
 mod json_inputs;
 mod operation;

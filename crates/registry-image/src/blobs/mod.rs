@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use yc_api_runtime::list::sql::nanos;
 use yc_proto_types::google::protobuf::Timestamp;
-use yc_sql::{Db, DbError, query};
+use yc_sql::{Db, DbError, Step, query};
 
 const COMPONENT: &str = "registry-blobs";
 const SCHEMA_VERSION: i64 = 4;
@@ -133,26 +133,32 @@ fn object_tables(dialect: yc_sql::Dialect) -> Vec<String> {
 
 /// From version 2, whose links had no time: they count as made when the database is
 /// upgraded, so garbage collection waits a whole grace period before it may remove them.
-fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<String>)> {
+fn upgrades(dialect: yc_sql::Dialect) -> Vec<(i64, Vec<Step>)> {
     let yc_sql::ColumnTypes { text, int, .. } = dialect.types();
     let now = nanos(Timestamp::now());
     vec![
         (
             3,
-            vec![format!(
-                "ALTER TABLE cr_blob_links ADD COLUMN linked_at {int} NOT NULL DEFAULT {now}"
+            vec![Step::add_column(
+                "cr_blob_links",
+                "linked_at",
+                format!("{int} NOT NULL DEFAULT {now}"),
             )],
         ),
         // Content in object storage.
         (
             4,
             [
-                format!("ALTER TABLE cr_uploads ADD COLUMN multipart {text}"),
-                format!("ALTER TABLE cr_uploads ADD COLUMN parts {int} NOT NULL DEFAULT 0"),
-                format!("ALTER TABLE cr_blobs ADD COLUMN in_objects {int} NOT NULL DEFAULT 0"),
+                Step::add_column("cr_uploads", "multipart", text),
+                Step::add_column("cr_uploads", "parts", format!("{int} NOT NULL DEFAULT 0")),
+                Step::add_column(
+                    "cr_blobs",
+                    "in_objects",
+                    format!("{int} NOT NULL DEFAULT 0"),
+                ),
             ]
             .into_iter()
-            .chain(object_tables(dialect))
+            .chain(object_tables(dialect).into_iter().map(Step::Sql))
             .collect(),
         ),
     ]

@@ -81,8 +81,9 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
         ("crptwo", "b1gfolder"),
         ("crpthree", "b1gother"),
     ] {
-        let images = store
-            .list(&ImageQuery {
+        let images = list_images(
+            store,
+            &ImageQuery {
                 scope: Scope::Registry(id.into()),
                 filter: FilterExpr::default(),
                 order: vec![OrderItem {
@@ -91,9 +92,9 @@ async fn fill(store: &SqlImageStore) -> Vec<(Image, String, String)> {
                 }],
                 after: None,
                 limit: 1000,
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await;
         all.extend(
             images
                 .into_iter()
@@ -142,11 +143,33 @@ fn oracle(all: &[(Image, String, String)], query: &ImageQuery) -> Vec<String> {
     images.iter().map(|i| i.id.clone()).collect()
 }
 
+/// A page of the store's List in both forms, checked to be the bytes encoding the typed
+/// response gives (protobuf, and pbjson's JSON), and decoded.
+async fn list_images(store: &SqlImageStore, query: &ImageQuery) -> Vec<Image> {
+    use prost::Message as _;
+    use yc_api_runtime::list::PageRows;
+    use yc_proto_types::encoded::Form;
+    use yc_proto_types::yandex::cloud::containerregistry::v1::ListImagesResponse;
+    let mut pages = Vec::new();
+    for form in [Form::Protobuf, Form::Json] {
+        let mut rows = PageRows::new::<ListImagesResponse>(form, query.limit).unwrap();
+        store.list(query, &mut rows).await.unwrap();
+        pages.push(rows.into_bytes());
+    }
+    let typed = ListImagesResponse::decode(pages[0].as_slice()).unwrap();
+    assert_eq!(pages[0], typed.encode_to_vec());
+    assert_eq!(
+        String::from_utf8_lossy(&pages[1]),
+        serde_json::to_string(&typed).unwrap()
+    );
+    typed.images
+}
+
 async fn paged(store: &SqlImageStore, query: &ImageQuery) -> Vec<String> {
     let mut ids = Vec::new();
     let mut query = query.clone();
     loop {
-        let page = store.list(&query).await.unwrap();
+        let page = list_images(store, &query).await;
         ids.extend(page.iter().map(|i| i.id.clone()));
         match page.last() {
             Some(last) if page.len() == query.limit => query.after = Some(last.id.clone()),
@@ -234,7 +257,7 @@ async fn lists_like_the_oracle(store: &SqlImageStore) {
         limit: 4,
     };
     let expected = oracle(&all, &query);
-    let first = store.list(&query).await.unwrap();
+    let first = list_images(store, &query).await;
     let stop = first.last().map(|i| i.id.clone()).unwrap_or_default();
     assert!(store.delete(&stop, at(1_900_000_000)).await.unwrap());
     assert_eq!(store.get(&stop).await.ok().flatten(), None);
@@ -247,12 +270,19 @@ async fn lists_like_the_oracle(store: &SqlImageStore) {
     )
     .await;
     assert_eq!(rest, expected[4..].to_vec());
+    let mut rows = yc_api_runtime::list::PageRows::new::<
+        yc_proto_types::yandex::cloud::containerregistry::v1::ListImagesResponse,
+    >(yc_proto_types::encoded::Form::Protobuf, 4)
+    .unwrap();
     assert_eq!(
         store
-            .list(&ImageQuery {
-                after: Some("crpunknown".into()),
-                ..query
-            })
+            .list(
+                &ImageQuery {
+                    after: Some("crpunknown".into()),
+                    ..query
+                },
+                &mut rows
+            )
             .await,
         Err(yc_registry_image::store::ImageStoreError::CursorGone(
             "crpunknown".into()
@@ -275,7 +305,7 @@ async fn postgres_lists_like_the_oracle() {
     lists_like_the_oracle(&store).await;
     // Text sorts by code point whatever the database's default collation.
     let collations = pg.text_collations("cr_images").await;
-    assert_eq!(collations.len(), 5, "{collations:?}");
+    assert_eq!(collations.len(), 6, "{collations:?}");
     for (column, collation) in collations {
         assert_eq!(collation.as_deref(), Some("C"), "cr_images.{column}");
     }
@@ -310,8 +340,9 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
         created += usize::from(a.created) + usize::from(b.created);
     }
     assert_eq!(created, 20);
-    let images = one
-        .list(&ImageQuery {
+    let images = list_images(
+        &one,
+        &ImageQuery {
             scope: Scope::Repository("crpone/app".into()),
             filter: FilterExpr::default(),
             order: vec![OrderItem {
@@ -320,9 +351,9 @@ async fn postgres_replicas_pushing_at_once_store_each_manifest_once() {
             }],
             after: None,
             limit: 100,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(images.len(), 20);
     let tagged = images
         .iter()

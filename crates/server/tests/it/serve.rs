@@ -385,7 +385,7 @@ async fn a_data_dir_from_a_newer_version_is_refused() {
 
     let stderr = Server::refused("127.0.0.1:0", dir.path());
     assert!(
-        stderr.contains("schema version 99, newer than this server's 2; run a newer yc-images"),
+        stderr.contains("schema version 99, newer than this server's 3; run a newer yc-images"),
         "{stderr}"
     );
 }
