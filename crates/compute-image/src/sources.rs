@@ -7,7 +7,7 @@
 //! way as the images' List.
 
 use prost::{Message, Name};
-use yc_api_runtime::list::sql::{KeysetSelect, cursor_values, nanos, sort_keys};
+use yc_api_runtime::list::sql::{KeysetSelect, cursor_gone, nanos, sort_keys};
 use yc_api_runtime::list::{ListSpec, Page};
 use yc_api_runtime::{Caller, Role, store_unavailable};
 use yc_proto_types::google::protobuf::Timestamp;
@@ -222,20 +222,12 @@ impl SqlSources {
     }
 
     /// The statement of one page of a List of kind `K`, as `page` reads the request.
-    async fn list_sql<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Result<Query, Status> {
+    fn list_sql<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Query {
         let keys = sort_keys(&page.order, column);
-        let cursor = match &page.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(&self.db, K::TABLE, &keys, &["created_at"], id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(yc_api_runtime::list::token_too_old)?,
-            ),
-        };
         let select = format!("SELECT body FROM {} WHERE 1 = 1", K::TABLE);
-        Ok(KeysetSelect {
+        KeysetSelect {
             select: &select,
+            table: K::TABLE,
             scope: ("folder_id", folder_id.to_owned()),
             steer_from_scope: false,
             conditions: page
@@ -245,19 +237,27 @@ impl SqlSources {
                 .map(|c| (column(&c.field), c))
                 .collect(),
             keys,
-            cursor,
+            after: page.after.clone(),
             limit: page.fetch_limit(),
         }
-        .build(self.db.dialect()))
+        .build(self.db.dialect())
     }
 
     /// One page of a List of kind `K`, as `page` reads the request.
     async fn list<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Result<Vec<K>, Status> {
-        let sql = self.list_sql::<K>(folder_id, page).await?;
-        self.db
+        let sql = self.list_sql::<K>(folder_id, page);
+        let found: Vec<K> = self
+            .db
             .fetch_messages(&sql, K::NOUN)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if cursor_gone(&self.db, K::TABLE, page.after.as_deref(), found.is_empty())
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(yc_api_runtime::list::token_too_old());
+        }
+        Ok(found)
     }
 
     /// The database's plan for a List of kind `K`, one line per step (see
@@ -267,7 +267,7 @@ impl SqlSources {
         folder_id: &str,
         page: &Page,
     ) -> Result<Vec<String>, Status> {
-        let sql = self.list_sql::<K>(folder_id, page).await?;
+        let sql = self.list_sql::<K>(folder_id, page);
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 }

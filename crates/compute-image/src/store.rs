@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use prost::Message;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_values, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
+    KeysetSelect, cursor_gone, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
     sort_keys, stored_forms,
 };
 use yc_api_runtime::list::{FilterExpr, OrderItem, PageRows};
@@ -430,23 +430,15 @@ impl SqlComputeImageStore {
         Ok(BindingsChanged::Changed(deltas))
     }
 
-    async fn list_sql(&self, query: &ComputeQuery, form: Form) -> Result<Query, ComputeStoreError> {
+    fn list_sql(&self, query: &ComputeQuery, form: Form) -> Query {
         let keys = sort_keys(&query.order, column);
-        let cursor = match &query.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(&self.db, "ci_images", &keys, &["created_at"], id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ComputeStoreError::CursorGone(id.clone()))?,
-            ),
-        };
         let select = format!(
             "SELECT {} FROM ci_images WHERE deleted_at IS NULL",
             page_columns(form)
         );
-        Ok(KeysetSelect {
+        KeysetSelect {
             select: &select,
+            table: "ci_images",
             scope: ("folder_id", query.folder_id.clone()),
             steer_from_scope: false,
             conditions: query
@@ -456,15 +448,15 @@ impl SqlComputeImageStore {
                 .map(|c| (column(&c.field), c))
                 .collect(),
             keys,
-            cursor,
+            after: query.after.clone(),
             limit: query.limit,
         }
-        .build(self.db.dialect()))
+        .build(self.db.dialect())
     }
 
     /// The database's plan for a List, one line per step (see [`Db::query_plan`]).
     pub async fn query_plan(&self, query: &ComputeQuery) -> Result<Vec<String>, ComputeStoreError> {
-        let sql = self.list_sql(query, Form::Protobuf).await?;
+        let sql = self.list_sql(query, Form::Protobuf);
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
@@ -549,12 +541,21 @@ impl ComputeImageStore for SqlComputeImageStore {
         query: &ComputeQuery,
         rows: &mut PageRows,
     ) -> Result<(), ComputeStoreError> {
-        let sql = self.list_sql(query, rows.form()).await?;
+        let sql = self.list_sql(query, rows.form());
         self.db
             .fetch_with(&sql, |row| read_page_row::<Image>(row, rows))
             .await
-            .map(drop)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        match &query.after {
+            Some(id)
+                if cursor_gone(&self.db, "ci_images", Some(id), rows.is_empty())
+                    .await
+                    .map_err(unavailable)? =>
+            {
+                Err(ComputeStoreError::CursorGone(id.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn latest_by_family(

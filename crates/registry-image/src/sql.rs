@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use prost::Message;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_values, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
+    KeysetSelect, cursor_gone, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
     sort_keys, stored_forms,
 };
 use yc_api_runtime::list::{FilterOp, PageRows};
@@ -170,7 +170,7 @@ impl SqlImageStore {
     /// The query plan the database chooses for a List, one line per step (see
     /// [`Db::query_plan`]): to check that an index serves it, never a scan of every image.
     pub async fn query_plan(&self, query: &ImageQuery) -> Result<Vec<String>, ImageStoreError> {
-        let sql = self.list_sql(query, Form::Protobuf).await?;
+        let sql = self.list_sql(query, Form::Protobuf);
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
@@ -179,7 +179,7 @@ impl SqlImageStore {
         &self,
         list: &RepositoryQuery,
     ) -> Result<Vec<String>, ImageStoreError> {
-        let sql = self.repositories_sql(list).await?;
+        let sql = self.repositories_sql(list);
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
@@ -188,86 +188,75 @@ impl SqlImageStore {
         &self,
         list: &RegistryQuery,
     ) -> Result<Vec<String>, ImageStoreError> {
-        let sql = self.registries_sql(list).await?;
+        let sql = self.registries_sql(list);
         self.db.query_plan(&sql).await.map_err(unavailable)
     }
 
+    /// `CursorGone` when a page after `after` came back empty because that row of `table` is
+    /// gone (see [`cursor_gone`]).
+    async fn check_cursor(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        page_empty: bool,
+    ) -> Result<(), ImageStoreError> {
+        match after {
+            Some(id)
+                if cursor_gone(&self.db, table, after, page_empty)
+                    .await
+                    .map_err(unavailable)? =>
+            {
+                Err(ImageStoreError::CursorGone(id.to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The SQL of a List of repositories.
-    async fn repositories_sql(&self, list: &RepositoryQuery) -> Result<Query, ImageStoreError> {
+    fn repositories_sql(&self, list: &RepositoryQuery) -> Query {
         let keys = sort_keys(
             &list.order,
             |field| if field == "name" { "name" } else { "id" },
         );
-        let cursor = match &list.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(&self.db, "cr_repositories", &keys, &[], id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
-            ),
-        };
         let scope = match &list.scope {
             RepositoryScope::Registry(id) => ("registry_id", id.clone()),
             RepositoryScope::Folder(id) => ("folder_id", id.clone()),
         };
         // Every row is a live repository; `1 = 1` stands for the live-rows condition.
-        Ok(KeysetSelect {
+        KeysetSelect {
             select: "SELECT id, name FROM cr_repositories WHERE 1 = 1",
+            table: "cr_repositories",
             steer_from_scope: false,
             scope,
             conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
             keys,
-            cursor,
+            after: list.after.clone(),
             limit: list.limit,
         }
-        .build(self.db.dialect()))
+        .build(self.db.dialect())
     }
 
     /// The SQL of a List of registries.
-    async fn registries_sql(&self, list: &RegistryQuery) -> Result<Query, ImageStoreError> {
+    fn registries_sql(&self, list: &RegistryQuery) -> Query {
         let keys = vec![("id", false)];
-        let cursor = match &list.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(&self.db, "cr_registries", &keys, &[], id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
-            ),
-        };
         let select =
             format!("SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE deleted_at IS NULL");
-        Ok(KeysetSelect {
+        KeysetSelect {
             select: &select,
+            table: "cr_registries",
             steer_from_scope: false,
             scope: ("folder_id", list.folder_id.clone()),
             conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
             keys,
-            cursor,
+            after: list.after.clone(),
             limit: list.limit,
         }
-        .build(self.db.dialect()))
+        .build(self.db.dialect())
     }
 
     /// The SQL of a List.
-    async fn list_sql(&self, query: &ImageQuery, form: Form) -> Result<Query, ImageStoreError> {
+    fn list_sql(&self, query: &ImageQuery, form: Form) -> Query {
         let keys = sort_keys(&query.order, column);
-        let cursor = match &query.after {
-            None => None,
-            Some(id) => Some(
-                cursor_values(
-                    &self.db,
-                    "cr_images",
-                    &keys,
-                    &["created_at", "last_modified"],
-                    id,
-                )
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| ImageStoreError::CursorGone(id.clone()))?,
-            ),
-        };
         let scope = match &query.scope {
             Scope::Repository(name) => ("name", name.clone()),
             Scope::Registry(id) => ("registry_id", id.clone()),
@@ -284,8 +273,9 @@ impl SqlImageStore {
             "SELECT {} FROM cr_images WHERE deleted_at IS NULL",
             page_columns(form)
         );
-        Ok(KeysetSelect {
+        KeysetSelect {
             select: &select,
+            table: "cr_images",
             steer_from_scope: selective_name && scope.0 != "name",
             scope: (scope.0, scope.1),
             conditions: query
@@ -295,10 +285,10 @@ impl SqlImageStore {
                 .map(|c| ("name", c))
                 .collect(),
             keys,
-            cursor,
+            after: query.after.clone(),
             limit: query.limit,
         }
-        .build(self.db.dialect()))
+        .build(self.db.dialect())
     }
 
     /// A store in `db` (`Db::sqlite_file`, `Db::sqlite_memory`, or a `PgPool`, which converts into it), whose schema is created
@@ -916,8 +906,10 @@ impl ImageStore for SqlImageStore {
         &self,
         list: &RepositoryQuery,
     ) -> Result<Vec<Repository>, ImageStoreError> {
-        let sql = self.repositories_sql(list).await?;
+        let sql = self.repositories_sql(list);
         let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
+        self.check_cursor("cr_repositories", list.after.as_deref(), rows.is_empty())
+            .await?;
         rows.iter().map(repository_of_row).collect()
     }
 
@@ -925,8 +917,10 @@ impl ImageStore for SqlImageStore {
         &self,
         list: &RegistryQuery,
     ) -> Result<Vec<Registry>, ImageStoreError> {
-        let sql = self.registries_sql(list).await?;
+        let sql = self.registries_sql(list);
         let rows = self.db.fetch_all(&sql).await.map_err(unavailable)?;
+        self.check_cursor("cr_registries", list.after.as_deref(), rows.is_empty())
+            .await?;
         rows.iter().map(registry_of_row).collect()
     }
 
@@ -1049,11 +1043,12 @@ impl ImageStore for SqlImageStore {
     }
 
     async fn list(&self, query: &ImageQuery, rows: &mut PageRows) -> Result<(), ImageStoreError> {
-        let sql = self.list_sql(query, rows.form()).await?;
+        let sql = self.list_sql(query, rows.form());
         self.db
             .fetch_with(&sql, |row| read_page_row::<Image>(row, rows))
             .await
-            .map(drop)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.check_cursor("cr_images", query.after.as_deref(), rows.is_empty())
+            .await
     }
 }

@@ -169,6 +169,11 @@ impl PageRows {
         self.writer.finish("")
     }
 
+    /// Whether no row came.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && !self.more
+    }
+
     /// Whether a row came after the page's last.
     pub fn more(&self) -> bool {
         self.more

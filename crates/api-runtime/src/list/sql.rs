@@ -1,25 +1,24 @@
 //! List queries in SQL: a scope, filter conditions, sort keys ending in the id, and a keyset
 //! cursor, written as one `SELECT` that an index on (scope column, sort column, id) serves.
 //! Both image services' stores build their List queries here, for SQLite and PostgreSQL.
+//!
+//! The cursor is the id of the last row of the previous page; the statement itself reads that
+//! row's sort keys (one scalar subquery per key, by primary key, evaluated once: an index
+//! range bound on both databases), so a later page costs one statement, not two. A cursor
+//! row that is gone gives an empty page, which [`cursor_gone`] then tells from a listing that
+//! ended.
 
 use super::{Condition, FilterOp, OrderItem, PageRows};
 use yc_proto_types::encoded::Form;
 use yc_sql::{Db, DbError, Dialect, Query, RowRef, Tx, query};
 
-/// A value of a sort key at the cursor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqlValue {
-    /// A text column.
-    Text(String),
-    /// An integer column (times are nanoseconds since the epoch).
-    Int(i64),
-}
-
 /// A List query's parts, in column terms.
 #[derive(Debug, Clone)]
 pub struct KeysetSelect<'a> {
-    /// `SELECT … FROM … WHERE <live rows>`; the rest is appended with `AND`.
+    /// `SELECT … FROM <table> WHERE <live rows>`; the rest is appended with `AND`.
     pub select: &'a str,
+    /// The table, where the cursor's sort keys are read.
+    pub table: &'a str,
     /// The scope column and its value.
     pub scope: (&'a str, String),
     /// Prefix the scope term with a unary `+` on SQLite, so that it serves the query from the
@@ -30,8 +29,8 @@ pub struct KeysetSelect<'a> {
     pub conditions: Vec<(&'static str, &'a Condition)>,
     /// Sort keys, most significant first, ending in the id (see [`sort_keys`]).
     pub keys: Vec<(&'static str, bool)>,
-    /// The sort key values of the row to continue after.
-    pub cursor: Option<Vec<SqlValue>>,
+    /// The id of the row to continue after (deleted rows keep their sort keys for this).
+    pub after: Option<String>,
     /// The most rows to return.
     pub limit: usize,
 }
@@ -53,36 +52,22 @@ pub fn sort_keys(
     keys
 }
 
-/// The values of `keys` for the row `id` of `table` (deleted rows included), or `None` when
-/// there is no such row. `int_columns` names the integer columns among the keys.
-pub async fn cursor_values(
+/// Whether a page read after the row `after` of `table` (a List's cursor) is empty because
+/// that row is gone (deleted rows kept for their sort keys count as there), not because the
+/// listing ended: asked only of an empty page, to tell a page token too old to continue.
+pub async fn cursor_gone(
     db: &Db,
     table: &str,
-    keys: &[(&'static str, bool)],
-    int_columns: &[&str],
-    id: &str,
-) -> Result<Option<Vec<SqlValue>>, yc_sql::DbError> {
-    let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
-    let sql = format!("SELECT {} FROM {table} WHERE id = $1", columns.join(", "));
-    let Some(row) = db.fetch_optional(&query(sql).bind(id)).await? else {
-        return Ok(None);
+    after: Option<&str>,
+    page_empty: bool,
+) -> Result<bool, yc_sql::DbError> {
+    let Some(id) = after.filter(|_| page_empty) else {
+        return Ok(false);
     };
-    let mut values = Vec::with_capacity(columns.len());
-    for (i, column) in columns.iter().enumerate() {
-        values.push(if int_columns.contains(column) {
-            SqlValue::Int(row.get(i)?)
-        } else {
-            SqlValue::Text(row.get(i)?)
-        });
-    }
-    Ok(Some(values))
-}
-
-fn push_value(sql: &mut Query, value: &SqlValue) {
-    match value {
-        SqlValue::Text(s) => sql.push_bind(s.clone()),
-        SqlValue::Int(n) => sql.push_bind(*n),
-    };
+    let found = db
+        .fetch_optional(&query(format!("SELECT id FROM {table} WHERE id = $1")).bind(id))
+        .await?;
+    Ok(found.is_none())
 }
 
 impl KeysetSelect<'_> {
@@ -122,8 +107,8 @@ impl KeysetSelect<'_> {
                 }
             }
         }
-        if let Some(values) = &self.cursor {
-            self.push_after(&mut sql, values);
+        if let Some(id) = &self.after {
+            self.push_after(&mut sql, id);
         }
         let order: Vec<String> = self
             .keys
@@ -136,9 +121,35 @@ impl KeysetSelect<'_> {
         sql
     }
 
-    /// `AND <the row comes after the cursor in the order>`.
-    fn push_after(&self, sql: &mut Query, values: &[SqlValue]) {
-        let keys = &self.keys;
+    /// `AND <the row comes after the cursor row in the order>`, the cursor row's sort keys
+    /// read by subqueries on its id.
+    fn push_after(&self, sql: &mut Query, id: &str) {
+        let at_cursor = |sql: &mut Query, column: &str| {
+            sql.push("(SELECT ")
+                .push(column)
+                .push(" FROM ")
+                .push(self.table)
+                .push(" WHERE id = ")
+                .push_bind(id.to_owned())
+                .push(")");
+        };
+        // A sort key that a condition fixes to one value orders nothing among the rows: left
+        // out, so that the cursor bounds the index search that follows the equality.
+        let keys: Vec<&(&str, bool)> = self
+            .keys
+            .iter()
+            .filter(|(column, _)| {
+                !self
+                    .conditions
+                    .iter()
+                    .any(|(c, condition)| c == column && condition.op == FilterOp::Eq)
+            })
+            .collect();
+        if keys.is_empty() {
+            // Every key fixed, the id too: the one row there is came on the last page.
+            sql.push(" AND 1 = 0");
+            return;
+        }
         sql.push(" AND (");
         let first_direction = keys.first().is_some_and(|(_, d)| *d);
         if keys.iter().all(|(_, d)| *d == first_direction) {
@@ -146,28 +157,28 @@ impl KeysetSelect<'_> {
             sql.push("(");
             sql.push(&keys.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
             sql.push(if first_direction { ") < (" } else { ") > (" });
-            for (i, value) in values.iter().enumerate() {
+            for (i, (column, _)) in keys.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
-                push_value(sql, value);
+                at_cursor(sql, column);
             }
             sql.push(")");
         } else {
             // Mixed directions: (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
-            for (i, ((column, descending), value)) in keys.iter().zip(values).enumerate() {
+            for (i, (column, descending)) in keys.iter().enumerate() {
                 if i > 0 {
                     sql.push(" OR ");
                 }
                 sql.push("(");
-                for ((equal, _), earlier) in keys.iter().zip(values).take(i) {
+                for (equal, _) in keys.iter().take(i) {
                     sql.push(equal).push(" = ");
-                    push_value(sql, earlier);
+                    at_cursor(sql, equal);
                     sql.push(" AND ");
                 }
                 sql.push(column)
                     .push(if *descending { " < " } else { " > " });
-                push_value(sql, value);
+                at_cursor(sql, column);
                 sql.push(")");
             }
         }

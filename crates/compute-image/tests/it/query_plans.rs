@@ -1,4 +1,6 @@
-//! Every Compute List shape is served by an index search, never a scan of the folder's images.
+//! Every Compute List shape is served by an index search, never a scan of the folder's images;
+//! a later page's cursor (the previous page's last id, whose sort keys the statement reads by
+//! primary key) bounds that search, so the page does not read the rows before it.
 
 use yc_api_runtime::list::{FilterExpr, FilterSpec, OrderItem};
 use yc_compute_image::SqlComputeImageStore;
@@ -21,7 +23,10 @@ async fn every_list_shape_searches_an_index() {
     let mut checked = 0;
     for filter in filters {
         for field in ["id", "name", "family", "status", "created_at"] {
-            for descending in [false, true] {
+            for (descending, after) in [false, true]
+                .into_iter()
+                .flat_map(|d| [(d, None), (d, Some("fd8cursor".to_owned()))])
+            {
                 let query = ComputeQuery {
                     folder_id: "b1g".into(),
                     filter: FilterExpr::parse(filter, spec)
@@ -30,21 +35,37 @@ async fn every_list_shape_searches_an_index() {
                         field: field.into(),
                         descending,
                     }],
-                    after: None,
+                    after: after.clone(),
                     limit: 101,
                 };
                 let plan = store.query_plan(&query).await.unwrap();
                 let reads: Vec<&String> = plan.iter().filter(|s| s.contains("ci_images")).collect();
                 assert!(!reads.is_empty(), "{query:?}: {plan:?}");
-                for step in reads {
+                for step in &reads {
                     assert!(
                         step.starts_with("SEARCH ci_images USING"),
                         "{query:?} is not an index search: {plan:?}"
+                    );
+                }
+                // (With `IN`, SQLite searches each value's rows in turn, the cursor a filter.)
+                if after.is_some() && !filter.contains(" IN ") {
+                    // The page's search starts at the cursor: its bound is in the index
+                    // constraint, beside the subqueries that read the cursor row by id.
+                    // (A filter on the id finds its one row by primary key.)
+                    let bounded = |step: &&&String| {
+                        step.ends_with("(id=?)")
+                            || step.contains("folder_id=? AND ")
+                                && [">?", "<?", ")>(", ")<("].iter().any(|b| step.contains(b))
+                    };
+                    // The page's own search comes first, the subqueries' after it.
+                    assert!(
+                        bounded(&&reads[0]),
+                        "{query:?}: the cursor does not bound the search: {plan:?}"
                     );
                 }
                 checked += 1;
             }
         }
     }
-    assert_eq!(checked, 5 * 5 * 2);
+    assert_eq!(checked, 5 * 5 * 2 * 2);
 }
