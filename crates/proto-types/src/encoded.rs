@@ -152,12 +152,13 @@ impl PageShape {
         })
     }
 
-    /// A page of this shape, written in `form`.
-    pub fn writer(&'static self, form: Form) -> PageWriter {
+    /// A page of this shape, written in `form` into a buffer of `capacity` bytes to start
+    /// with (a page's items and their framing; growing the buffer copies what it holds).
+    pub fn writer(&'static self, form: Form, capacity: usize) -> PageWriter {
         PageWriter {
             shape: self,
             form,
-            out: Vec::with_capacity(1024),
+            out: Vec::with_capacity(capacity),
             items: 0,
         }
     }

@@ -130,6 +130,11 @@ impl Page {
     }
 }
 
+/// The bytes an item of a page is expected to take, to size the page's buffer.
+const ITEM_BYTES: usize = 512;
+/// The most a page's buffer is sized for before its rows come.
+const MAX_PRESIZED: usize = 1 << 20;
+
 /// A List page's rows as a store reads them, each written into the response as it comes
 /// (see [`PageWriter`]): the row after the page is only noted, for the next page's token.
 #[derive(Debug)]
@@ -154,7 +159,9 @@ impl PageRows {
             )
         })?;
         Ok(Self {
-            writer: shape.writer(form),
+            // Room for the page's items as they are usually stored (an image is a few hundred
+            // bytes), so that the buffer is not grown and copied as rows come.
+            writer: shape.writer(form, size.saturating_mul(ITEM_BYTES).min(MAX_PRESIZED)),
             form,
             size,
             count: 0,

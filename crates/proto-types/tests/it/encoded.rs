@@ -20,7 +20,7 @@ where
 {
     let shape = page_shape::<R>().expect("a List response");
     for form in [Form::Protobuf, Form::Json] {
-        let mut page = shape.writer(form);
+        let mut page = shape.writer(form, 16);
         for item in items {
             match form {
                 Form::Protobuf => page.push(&item.encode_to_vec()),
