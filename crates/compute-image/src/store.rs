@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use prost::Message;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_gone, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
-    sort_keys, stored_forms,
+    KeysetSelect, cursor_gone, json_follows_body, mark_deleted, nanos, page_columns, purge_deleted,
+    read_page_row, sort_keys, stored_forms,
 };
 use yc_api_runtime::list::{FilterExpr, OrderItem, PageRows};
 use yc_api_runtime::stored::Stored;
@@ -286,6 +286,7 @@ impl SqlComputeImageStore {
                 "CREATE INDEX IF NOT EXISTS ci_images_folder_{sort} ON ci_images (folder_id, {sort}, id) WHERE deleted_at IS NULL"
             ));
         }
+        schema.extend(json_follows_body(db.dialect(), "ci_images"));
         let upgrades = [(3, vec![Step::add_column("ci_images", "json", text)])];
         db.migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades, &schema)
             .await

@@ -11,8 +11,8 @@
 use async_trait::async_trait;
 use prost::Message;
 use yc_api_runtime::list::sql::{
-    KeysetSelect, cursor_gone, mark_deleted, nanos, page_columns, purge_deleted, read_page_row,
-    sort_keys, stored_forms,
+    KeysetSelect, cursor_gone, json_follows_body, mark_deleted, nanos, page_columns, purge_deleted,
+    read_page_row, sort_keys, stored_forms,
 };
 use yc_api_runtime::list::{FilterOp, PageRows};
 use yc_proto_types::encoded::Form;
@@ -305,6 +305,7 @@ impl SqlImageStore {
         }
         // Listing one repository by name (its default order) needs (name, id).
         schema.push("CREATE INDEX IF NOT EXISTS cr_images_name_id ON cr_images (name, id) WHERE deleted_at IS NULL".to_owned());
+        schema.extend(json_follows_body(db.dialect(), "cr_images"));
         let found = db
             .migrate_from(COMPONENT, SCHEMA_VERSION, &upgrades(db.dialect()), &schema)
             .await

@@ -239,6 +239,33 @@ pub fn page_columns(form: Form) -> &'static str {
     }
 }
 
+/// The statements that keep a table's stored JSON true to its body: an update that changes
+/// `body` and leaves `json` as it was (a server of an older version, which knows no `json`,
+/// sharing the database during an upgrade) clears `json`, so that the row's JSON is written
+/// from its body until it is stored again. Safe to run at every start.
+pub fn json_follows_body(dialect: Dialect, table: &str) -> Vec<String> {
+    match dialect {
+        Dialect::Sqlite => vec![format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_json_follows_body \
+             AFTER UPDATE OF body ON {table} \
+             WHEN NEW.body IS NOT OLD.body AND NEW.json IS OLD.json \
+             BEGIN UPDATE {table} SET json = NULL WHERE id = NEW.id; END"
+        )],
+        Dialect::Postgres => vec![
+            "CREATE OR REPLACE FUNCTION yc_json_follows_body() RETURNS trigger \
+             LANGUAGE plpgsql AS $body$ BEGIN \
+             IF NEW.body IS DISTINCT FROM OLD.body AND NEW.json IS NOT DISTINCT FROM OLD.json \
+             THEN NEW.json := NULL; END IF; RETURN NEW; END $body$"
+                .to_owned(),
+            format!("DROP TRIGGER IF EXISTS {table}_json_follows_body ON {table}"),
+            format!(
+                "CREATE TRIGGER {table}_json_follows_body BEFORE UPDATE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION yc_json_follows_body()"
+            ),
+        ],
+    }
+}
+
 /// Reads a row of [`page_columns`] into `rows`; `M` is the stored message, whose JSON is
 /// written from the body where the row has none.
 pub fn read_page_row<M>(row: RowRef<'_>, rows: &mut PageRows) -> Result<(), DbError>

@@ -258,7 +258,8 @@ async fn postgres_behaves_like_the_oracle() {
 
 /// Images stored before the store kept each image's JSON (a database from an older version,
 /// its rows upgraded with an empty `json`) list alike: their JSON is written from the body;
-/// an image changed since has its JSON stored again.
+/// an image changed since has its JSON stored again; a body changed by an older server
+/// sharing the database (which writes no JSON) clears the JSON the row had.
 async fn rows_without_json_list_alike(db: yc_sql::Db) {
     let store = SqlComputeImageStore::open(db.clone()).await.unwrap();
     let all = images();
@@ -292,6 +293,39 @@ async fn rows_without_json_list_alike(db: yc_sql::Db) {
     };
     // Both forms checked against the typed encodings, in Get and in List.
     assert_eq!(get(&store, &all[1].id).await, Ok(Some(all[1].clone())));
+    // A body changed by a server that knows no JSON (an older version sharing the database
+    // during an upgrade): the stale JSON is cleared with it, never served.
+    let mut older = all[1..]
+        .iter()
+        .find(|i| i.folder_id == first.folder_id)
+        .unwrap()
+        .clone();
+    older.description = "written by an older server".into();
+    // Stored again by this version first (its JSON written), then changed by the older one.
+    store
+        .modify(&older.id, &|_: &mut Image| Ok(()))
+        .await
+        .unwrap();
+    db.execute(
+        &yc_sql::query("UPDATE ci_images SET body = $1 WHERE id = $2")
+            .bind(prost::Message::encode_to_vec(&older))
+            .bind(older.id.clone()),
+    )
+    .await
+    .unwrap();
+    let stale: Option<i64> = db
+        .fetch_scalar(
+            &yc_sql::query("SELECT COUNT(*) FROM ci_images WHERE id = $1 AND json IS NULL")
+                .bind(older.id.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        Some(1),
+        "the older server's change left JSON that is not its body's"
+    );
+    assert_eq!(get(&store, &older.id).await, Ok(Some(older.clone())));
     let listed = list_images(&store, &query).await;
     assert!(listed.len() > 1);
     assert!(
@@ -299,6 +333,7 @@ async fn rows_without_json_list_alike(db: yc_sql::Db) {
             .iter()
             .any(|i| i.id == first.id && i.description == "changed \"since\"")
     );
+    assert!(listed.contains(&older));
 }
 
 #[tokio::test]
