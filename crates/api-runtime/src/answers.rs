@@ -3,6 +3,7 @@
 //! answer function: protobuf for gRPC, JSON for REST.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use yc_proto_types::encoded::{Encoded, Form, WithEncoded};
 use yc_proto_types::google::rpc::Status;
@@ -10,16 +11,18 @@ use yc_proto_types::rpc::{RestService, Rpc};
 
 use crate::Caller;
 
-/// The encoded answers of a service `S` (cloned into each call).
+/// The encoded answers of a service `S` (shared by every call: one reference count each).
 #[derive(Debug, Clone)]
 pub struct EncodedAnswers<S> {
-    service: S,
+    service: Arc<S>,
 }
 
-impl<S: Clone + Send + Sync + 'static> EncodedAnswers<S> {
+impl<S: Send + Sync + 'static> EncodedAnswers<S> {
     /// Answers for `service`.
     pub fn new(service: S) -> Self {
-        Self { service }
+        Self {
+            service: Arc::new(service),
+        }
     }
 
     /// `server` answering `rpc` with `answer(service, request, caller, Form::Protobuf)`.
@@ -32,7 +35,7 @@ impl<S: Clone + Send + Sync + 'static> EncodedAnswers<S> {
     where
         Req: prost::Message + Default + Send + 'static,
         Resp: Send + 'static,
-        F: Fn(S, Req, Caller, Form) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<S>, Req, Caller, Form) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, Status>> + Send + 'static,
     {
         let service = self.service.clone();
@@ -56,7 +59,7 @@ impl<S: Clone + Send + Sync + 'static> EncodedAnswers<S> {
     pub fn rest<Req, Resp, F, Fut>(&self, rest: &mut RestService, rpc: Rpc<Req, Resp>, answer: F)
     where
         Req: serde::de::DeserializeOwned + prost::Message + prost::Name + Send + 'static,
-        F: Fn(S, Req, Caller, Form) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<S>, Req, Caller, Form) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, Status>> + Send + 'static,
     {
         let service = self.service.clone();

@@ -63,7 +63,7 @@ impl ComputeImageGrpc {
 }
 
 async fn get_encoded(
-    images: ComputeImages,
+    images: std::sync::Arc<ComputeImages>,
     request: GetImageRequest,
     caller: Caller,
     form: Form,
@@ -72,7 +72,7 @@ async fn get_encoded(
 }
 
 async fn list_encoded(
-    images: ComputeImages,
+    images: std::sync::Arc<ComputeImages>,
     request: ListImagesRequest,
     caller: Caller,
     form: Form,

@@ -253,7 +253,8 @@ type EncodedCall = Arc<
 /// every other call goes to `S` as before, at no extra cost.
 pub struct WithEncoded<S> {
     inner: S,
-    methods: Arc<HashMap<&'static str, EncodedCall>>,
+    /// By gRPC path; a few, so found by comparing paths rather than hashing them.
+    methods: Arc<Vec<(&'static str, EncodedCall)>>,
     max_decoding: Option<usize>,
     limit_inner: fn(S, usize) -> S,
 }
@@ -271,8 +272,7 @@ impl<S: Clone> Clone for WithEncoded<S> {
 
 impl<S> fmt::Debug for WithEncoded<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut methods: Vec<_> = self.methods.keys().collect();
-        methods.sort();
+        let methods: Vec<&str> = self.methods.iter().map(|(path, _)| *path).collect();
         f.debug_struct("WithEncoded")
             .field("methods", &methods)
             .finish_non_exhaustive()
@@ -286,7 +286,7 @@ impl<S> WithEncoded<S> {
     pub fn new(inner: S, limit_inner: fn(S, usize) -> S) -> Self {
         Self {
             inner,
-            methods: Arc::new(HashMap::new()),
+            methods: Arc::new(Vec::new()),
             max_decoding: None,
             limit_inner,
         }
@@ -333,8 +333,9 @@ impl<S> WithEncoded<S> {
                 Ok(grpc.unary(Unary(call), request).await)
             })
         });
-        let mut methods = HashMap::clone(&self.methods);
-        methods.insert(rpc.grpc_path(), answer);
+        let mut methods = Vec::clone(&self.methods);
+        methods.retain(|(path, _)| *path != rpc.grpc_path());
+        methods.push((rpc.grpc_path(), answer));
         self.methods = Arc::new(methods);
         self
     }
@@ -362,8 +363,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        match self.methods.get(request.uri().path()) {
-            Some(answer) => Answer::Encoded(answer(request)),
+        let path = request.uri().path();
+        match self.methods.iter().find(|(method, _)| *method == path) {
+            Some((_, answer)) => Answer::Encoded(answer(request)),
             None => Answer::Inner(self.inner.call(request)),
         }
     }

@@ -58,7 +58,7 @@ impl RegistryImageGrpc {
 }
 
 async fn list_encoded(
-    images: RegistryImages,
+    images: std::sync::Arc<RegistryImages>,
     request: ListImagesRequest,
     caller: Caller,
     form: Form,
