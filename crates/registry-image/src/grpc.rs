@@ -36,25 +36,37 @@ pub struct RegistryImageGrpc {
 }
 
 impl RegistryImageGrpc {
-    /// The service, ready to add to a tonic server: List answered from the images' stored
-    /// bytes ([`RegistryImages::list_encoded`]), the rest by the generated server.
+    /// The service, ready to add to a tonic server: Get and List answered from the images'
+    /// stored bytes ([`RegistryImages::get_encoded`], [`RegistryImages::list_encoded`]), the
+    /// rest by the generated server.
     pub fn server(images: RegistryImages) -> WithEncoded<ImageServiceServer<Self>> {
         let answers = EncodedAnswers::new(images.clone());
         let server = WithEncoded::new(
             ImageServiceServer::new(Self { images }),
             ImageServiceServer::max_decoding_message_size,
         );
+        let server = answers.grpc(server, image_service_rpc::GET, get_encoded);
         answers.grpc(server, image_service_rpc::LIST, list_encoded)
     }
 
-    /// The service's REST methods, for the REST transcoder: List written from the images'
-    /// stored JSON.
+    /// The service's REST methods, for the REST transcoder: Get and List written from the
+    /// images' stored JSON.
     pub fn rest(images: RegistryImages) -> yc_proto_types::rpc::RestService {
         let answers = EncodedAnswers::new(images.clone());
         let mut rest = image_service_rpc::rest(std::sync::Arc::new(Self { images }));
+        answers.rest(&mut rest, image_service_rpc::GET, get_encoded);
         answers.rest(&mut rest, image_service_rpc::LIST, list_encoded);
         rest
     }
+}
+
+async fn get_encoded(
+    images: std::sync::Arc<RegistryImages>,
+    request: GetImageRequest,
+    caller: Caller,
+    form: Form,
+) -> Result<Vec<u8>, yc_proto_types::google::rpc::Status> {
+    images.get_encoded(&request, &caller, form).await
 }
 
 async fn list_encoded(

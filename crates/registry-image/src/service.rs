@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use yc_api_runtime::list::{ListSpec, Page, decode_page, token_too_old};
+use yc_api_runtime::stored::Stored;
 use yc_api_runtime::{Role, store_unavailable};
 use yc_operations::{OperationRunner, Resumers, StartOperation};
 use yc_proto_types::encoded::Form;
@@ -193,15 +194,40 @@ impl RegistryImages {
         self.image(&request.image_id, caller, Role::Viewer).await
     }
 
+    /// `Get`, answered with the image's stored bytes in `form` (the same bytes as encoding
+    /// [`get`](Self::get)'s image).
+    pub async fn get_encoded(
+        &self,
+        request: &GetImageRequest,
+        caller: &Caller,
+        form: Form,
+    ) -> Result<Vec<u8>, Status> {
+        validate(request)?;
+        let image = self
+            .stored_image(&request.image_id, caller, Role::Viewer)
+            .await?;
+        Ok(image.bytes(form).to_vec())
+    }
+
     /// The image `id`, if the caller holds `role` in the folder of its registry.
     async fn image(&self, id: &str, caller: &Caller, role: Role) -> Result<Image, Status> {
+        Ok(self.stored_image(id, caller, role).await?.into_message())
+    }
+
+    /// [`image`](Self::image), with its stored forms.
+    async fn stored_image(
+        &self,
+        id: &str,
+        caller: &Caller,
+        role: Role,
+    ) -> Result<Stored<Image>, Status> {
         let image = self
             .store
             .get(id)
             .await
             .map_err(store_status)?
             .ok_or_else(|| not_found(id))?;
-        self.require_in_registry(registry_of(&image.name), caller, role)
+        self.require_in_registry(registry_of(&image.message().name), caller, role)
             .await?;
         Ok(image)
     }

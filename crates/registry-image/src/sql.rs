@@ -15,6 +15,7 @@ use yc_api_runtime::list::sql::{
     read_page_row, sort_keys, stored_forms,
 };
 use yc_api_runtime::list::{FilterOp, PageRows};
+use yc_api_runtime::stored::Stored;
 use yc_proto_types::encoded::Form;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::yandex::cloud::containerregistry::v1::Image;
@@ -932,15 +933,20 @@ impl ImageStore for SqlImageStore {
         Ok(pushed)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError> {
-        let body: Option<Vec<u8>> = self
+    async fn get(&self, id: &str) -> Result<Option<Stored<Image>>, ImageStoreError> {
+        let found = self
             .db
-            .fetch_scalar(
-                &query("SELECT body FROM cr_images WHERE id = $1 AND deleted_at IS NULL").bind(id),
+            .fetch_with(
+                &query("SELECT body, json FROM cr_images WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(id),
+                |row| {
+                    Stored::read(row.bytes(0)?.unwrap_or_default(), row.bytes(1)?)
+                        .map_err(yc_sql::DbError::new)
+                },
             )
             .await
             .map_err(unavailable)?;
-        body.map(|b| decode(&b)).transpose()
+        Ok(found.into_iter().next())
     }
 
     async fn resolve(

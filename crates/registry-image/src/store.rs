@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use yc_api_runtime::list::{FilterExpr, OrderItem, PageRows};
+use yc_api_runtime::stored::Stored;
 use yc_proto_types::google::protobuf::Timestamp;
 use yc_proto_types::google::rpc::Status;
 use yc_proto_types::yandex::cloud::containerregistry::v1::{Blob, Image};
@@ -304,8 +305,9 @@ pub trait ImageStore: Send + Sync + 'static {
     /// points the tag at it, moving the tag off the image that had it.
     async fn push(&self, image: PushImage, at: Timestamp) -> Result<Pushed, ImageStoreError>;
 
-    /// The image with this id, with its tags; deleted images are gone.
-    async fn get(&self, id: &str) -> Result<Option<Image>, ImageStoreError>;
+    /// The image with this id, with its tags and its stored forms (which Get answers with);
+    /// deleted images are gone.
+    async fn get(&self, id: &str) -> Result<Option<Stored<Image>>, ImageStoreError>;
 
     /// The image of `repository` that `reference` names: a manifest digest (`sha256:…`) or a
     /// tag; deleted images are gone.

@@ -180,6 +180,18 @@ async fn paged(store: &SqlImageStore, query: &ImageQuery) -> Vec<String> {
 
 async fn lists_like_the_oracle(store: &SqlImageStore) {
     let all = fill(store).await;
+    // Get answers with each image's stored forms: the typed image's encodings.
+    for (image, _, _) in &all {
+        use prost::Message as _;
+        use yc_proto_types::encoded::Form;
+        let stored = store.get(&image.id).await.unwrap().unwrap();
+        assert_eq!(stored.message(), image);
+        assert_eq!(stored.bytes(Form::Protobuf), image.encode_to_vec());
+        assert_eq!(
+            String::from_utf8_lossy(stored.bytes(Form::Json)),
+            serde_json::to_string(image).unwrap()
+        );
+    }
     let count: usize = (0..REPOSITORIES.len()).map(|r| 2 + r % 3).sum();
     assert_eq!(all.len(), count, "one image per pushed manifest");
     let latest: Vec<&Image> = all
@@ -260,7 +272,7 @@ async fn lists_like_the_oracle(store: &SqlImageStore) {
     let first = list_images(store, &query).await;
     let stop = first.last().map(|i| i.id.clone()).unwrap_or_default();
     assert!(store.delete(&stop, at(1_900_000_000)).await.unwrap());
-    assert_eq!(store.get(&stop).await.ok().flatten(), None);
+    assert!(matches!(store.get(&stop).await, Ok(None)));
     let rest = paged(
         store,
         &ImageQuery {
