@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 use prost::bytes::{Buf, BufMut};
@@ -117,19 +117,12 @@ pub struct PageShape {
 }
 
 impl PageShape {
-    /// The shape of the response message `full_name` (`yandex.cloud.compute.v1.ListImagesResponse`):
-    /// its one repeated message field and its `next_page_token`; `None` for a message that is
-    /// not a List response so shaped.
-    pub fn of(full_name: &str) -> Option<&'static PageShape> {
-        static SHAPES: OnceLock<Mutex<HashMap<String, Option<&'static PageShape>>>> =
-            OnceLock::new();
-        let mut shapes = SHAPES
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *shapes
-            .entry(full_name.to_owned())
-            .or_insert_with(|| Self::read(full_name).map(|shape| &*Box::leak(Box::new(shape))))
+    /// The shape of the response message `full_name` (`yandex.cloud.compute.v1.ListImagesResponse`),
+    /// read from the schema: its one repeated message field and its `next_page_token`; `None`
+    /// for a message that is not a List response so shaped. [`page_shape`] keeps each
+    /// type's, read once.
+    pub fn of(full_name: &str) -> Option<PageShape> {
+        Self::read(full_name)
     }
 
     fn read(full_name: &str) -> Option<PageShape> {
@@ -402,7 +395,24 @@ where
     }
 }
 
-/// A message type's [`PageShape`].
+/// A message type's [`PageShape`], read from the schema on first use and kept: a List call
+/// finds it by the type's static package and name, without allocating or a lock it waits on.
 pub fn page_shape<M: Name>() -> Option<&'static PageShape> {
-    PageShape::of(&M::full_name())
+    type Shapes = HashMap<(&'static str, &'static str), Option<&'static PageShape>>;
+    static SHAPES: OnceLock<RwLock<Shapes>> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(RwLock::default);
+    let key = (M::PACKAGE, M::NAME);
+    if let Some(shape) = shapes
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return *shape;
+    }
+    let shape = PageShape::of(&M::full_name()).map(|shape| &*Box::leak(Box::new(shape)));
+    *shapes
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_insert(shape)
 }
