@@ -502,19 +502,14 @@ impl ComputeImageStore for SqlComputeImageStore {
             },
             None => 0,
         };
-        let found = self
-            .db
-            .fetch_with(
-                &query("SELECT body, json FROM ci_images WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(id),
-                |row| {
-                    Stored::read(row.bytes(0)?.unwrap_or_default(), row.bytes(1)?)
-                        .map_err(yc_sql::DbError::new)
-                },
-            )
-            .await
-            .map_err(unavailable)?;
-        let image = found.into_iter().next().map(Arc::new);
+        let image = Stored::fetch(
+            &self.db,
+            &query("SELECT body, json FROM ci_images WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id),
+        )
+        .await
+        .map_err(unavailable)?
+        .map(Arc::new);
         if let (Some(cache), Some(image)) = (&self.cache, &image) {
             cache.fill(image, writes);
         }

@@ -934,19 +934,13 @@ impl ImageStore for SqlImageStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Stored<Image>>, ImageStoreError> {
-        let found = self
-            .db
-            .fetch_with(
-                &query("SELECT body, json FROM cr_images WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(id),
-                |row| {
-                    Stored::read(row.bytes(0)?.unwrap_or_default(), row.bytes(1)?)
-                        .map_err(yc_sql::DbError::new)
-                },
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(found.into_iter().next())
+        Stored::fetch(
+            &self.db,
+            &query("SELECT body, json FROM cr_images WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id),
+        )
+        .await
+        .map_err(unavailable)
     }
 
     async fn resolve(

@@ -9,6 +9,7 @@
 //! ended.
 
 use super::{Condition, FilterOp, OrderItem, PageRows};
+use crate::stored::json_from_body;
 use yc_proto_types::encoded::Form;
 use yc_sql::{Db, DbError, Dialect, Query, RowRef, Tx, query};
 
@@ -277,12 +278,7 @@ where
         (_, Some(item)) => rows.push(id, item),
         (Form::Protobuf, None) => rows.push(id, &[]),
         (Form::Json, None) => {
-            let body = row.bytes(2)?.unwrap_or_default();
-            let message = M::decode(body)
-                .map_err(|e| DbError::new(format!("a stored message does not decode: {e}")))?;
-            let json = serde_json::to_vec(&message)
-                .map_err(|e| DbError::new(format!("a stored message has no JSON form: {e}")))?;
-            rows.push(id, &json);
+            rows.push(id, &json_from_body::<M>(row.bytes(2)?.unwrap_or_default())?);
         }
     }
     Ok(())
