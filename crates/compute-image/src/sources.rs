@@ -254,6 +254,7 @@ impl SqlSources {
         if cursor_gone(&self.db, K::TABLE, page.after.as_deref(), found.is_empty())
             .await
             .map_err(unavailable)?
+            .is_some()
         {
             return Err(yc_api_runtime::list::token_too_old());
         }

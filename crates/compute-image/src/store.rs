@@ -542,15 +542,17 @@ impl ComputeImageStore for SqlComputeImageStore {
             .fetch_with(&sql, |row| read_page_row::<Image>(row, rows))
             .await
             .map_err(unavailable)?;
-        match &query.after {
-            Some(id)
-                if cursor_gone(&self.db, "ci_images", Some(id), rows.is_empty())
-                    .await
-                    .map_err(unavailable)? =>
-            {
-                Err(ComputeStoreError::CursorGone(id.clone()))
-            }
-            _ => Ok(()),
+        match cursor_gone(
+            &self.db,
+            "ci_images",
+            query.after.as_deref(),
+            rows.is_empty(),
+        )
+        .await
+        .map_err(unavailable)?
+        {
+            Some(id) => Err(ComputeStoreError::CursorGone(id.to_owned())),
+            None => Ok(()),
         }
     }
 

@@ -201,15 +201,12 @@ impl SqlImageStore {
         after: Option<&str>,
         page_empty: bool,
     ) -> Result<(), ImageStoreError> {
-        match after {
-            Some(id)
-                if cursor_gone(&self.db, table, after, page_empty)
-                    .await
-                    .map_err(unavailable)? =>
-            {
-                Err(ImageStoreError::CursorGone(id.to_owned()))
-            }
-            _ => Ok(()),
+        match cursor_gone(&self.db, table, after, page_empty)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(id) => Err(ImageStoreError::CursorGone(id.to_owned())),
+            None => Ok(()),
         }
     }
 

@@ -181,11 +181,6 @@ impl PageRows {
         self.count == 0 && !self.more
     }
 
-    /// Whether a row came after the page's last.
-    pub fn more(&self) -> bool {
-        self.more
-    }
-
     /// The form the rows are read in.
     pub fn form(&self) -> Form {
         self.form

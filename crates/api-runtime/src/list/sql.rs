@@ -53,22 +53,23 @@ pub fn sort_keys(
     keys
 }
 
-/// Whether a page read after the row `after` of `table` (a List's cursor) is empty because
-/// that row is gone (deleted rows kept for their sort keys count as there), not because the
-/// listing ended: asked only of an empty page, to tell a page token too old to continue.
-pub async fn cursor_gone(
+/// The cursor `after` (a row of `table`) of a page that came back empty because that row is
+/// gone (deleted rows kept for their sort keys count as there), not because the listing
+/// ended: asked only of an empty page, to tell a page token too old to continue. `None`
+/// when the page is not empty, has no cursor, or its cursor is there.
+pub async fn cursor_gone<'a>(
     db: &Db,
     table: &str,
-    after: Option<&str>,
+    after: Option<&'a str>,
     page_empty: bool,
-) -> Result<bool, yc_sql::DbError> {
+) -> Result<Option<&'a str>, yc_sql::DbError> {
     let Some(id) = after.filter(|_| page_empty) else {
-        return Ok(false);
+        return Ok(None);
     };
     let found = db
         .fetch_optional(&query(format!("SELECT id FROM {table} WHERE id = $1")).bind(id))
         .await?;
-    Ok(found.is_none())
+    Ok(found.is_none().then_some(id))
 }
 
 impl KeysetSelect<'_> {
