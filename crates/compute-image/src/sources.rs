@@ -224,10 +224,10 @@ impl SqlSources {
     /// The statement of one page of a List of kind `K`, as `page` reads the request.
     fn list_sql<K: SourceKind>(&self, folder_id: &str, page: &Page) -> Query {
         let keys = sort_keys(&page.order, column);
-        let select = format!("SELECT body FROM {} WHERE 1 = 1", K::TABLE);
         KeysetSelect {
-            select: &select,
+            columns: "body",
             table: K::TABLE,
+            live: None,
             scope: ("folder_id", folder_id.to_owned()),
             steer_from_scope: false,
             conditions: page

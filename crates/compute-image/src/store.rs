@@ -433,13 +433,10 @@ impl SqlComputeImageStore {
 
     fn list_sql(&self, query: &ComputeQuery, form: Form) -> Query {
         let keys = sort_keys(&query.order, column);
-        let select = format!(
-            "SELECT {} FROM ci_images WHERE deleted_at IS NULL",
-            page_columns(form)
-        );
         KeysetSelect {
-            select: &select,
+            columns: page_columns(form),
             table: "ci_images",
+            live: Some("deleted_at IS NULL"),
             scope: ("folder_id", query.folder_id.clone()),
             steer_from_scope: false,
             conditions: query

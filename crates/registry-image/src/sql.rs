@@ -220,10 +220,11 @@ impl SqlImageStore {
             RepositoryScope::Registry(id) => ("registry_id", id.clone()),
             RepositoryScope::Folder(id) => ("folder_id", id.clone()),
         };
-        // Every row is a live repository; `1 = 1` stands for the live-rows condition.
+        // Every row is a live repository.
         KeysetSelect {
-            select: "SELECT id, name FROM cr_repositories WHERE 1 = 1",
+            columns: "id, name",
             table: "cr_repositories",
+            live: None,
             steer_from_scope: false,
             scope,
             conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
@@ -237,11 +238,10 @@ impl SqlImageStore {
     /// The SQL of a List of registries.
     fn registries_sql(&self, list: &RegistryQuery) -> Query {
         let keys = vec![("id", false)];
-        let select =
-            format!("SELECT {REGISTRY_COLUMNS} FROM cr_registries WHERE deleted_at IS NULL");
         KeysetSelect {
-            select: &select,
+            columns: REGISTRY_COLUMNS,
             table: "cr_registries",
+            live: Some("deleted_at IS NULL"),
             steer_from_scope: false,
             scope: ("folder_id", list.folder_id.clone()),
             conditions: list.filter.conditions.iter().map(|c| ("name", c)).collect(),
@@ -267,13 +267,10 @@ impl SqlImageStore {
             .conditions
             .iter()
             .any(|c| matches!(c.op, FilterOp::Eq | FilterOp::In));
-        let select = format!(
-            "SELECT {} FROM cr_images WHERE deleted_at IS NULL",
-            page_columns(form)
-        );
         KeysetSelect {
-            select: &select,
+            columns: page_columns(form),
             table: "cr_images",
+            live: Some("deleted_at IS NULL"),
             steer_from_scope: selective_name && scope.0 != "name",
             scope: (scope.0, scope.1),
             conditions: query

@@ -16,10 +16,12 @@ use yc_sql::{Db, DbError, Dialect, Query, RowRef, Tx, query};
 /// A List query's parts, in column terms.
 #[derive(Debug, Clone)]
 pub struct KeysetSelect<'a> {
-    /// `SELECT … FROM <table> WHERE <live rows>`; the rest is appended with `AND`.
-    pub select: &'a str,
-    /// The table, where the cursor's sort keys are read.
+    /// The columns selected.
+    pub columns: &'a str,
+    /// The table, which the cursor's sort keys are read from too.
     pub table: &'a str,
+    /// The condition of the table's live rows (`deleted_at IS NULL`), if some are not.
+    pub live: Option<&'a str>,
     /// The scope column and its value.
     pub scope: (&'a str, String),
     /// Prefix the scope term with a unary `+` on SQLite, so that it serves the query from the
@@ -75,7 +77,13 @@ pub async fn cursor_gone<'a>(
 impl KeysetSelect<'_> {
     /// The statement, in `dialect`.
     pub fn build(&self, dialect: Dialect) -> Query {
-        let mut sql = query(format!("{} AND ", self.select));
+        let mut sql = query(format!(
+            "SELECT {} FROM {} WHERE ",
+            self.columns, self.table
+        ));
+        if let Some(live) = self.live {
+            sql.push(live).push(" AND ");
+        }
         if self.steer_from_scope && dialect == Dialect::Sqlite {
             sql.push("+");
         }
