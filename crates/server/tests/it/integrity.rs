@@ -536,6 +536,8 @@ async fn check(model: &Model, server: &str) {
     let ops = finished_operations(model, channel.clone()).await;
     let mut images = compute::image_service_client::ImageServiceClient::new(channel.clone());
     let mut checked = (0, 0, 0);
+    // The images Get answered and the model allowed, to hold List's answers to.
+    let mut held = HashMap::new();
     for (id, log) in &model.images {
         let deleted = log.deletes.iter().any(|c| succeeded(&ops, c));
         let maybe_deleted = log.deletes.iter().any(|c| matches!(c, Call::Maybe));
@@ -581,10 +583,15 @@ async fn check(model: &Model, server: &str) {
                 "{id}: {field:?} is {held:?}; a successful update was lost (allowed: {allowed:?})\n{log:?}"
             );
         }
+        held.insert(id.clone(), image);
         checked.1 += 1;
     }
-    // Nothing in the folder is left in a transitional status, whatever call made it.
+    // Nothing in the folder is left in a transitional status, whatever call made it; List
+    // (written from the stored bytes, not from the image Get read) answers each image as Get
+    // did, and over REST (from the stored JSON) the same pages as over gRPC.
+    let http = reqwest::Client::new();
     let mut page_token = String::new();
+    let mut listed = 0;
     loop {
         let page = images
             .list(compute::ListImagesRequest {
@@ -605,15 +612,34 @@ async fn check(model: &Model, server: &str) {
                 .contains(&image.status),
                 "left in a transitional status: {image:?}"
             );
+            if let Some(got) = held.get(&image.id) {
+                assert_eq!(image, got, "List and Get answer {} differently", image.id);
+                listed += 1;
+            }
         }
+        let rest = http
+            // Page tokens are URL-safe base64: nothing to escape.
+            .get(format!(
+                "{server}/compute/v1/images?folderId={FOLDER}&pageSize=1000&pageToken={page_token}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let rest: compute::ListImagesResponse = serde_json::from_slice(&rest).unwrap();
+        assert_eq!(rest, page, "REST and gRPC List pages differ");
         if page.next_page_token.is_empty() {
             break;
         }
         page_token = page.next_page_token;
     }
+    assert_eq!(listed, held.len(), "List left out images Get answers");
 
     // Every acknowledged push pulls back byte for byte, unless a Delete of it succeeded.
-    let http = reqwest::Client::new();
     let mut registry_images = registry::image_service_client::ImageServiceClient::new(channel);
     for pushed in &model.pushes {
         let deletes = model.registry_deletes.get(&pushed.image_id);
