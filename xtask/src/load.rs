@@ -126,6 +126,10 @@ pub(crate) struct LoadResults {
     /// gRPC Get against both servers at once: the server's throughput as a share of the
     /// ceiling's in each run.
     pub(crate) paired_get: Vec<f64>,
+    /// The same paired runs against a second server that makes no call span and writes no
+    /// call line (`YC_IMAGES_LOG=warn`): what tracing every call costs.
+    #[serde(default)]
+    pub(crate) paired_get_untraced: Vec<f64>,
     /// Each call against the server on PostgreSQL (none when it is not reachable).
     #[serde(default)]
     pub(crate) postgres: Vec<OnPostgres>,
@@ -134,10 +138,15 @@ pub(crate) struct LoadResults {
 impl LoadResults {
     /// The median of the paired runs' shares: what the target is checked against.
     pub(crate) fn paired_share(&self) -> f64 {
-        let mut shares = self.paired_get.clone();
-        shares.sort_by(f64::total_cmp);
-        shares.get(shares.len() / 2).copied().unwrap_or(0.0)
+        median_share(&self.paired_get)
     }
+}
+
+/// The median of some runs' shares.
+pub(crate) fn median_share(shares: &[f64]) -> f64 {
+    let mut shares = shares.to_vec();
+    shares.sort_by(f64::total_cmp);
+    shares.get(shares.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The CPU the servers run on, and the one h2load runs on, so that the load generator does
@@ -306,8 +315,8 @@ pub(crate) fn run() -> Result<LoadResults> {
 
 /// Only the paired gRPC Get runs, for a quick look at the target while working: their shares
 /// of the ceiling.
-pub(crate) fn paired() -> Result<Vec<f64>> {
-    Ok(run_shapes(false)?.paired_get)
+pub(crate) fn paired() -> Result<LoadResults> {
+    run_shapes(false)
 }
 
 /// The load runs: the paired gRPC Get, and with `every_call` every call in turn.
@@ -415,31 +424,33 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     println!("bench: gRPC Get, both servers at once");
     let get_args = grpc_args(&get);
     let get_args: Vec<&str> = get_args.iter().map(String::as_str).collect();
-    let get_path = "/yandex.cloud.compute.v1.ImageService/Get";
-    let mut paired_get = Vec::new();
-    for round in 0..ROUNDS {
-        let (server, ceiling) = std::thread::scope(|scope| {
-            let server = scope.spawn(|| {
-                h2load(
-                    &format!("http://{server_address}{get_path}"),
-                    &get_args,
-                    work.path(),
-                    &format!("paired-server-{round}"),
-                )
-            });
-            let ceiling = h2load(
-                &format!("http://{ceiling_address}{get_path}"),
-                &get_args,
-                work.path(),
-                &format!("paired-ceiling-{round}"),
-            );
-            let server = server
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the h2load thread panicked")));
-            (server, ceiling)
-        });
-        paired_get.push(server?.requests_per_second / ceiling?.requests_per_second);
-    }
+    let paired_get = paired_runs(
+        &server_address,
+        &ceiling_address,
+        &get_args,
+        work.path(),
+        "",
+    )?;
+    // Again against a server that traces no call: the span and line of every call, priced.
+    println!("bench: gRPC Get, both servers at once, calls untraced");
+    let log = fs::File::create(work.path().join("untraced.log"))?;
+    let mut untraced = on_cpu(SERVER_CPU, release.join("yc-images"));
+    untraced
+        .env("YC_IMAGES_LOG", "warn")
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(work.path().join("data-untraced"))
+        .arg("--seed")
+        .arg(work.path().join("seed"))
+        .stderr(log);
+    let (untraced, untraced_address) = start(untraced, "yc-images serve (untraced)")?;
+    let paired_get_untraced = paired_runs(
+        &untraced_address,
+        &ceiling_address,
+        &get_args,
+        work.path(),
+        "untraced-",
+    )?;
+    drop(untraced);
 
     let mut results = Vec::new();
     let pg_scenarios = scenarios.clone();
@@ -513,10 +524,48 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     let results = LoadResults {
         scenarios: results,
         paired_get,
+        paired_get_untraced,
         postgres,
     };
     fs::write(results_path(), serde_json::to_string_pretty(&results)?)?;
     Ok(results)
+}
+
+/// gRPC Get against `server` and `ceiling` at the same time, [`ROUNDS`] times: the server's
+/// throughput as a share of the ceiling's in each run.
+fn paired_runs(
+    server: &str,
+    ceiling: &str,
+    args: &[&str],
+    work: &Path,
+    name: &str,
+) -> Result<Vec<f64>> {
+    let path = "/yandex.cloud.compute.v1.ImageService/Get";
+    let mut shares = Vec::new();
+    for round in 0..ROUNDS {
+        let (server, ceiling) = std::thread::scope(|scope| {
+            let server = scope.spawn(|| {
+                h2load(
+                    &format!("http://{server}{path}"),
+                    args,
+                    work,
+                    &format!("paired-{name}server-{round}"),
+                )
+            });
+            let ceiling = h2load(
+                &format!("http://{ceiling}{path}"),
+                args,
+                work,
+                &format!("paired-{name}ceiling-{round}"),
+            );
+            let server = server
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the h2load thread panicked")));
+            (server, ceiling)
+        });
+        shares.push(server?.requests_per_second / ceiling?.requests_per_second);
+    }
+    Ok(shares)
 }
 
 /// The run with the median throughput.
@@ -576,16 +625,40 @@ pub(crate) fn section(load: &LoadResults) -> Result<String> {
          slows the machine slows both alike; the share of a run is the server's throughput over\n\
          the ceiling's in that run.\n\n\
          | paired gRPC Get runs | share of the ceiling |\n|---|---|\n\
-         | {} | **{:.0} %** (median) |\n{}",
+         | {} | **{:.0} %** (median) |\n{}{}",
         100.0 * GRPC_GET_TARGET,
-        load.paired_get
-            .iter()
-            .map(|s| format!("{:.1} %", 100.0 * s))
-            .collect::<Vec<_>>()
-            .join(", "),
+        runs_text(&load.paired_get),
         100.0 * load.paired_share(),
+        untraced_section(load),
         postgres_section(load)?
     ))
+}
+
+/// Shares of runs, as the report lists them.
+pub(crate) fn runs_text(shares: &[f64]) -> String {
+    shares
+        .iter()
+        .map(|s| format!("{:.1} %", 100.0 * s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The paired runs against a server that traces no call, beside the others.
+fn untraced_section(load: &LoadResults) -> String {
+    if load.paired_get_untraced.is_empty() {
+        return String::new();
+    }
+    let untraced = median_share(&load.paired_get_untraced);
+    format!(
+        "\nWhat tracing every call costs: the same paired runs against a second server started\n\
+         with `YC_IMAGES_LOG=warn`, which makes no call span and writes no call line (every\n\
+         answer still carries its ids, and metrics still count the call):\n\n\
+         | paired gRPC Get runs, calls untraced | share of the ceiling |\n|---|---|\n\
+         | {} | **{:.0} %** (median; {:.0} points above the traced server) |\n",
+        runs_text(&load.paired_get_untraced),
+        100.0 * untraced,
+        100.0 * (untraced - load.paired_share()),
+    )
 }
 
 /// The runs on PostgreSQL, beside the embedded store's.

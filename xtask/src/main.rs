@@ -34,7 +34,8 @@ tasks:
                      --server runs only the server under load, --report runs nothing
                      (both reuse the last figures of what they do not run)
                      (--report: only rewrite the report from the last run's figures);
-                     --paired runs only the paired gRPC Get and prints its shares;
+                     --paired runs only the paired gRPC Get (traced, and untraced)
+                     and prints its shares;
                      --registry only the pushes and pulls against docker-registry
   fuzz [--cases N]   the property tests of every parser of outside input (tests named
                      fuzz_*) with N cases each (default 100000); CI runs them with 4096
@@ -59,14 +60,14 @@ fn main() -> Result<()> {
         ["bench", "--server"] => bench::run(bench::Run::Server),
         ["bench", "--report"] => bench::run(bench::Run::Report),
         ["bench", "--paired"] => {
-            let shares = load::paired()?;
-            let text: Vec<String> = shares
-                .iter()
-                .map(|s| format!("{:.1} %", s * 100.0))
-                .collect();
+            let results = load::paired()?;
             println!(
                 "bench: paired gRPC Get, share of the ceiling: {}",
-                text.join(", ")
+                load::runs_text(&results.paired_get)
+            );
+            println!(
+                "bench: the same, calls untraced (YC_IMAGES_LOG=warn): {}",
+                load::runs_text(&results.paired_get_untraced)
             );
             Ok(())
         }

@@ -165,9 +165,14 @@ async fn answer(
     routed: Routed<'_>,
     body: axum::body::Body,
 ) -> Response {
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(body) => body,
-        Err(e) => return body_error(&e),
+    // Most calls (every GET) have no body: nothing to wait for or collect.
+    let body = if axum::body::HttpBody::is_end_stream(&body) {
+        axum::body::Bytes::new()
+    } else {
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => body,
+            Err(e) => return body_error(&e),
+        }
     };
     let fields = match RestRequest::read(routed.rule, routed.values, routed.query, &body) {
         Ok(fields) => fields,

@@ -108,6 +108,9 @@ pub enum RuleBody {
     Field(String),
 }
 
+/// The most segments a path template may have: a path with more matches none.
+const MAX_SEGMENTS: usize = 16;
+
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
@@ -152,6 +155,9 @@ impl PathTemplate {
                 segments.push(Segment::Literal(segment.to_owned()));
             }
         }
+        if segments.len() > MAX_SEGMENTS {
+            return Err(format!("{text:?}: more than {MAX_SEGMENTS} segments"));
+        }
         Ok(Self { segments, verb })
     }
 
@@ -169,14 +175,24 @@ impl PathTemplate {
     /// matches, as they are in the path (still percent-encoded; [`RestRequest::read`]
     /// decodes them); `None` if it does not.
     pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
-        let mut rest = path.strip_prefix('/')?;
-        if let Some(verb) = &self.verb {
-            rest = rest.strip_suffix(verb.as_str())?.strip_suffix(':')?;
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        self.matches_parts(&parts)
+    }
+
+    /// [`matches`](Self::matches) on a path already split at its slashes (without the
+    /// leading one), so that a router splits each request's path once for all its templates.
+    fn matches_parts<'p>(&self, parts: &[&'p str]) -> Option<Vec<(&str, &'p str)>> {
+        if parts.len() != self.segments.len() {
+            return None;
         }
+        let last = parts.len().checked_sub(1)?;
         let mut values = Vec::new();
-        let mut parts = rest.split('/');
-        for segment in &self.segments {
-            let part = parts.next()?;
+        for (at, (segment, &part)) in self.segments.iter().zip(parts).enumerate() {
+            // The custom verb ends the last segment (a verb never holds a slash).
+            let part = match &self.verb {
+                Some(verb) if at == last => part.strip_suffix(verb.as_str())?.strip_suffix(':')?,
+                _ => part,
+            };
             match segment {
                 Segment::Literal(literal) => {
                     if part != literal {
@@ -193,7 +209,7 @@ impl PathTemplate {
                 }
             }
         }
-        parts.next().is_none().then_some(values)
+        Some(values)
     }
 }
 
@@ -503,8 +519,10 @@ impl RestRequest {
                 .decode_utf8()
                 .map_err(|_| validation_error(field, "is not UTF-8 text once percent-decoded"))?
                 .into_owned();
-            // The path decides a field it names, whatever the body said.
-            if let Some(descriptor) = rule.input.get_field_by_name(field) {
+            // The path decides a field it names, whatever the body or the query said.
+            if !fields.is_empty()
+                && let Some(descriptor) = rule.input.get_field_by_name(field)
+            {
                 fields.remove(descriptor.json_name());
             }
             fields.insert(field.to_owned(), Value::String(value));
@@ -754,9 +772,23 @@ impl RestRouter {
 
     /// The method a request for `path` (percent-encoded, no query) by `method` goes to.
     pub fn route<'r>(&'r self, method: &Method, path: &'r str) -> Route<'r> {
+        // The path is split once, into a buffer on the stack: no template has more segments.
+        let mut parts = [""; MAX_SEGMENTS];
+        let mut count = 0;
+        let Some(rest) = path.strip_prefix('/') else {
+            return Route::NotFound;
+        };
+        for part in rest.split('/') {
+            let Some(slot) = parts.get_mut(count) else {
+                return Route::NotFound;
+            };
+            *slot = part;
+            count += 1;
+        }
+        let parts = &parts[..count];
         let mut allowed = Vec::new();
         for (rest, rule) in &self.routes {
-            if let Some(values) = rule.template.matches(path) {
+            if let Some(values) = rule.template.matches_parts(parts) {
                 if rule.method == *method {
                     return Route::Method(rest, rule, values);
                 }
@@ -774,6 +806,96 @@ impl RestRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_router_finds_the_rule_of_a_path_split_once() {
+        use crate::yandex::cloud::compute::v1::image_service_rpc as images;
+        use crate::yandex::cloud::operation::operation_service_rpc as operations;
+        let mut compute = RestService::new("compute");
+        compute.encoded(images::GET, |_| async { Ok(Vec::new()) });
+        compute.encoded(images::GET_LATEST_BY_FAMILY, |_| async { Ok(Vec::new()) });
+        compute.encoded(images::LIST, |_| async { Ok(Vec::new()) });
+        compute.encoded(images::DELETE, |_| async { Ok(Vec::new()) });
+        let mut ops = RestService::new("operations");
+        ops.encoded(operations::GET, |_| async { Ok(Vec::new()) });
+        ops.encoded(operations::CANCEL, |_| async { Ok(Vec::new()) });
+        let router = RestRouter::new([compute, ops]);
+        let found = |method: Method, path: &str| match router.route(&method, path) {
+            Route::Method(rest, _, values) => Ok((
+                rest.method(),
+                values
+                    .into_iter()
+                    .map(|(f, v)| format!("{f}={v}"))
+                    .collect::<Vec<_>>(),
+            )),
+            Route::MethodNotAllowed(allowed) => Err(allowed
+                .iter()
+                .map(Method::to_string)
+                .collect::<Vec<_>>()
+                .join(",")),
+            Route::NotFound => Err("404".to_owned()),
+        };
+        assert_eq!(
+            found(Method::GET, "/compute/v1/images/fd8abc"),
+            Ok(("Get", vec!["image_id=fd8abc".to_owned()]))
+        );
+        assert_eq!(
+            found(Method::GET, "/compute/v1/images:latestByFamily"),
+            Ok(("GetLatestByFamily", vec![]))
+        );
+        assert_eq!(
+            found(Method::GET, "/compute/v1/images"),
+            Ok(("List", vec![]))
+        );
+        assert_eq!(
+            found(Method::DELETE, "/compute/v1/images/fd8abc"),
+            Ok(("Delete", vec!["image_id=fd8abc".to_owned()]))
+        );
+        assert_eq!(
+            found(Method::PUT, "/compute/v1/images/fd8abc"),
+            Err("GET,DELETE".to_owned())
+        );
+        assert_eq!(
+            found(Method::POST, "/operations/abc:cancel"),
+            Ok(("Cancel", vec!["operation_id=abc".to_owned()]))
+        );
+        // Cancel has two rules (GET, and POST as an additional binding).
+        assert_eq!(
+            found(Method::GET, "/operations/abc:cancel"),
+            Ok(("Cancel", vec!["operation_id=abc".to_owned()]))
+        );
+        assert_eq!(
+            found(Method::PUT, "/operations/abc:cancel"),
+            Err("GET,POST".to_owned())
+        );
+        assert_eq!(
+            found(Method::GET, "/operations/abc"),
+            Ok(("Get", vec!["operation_id=abc".to_owned()]))
+        );
+        // A verb never ends a variable of a rule without one; an empty one matches.
+        assert_eq!(
+            found(Method::GET, "/operations/abc:x"),
+            Err("404".to_owned())
+        );
+        assert_eq!(
+            found(Method::GET, "/compute/v1/images/"),
+            Ok(("Get", vec!["image_id=".to_owned()]))
+        );
+        for path in [
+            "compute/v1/images",
+            "/compute/v1/images/fd8abc/",
+            "/compute/v1//images",
+            "/",
+            "",
+        ] {
+            assert_eq!(found(Method::GET, path), Err("404".to_owned()), "{path}");
+        }
+        // More segments than any template may have: no rule, and no overrun.
+        let long = "/compute".repeat(MAX_SEGMENTS + 5);
+        assert_eq!(found(Method::GET, &long), Err("404".to_owned()));
+        assert!(PathTemplate::parse(&"/a".repeat(MAX_SEGMENTS + 1)).is_err());
+        assert!(PathTemplate::parse(&"/a".repeat(MAX_SEGMENTS)).is_ok());
+    }
 
     #[test]
     fn templates_parse_and_match() {

@@ -366,7 +366,8 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut text = String::with_capacity(160);
+        // Room for a call span's fields, the method a REST call records later included.
+        let mut text = String::with_capacity(256);
         attrs.record(&mut FieldWriter {
             out: &mut text,
             first: true,
