@@ -3,6 +3,11 @@
 //! gRPC sends them (`RegistryImages::list_encoded`, what the server answers List with). Served by indexes with keyset paging,
 //! neither should grow with the number of images. `cargo xtask bench` runs this and writes the
 //! figures to docs/benchmarks.md.
+//!
+//! For a closer look: `YC_BENCH_SIZES=10000,200000` (the sizes), `YC_BENCH_STORE=file` (the
+//! store in a database file with the server's pool of connections, rather than in memory),
+//! `YC_BENCH_SPREAD=1` (also pages all over the registry one after another, whose rows no
+//! page before has read: what many clients paging at once cost, beyond SQLite's page cache).
 
 // A benchmark stops at the first error, with the error.
 #![allow(clippy::unwrap_used)]
@@ -34,8 +39,16 @@ fn digest(seed: &str) -> String {
     )
 }
 
-async fn populate(size: usize) -> RegistryImages {
-    let store = SqlImageStore::in_memory().await.unwrap();
+async fn populate(size: usize, dir: &std::path::Path) -> RegistryImages {
+    // `YC_BENCH_STORE=file`: in a database file, as the server keeps it.
+    let store = if std::env::var("YC_BENCH_STORE").as_deref() == Ok("file") {
+        let db = yc_sql::Db::sqlite_file(dir.join(format!("bench-{size}.db")), 8)
+            .await
+            .unwrap();
+        SqlImageStore::open(db).await.unwrap()
+    } else {
+        SqlImageStore::in_memory().await.unwrap()
+    };
     let registry = Registry {
         id: REGISTRY.into(),
         folder_id: "b1gbench".into(),
@@ -90,8 +103,9 @@ fn list_pages(c: &mut Criterion) {
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 1_000_000]);
+    let dir = tempfile::tempdir().unwrap();
     for size in sizes {
-        let images = runtime.block_on(populate(size));
+        let images = runtime.block_on(populate(size, dir.path()));
         let repository = format!("{REGISTRY}/repo-{:06}", size / PER_REPOSITORY / 2);
         let filtered = ListImagesRequest {
             registry_id: REGISTRY.into(),
@@ -133,6 +147,41 @@ fn list_pages(c: &mut Criterion) {
                     .iter(|| images.list_encoded(request, &caller, Form::Protobuf));
             },
         );
+
+        // Pages all over a whole registry, by digest, one after another: rows no page
+        // before has read, as many clients paging at once read them.
+        if std::env::var("YC_BENCH_SPREAD").is_ok() {
+            let mut tokens = Vec::new();
+            let mut request = ListImagesRequest {
+                registry_id: REGISTRY.into(),
+                order_by: "digest".into(),
+                page_size: 100,
+                ..Default::default()
+            };
+            loop {
+                let page = runtime
+                    .block_on(images.list(&request, &Caller::system()))
+                    .unwrap();
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                tokens.push(page.next_page_token.clone());
+                request.page_token = page.next_page_token;
+            }
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("spread_pages_by_digest", size), |b| {
+                b.to_async(&runtime).iter(|| {
+                    at = (at + 7919) % tokens.len();
+                    let request = ListImagesRequest {
+                        page_token: tokens[at].clone(),
+                        ..request.clone()
+                    };
+                    let images = &images;
+                    let caller = &caller;
+                    async move { images.list_encoded(&request, caller, Form::Protobuf).await }
+                });
+            });
+        }
     }
     group.finish();
 }
