@@ -378,8 +378,10 @@ pub struct SqlBlobStore {
 }
 
 impl SqlBlobStore {
-    /// The store in `db`, its schema created or checked; uploads abandoned for a day are
-    /// removed.
+    /// The store in `db`, its schema created or checked. Uploads past their lifetime (a day,
+    /// unless [`with_upload_lifetime`](Self::with_upload_lifetime) says otherwise) are removed
+    /// by [`expire_uploads`](Self::expire_uploads) and by every collection, never here: a
+    /// store given a longer lifetime once open keeps what it should.
     pub async fn open(db: impl Into<Db>) -> Result<Self, BlobError> {
         let db = db.into();
         db.migrate_from(
@@ -396,7 +398,6 @@ impl SqlBlobStore {
             objects: None,
             upload_lifetime: UPLOAD_LIFETIME,
         };
-        store.expire_uploads().await?;
         Ok(store)
     }
 

@@ -341,6 +341,47 @@ async fn postgres_uploads_keep_every_byte_and_check_it() {
 /// Finishing checks the digest from the bytes as they arrived when this server received them
 /// all, and by reading them back when another replica wrote some: either way a wrong digest is
 /// refused and a right one stores exactly the bytes sent.
+/// An unfinished upload is removed once it is older than the lifetime the store is given, and
+/// not before: opening the store again (a restart) removes nothing by a lifetime of its own.
+#[tokio::test]
+async fn uploads_expire_after_the_lifetime_the_store_is_given_and_not_before() {
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+    let db = yc_sql::Db::sqlite_memory().await.unwrap();
+    let store = SqlBlobStore::open(db.clone()).await.unwrap();
+    let upload = store.start("crpone").await.unwrap();
+    store
+        .append(&upload.id, Some(0), None, body(&[b"abc"]))
+        .await
+        .unwrap();
+    // Started two days ago.
+    let two_days = i64::try_from((2 * DAY).as_nanos()).unwrap();
+    db.execute(&yc_sql::query("UPDATE cr_uploads SET started_at = started_at - $1").bind(two_days))
+        .await
+        .unwrap();
+    let kept = SqlBlobStore::open(db.clone())
+        .await
+        .unwrap()
+        .with_upload_lifetime(3 * DAY);
+    assert_eq!(kept.upload(&upload.id).await.unwrap().size, 3);
+    assert_eq!(kept.expire_uploads().await.unwrap(), 0);
+    assert_eq!(kept.upload(&upload.id).await.unwrap().size, 3);
+    let short = kept.with_upload_lifetime(DAY);
+    assert_eq!(short.expire_uploads().await.unwrap(), 1);
+    assert_eq!(
+        short.upload(&upload.id).await.unwrap_err(),
+        BlobError::UploadUnknown(upload.id.clone())
+    );
+    // What it had received went with it.
+    let left: Vec<i64> = db
+        .fetch_all(&yc_sql::query("SELECT COUNT(*) FROM cr_blob_data"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<i64>(0).unwrap())
+        .collect();
+    assert_eq!(left, [0]);
+}
+
 #[tokio::test]
 async fn digests_are_checked_whoever_wrote_the_bytes() {
     let db = yc_sql::Db::sqlite_memory().await.unwrap();
