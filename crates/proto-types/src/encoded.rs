@@ -409,10 +409,10 @@ pub fn page_shape<M: Name>() -> Option<&'static PageShape> {
     {
         return *shape;
     }
-    let shape = PageShape::of(&M::full_name()).map(|shape| &*Box::leak(Box::new(shape)));
+    // Read and kept under the write lock, so that two first calls at once keep one copy.
     *shapes
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .entry(key)
-        .or_insert(shape)
+        .or_insert_with(|| PageShape::of(&M::full_name()).map(|shape| &*Box::leak(Box::new(shape))))
 }
