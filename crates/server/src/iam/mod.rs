@@ -414,8 +414,17 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    match admit(&iam, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// What [`authenticate`] does before the call goes on: the principal of the call's token put
+/// on it (nothing for a public path), or the answer that refuses it.
+pub(crate) async fn admit(iam: &Iam, request: &mut Request) -> Result<(), Response> {
     if is_public(request.uri().path()) {
-        return next.run(request).await;
+        return Ok(());
     }
     let authorization = request
         .headers()
@@ -425,18 +434,16 @@ pub(crate) async fn authenticate(
         Ok(principal) => {
             tracing::Span::current().record("caller", principal.subject.as_str());
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            Ok(())
         }
         Err(status) if yc_registry_image::distribution::is_registry_path(request.uri().path()) => {
-            yc_registry_image::distribution::unauthorized(status.message).into_response()
+            Err(yc_registry_image::distribution::unauthorized(status.message).into_response())
         }
-        Err(status) => {
-            if yc_api_runtime::rest::is_grpc(request.headers()) {
-                tonic::Status::from(status).into_http()
-            } else {
-                ApiError(status).into_response()
-            }
-        }
+        Err(status) => Err(if yc_api_runtime::rest::is_grpc(request.headers()) {
+            tonic::Status::from(status).into_http()
+        } else {
+            ApiError(status).into_response()
+        }),
     }
 }
 

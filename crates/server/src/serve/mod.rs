@@ -22,6 +22,7 @@ use crate::iam::{Config as IamConfig, Iam};
 
 mod args;
 mod calls;
+mod dispatch;
 mod stores;
 
 pub(crate) use args::{LogFormat, ServeArgs, StoreArgs};
@@ -184,7 +185,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             "/metrics",
             get(move || async move { metrics_text(&scraped) }),
         )
-        .fallback(move |request| yc_api_runtime::rest::transcode(rest.clone(), request))
+        // What no rule's path is: 404 (gRPC's UNIMPLEMENTED for a gRPC call). The paths of
+        // the rules go to the transcoder before the router (`Dispatch`).
+        .fallback({
+            let rest = rest.clone();
+            move |request| yc_api_runtime::rest::transcode(rest.clone(), request)
+        })
         .method_not_allowed_fallback(yc_api_runtime::rest::method_not_allowed)
         // `conn` limits request bodies (flag `--max-request-bytes`).
         .layer(axum::extract::DefaultBodyLimit::disable());
@@ -192,10 +198,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     // IAM. A call without one is refused by the services (UNAUTHENTICATED).
     if authenticated {
         app = app.layer(axum::middleware::from_fn_with_state(
-            iam,
+            iam.clone(),
             crate::iam::authenticate,
         ));
     }
+    let app = dispatch::Dispatch {
+        router: app,
+        rest,
+        iam: authenticated.then_some(iam),
+    };
     // Without IAM, `RequestIds` puts the anonymous principal on every call (one layer less
     // than `PrincipalLayer`: each layer of the router is a boxed service cloned per call).
     // Outermost, so that refused calls have ids and are logged and counted too.
