@@ -175,41 +175,63 @@ impl PathTemplate {
     /// matches, as they are in the path (still percent-encoded; [`RestRequest::read`]
     /// decodes them); `None` if it does not.
     pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
-        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-        self.matches_parts(&parts)
+        let mut parts = [""; MAX_SEGMENTS];
+        self.matches_parts(split_path(path, &mut parts)?)
     }
 
     /// [`matches`](Self::matches) on a path already split at its slashes (without the
     /// leading one), so that a router splits each request's path once for all its templates.
     fn matches_parts<'p>(&self, parts: &[&'p str]) -> Option<Vec<(&str, &'p str)>> {
-        if parts.len() != self.segments.len() {
+        // Checked before anything is collected: most templates a router tries do not match.
+        if !self.fits(parts) {
             return None;
         }
-        let last = parts.len().checked_sub(1)?;
-        let mut values = Vec::new();
-        for (at, (segment, &part)) in self.segments.iter().zip(parts).enumerate() {
-            // The custom verb ends the last segment (a verb never holds a slash).
-            let part = match &self.verb {
-                Some(verb) if at == last => part.strip_suffix(verb.as_str())?.strip_suffix(':')?,
-                _ => part,
-            };
-            match segment {
-                Segment::Literal(literal) => {
-                    if part != literal {
-                        return None;
-                    }
-                }
-                // A custom verb is never part of a variable. An empty one matches, so that
-                // the request's validation names the missing field.
+        let last = parts.len() - 1;
+        let values = self
+            .segments
+            .iter()
+            .zip(parts)
+            .enumerate()
+            .filter_map(|(at, (segment, &part))| match segment {
                 Segment::Field(field) => {
-                    if part.contains(':') {
-                        return None;
-                    }
-                    values.push((field.as_str(), part));
+                    Some((field.as_str(), self.without_verb(at == last, part)?))
                 }
-            }
-        }
+                Segment::Literal(_) => None,
+            })
+            .collect();
         Some(values)
+    }
+
+    /// Whether the path split into `parts` matches.
+    fn fits(&self, parts: &[&str]) -> bool {
+        if parts.len() != self.segments.len() || parts.is_empty() {
+            return false;
+        }
+        let last = parts.len() - 1;
+        self.segments
+            .iter()
+            .zip(parts)
+            .enumerate()
+            .all(|(at, (segment, part))| {
+                let Some(part) = self.without_verb(at == last, part) else {
+                    return false;
+                };
+                match segment {
+                    Segment::Literal(literal) => part == literal,
+                    // A custom verb is never part of a variable. An empty one matches, so that
+                    // the request's validation names the missing field.
+                    Segment::Field(_) => !part.contains(':'),
+                }
+            })
+    }
+
+    /// `part` without the custom verb if it is the last (a verb never holds a slash); `None`
+    /// when the template has a verb the part does not end with.
+    fn without_verb<'p>(&self, last: bool, part: &'p str) -> Option<&'p str> {
+        match &self.verb {
+            Some(verb) if last => part.strip_suffix(verb.as_str())?.strip_suffix(':'),
+            _ => Some(part),
+        }
     }
 }
 
@@ -772,24 +794,16 @@ impl RestRouter {
 
     /// The method a request for `path` (percent-encoded, no query) by `method` goes to.
     pub fn route<'r>(&'r self, method: &Method, path: &'r str) -> Route<'r> {
-        // The path is split once, into a buffer on the stack: no template has more segments.
         let mut parts = [""; MAX_SEGMENTS];
-        let mut count = 0;
-        let Some(rest) = path.strip_prefix('/') else {
+        let Some(parts) = split_path(path, &mut parts) else {
             return Route::NotFound;
         };
-        for part in rest.split('/') {
-            let Some(slot) = parts.get_mut(count) else {
-                return Route::NotFound;
-            };
-            *slot = part;
-            count += 1;
-        }
-        let parts = &parts[..count];
         let mut allowed = Vec::new();
         for (rest, rule) in &self.routes {
-            if let Some(values) = rule.template.matches_parts(parts) {
-                if rule.method == *method {
+            if rule.template.fits(parts) {
+                if rule.method == *method
+                    && let Some(values) = rule.template.matches_parts(parts)
+                {
                     return Route::Method(rest, rule, values);
                 }
                 allowed.push(rule.method.clone());
@@ -801,6 +815,32 @@ impl RestRouter {
             Route::MethodNotAllowed(allowed)
         }
     }
+
+    /// Whether a rule has `path`, by whatever HTTP method: what [`route`](Self::route) answers
+    /// for it is not `NotFound`. Allocates nothing.
+    pub fn has_path(&self, path: &str) -> bool {
+        let mut parts = [""; MAX_SEGMENTS];
+        split_path(path, &mut parts).is_some_and(|parts| {
+            self.routes
+                .iter()
+                .any(|(_, rule)| rule.template.fits(parts))
+        })
+    }
+}
+
+/// `path` split at its slashes (without the leading one) into `parts`, on the stack; `None`
+/// when it does not start with a slash or has more segments than any template may have.
+fn split_path<'p, 'b>(
+    path: &'p str,
+    parts: &'b mut [&'p str; MAX_SEGMENTS],
+) -> Option<&'b [&'p str]> {
+    let rest = path.strip_prefix('/')?;
+    let mut count = 0;
+    for part in rest.split('/') {
+        *parts.get_mut(count)? = part;
+        count += 1;
+    }
+    Some(&parts[..count])
 }
 
 #[cfg(test)]

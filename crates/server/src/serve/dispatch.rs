@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::Response;
-use yc_proto_types::rpc::{RestRouter, Route};
+use yc_proto_types::rpc::RestRouter;
 
 /// See the module docs.
 #[derive(Clone)]
@@ -34,11 +34,7 @@ impl tower_service::Service<Request> for Dispatch {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let rest_call = !matches!(
-            self.rest.route(request.method(), request.uri().path()),
-            Route::NotFound
-        );
-        if !rest_call {
+        if !self.rest.has_path(request.uri().path()) {
             return Dispatched::Router {
                 future: self.router.call(request),
             };
