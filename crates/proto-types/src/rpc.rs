@@ -860,21 +860,32 @@ mod tests {
         ops.encoded(operations::GET, |_| async { Ok(Vec::new()) });
         ops.encoded(operations::CANCEL, |_| async { Ok(Vec::new()) });
         let router = RestRouter::new([compute, ops]);
-        let found = |method: Method, path: &str| match router.route(&method, path) {
-            Route::Method(rest, _, values) => Ok((
-                rest.method(),
-                values
-                    .into_iter()
-                    .map(|(f, v)| format!("{f}={v}"))
-                    .collect::<Vec<_>>(),
-            )),
-            Route::MethodNotAllowed(allowed) => Err(allowed
-                .iter()
-                .map(Method::to_string)
-                .collect::<Vec<_>>()
-                .join(",")),
-            Route::NotFound => Err("404".to_owned()),
+        let found = |method: Method, path: &str| {
+            let route = router.route(&method, path);
+            assert_eq!(
+                router.has_path(path),
+                !matches!(route, Route::NotFound),
+                "has_path({path:?})"
+            );
+            found_route(route)
         };
+        fn found_route(route: Route<'_>) -> Result<(&'static str, Vec<String>), String> {
+            match route {
+                Route::Method(rest, _, values) => Ok((
+                    rest.method(),
+                    values
+                        .into_iter()
+                        .map(|(f, v)| format!("{f}={v}"))
+                        .collect::<Vec<_>>(),
+                )),
+                Route::MethodNotAllowed(allowed) => Err(allowed
+                    .iter()
+                    .map(Method::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")),
+                Route::NotFound => Err("404".to_owned()),
+            }
+        }
         assert_eq!(
             found(Method::GET, "/compute/v1/images/fd8abc"),
             Ok(("Get", vec!["image_id=fd8abc".to_owned()]))
