@@ -530,17 +530,7 @@ fn check_wire(
     mut wire: &[u8],
     out: &mut Vec<FieldViolation>,
 ) -> Result<(), String> {
-    // On the stack for a message of a few fields (every request the API has), not a new
-    // vector per call.
-    let mut few = [None; 16];
-    let mut many = Vec::new();
-    let values: &mut [Option<Scalar<'_>>] = match few.get_mut(..rules.fields.len()) {
-        Some(few) => few,
-        None => {
-            many.resize(rules.fields.len(), None);
-            &mut many
-        }
-    };
+    let mut values: Vec<Option<Scalar<'_>>> = vec![None; rules.fields.len()];
     while wire.has_remaining() {
         let (number, wire_type) = decode_key(&mut wire).map_err(|e| e.to_string())?;
         let Some(at) = rules.fields.iter().position(|f| f.field.number() == number) else {
@@ -550,7 +540,7 @@ fn check_wire(
         };
         values[at] = Some(read_scalar(&rules.fields[at].field, wire_type, &mut wire)?);
     }
-    for (rules, value) in rules.fields.iter().zip(values.iter().copied()) {
+    for (rules, value) in rules.fields.iter().zip(values) {
         match value {
             None if rules.required => {
                 violation(out, rules.field.name().into(), "is required".into())
