@@ -1,4 +1,4 @@
-//! The step after the call layer: a call whose path is a REST rule's goes straight to the
+//! The step after the call layer: a REST call whose path is a rule's goes straight to the
 //! REST transcoder; everything else to the router (gRPC, the registry API, health, metrics,
 //! and the 404 of a path no rule has). The router would reach the transcoder too, as its
 //! fallback, but through axum's handler machinery: a dozen allocations and boxed services
@@ -34,7 +34,11 @@ impl tower_service::Service<Request> for Dispatch {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if !self.rest.has_path(request.uri().path()) {
+        // A gRPC call (most calls) is the router's without a look at the rules: one to a
+        // rule's path gets there too, through the router's fallback.
+        if yc_api_runtime::rest::is_grpc(request.headers())
+            || !self.rest.has_path(request.uri().path())
+        {
             return Dispatched::Router {
                 future: self.router.call(request),
             };
