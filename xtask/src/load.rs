@@ -201,6 +201,17 @@ fn start(mut command: Command, what: &str) -> Result<(Running, String)> {
     Ok((running, address))
 }
 
+/// `yc-images serve` of the release build in `release` on a port of its own, pinned to the
+/// servers' CPU, seeded from `work/seed`, logging to `work/<log>`; the caller adds its store.
+fn server_command(release: &Path, work: &Path, log: &str) -> Result<Command> {
+    let mut command = on_cpu(SERVER_CPU, release.join("yc-images"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(work.join("seed"))
+        .stderr(fs::File::create(work.join(log))?);
+    Ok(command)
+}
+
 /// The body of a plain HTTP/1.1 GET (answered with a `content-length`).
 fn http_get(address: &str, path: &str) -> Result<Vec<u8>> {
     use std::io::{Read as _, Write as _};
@@ -335,14 +346,8 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     let all = work.path().join("images.json");
     fs::write(&all, serde_json::Value::Array(images).to_string())?;
 
-    let log = fs::File::create(work.path().join("server.log"))?;
-    let mut server = on_cpu(SERVER_CPU, release.join("yc-images"));
-    server
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(work.path().join("data"))
-        .arg("--seed")
-        .arg(work.path().join("seed"))
-        .stderr(log);
+    let mut server = server_command(&release, work.path(), "server.log")?;
+    server.arg("--data-dir").arg(work.path().join("data"));
     let (_server, server_address) = start(server, "yc-images serve")?;
     let mut ceiling = on_cpu(SERVER_CPU, release.join("examples/ceiling"));
     ceiling.arg(&all);
@@ -433,15 +438,11 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     )?;
     // Again against a server that traces no call: the span and line of every call, priced.
     println!("bench: gRPC Get, both servers at once, calls untraced");
-    let log = fs::File::create(work.path().join("untraced.log"))?;
-    let mut untraced = on_cpu(SERVER_CPU, release.join("yc-images"));
+    let mut untraced = server_command(&release, work.path(), "untraced.log")?;
     untraced
         .env("YC_IMAGES_LOG", "warn")
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(work.path().join("data-untraced"))
-        .arg("--seed")
-        .arg(work.path().join("seed"))
-        .stderr(log);
+        .arg("--data-dir")
+        .arg(work.path().join("data-untraced"));
     let (untraced, untraced_address) = start(untraced, "yc-images serve (untraced)")?;
     let paired_get_untraced = paired_runs(
         &untraced_address,
@@ -486,19 +487,8 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     // time goes there; no ceiling to compare with.
     let mut postgres = Vec::new();
     if every_call && postgres_reachable() {
-        let log = fs::File::create(work.path().join("server-postgres.log"))?;
-        let mut command = on_cpu(SERVER_CPU, release.join("yc-images"));
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                POSTGRES,
-            ])
-            .arg("--seed")
-            .arg(work.path().join("seed"))
-            .stderr(log);
+        let mut command = server_command(&release, work.path(), "server-postgres.log")?;
+        command.args(["--database-url", POSTGRES]);
         let (_on_postgres, address) = start(command, "yc-images serve on PostgreSQL")?;
         for (i, (call, transport, args, path)) in pg_scenarios.into_iter().enumerate() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
