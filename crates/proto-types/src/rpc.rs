@@ -176,19 +176,16 @@ impl PathTemplate {
     /// decodes them); `None` if it does not.
     pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let mut parts = [""; MAX_SEGMENTS];
-        self.matches_parts(split_path(path, &mut parts)?)
+        let parts = split_path(path, &mut parts)?;
+        self.fits(parts).then(|| self.values(parts))
     }
 
-    /// [`matches`](Self::matches) on a path already split at its slashes (without the
-    /// leading one), so that a router splits each request's path once for all its templates.
-    fn matches_parts<'p>(&self, parts: &[&'p str]) -> Option<Vec<(&str, &'p str)>> {
-        // Checked before anything is collected: most templates a router tries do not match.
-        if !self.fits(parts) {
-            return None;
-        }
-        let last = parts.len() - 1;
-        let values = self
-            .segments
+    /// The values of the template's fields in a path it [`fits`](Self::fits), split at its
+    /// slashes (without the leading one): a router splits each request's path once for all its
+    /// templates, and collects values only for the one it takes.
+    fn values<'p>(&self, parts: &[&'p str]) -> Vec<(&str, &'p str)> {
+        let last = parts.len().saturating_sub(1);
+        self.segments
             .iter()
             .zip(parts)
             .enumerate()
@@ -198,8 +195,7 @@ impl PathTemplate {
                 }
                 Segment::Literal(_) => None,
             })
-            .collect();
-        Some(values)
+            .collect()
     }
 
     /// Whether the path split into `parts` matches.
@@ -801,10 +797,8 @@ impl RestRouter {
         let mut allowed = Vec::new();
         for (rest, rule) in &self.routes {
             if rule.template.fits(parts) {
-                if rule.method == *method
-                    && let Some(values) = rule.template.matches_parts(parts)
-                {
-                    return Route::Method(rest, rule, values);
+                if rule.method == *method {
+                    return Route::Method(rest, rule, rule.template.values(parts));
                 }
                 allowed.push(rule.method.clone());
             }
