@@ -2,7 +2,8 @@
 //! REST transcoder; everything else to the router (gRPC, the registry API, health, metrics,
 //! and the 404 of a path no rule has). The router would reach the transcoder too, as its
 //! fallback, but through axum's handler machinery: a dozen allocations and boxed services
-//! per call, a twentieth of a REST Get's time.
+//! per call (going around it gave REST Get 7 % more throughput, measured paired). The
+//! transcoder then finds the rule again (`has_path` allocates nothing).
 
 use std::convert::Infallible;
 use std::future::Future;
