@@ -2,6 +2,7 @@
 //! operations, served over gRPC and REST on one address.
 
 mod cli;
+mod coalesce;
 mod conn;
 mod endpoints;
 mod iam;
