@@ -209,7 +209,7 @@ async fn serve_io<I, A: App>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new());
-    // HTTP/2 answers ready together go out in one write (see `coalesce`).
+    // Answers ready together go out together (see `coalesce`).
     let io = crate::coalesce::Coalesced::new(crate::request_line::RequestLine::new(io));
     let mut serving = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     // The timers and signals that may end the connection are watched by a task of their own,
