@@ -575,7 +575,7 @@ const CALL_PROFILE: &str = "\
 
 `perf record -a -C 0` on the servers' CPU for 5 s while h2load loads one server alone (as
 above), the samples of CPU 0 divided by the calls served, grouped by what the code does
-(commit d04181c, AMD EPYC 2 cores under KVM). A List page has 10 images.
+(commit d04181c, on the machine below). A List page has 10 images.
 
 | per call, µs of CPU 0 | REST Get | ceiling | REST List | ceiling | gRPC List | ceiling |
 |---|---|---|---|---|---|---|
