@@ -596,12 +596,12 @@ A gRPC List costs the server a fifth more than the ceiling's: the ceiling encode
 images for every call, the server copies their stored protobuf bytes, and that saving pays
 for most of SQLite's work. Over REST the ceiling sends a fixed body (no database, no
 encoding), so a REST List page costs the server 12 µs more than the ceiling: SQLite's
-reading of the rows (3.5 µs) and
-what every call pays (span and line 1 µs, the transcoder 0.75 µs, the allocator and copies
-of a 5 KB page 1.5 µs, the page token 0.4 µs), and the socket's wake-ups of a client that,
-answered more slowly, sleeps more often. Half the ceiling's REST List throughput would leave
-17.4 µs a page: less than the socket's work and SQLite's together leave room for beside the
-rest of a call, short of answering pages from a cache.
+reading of the rows (3.5 µs), what every call pays (span and line 1 µs, the transcoder
+0.75 µs, the allocator and copies of a 5 KB page 1.5 µs, the page token 0.4 µs), and the
+socket's wake-ups of a client that, answered more slowly, sleeps more often. Half the
+ceiling's REST List throughput would leave 17.4 µs a page: less than the socket's work and
+SQLite's together leave room for beside the rest of a call, short of answering pages from a
+cache.
 ";
 
 /// The report's section on the server under load.
