@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use yc_proto_types::google::rpc::Status;
-use yc_proto_types::rpc::{RestRequest, RestRouter, RestService, Route};
+use yc_proto_types::rpc::{RestRequest, RestRouter, RestService, Route, RouteId};
 
 /// Put in a REST answer's extensions by [`transcode`]: the gRPC path of the method it called,
 /// for the server's logs and metrics.
@@ -109,7 +109,9 @@ pub fn router(services: impl IntoIterator<Item = RestService>) -> axum::Router {
 /// another method's), reads the request message from the path, the query and the body
 /// (`INVALID_ARGUMENT` naming the field when it does not read), calls the service as gRPC
 /// would, with the request's headers as metadata and its extensions, and answers the response
-/// as JSON or the error as the API's JSON error.
+/// as JSON or the error as the API's JSON error. A [`RouteId`] in the request's extensions is
+/// the route a server found with [`RestRouter::find`] as the call came in (naming the call's
+/// method in its span then): it is taken rather than looked for again.
 pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let axum::http::request::Parts {
@@ -119,7 +121,14 @@ pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request)
         extensions,
         ..
     } = parts;
-    let (method, rule, values) = match router.route(&http_method, uri.path()) {
+    // A server that found the route as the call came in (and named the call's method in its
+    // span then) put it in the extensions.
+    let found = extensions.get::<RouteId>().copied();
+    let route = match found {
+        Some(id) => router.route_found(id, &http_method, uri.path()),
+        None => router.route(&http_method, uri.path()),
+    };
+    let (method, rule, values) = match route {
         Route::Method(method, rule, values) => (method, rule, values),
         Route::NotFound => return no_route(http_method, uri, headers).await,
         Route::MethodNotAllowed(allowed) => {
@@ -135,7 +144,9 @@ pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request)
             return response;
         }
     };
-    tracing::Span::current().record("method", method.grpc_path());
+    if found.is_none() {
+        tracing::Span::current().record("method", method.grpc_path());
+    }
     let rpc = RestRpc(method.grpc_path());
     let request = Routed {
         rule,

@@ -788,39 +788,70 @@ impl RestRouter {
         self.routes.iter().map(|(m, r)| (m, *r))
     }
 
-    /// The method a request for `path` (percent-encoded, no query) by `method` goes to.
+    /// The rule a request for `path` (percent-encoded, no query) by `method` goes to, if
+    /// any: the first whose HTTP method is `method` and whose template the path fits. Only the
+    /// rules of that HTTP method are looked at, and nothing is allocated: a server finds the
+    /// route of a call once, as it comes in, and hands it to [`route_found`](Self::route_found).
+    pub fn find(&self, method: &Method, path: &str) -> Option<RouteId> {
+        let mut parts = [""; MAX_SEGMENTS];
+        let parts = split_path(path, &mut parts)?;
+        self.find_in(method, parts)
+    }
+
+    fn find_in(&self, method: &Method, parts: &[&str]) -> Option<RouteId> {
+        self.routes
+            .iter()
+            .position(|(_, rule)| rule.method == *method && rule.template.fits(parts))
+            .map(RouteId)
+    }
+
+    /// The method of a route [`find`](Self::find) found.
+    pub fn method(&self, id: RouteId) -> Option<&RestMethod> {
+        self.routes.get(id.0).map(|(method, _)| method)
+    }
+
+    /// Where a request for `path` by `method` goes, given the route [`find`](Self::find)
+    /// found for it: that route with the path's values, if it is this router's route for the
+    /// request; else as [`route`](Self::route) finds it.
+    pub fn route_found<'r>(&'r self, id: RouteId, method: &Method, path: &'r str) -> Route<'r> {
+        let mut parts = [""; MAX_SEGMENTS];
+        if let Some(parts) = split_path(path, &mut parts)
+            && let Some((rest, rule)) = self.routes.get(id.0)
+            && self.find_in(method, parts) == Some(id)
+        {
+            return Route::Method(rest, rule, rule.template.values(parts));
+        }
+        self.route(method, path)
+    }
+
+    /// Where a request for `path` (percent-encoded, no query) by `method` goes.
     pub fn route<'r>(&'r self, method: &Method, path: &'r str) -> Route<'r> {
         let mut parts = [""; MAX_SEGMENTS];
         let Some(parts) = split_path(path, &mut parts) else {
             return Route::NotFound;
         };
-        let mut allowed = Vec::new();
-        for (rest, rule) in &self.routes {
-            if rule.template.fits(parts) {
-                if rule.method == *method {
-                    return Route::Method(rest, rule, rule.template.values(parts));
-                }
-                allowed.push(rule.method.clone());
-            }
+        if let Some(RouteId(at)) = self.find_in(method, parts)
+            && let Some((rest, rule)) = self.routes.get(at)
+        {
+            return Route::Method(rest, rule, rule.template.values(parts));
         }
+        let allowed: Vec<Method> = self
+            .routes
+            .iter()
+            .filter(|(_, rule)| rule.template.fits(parts))
+            .map(|(_, rule)| rule.method.clone())
+            .collect();
         if allowed.is_empty() {
             Route::NotFound
         } else {
             Route::MethodNotAllowed(allowed)
         }
     }
-
-    /// Whether a rule has `path`, by whatever HTTP method: what [`route`](Self::route) answers
-    /// for it is not `NotFound`. Allocates nothing.
-    pub fn has_path(&self, path: &str) -> bool {
-        let mut parts = [""; MAX_SEGMENTS];
-        split_path(path, &mut parts).is_some_and(|parts| {
-            self.routes
-                .iter()
-                .any(|(_, rule)| rule.template.fits(parts))
-        })
-    }
 }
+
+/// A route of a [`RestRouter`], as [`RestRouter::find`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteId(usize);
 
 /// `path` split at its slashes (without the leading one) into `parts`, on the stack; `None`
 /// when it does not start with a slash or has more segments than any template may have.
@@ -856,11 +887,19 @@ mod tests {
         let router = RestRouter::new([compute, ops]);
         let found = |method: Method, path: &str| {
             let route = router.route(&method, path);
+            // Found once as the call comes in, the route is the same.
+            let found = router.find(&method, path);
             assert_eq!(
-                router.has_path(path),
-                !matches!(route, Route::NotFound),
-                "has_path({path:?})"
+                found.is_some(),
+                matches!(route, Route::Method(..)),
+                "find({method} {path:?})"
             );
+            if let Some(id) = found {
+                assert_eq!(
+                    found_route(router.route_found(id, &method, path)),
+                    found_route(router.route(&method, path))
+                );
+            }
             found_route(route)
         };
         fn found_route(route: Route<'_>) -> Result<(&'static str, Vec<String>), String> {
@@ -940,6 +979,23 @@ mod tests {
         assert_eq!(found(Method::GET, &long), Err("404".to_owned()));
         assert!(PathTemplate::parse(&"/a".repeat(MAX_SEGMENTS + 1)).is_err());
         assert!(PathTemplate::parse(&"/a".repeat(MAX_SEGMENTS)).is_ok());
+        // A route found for another request is not taken for this one.
+        let get = router
+            .find(&Method::GET, "/compute/v1/images/fd8abc")
+            .unwrap();
+        assert_eq!(router.method(get).map(RestMethod::method), Some("Get"));
+        assert_eq!(
+            found_route(router.route_found(get, &Method::GET, "/compute/v1/images")),
+            Ok(("List", vec![]))
+        );
+        assert_eq!(
+            found_route(router.route_found(get, &Method::POST, "/compute/v1/images/x")),
+            Err("GET,DELETE".to_owned())
+        );
+        assert_eq!(
+            found_route(router.route_found(get, &Method::GET, "/nowhere")),
+            Err("404".to_owned())
+        );
     }
 
     #[test]

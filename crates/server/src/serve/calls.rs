@@ -7,6 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use yc_api_runtime::Principal;
+use yc_proto_types::rpc::{RestRouter, RouteId};
 
 /// The outermost layer: every call runs in a tracing span of its own (`call`, with its
 /// request id, trace id, method and caller), so that every event of the call, errors
@@ -17,6 +18,9 @@ use yc_api_runtime::Principal;
 #[derive(Debug, Clone)]
 pub(super) struct RequestIdsLayer {
     pub(super) metrics: Arc<crate::metrics::Metrics>,
+    /// The REST routes: a REST call's route is found here, so that its span names its method
+    /// from the start, and handed on in its extensions ([`RouteId`]).
+    pub(super) rest: Arc<RestRouter>,
     /// Whether every caller is the anonymous one (a server without IAM): then this layer
     /// puts [`Principal::anonymous`] on every call.
     pub(super) anonymous: bool,
@@ -29,6 +33,7 @@ impl<S> tower_layer::Layer<S> for RequestIdsLayer {
         RequestIds {
             inner,
             metrics: self.metrics.clone(),
+            rest: self.rest.clone(),
             anonymous: self.anonymous,
         }
     }
@@ -38,23 +43,31 @@ impl<S> tower_layer::Layer<S> for RequestIdsLayer {
 pub(super) struct RequestIds<S> {
     inner: S,
     metrics: Arc<crate::metrics::Metrics>,
+    rest: Arc<RestRouter>,
     anonymous: bool,
 }
 
-/// The method label and transport of a call, from what its request shows; a REST call's
-/// method is known once the transcoder has routed it.
-fn classify(request: &Request) -> (&'static str, &'static str) {
+/// The method label and transport of a call, from what its request shows, and the route of a
+/// REST call (found once, here).
+fn classify(request: &Request, rest: &RestRouter) -> (&'static str, &'static str, Option<RouteId>) {
     let path = request.uri().path();
     if yc_api_runtime::rest::is_grpc(request.headers()) {
-        (crate::metrics::grpc_method(path), "grpc")
+        (crate::metrics::grpc_method(path), "grpc", None)
     } else if path == "/v2" || path.starts_with("/v2/") {
-        ("registry-api", "http")
+        ("registry-api", "http", None)
     } else if path == "/healthz" {
-        ("healthz", "http")
+        ("healthz", "http", None)
     } else if path == "/metrics" {
-        ("metrics", "http")
+        ("metrics", "http", None)
     } else {
-        ("unknown", "rest")
+        match rest.find(request.method(), path) {
+            Some(id) => (
+                rest.method(id).map_or("unknown", |m| m.grpc_path()),
+                "rest",
+                Some(id),
+            ),
+            None => ("unknown", "rest", None),
+        }
     }
 }
 
@@ -86,12 +99,16 @@ where
         }
         let request_id = client_request_id(request.headers()).unwrap_or_else(new_id);
         let trace_id = new_id();
-        let (method, transport) = classify(&request);
+        let (method, transport, route) = classify(&request, &self.rest);
+        if let Some(route) = route {
+            request.extensions_mut().insert(route);
+        }
         let span = tracing::info_span!(
             "call",
             request_id = request_id.to_str().unwrap_or_default(),
             trace_id = trace_id.to_str().unwrap_or_default(),
-            // Known now for gRPC; a REST call's once the transcoder has routed it.
+            // Unknown only for a path no rule has (a REST call to a path with other methods:
+            // the transcoder answers 405 and names none).
             method = (method != "unknown").then_some(method),
             // Known now without IAM; else once the token is checked.
             caller = self.anonymous.then_some("anonymous"),

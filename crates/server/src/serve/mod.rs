@@ -204,7 +204,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     let app = dispatch::Dispatch {
         router: app,
-        rest,
+        rest: rest.clone(),
         iam: authenticated.then_some(iam),
     };
     // Without IAM, `RequestIds` puts the anonymous principal on every call (one layer less
@@ -215,6 +215,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     use tower_layer::Layer as _;
     let app = RequestIdsLayer {
         metrics,
+        rest: rest.clone(),
         anonymous: !authenticated,
     }
     .layer(axum::extract::DefaultBodyLimit::disable().layer(app));
