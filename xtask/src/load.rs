@@ -28,7 +28,15 @@ const GRPC_CONNECTIONS: u32 = 4;
 const GRPC_STREAMS: u32 = 8;
 const REST_CONNECTIONS: u32 = 32;
 /// The share of the ceiling's throughput gRPC Get must reach.
-pub(crate) const GRPC_GET_TARGET: f64 = 0.85;
+pub(crate) const GRPC_GET_TARGET: f64 = 0.90;
+/// The shares of the ceiling's throughput each call is to reach, on paired runs: by call and
+/// transport, as the scenarios name them.
+const TARGETS: [(&str, &str, f64); 4] = [
+    ("Get", "gRPC", GRPC_GET_TARGET),
+    ("List (10 per page)", "gRPC", 0.50),
+    ("Get", "REST", 0.85),
+    ("List (10 per page)", "REST", 0.50),
+];
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct GetImageRequest {
@@ -60,6 +68,15 @@ pub(crate) struct Scenario {
     pub(crate) transport: String,
     pub(crate) server: Figures,
     pub(crate) ceiling: Figures,
+}
+
+/// A call against both servers at once: the server's throughput as a share of the ceiling's
+/// in each run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Paired {
+    pub(crate) call: String,
+    pub(crate) transport: String,
+    pub(crate) shares: Vec<f64>,
 }
 
 /// A call measured against the server on PostgreSQL.
@@ -130,6 +147,9 @@ pub(crate) struct LoadResults {
     /// call line (`YC_IMAGES_LOG=warn`): what tracing every call costs.
     #[serde(default)]
     pub(crate) paired_get_untraced: Vec<f64>,
+    /// Every other call paired the same way (none on `--paired`).
+    #[serde(default)]
+    pub(crate) paired: Vec<Paired>,
     /// Each call against the server on PostgreSQL (none when it is not reachable).
     #[serde(default)]
     pub(crate) postgres: Vec<OnPostgres>,
@@ -429,9 +449,10 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     println!("bench: gRPC Get, both servers at once");
     let get_args = grpc_args(&get);
     let get_args: Vec<&str> = get_args.iter().map(String::as_str).collect();
+    let grpc_get = "/yandex.cloud.compute.v1.ImageService/Get";
     let paired_get = paired_runs(
-        &server_address,
-        &ceiling_address,
+        [&server_address, &ceiling_address],
+        grpc_get,
         &get_args,
         work.path(),
         "",
@@ -445,8 +466,8 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
         .arg(work.path().join("data-untraced"));
     let (untraced, untraced_address) = start(untraced, "yc-images serve (untraced)")?;
     let paired_get_untraced = paired_runs(
-        &untraced_address,
-        &ceiling_address,
+        [&untraced_address, &ceiling_address],
+        grpc_get,
         &get_args,
         work.path(),
         "untraced-",
@@ -456,6 +477,23 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
     let mut results = Vec::new();
     let pg_scenarios = scenarios.clone();
     let scenarios = if every_call { scenarios } else { Vec::new() };
+    // Every other call paired too: the targets' method.
+    let mut paired = Vec::new();
+    for (i, (call, transport, args, path)) in scenarios.iter().enumerate().skip(1) {
+        println!("bench: {transport} {call}, both servers at once");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        paired.push(Paired {
+            call: (*call).to_owned(),
+            transport: (*transport).to_owned(),
+            shares: paired_runs(
+                [&server_address, &ceiling_address],
+                path,
+                &args,
+                work.path(),
+                &format!("{i}-"),
+            )?,
+        });
+    }
     for (i, (call, transport, args, path)) in scenarios.into_iter().enumerate() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         println!("bench: {transport} {call}");
@@ -515,22 +553,22 @@ fn run_shapes(every_call: bool) -> Result<LoadResults> {
         scenarios: results,
         paired_get,
         paired_get_untraced,
+        paired,
         postgres,
     };
     fs::write(results_path(), serde_json::to_string_pretty(&results)?)?;
     Ok(results)
 }
 
-/// gRPC Get against `server` and `ceiling` at the same time, [`ROUNDS`] times: the server's
-/// throughput as a share of the ceiling's in each run.
+/// The call at `path` against the server and the ceiling (`[server, ceiling]`) at the same
+/// time, [`ROUNDS`] times: the server's throughput as a share of the ceiling's in each run.
 fn paired_runs(
-    server: &str,
-    ceiling: &str,
+    [server, ceiling]: [&str; 2],
+    path: &str,
     args: &[&str],
     work: &Path,
     name: &str,
 ) -> Result<Vec<f64>> {
-    let path = "/yandex.cloud.compute.v1.ImageService/Get";
     let mut shares = Vec::new();
     for round in 0..ROUNDS {
         let (server, ceiling) = std::thread::scope(|scope| {
@@ -655,11 +693,12 @@ pub(crate) fn section(load: &LoadResults) -> Result<String> {
          slows the machine slows both alike; the share of a run is the server's throughput over\n\
          the ceiling's in that run.\n\n\
          | paired gRPC Get runs | share of the ceiling |\n|---|---|\n\
-         | {} | **{:.0} %** (median) |\n{}\n{}{}",
+         | {} | **{:.0} %** (median) |\n{}{}\n{}{}",
         100.0 * GRPC_GET_TARGET,
         runs_text(&load.paired_get),
         100.0 * load.paired_share(),
         untraced_section(load),
+        paired_section(load)?,
         CALL_PROFILE,
         postgres_section(load)?
     ))
@@ -672,6 +711,44 @@ pub(crate) fn runs_text(shares: &[f64]) -> String {
         .map(|s| format!("{:.1} %", 100.0 * s))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Every call's paired runs, against its target.
+fn paired_section(load: &LoadResults) -> Result<String> {
+    if load.paired.is_empty() {
+        return Ok(String::new());
+    }
+    let mut table = String::from(
+        "| call | transport | paired runs | share of the ceiling (median) | target |\n\
+         |---|---|---|---|---|\n",
+    );
+    let get = Paired {
+        call: "Get".into(),
+        transport: "gRPC".into(),
+        shares: load.paired_get.clone(),
+    };
+    for paired in std::iter::once(&get).chain(&load.paired) {
+        let share = median_share(&paired.shares);
+        let target = TARGETS
+            .iter()
+            .find(|(call, transport, _)| *call == paired.call && *transport == paired.transport)
+            .map_or(String::new(), |(_, _, target)| {
+                let met = if share >= *target { "met" } else { "not met" };
+                format!("{:.0} % ({met})", 100.0 * target)
+            });
+        writeln!(
+            table,
+            "| {} | {} | {} | **{:.0} %** | {target} |",
+            paired.call,
+            paired.transport,
+            runs_text(&paired.shares),
+            100.0 * share
+        )?;
+    }
+    Ok(format!(
+        "\nEvery call paired the same way (both servers under the same load at once on CPU\n\
+         {SERVER_CPU}), against the targets:\n\n{table}"
+    ))
 }
 
 /// The paired runs against a server that traces no call, beside the others.
