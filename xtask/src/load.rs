@@ -640,6 +640,24 @@ socket's wake-ups of a client that, answered more slowly, sleeps more often. Hal
 ceiling's REST List throughput would leave 17.4 µs a page: less than the socket's work and
 SQLite's together leave room for beside the rest of a call, short of answering pages from a
 cache.
+
+Why REST Get stays near 60 % of the ceiling (commit dee1b39, this machine: `perf record -a
+-C 0` and `mpstat` under the same REST Get load on each server alone). The ceiling spends
+1.9 µs a call in user space, the server 4.9 µs: the call's span and log line, its ids and
+metrics, the transcoder reading the request by the schema's rules, the access check, the
+stored answer's copy. The kernel costs the server 1.1 µs a call more than the ceiling, and
+nearly all of that is waking h2load (`sock_def_readable`: 1.05 µs a call against 0.39 µs):
+answered more slowly, the client's CPU runs out of work between answers (idle a third of
+the time, against a twentieth under the ceiling), and each answer that finds it asleep pays
+an inter-processor interrupt, an exit to the hypervisor under KVM. Every microsecond of the
+server's own work so costs more than a microsecond of CPU 0. 85 % of the ceiling would need a
+REST Get in about 7.9 µs of CPU 0 instead of 11, which leaves about 1 µs of user space a call
+beside a bare axum handler answering fixed bytes for all of the above. Holding answers back
+longer does not help: two and three turns of the scheduler instead of one served the same
+(103.6k, 106.7k, 106.6k req/s in one round; 113.6k, 110.1k, 109.9k in the next). Routing a
+REST call once, as it comes in (its span named at birth, no second look at the rules), gave
+REST Get 1.3 % more on paired runs against the server before it (101.0, 100.8, 102.0 %),
+REST List nothing measurable (99.3, 99.0, 99.3 %).
 ";
 
 /// The report's section on the server under load.
@@ -686,9 +704,9 @@ pub(crate) fn section(load: &LoadResults) -> Result<String> {
          per call costs; what that work costs is in \"Where a call's time goes\" below.\n\n\
          {table}\n\
          Run after run, this machine's speed varies by a tenth or more, so the shares above move\n\
-         by several points between runs of the same code. The target (gRPC Get at\n\
-         {:.0} % of the ceiling or more) is therefore checked on paired runs: the same gRPC\n\
-         Get load on both servers at the same time, {ROUNDS} runs of {DURATION} s, each server\n\
+         by several points between runs of the same code. The targets (gRPC Get at\n\
+         {:.0} % of the ceiling or more, the others below) are therefore checked on paired\n\
+         runs: the same load on both servers at the same time, {ROUNDS} runs of {DURATION} s, each server\n\
          on its half of CPU {SERVER_CPU} and both h2load on CPU {LOAD_CPU}, so that whatever\n\
          slows the machine slows both alike; the share of a run is the server's throughput over\n\
          the ceiling's in that run.\n\n\
