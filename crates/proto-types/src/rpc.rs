@@ -1030,4 +1030,113 @@ mod tests {
         assert!(PathTemplate::parse("/a/{b=**}").is_err());
         assert!(PathTemplate::parse("/a//b").is_err());
     }
+
+    /// Every service of the schema with REST rules, each method answering nothing.
+    fn whole_schema_router() -> RestRouter {
+        use crate::yandex::cloud::compute::v1::{image_service_rpc, snapshot_service_rpc};
+        use crate::yandex::cloud::containerregistry::v1::{
+            image_service_rpc as registry_images, registry_service_rpc,
+        };
+        use crate::yandex::cloud::operation::operation_service_rpc as operations;
+        let mut compute = RestService::new("compute");
+        compute.encoded(image_service_rpc::GET, |_| async { Ok(Vec::new()) });
+        compute.encoded(image_service_rpc::GET_LATEST_BY_FAMILY, |_| async {
+            Ok(Vec::new())
+        });
+        compute.encoded(image_service_rpc::LIST, |_| async { Ok(Vec::new()) });
+        compute.encoded(image_service_rpc::CREATE, |_| async { Ok(Vec::new()) });
+        compute.encoded(image_service_rpc::UPDATE, |_| async { Ok(Vec::new()) });
+        compute.encoded(image_service_rpc::DELETE, |_| async { Ok(Vec::new()) });
+        compute.encoded(image_service_rpc::UPDATE_ACCESS_BINDINGS, |_| async {
+            Ok(Vec::new())
+        });
+        compute.encoded(snapshot_service_rpc::GET, |_| async { Ok(Vec::new()) });
+        let mut registry = RestService::new("registry");
+        registry.encoded(registry_images::GET, |_| async { Ok(Vec::new()) });
+        registry.encoded(registry_images::LIST, |_| async { Ok(Vec::new()) });
+        registry.encoded(registry_images::DELETE, |_| async { Ok(Vec::new()) });
+        registry.encoded(registry_service_rpc::GET, |_| async { Ok(Vec::new()) });
+        let mut ops = RestService::new("operations");
+        ops.encoded(operations::GET, |_| async { Ok(Vec::new()) });
+        ops.encoded(operations::CANCEL, |_| async { Ok(Vec::new()) });
+        RestRouter::new([compute, registry, ops])
+    }
+
+    proptest::proptest! {
+        /// A route found once as a call comes in is the route `route` finds, with the same
+        /// values, for any path and HTTP method a client may send.
+        #[test]
+        fn a_route_found_once_is_the_route(
+            rules_method in proptest::bool::ANY,
+            other_method in proptest::sample::select(vec![
+                Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT,
+            ]),
+            rule in 0..64usize,
+            value in proptest::sample::select(vec!["fd8abc", "", "a:b", "%2F", "x.y-z_~"]),
+            change in 0..6u8,
+            word in proptest::sample::select(vec![
+                "compute", "v1", "images", "operations", "fd8abc", "", ":cancel",
+                "images:latestByFamily",
+            ]),
+        ) {
+            let router = whole_schema_router();
+            // A path of one of the rules, its fields given `value`, then perhaps changed.
+            let (_, rule) = router.routes().nth(rule % router.routes().count()).unwrap();
+            let mut segments: Vec<String> = rule
+                .template()
+                .segments()
+                .iter()
+                .map(|segment| match segment {
+                    Segment::Literal(literal) => literal.clone(),
+                    Segment::Field(_) => value.to_owned(),
+                })
+                .collect();
+            let verb = rule.template().verb().map(|v| format!(":{v}")).unwrap_or_default();
+            let at = usize::from(change) % segments.len().max(1);
+            match change {
+                0 | 1 => {}
+                2 => {
+                    segments.pop();
+                }
+                3 => segments.push(word.to_owned()),
+                _ => {
+                    if let Some(segment) = segments.get_mut(at) {
+                        *segment = word.to_owned();
+                    }
+                }
+            }
+            let path = format!("/{}{verb}", segments.join("/"));
+            // Half the calls by the rule's own HTTP method.
+            let method = if rules_method { rule.method().clone() } else { other_method };
+            let route = router.route(&method, &path);
+            let found = router.find(&method, &path);
+            match (&route, found) {
+                (Route::Method(rest, rule, values), Some(id)) => {
+                    proptest::prop_assert_eq!(
+                        router.method(id).map(RestMethod::grpc_path),
+                        Some(rest.grpc_path())
+                    );
+                    let Route::Method(again, again_rule, again_values) =
+                        router.route_found(id, &method, &path)
+                    else {
+                        return Err(proptest::test_runner::TestCaseError::fail("not routed"));
+                    };
+                    proptest::prop_assert_eq!(again.grpc_path(), rest.grpc_path());
+                    proptest::prop_assert!(std::ptr::eq(*rule, again_rule));
+                    proptest::prop_assert_eq!(values, &again_values);
+                }
+                (Route::Method(..), None) => {
+                    return Err(proptest::test_runner::TestCaseError::fail(
+                        format!("{method} {path:?}: routed, but not found"),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(proptest::test_runner::TestCaseError::fail(
+                        format!("{method} {path:?}: found, but not routed"),
+                    ));
+                }
+                (_, None) => {}
+            }
+        }
+    }
 }
