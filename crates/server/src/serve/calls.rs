@@ -107,8 +107,8 @@ where
             "call",
             request_id = request_id.to_str().unwrap_or_default(),
             trace_id = trace_id.to_str().unwrap_or_default(),
-            // Unknown only for a path no rule has (a REST call to a path with other methods:
-            // the transcoder answers 405 and names none).
+            // Unknown only for a call no rule of its HTTP method takes (answered 404 or 405)
+            // and a gRPC method nobody defined.
             method = (method != "unknown").then_some(method),
             // Known now without IAM; else once the token is checked.
             caller = self.anonymous.then_some("anonymous"),
