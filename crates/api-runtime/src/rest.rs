@@ -144,7 +144,11 @@ pub async fn transcode(router: Arc<RestRouter>, request: axum::extract::Request)
             return response;
         }
     };
-    if found.is_none() {
+    // Named in the span as the call came in, unless the route found did not take the call.
+    let named = found
+        .and_then(|id| router.method(id))
+        .map(|m| m.grpc_path());
+    if named != Some(method.grpc_path()) {
         tracing::Span::current().record("method", method.grpc_path());
     }
     let rpc = RestRpc(method.grpc_path());

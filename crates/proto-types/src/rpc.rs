@@ -811,13 +811,16 @@ impl RestRouter {
     }
 
     /// Where a request for `path` by `method` goes, given the route [`find`](Self::find)
-    /// found for it: that route with the path's values, if it is this router's route for the
-    /// request; else as [`route`](Self::route) finds it.
+    /// found for it: that route with the path's values. Only its own rule is checked (its
+    /// HTTP method, and that the path fits its template), not the rules before it: a route
+    /// that does not take the request (found for another one) falls back to
+    /// [`route`](Self::route).
     pub fn route_found<'r>(&'r self, id: RouteId, method: &Method, path: &'r str) -> Route<'r> {
         let mut parts = [""; MAX_SEGMENTS];
         if let Some(parts) = split_path(path, &mut parts)
             && let Some((rest, rule)) = self.routes.get(id.0)
-            && self.find_in(method, parts) == Some(id)
+            && rule.method == *method
+            && rule.template.fits(parts)
         {
             return Route::Method(rest, rule, rule.template.values(parts));
         }
